@@ -1,0 +1,44 @@
+//! The one place that knows how messages become bytes: bincode 2 (serde flavour).
+//!
+//! Every other module calls [`encode`] and [`decode`]; swapping the encoding, or its settings,
+//! touches this file alone. Decoding is bounded: bincode is given a byte limit so that a length
+//! field in hostile input can never make it allocate more than the frame it came in.
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The largest value the codec will encode or decode, in bytes (matches the largest frame).
+pub const MAX_ENCODED: usize = 1 << 20;
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<MAX_ENCODED>()
+}
+
+/// Why bytes could not be turned into a value, or back.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// The value could not be encoded (too large, most likely).
+    #[error("cannot encode: {0}")]
+    Encode(#[from] bincode::error::EncodeError),
+    /// The bytes are not a valid encoding.
+    #[error("cannot decode: {0}")]
+    Decode(#[from] bincode::error::DecodeError),
+    /// A valid value was followed by bytes that belong to nothing.
+    #[error("{0} trailing bytes after the value")]
+    Trailing(usize),
+}
+
+/// Encode a value.
+pub fn encode<T: Serialize>(value: &T) -> Result<Bytes, CodecError> {
+    Ok(bincode::serde::encode_to_vec(value, config())?.into())
+}
+
+/// Decode a value that must fill `bytes` exactly.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (value, used) = bincode::serde::decode_from_slice(bytes, config())?;
+    if used != bytes.len() {
+        return Err(CodecError::Trailing(bytes.len() - used));
+    }
+    Ok(value)
+}

@@ -1,0 +1,93 @@
+//! How a node is set up: a plain struct with public fields and sensible defaults.
+//!
+//! The CLI fills it from flags; a library user fills it by hand (`Config { name, ..Default::default() }`).
+//! Every timeout and limit that the protocol documents lives here, in one place.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The UDP port peers broadcast their beacons to and listen on, unless told otherwise.
+pub const DEFAULT_DISCOVERY_PORT: u16 = 5681;
+
+/// The room peers join when none is given.
+pub const DEFAULT_ROOM: &str = "classroom";
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Display name shown to others.
+    pub name: String,
+    /// Room: peers of other rooms are ignored.
+    pub room: String,
+    /// Interfaces to announce on and accept beacons from, by name (`lo`, `eth0`...).
+    /// Empty means every up, non-loopback IPv4 interface with a broadcast address.
+    pub interfaces: Vec<String>,
+    /// UDP port of discovery (shared by all peers of a LAN, and of one machine).
+    pub discovery_port: u16,
+    /// TCP port for sessions; 0 picks a free one (it travels in the beacon).
+    pub tcp_port: u16,
+    /// Where the identity (and later the history) lives. `None`: a fresh identity in memory
+    /// only, for tests and embedding.
+    pub data_dir: Option<PathBuf>,
+    /// Optional facts sent in the handshake, e.g. `("role", "teacher")`.
+    pub props: Vec<(String, String)>,
+    /// Time between beacons (each one jittered by up to ±20%).
+    pub beacon_interval: Duration,
+    /// A peer heard from neither by beacon nor by session for this long is dropped.
+    pub expiry: Duration,
+    /// Time allowed for a connection's preamble and hello, and for a dial to connect.
+    pub handshake_timeout: Duration,
+    /// A session idle for this long sends a ping.
+    pub keepalive: Duration,
+    /// How often the interface list is scanned again.
+    pub rescan_interval: Duration,
+    /// Wait before the peer with the higher id dials (the lower id dials at once), so that
+    /// two peers seldom dial each other at the same moment.
+    pub dial_grace: Duration,
+    /// Largest frame accepted or sent, in bytes.
+    pub max_frame: usize,
+    /// Most TCP connections (handshaking or live) at once.
+    pub max_connections: usize,
+    /// Frames queued for one peer before the session is closed as too slow.
+    pub outbox_capacity: usize,
+    /// Longest chat, answer or feedback text, and problem body, in bytes.
+    pub max_text: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: default_name(),
+            room: DEFAULT_ROOM.to_string(),
+            interfaces: Vec::new(),
+            discovery_port: DEFAULT_DISCOVERY_PORT,
+            tcp_port: 0,
+            data_dir: None,
+            props: Vec::new(),
+            beacon_interval: Duration::from_secs(1),
+            expiry: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(5),
+            keepalive: Duration::from_secs(1),
+            rescan_interval: Duration::from_secs(5),
+            dial_grace: Duration::from_millis(1500),
+            max_frame: 1 << 20,
+            max_connections: 1024,
+            outbox_capacity: 16 * 1024,
+            max_text: 256 * 1024,
+        }
+    }
+}
+
+/// The login name of the user, or `peer` when the platform does not say.
+pub fn default_name() -> String {
+    ["USER", "USERNAME", "LOGNAME"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .find(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| "peer".to_string())
+}
+
+/// The per-user data directory of the platform, `.../lanpeer`.
+pub fn default_data_dir() -> Option<PathBuf> {
+    dirs::data_dir().map(|d| d.join("lanpeer"))
+}

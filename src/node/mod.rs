@@ -1,0 +1,238 @@
+//! The public handle: [`Node::start`] a peer from a [`Config`], read its [`Event`]s, send the four
+//! kinds of message, list peers, and [`Node::shutdown`] gracefully.
+//!
+//! The handle is a cheap clone around the command channel of the node actor ([`actor`]), the
+//! single owner of the peer table, the sessions and the exercises. Each call is a command with a
+//! oneshot reply, so callers never share a lock with the network tasks. Dropping every handle
+//! stops the node as `shutdown` would.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, Semaphore, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::codec;
+use crate::config::Config;
+use crate::discovery::announce::Announcer;
+use crate::discovery::beacon::{Beacon, room_tag};
+use crate::discovery::listen::Listener;
+use crate::discovery::{iface, socket};
+use crate::error::Error;
+use crate::event::{Event, PeerInfo};
+use crate::exercises::ProblemView;
+use crate::id::{MsgId, PeerId};
+use crate::identity::Identity;
+use crate::protocol::{Body, Frame, Hello};
+use crate::transport::{self, Ctx};
+
+mod actor;
+
+/// The receiving end of a node's events. Read it: events are queued until read.
+pub type Events = mpsc::UnboundedReceiver<Event>;
+
+/// A request to the node actor.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Send { to: Option<PeerId>, body: Body, reply: oneshot::Sender<Result<MsgId, Error>> },
+    Peers(oneshot::Sender<Vec<PeerInfo>>),
+    Problems(oneshot::Sender<Vec<ProblemView>>),
+    FindPeer(String, oneshot::Sender<Result<PeerId, Error>>),
+    FindProblem(String, oneshot::Sender<Result<MsgId, Error>>),
+    FindAnswer(String, oneshot::Sender<Result<MsgId, Error>>),
+    Shutdown,
+}
+
+/// A running peer. Clone it freely; every clone talks to the same node.
+#[derive(Debug, Clone)]
+pub struct Node {
+    id: PeerId,
+    listen: SocketAddr,
+    cmd: mpsc::Sender<Command>,
+    actor: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+/// Largest title of a problem, in bytes.
+pub const MAX_TITLE: usize = 200;
+
+impl Node {
+    /// Start a peer: open the data dir, pick interfaces, bind the sockets, start the tasks.
+    /// The first event is always [`Event::Ready`].
+    pub async fn start(config: Config) -> Result<(Node, Events), Error> {
+        let name = transport::handshake::clean_name(&config.name);
+        if name.is_empty() {
+            return Err(Error::BadText("the name is empty; give one with --name".into()));
+        }
+        if config.room.trim().is_empty() || config.room.len() > 200 {
+            return Err(Error::BadText("the room name must be 1 to 200 bytes long; give one with --room".into()));
+        }
+        let identity = Identity::open(config.data_dir.as_deref())?;
+        let me = identity.id;
+        let all = iface::scan().map_err(|source| Error::Socket { what: "interface list", source })?;
+        let selected = iface::select(&all, &config.interfaces, true)?;
+
+        let udp = Arc::new(socket::open(config.discovery_port)?);
+        let loopback_only = selected.iter().all(|i| i.loopback);
+        let bind_ip = if loopback_only { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
+        let tcp = tokio::net::TcpListener::bind((bind_ip, config.tcp_port)).await.map_err(|source| {
+            if source.kind() == std::io::ErrorKind::AddrInUse {
+                Error::PortInUse { what: "session (TCP)", port: config.tcp_port, flag: "--tcp-port" }
+            } else {
+                Error::Socket { what: "session (TCP)", source }
+            }
+        })?;
+        let tcp_port = tcp.local_addr().map_err(|source| Error::Socket { what: "session (TCP)", source })?.port();
+        let listen = SocketAddr::new(IpAddr::V4(selected[0].ip), tcp_port);
+
+        let incarnation: u64 = rand::random();
+        let hello = Hello {
+            id: me,
+            incarnation,
+            name: name.clone(),
+            room: config.room.clone(),
+            tcp_port,
+            props: config.props.clone(),
+        };
+        let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+        let (heard_tx, heard_rx) = mpsc::channel(1024);
+        let (sess_tx, sess_rx) = mpsc::channel(4096);
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (iface_tx, iface_rx) = watch::channel(selected.clone());
+        let cancel = CancellationToken::new();
+        let ctx = Arc::new(Ctx {
+            me,
+            room: config.room.clone(),
+            hello: codec::encode(&Frame::Hello(hello)).map_err(|_| Error::BadText("the name or a property is too long".into()))?,
+            handshake_timeout: config.handshake_timeout,
+            keepalive: config.keepalive,
+            idle_timeout: config.expiry,
+            max_frame: config.max_frame,
+            outbox_capacity: config.outbox_capacity,
+            actor: sess_tx,
+            tracker: TaskTracker::new(),
+            cancel: cancel.child_token(),
+            limit: Arc::new(Semaphore::new(config.max_connections)),
+        });
+
+        let tag = room_tag(&config.room);
+        let announce_cancel = cancel.child_token();
+        let announcer = Announcer {
+            socket: udp.clone(),
+            beacon: Beacon { id: me, incarnation, tcp_port, room_tag: tag, farewell: false },
+            port: config.discovery_port,
+            wanted: config.interfaces.clone(),
+            ifaces: iface_tx,
+            interval: config.beacon_interval,
+            rescan: config.rescan_interval,
+        };
+        let listener = Listener { socket: udp, me, room_tag: tag, ifaces: iface_rx, tx: heard_tx };
+        let net_cancel = cancel.child_token();
+        let announce = tokio::spawn(announcer.run(announce_cancel.clone()));
+        let listen_task = tokio::spawn(listener.run(net_cancel.clone()));
+        let accept = tokio::spawn(transport::accept::run(tcp, ctx.clone(), net_cancel.clone()));
+
+        let names: Vec<String> = selected.iter().map(|i| format!("{} {}", i.name, i.ip)).collect();
+        tracing::info!(id = %me, %name, room = %config.room, %listen, interfaces = %names.join(", "), "peer up");
+        let _ = events_tx.send(Event::Ready { id: me, name: name.clone(), room: config.room.clone(), listen });
+
+        let actor = actor::Actor::new(actor::Parts {
+            identity,
+            name,
+            config,
+            ctx,
+            events: events_tx,
+            cancel,
+            announce_cancel,
+            net_cancel,
+            tasks: vec![announce, listen_task, accept],
+        });
+        let handle = tokio::spawn(actor.run(cmd_rx, heard_rx, sess_rx));
+        Ok((Node { id: me, listen, cmd: cmd_tx, actor: Arc::new(Mutex::new(Some(handle))) }, events_rx))
+    }
+
+    /// This peer's id.
+    pub fn id(&self) -> PeerId {
+        self.id
+    }
+
+    /// The address sessions reach this peer on.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd.send(make(tx)).await.map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    async fn send(&self, to: Option<PeerId>, body: Body) -> Result<MsgId, Error> {
+        self.ask(|reply| Command::Send { to, body, reply }).await?
+    }
+
+    /// Chat to everyone listed.
+    pub async fn chat(&self, text: impl Into<String>) -> Result<MsgId, Error> {
+        self.send(None, Body::Chat { text: text.into() }).await
+    }
+
+    /// Chat to one peer only.
+    pub async fn private_chat(&self, to: PeerId, text: impl Into<String>) -> Result<MsgId, Error> {
+        self.send(Some(to), Body::Chat { text: text.into() }).await
+    }
+
+    /// Post a problem to everyone. With `private_answers`, answers go to this peer only (a quiz).
+    pub async fn post_problem(
+        &self,
+        title: impl Into<String>,
+        body: impl Into<String>,
+        private_answers: bool,
+    ) -> Result<MsgId, Error> {
+        self.send(None, Body::Problem { title: title.into(), body: body.into(), private_answers }).await
+    }
+
+    /// Answer a known problem (refused with [`Error::UnknownProblem`] otherwise).
+    pub async fn answer(&self, problem: MsgId, text: impl Into<String>) -> Result<MsgId, Error> {
+        self.send(None, Body::Answer { problem, text: text.into() }).await
+    }
+
+    /// Give feedback on a known answer (refused with [`Error::UnknownAnswer`] otherwise).
+    pub async fn feedback(&self, answer: MsgId, text: impl Into<String>) -> Result<MsgId, Error> {
+        self.send(None, Body::Feedback { answer, text: text.into() }).await
+    }
+
+    /// The listed peers, by name.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, Error> {
+        self.ask(Command::Peers).await
+    }
+
+    /// Every problem seen, with its answers and feedback.
+    pub async fn problems(&self) -> Result<Vec<ProblemView>, Error> {
+        self.ask(Command::Problems).await
+    }
+
+    /// The listed peer a person means: a name, or a prefix of an id.
+    pub async fn find_peer(&self, text: &str) -> Result<PeerId, Error> {
+        self.ask(|r| Command::FindPeer(text.to_string(), r)).await?
+    }
+
+    /// The problem a person means: a full id, or `<id prefix>-<seq>`.
+    pub async fn find_problem(&self, text: &str) -> Result<MsgId, Error> {
+        self.ask(|r| Command::FindProblem(text.to_string(), r)).await?
+    }
+
+    /// The answer a person means: a full id, or `<id prefix>-<seq>`.
+    pub async fn find_answer(&self, text: &str) -> Result<MsgId, Error> {
+        self.ask(|r| Command::FindAnswer(text.to_string(), r)).await?
+    }
+
+    /// Leave gracefully: farewell beacons, `Bye` on every session, queued frames flushed, every
+    /// task ended. Returns when the node is down; the event stream then ends.
+    pub async fn shutdown(&self) {
+        let _ = self.cmd.send(Command::Shutdown).await;
+        if let Some(h) = self.actor.lock().await.take() {
+            let _ = h.await;
+        }
+    }
+}

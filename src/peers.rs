@@ -1,0 +1,475 @@
+//! The peer table: pure data and deadlines, no I/O, so that every rule of the state machine is
+//! unit-tested without a socket.
+//!
+//! The node actor owns the one table and feeds it what the tasks observe (beacons, sessions up
+//! and down, dial results, the clock); the table answers with what the user must be told.
+//! A peer is *listed* (and reported joined) once its session is up, so that everyone on the list
+//! can be messaged; see docs/protocol.md, "Peer state machine".
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use crate::discovery::beacon::Beacon;
+use crate::error::Error;
+use crate::event::{LeaveReason, PeerInfo, PeerState};
+use crate::id::PeerId;
+use crate::protocol::Hello;
+
+/// First wait before dialing a peer again; doubled per failure up to [`MAX_BACKOFF`].
+pub const MIN_BACKOFF: Duration = Duration::from_millis(200);
+/// Longest wait between two dials of one peer.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// One known peer.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Its id.
+    pub id: PeerId,
+    /// Its incarnation (from beacon or hello).
+    pub incarnation: u64,
+    /// Its name (empty until its hello).
+    pub name: String,
+    /// Where to dial it: its IP and TCP port.
+    pub addr: SocketAddr,
+    /// Last beacon or session traffic.
+    pub last_seen: Instant,
+    /// Its state.
+    pub state: PeerState,
+    /// Whether the user was told it joined (and so must be told when it leaves).
+    pub joined: bool,
+    /// When to dial it next, if it needs a dial.
+    pub next_dial: Option<Instant>,
+    /// A dial is under way.
+    pub dialing: bool,
+    /// A beacon came since the last dial started (so a failed dial is not the end of it).
+    pub beacon_since_dial: bool,
+    /// Current wait between dials.
+    pub backoff: Duration,
+    /// Facts from its hello.
+    pub props: Vec<(String, String)>,
+}
+
+impl Entry {
+    fn info(&self, now: Instant) -> PeerInfo {
+        PeerInfo {
+            id: self.id,
+            name: self.name.clone(),
+            addr: self.addr,
+            state: self.state,
+            last_seen_ms: now.saturating_duration_since(self.last_seen).as_millis() as u64,
+            props: self.props.clone(),
+        }
+    }
+}
+
+/// What a beacon changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BeaconOutcome {
+    /// A peer not known before (not listed until its session is up).
+    New,
+    /// Nothing the user needs to hear about.
+    Known,
+    /// A listed peer said goodbye: report it left.
+    Left(PeerInfo),
+    /// A listed peer came back with a new incarnation: report it left; its old session is stale.
+    Restarted(PeerInfo),
+}
+
+/// What a session coming up changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpOutcome {
+    /// Report this peer joined.
+    Joined(PeerInfo),
+    /// The peer restarted under the same id: report the old one left, then the new one joined.
+    Restarted {
+        /// The old incarnation, to report left.
+        old: PeerInfo,
+        /// The new one, to report joined.
+        new: PeerInfo,
+    },
+    /// It was listed already (a reconnect): nothing to report.
+    Resumed,
+}
+
+/// The table.
+#[derive(Debug)]
+pub struct PeerTable {
+    me: PeerId,
+    grace: Duration,
+    expiry: Duration,
+    peers: HashMap<PeerId, Entry>,
+}
+
+impl PeerTable {
+    /// An empty table for peer `me`.
+    pub fn new(me: PeerId, grace: Duration, expiry: Duration) -> Self {
+        PeerTable { me, grace, expiry, peers: HashMap::new() }
+    }
+
+    /// The first dial waits `grace` for the peer with the higher id, so that the lower id usually
+    /// dials first and the two seldom dial each other at once.
+    fn first_dial_at(&self, id: PeerId, now: Instant) -> Instant {
+        if self.me < id { now } else { now + self.grace }
+    }
+
+    fn fresh(&self, b: &Beacon, addr: SocketAddr, now: Instant) -> Entry {
+        Entry {
+            id: b.id,
+            incarnation: b.incarnation,
+            name: String::new(),
+            addr,
+            last_seen: now,
+            state: PeerState::Discovered,
+            joined: false,
+            next_dial: Some(self.first_dial_at(b.id, now)),
+            dialing: false,
+            beacon_since_dial: true,
+            backoff: MIN_BACKOFF,
+            props: Vec::new(),
+        }
+    }
+
+    /// A beacon from `ip` (own beacons and other rooms were filtered out before).
+    pub fn beacon(&mut self, b: &Beacon, ip: IpAddr, now: Instant) -> BeaconOutcome {
+        let addr = SocketAddr::new(ip, b.tcp_port);
+        if b.farewell {
+            return match self.peers.get(&b.id) {
+                Some(e) if e.incarnation == b.incarnation => {
+                    let e = self.peers.remove(&b.id).expect("present");
+                    if e.joined { BeaconOutcome::Left(e.info(now)) } else { BeaconOutcome::Known }
+                }
+                _ => BeaconOutcome::Known,
+            };
+        }
+        let fresh = self.fresh(b, addr, now);
+        match self.peers.get_mut(&b.id) {
+            None => {
+                self.peers.insert(b.id, fresh);
+                BeaconOutcome::New
+            }
+            Some(e) if e.incarnation != b.incarnation => {
+                let old = std::mem::replace(e, fresh);
+                if old.joined { BeaconOutcome::Restarted(old.info(now)) } else { BeaconOutcome::New }
+            }
+            Some(e) => {
+                e.last_seen = now;
+                e.beacon_since_dial = true;
+                if e.state != PeerState::Connected {
+                    // Not connected: dial where it announces from now.
+                    e.addr = addr;
+                }
+                BeaconOutcome::Known
+            }
+        }
+    }
+
+    /// A session with the peer of `hello`, whose socket's remote IP is `ip`, is up and kept.
+    pub fn session_up(&mut self, hello: &Hello, ip: IpAddr, now: Instant) -> UpOutcome {
+        let addr = SocketAddr::new(ip, hello.tcp_port);
+        let mut restarted = None;
+        if let Some(e) = self.peers.get(&hello.id)
+            && e.incarnation != hello.incarnation
+        {
+            let old = self.peers.remove(&hello.id).expect("present");
+            if old.joined {
+                restarted = Some(old.info(now));
+            }
+        }
+        let e = self.peers.entry(hello.id).or_insert_with(|| Entry {
+            id: hello.id,
+            incarnation: hello.incarnation,
+            name: String::new(),
+            addr,
+            last_seen: now,
+            state: PeerState::Discovered,
+            joined: false,
+            next_dial: None,
+            dialing: false,
+            beacon_since_dial: false,
+            backoff: MIN_BACKOFF,
+            props: Vec::new(),
+        });
+        e.name = hello.name.clone();
+        e.props = hello.props.clone();
+        e.addr = addr;
+        e.last_seen = now;
+        e.state = PeerState::Connected;
+        e.next_dial = None;
+        e.backoff = MIN_BACKOFF;
+        let was_joined = std::mem::replace(&mut e.joined, true);
+        let info = e.info(now);
+        match (restarted, was_joined) {
+            (Some(old), _) => UpOutcome::Restarted { old, new: info },
+            (None, true) => UpOutcome::Resumed,
+            (None, false) => UpOutcome::Joined(info),
+        }
+    }
+
+    /// The live session of `id` closed. `farewell`: the peer said goodbye on it.
+    /// Returns the peer to report left, if it leaves now.
+    pub fn session_closed(&mut self, id: PeerId, farewell: bool, now: Instant) -> Option<(PeerInfo, LeaveReason)> {
+        let e = self.peers.get_mut(&id)?;
+        if farewell {
+            let e = self.peers.remove(&id).expect("present");
+            return e.joined.then(|| (e.info(now), LeaveReason::Left));
+        }
+        // Dial again at once (after a short backoff): if it is gone, the dial fails and
+        // `dial_failed` reports it; if the network blinked, the session comes back.
+        e.state = PeerState::Reconnecting;
+        e.beacon_since_dial = false;
+        e.next_dial = Some(now + e.backoff);
+        None
+    }
+
+    /// Pick the peers whose dial is due, and mark them dialing.
+    pub fn due_dials(&mut self, now: Instant) -> Vec<(PeerId, SocketAddr)> {
+        let mut out = Vec::new();
+        for e in self.peers.values_mut() {
+            if e.dialing || e.state == PeerState::Connected {
+                continue;
+            }
+            if matches!(e.next_dial, Some(t) if t <= now) {
+                e.dialing = true;
+                e.beacon_since_dial = false;
+                e.next_dial = None;
+                out.push((e.id, e.addr));
+            }
+        }
+        out
+    }
+
+    /// A dial ended without a session. Returns the peer to report left, when a listed peer
+    /// cannot be reached and has not announced itself since the dial started.
+    pub fn dial_failed(&mut self, id: PeerId, now: Instant) -> Option<(PeerInfo, LeaveReason)> {
+        let e = self.peers.get_mut(&id)?;
+        e.dialing = false;
+        if e.state == PeerState::Connected {
+            return None;
+        }
+        if e.joined && !e.beacon_since_dial {
+            let e = self.peers.remove(&id).expect("present");
+            return Some((e.info(now), LeaveReason::Disconnected));
+        }
+        let jitter = rand::random_range(0..=e.backoff.as_millis() as u64 / 4);
+        e.next_dial = Some(now + e.backoff + Duration::from_millis(jitter));
+        e.backoff = (e.backoff * 2).min(MAX_BACKOFF);
+        None
+    }
+
+    /// A dial ended (successfully or not): it no longer blocks the next one.
+    pub fn dial_done(&mut self, id: PeerId) {
+        if let Some(e) = self.peers.get_mut(&id) {
+            e.dialing = false;
+        }
+    }
+
+    /// Session traffic from `id`: it is alive.
+    pub fn heard(&mut self, id: PeerId, now: Instant) {
+        if let Some(e) = self.peers.get_mut(&id) {
+            e.last_seen = now;
+        }
+    }
+
+    /// Remove the peers silent for longer than the expiry timeout; returns those that were listed.
+    pub fn expire(&mut self, now: Instant) -> Vec<PeerInfo> {
+        let expiry = self.expiry;
+        let gone: Vec<PeerId> = self
+            .peers
+            .values()
+            .filter(|e| now.saturating_duration_since(e.last_seen) > expiry)
+            .map(|e| e.id)
+            .collect();
+        gone.into_iter()
+            .filter_map(|id| self.peers.remove(&id))
+            .filter(|e| e.joined)
+            .map(|e| e.info(now))
+            .collect()
+    }
+
+    /// Remove a peer (e.g. a session closed by policy), returning it if it was listed.
+    pub fn remove(&mut self, id: PeerId, now: Instant) -> Option<PeerInfo> {
+        self.peers.remove(&id).filter(|e| e.joined).map(|e| e.info(now))
+    }
+
+    /// One peer.
+    pub fn get(&self, id: &PeerId) -> Option<&Entry> {
+        self.peers.get(id)
+    }
+
+    /// The listed peers, by name.
+    pub fn listed(&self, now: Instant) -> Vec<PeerInfo> {
+        let mut v: Vec<PeerInfo> = self.peers.values().filter(|e| e.joined).map(|e| e.info(now)).collect();
+        v.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()).then(a.id.cmp(&b.id)));
+        v
+    }
+
+    /// Find a listed peer by name (case-insensitive) or by a prefix of its id.
+    pub fn resolve(&self, query: &str, now: Instant) -> Result<PeerId, Error> {
+        let q = query.trim();
+        let listed = self.listed(now);
+        let by_name: Vec<&PeerInfo> = listed.iter().filter(|p| p.name.eq_ignore_ascii_case(q)).collect();
+        let found: Vec<&PeerInfo> =
+            if by_name.is_empty() { listed.iter().filter(|p| p.id.matches_prefix(q)).collect() } else { by_name };
+        match found.as_slice() {
+            [one] => Ok(one.id),
+            [] => Err(Error::UnknownPeer(q.to_string())),
+            many => Err(Error::AmbiguousPeer(
+                q.to_string(),
+                many.iter().map(|p| format!("{} {}", p.name, p.id.short())).collect::<Vec<_>>().join(", "),
+            )),
+        }
+    }
+
+    /// Number of known peers (listed or not).
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// True when no peer is known.
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::beacon::room_tag;
+    use std::net::Ipv4Addr;
+
+    const GRACE: Duration = Duration::from_millis(1500);
+    const EXPIRY: Duration = Duration::from_secs(5);
+    const IP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+
+    fn beacon(id: u8, inc: u64, farewell: bool) -> Beacon {
+        Beacon { id: PeerId([id; 16]), incarnation: inc, tcp_port: 4000, room_tag: room_tag("r"), farewell }
+    }
+
+    fn hello(id: u8, inc: u64, name: &str) -> Hello {
+        Hello {
+            id: PeerId([id; 16]),
+            incarnation: inc,
+            name: name.into(),
+            room: "r".into(),
+            tcp_port: 4000,
+            props: vec![],
+        }
+    }
+
+    fn table() -> PeerTable {
+        PeerTable::new(PeerId([5; 16]), GRACE, EXPIRY)
+    }
+
+    #[test]
+    fn lower_id_dials_at_once_higher_after_grace() {
+        let mut t = table();
+        let now = Instant::now();
+        assert_eq!(t.beacon(&beacon(9, 1, false), IP, now), BeaconOutcome::New);
+        assert_eq!(t.beacon(&beacon(1, 1, false), IP, now), BeaconOutcome::New);
+        // We (5) are lower than 9: dial 9 now. 1 is lower than us: wait for it to dial.
+        let due = t.due_dials(now);
+        assert_eq!(due, vec![(PeerId([9; 16]), SocketAddr::new(IP, 4000))]);
+        assert!(t.due_dials(now).is_empty(), "a dial under way is not repeated");
+        let later = now + GRACE;
+        assert_eq!(t.due_dials(later), vec![(PeerId([1; 16]), SocketAddr::new(IP, 4000))]);
+        assert!(t.listed(later).is_empty(), "not listed before its session is up");
+    }
+
+    #[test]
+    fn joins_on_session_and_leaves_on_farewell() {
+        let mut t = table();
+        let now = Instant::now();
+        t.beacon(&beacon(9, 1, false), IP, now);
+        match t.session_up(&hello(9, 1, "Bob"), IP, now) {
+            UpOutcome::Joined(p) => assert_eq!(p.name, "Bob"),
+            o => panic!("{o:?}"),
+        }
+        assert_eq!(t.listed(now).len(), 1);
+        assert_eq!(t.resolve("bob", now).unwrap(), PeerId([9; 16]));
+        assert_eq!(t.resolve("0909", now).unwrap(), PeerId([9; 16]));
+        assert!(matches!(t.resolve("alice", now), Err(Error::UnknownPeer(_))));
+        // A farewell of another incarnation is stale and ignored.
+        assert_eq!(t.beacon(&beacon(9, 2, true), IP, now), BeaconOutcome::Known);
+        match t.beacon(&beacon(9, 1, true), IP, now) {
+            BeaconOutcome::Left(p) => assert_eq!(p.name, "Bob"),
+            o => panic!("{o:?}"),
+        }
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn closed_session_redials_and_unreachable_peer_leaves() {
+        let mut t = table();
+        let now = Instant::now();
+        t.session_up(&hello(9, 1, "Bob"), IP, now);
+        assert_eq!(t.session_closed(PeerId([9; 16]), false, now), None);
+        assert_eq!(t.listed(now)[0].state, PeerState::Reconnecting);
+        let due = t.due_dials(now + MIN_BACKOFF);
+        assert_eq!(due.len(), 1);
+        // Refused, and no beacon since: it is gone.
+        let (p, why) = t.dial_failed(PeerId([9; 16]), now + MIN_BACKOFF).unwrap();
+        assert_eq!((p.name.as_str(), why), ("Bob", LeaveReason::Disconnected));
+        assert!(t.listed(now).is_empty());
+    }
+
+    #[test]
+    fn failed_dial_with_beacons_backs_off() {
+        let mut t = table();
+        let now = Instant::now();
+        t.session_up(&hello(9, 1, "Bob"), IP, now);
+        t.session_closed(PeerId([9; 16]), false, now);
+        let t1 = now + MIN_BACKOFF;
+        assert_eq!(t.due_dials(t1).len(), 1);
+        t.beacon(&beacon(9, 1, false), IP, t1);
+        assert_eq!(t.dial_failed(PeerId([9; 16]), t1), None, "still announcing: keep trying");
+        assert!(t.due_dials(t1).is_empty());
+        assert_eq!(t.due_dials(t1 + MIN_BACKOFF * 2).len(), 1);
+        assert_eq!(t.get(&PeerId([9; 16])).unwrap().backoff, MIN_BACKOFF * 2);
+        // The session comes back: listed all along, so nothing new to report.
+        assert_eq!(t.session_up(&hello(9, 1, "Bob"), IP, t1), UpOutcome::Resumed);
+        assert_eq!(t.get(&PeerId([9; 16])).unwrap().backoff, MIN_BACKOFF);
+    }
+
+    #[test]
+    fn silent_peers_expire() {
+        let mut t = table();
+        let now = Instant::now();
+        t.session_up(&hello(9, 1, "Bob"), IP, now);
+        t.beacon(&beacon(7, 1, false), IP, now);
+        assert!(t.expire(now + EXPIRY).is_empty());
+        t.heard(PeerId([9; 16]), now + Duration::from_secs(3));
+        let gone = t.expire(now + EXPIRY + Duration::from_millis(1));
+        assert!(gone.is_empty(), "Bob was heard from; 7 was never listed");
+        assert_eq!(t.len(), 1);
+        let gone = t.expire(now + Duration::from_secs(9));
+        assert_eq!(gone.len(), 1);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn restart_is_reported_as_leave_then_join() {
+        let mut t = table();
+        let now = Instant::now();
+        t.session_up(&hello(9, 1, "Bob"), IP, now);
+        match t.session_up(&hello(9, 2, "Bob"), IP, now) {
+            UpOutcome::Restarted { old, new } => assert_eq!((old.id, new.id), (PeerId([9; 16]), PeerId([9; 16]))),
+            o => panic!("{o:?}"),
+        }
+        match t.beacon(&beacon(9, 3, false), IP, now) {
+            BeaconOutcome::Restarted(p) => assert_eq!(p.name, "Bob"),
+            o => panic!("{o:?}"),
+        }
+        assert!(t.listed(now).is_empty(), "the new incarnation is listed once its session is up");
+    }
+
+    #[test]
+    fn ambiguous_names_are_refused() {
+        let mut t = table();
+        let now = Instant::now();
+        t.session_up(&hello(9, 1, "Sam"), IP, now);
+        t.session_up(&hello(8, 1, "sam"), IP, now);
+        assert!(matches!(t.resolve("SAM", now), Err(Error::AmbiguousPeer(..))));
+        assert_eq!(t.resolve("0808", now).unwrap(), PeerId([8; 16]));
+    }
+}

@@ -1,0 +1,242 @@
+//! Every message of the TCP wire, in one place, with its version.
+//!
+//! A connection starts with an 8-byte [`Preamble`] from each side, then length-delimited frames
+//! (a 4-byte big-endian length, then that many bytes) each holding one bincode-encoded [`Frame`].
+//! The first frame each way is [`Frame::Hello`]. docs/protocol.md describes every byte.
+//!
+//! Evolution rules, so that later work (acknowledgements, catch-up, encryption, gossip) fits:
+//! - new kinds of frame are *appended* to [`Frame`]; a peer drops a frame it cannot decode
+//!   (debug log) and keeps the session, so an older peer survives a newer one;
+//! - the preamble's `mode` byte names the transport (0 = plain frames); an encrypted transport is
+//!   a new mode, with the same frames inside;
+//! - a change that old peers cannot ignore bumps [`PROTOCOL_VERSION`], and peers of another
+//!   version are refused in the preamble, before any frame.
+//! - [`Hello::props`] carries optional key/value facts (e.g. `role=teacher`) without a new version.
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::{MsgId, PeerId};
+
+/// The version of the wire protocol (beacon and TCP). Peers of another version are ignored.
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// The first four bytes of a TCP connection, in each direction.
+pub const PREAMBLE_MAGIC: [u8; 4] = *b"LNPT";
+
+/// Size of the preamble in bytes.
+pub const PREAMBLE_LEN: usize = 8;
+
+/// Transport mode 0: frames are sent as they are (the core protocol).
+pub const MODE_PLAIN: u8 = 0;
+
+/// The 8 bytes each side writes first on a TCP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Preamble {
+    /// [`PROTOCOL_VERSION`] of the sender.
+    pub version: u8,
+    /// The transport mode the sender speaks ([`MODE_PLAIN`]).
+    pub mode: u8,
+}
+
+/// Why a preamble was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PreambleError {
+    /// Not a lanpeer connection.
+    #[error("not a lanpeer connection (bad magic)")]
+    BadMagic,
+    /// Another protocol version.
+    #[error("protocol version {0}, this peer speaks {PROTOCOL_VERSION}")]
+    Version(u8),
+    /// A transport mode this peer does not speak.
+    #[error("transport mode {0} is not supported")]
+    Mode(u8),
+}
+
+impl Preamble {
+    /// The preamble this peer sends.
+    pub fn ours() -> Self {
+        Preamble { version: PROTOCOL_VERSION, mode: MODE_PLAIN }
+    }
+
+    /// `magic(4) version(1) mode(1) reserved(2)=0`.
+    pub fn to_bytes(self) -> [u8; PREAMBLE_LEN] {
+        let m = PREAMBLE_MAGIC;
+        [m[0], m[1], m[2], m[3], self.version, self.mode, 0, 0]
+    }
+
+    /// Parse and check a peer's preamble (reserved bytes are ignored).
+    pub fn parse(b: &[u8; PREAMBLE_LEN]) -> Result<Self, PreambleError> {
+        if b[..4] != PREAMBLE_MAGIC {
+            return Err(PreambleError::BadMagic);
+        }
+        if b[4] != PROTOCOL_VERSION {
+            return Err(PreambleError::Version(b[4]));
+        }
+        if b[5] != MODE_PLAIN {
+            return Err(PreambleError::Mode(b[5]));
+        }
+        Ok(Preamble { version: b[4], mode: b[5] })
+    }
+}
+
+/// One frame of the TCP wire. The variant order is the wire order: append, never reorder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Frame {
+    /// 0: who I am; the first frame each way.
+    Hello(Hello),
+    /// 1: an application message (chat, problem, answer, feedback).
+    Message(Envelope),
+    /// 2: keepalive, sent when a session has been idle for a keepalive interval.
+    Ping,
+    /// 3: I am closing this session on purpose; the text says why (for logs).
+    Bye(String),
+}
+
+/// The handshake: the facts a peer needs before it lists another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The sender's id.
+    pub id: PeerId,
+    /// Random per start of the sender: tells a restarted peer from a lingering old session.
+    pub incarnation: u64,
+    /// Display name.
+    pub name: String,
+    /// Room name; must equal the receiver's room.
+    pub room: String,
+    /// The sender's TCP listening port (so that an accepted session knows where to dial back).
+    pub tcp_port: u16,
+    /// Optional facts, e.g. `("role", "teacher")`. Unknown keys are ignored.
+    pub props: Vec<(String, String)>,
+}
+
+/// An application message with its id, as sent to each addressee.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Unique in the room: author and the author's sequence number.
+    pub id: MsgId,
+    /// The author's display name when it was sent.
+    pub author_name: String,
+    /// The author's clock when it was sent, in milliseconds since the Unix epoch.
+    pub sent_ms: u64,
+    /// `None` for everyone, or the one addressee of a private message.
+    pub to: Option<PeerId>,
+    /// What it says.
+    pub body: Body,
+}
+
+/// The four kinds of application message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Body {
+    /// 0: a chat line (to everyone, or private when the envelope has `to`).
+    Chat {
+        /// The text.
+        text: String,
+    },
+    /// 1: an exercise.
+    Problem {
+        /// Short title.
+        title: String,
+        /// The statement; newlines kept.
+        body: String,
+        /// When set, answers go to the problem's author only (a quiz).
+        private_answers: bool,
+    },
+    /// 2: an answer to a problem.
+    Answer {
+        /// The problem answered.
+        problem: MsgId,
+        /// The answer; code included, newlines kept.
+        text: String,
+    },
+    /// 3: feedback on an answer.
+    Feedback {
+        /// The answer commented on.
+        answer: MsgId,
+        /// The feedback.
+        text: String,
+    },
+}
+
+impl Body {
+    /// The event name of this kind of message (as in `--json`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Body::Chat { .. } => "chat",
+            Body::Problem { .. } => "problem",
+            Body::Answer { .. } => "answer",
+            Body::Feedback { .. } => "feedback",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec;
+
+    fn sample() -> Vec<Frame> {
+        let author = PeerId([7; 16]);
+        let id = MsgId { author, seq: 9 };
+        vec![
+            Frame::Hello(Hello {
+                id: author,
+                incarnation: 77,
+                name: "Ada".into(),
+                room: "lab".into(),
+                tcp_port: 4000,
+                props: vec![("role".into(), "teacher".into())],
+            }),
+            Frame::Message(Envelope {
+                id,
+                author_name: "Ada".into(),
+                sent_ms: 1,
+                to: Some(PeerId([1; 16])),
+                body: Body::Answer { problem: id, text: "fn main() {\n}\n".into() },
+            }),
+            Frame::Ping,
+            Frame::Bye("leaving".into()),
+        ]
+    }
+
+    #[test]
+    fn frames_round_trip() {
+        for f in sample() {
+            let bytes = codec::encode(&f).unwrap();
+            assert_eq!(codec::decode::<Frame>(&bytes).unwrap(), f);
+        }
+    }
+
+    #[test]
+    fn truncated_and_padded_frames_are_errors() {
+        for f in sample() {
+            let bytes = codec::encode(&f).unwrap();
+            for cut in 0..bytes.len() {
+                assert!(codec::decode::<Frame>(&bytes[..cut]).is_err(), "{f:?} cut at {cut}");
+            }
+            let mut long = bytes.to_vec();
+            long.push(0);
+            assert!(codec::decode::<Frame>(&long).is_err());
+        }
+    }
+
+    #[test]
+    fn hostile_lengths_do_not_allocate() {
+        // Variant 1 (Message) then a string length claiming ~2^60 bytes.
+        let evil = [1u8, 0xff, 0, 0, 0, 0, 0, 0, 0x10, 0];
+        assert!(codec::decode::<Frame>(&evil).is_err());
+        assert!(codec::decode::<Frame>(&[200]).is_err());
+    }
+
+    #[test]
+    fn preamble_checks() {
+        let ours = Preamble::ours().to_bytes();
+        assert_eq!(Preamble::parse(&ours), Ok(Preamble::ours()));
+        let mut v = ours;
+        v[4] = 9;
+        assert_eq!(Preamble::parse(&v), Err(PreambleError::Version(9)));
+        let mut m = ours;
+        m[5] = 1;
+        assert_eq!(Preamble::parse(&m), Err(PreambleError::Mode(1)));
+        assert_eq!(Preamble::parse(b"GET / HT"), Err(PreambleError::BadMagic));
+    }
+}

@@ -1,0 +1,113 @@
+//! Transport: the TCP sessions that carry messages between two peers.
+//!
+//! - [`handshake`]: the preamble and hello exchange that opens every connection.
+//! - [`session`]: one task per live connection (a reader, and a writer fed by the peer's outbox).
+//! - [`accept`]: the TCP accept task; [`dial`]: outgoing connections.
+//!
+//! Sessions never touch the peer table: they report to the node actor over one bounded channel
+//! ([`SessionMsg`]), which gives back-pressure from the actor to the sockets and a single owner
+//! for every decision (which session to keep, who is listed).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::id::PeerId;
+use crate::protocol::{Envelope, Hello};
+
+pub mod accept;
+pub mod dial;
+pub mod handshake;
+pub mod session;
+
+/// Largest frame accepted before the hello is through (a hello is far smaller).
+pub const HANDSHAKE_MAX_FRAME: usize = 16 * 1024;
+
+/// Bye reason: the peer is leaving the room.
+pub const BYE_LEAVING: &str = "leaving";
+/// Bye reason: the other of two sessions between the same peers is kept.
+pub const BYE_DUPLICATE: &str = "duplicate";
+
+/// A session that completed its handshake.
+#[derive(Debug)]
+pub struct Up {
+    /// Session number (unique within this node).
+    pub sid: u64,
+    /// The peer's hello.
+    pub hello: Hello,
+    /// The peer's socket address.
+    pub remote: std::net::SocketAddr,
+    /// True when this node dialed.
+    pub dialer_is_me: bool,
+    /// Frames to send to the peer, already encoded. Dropping every sender closes the session
+    /// gracefully (queued frames are written first).
+    pub outbox: mpsc::Sender<Bytes>,
+    /// Cancels the session at once.
+    pub cancel: CancellationToken,
+}
+
+/// What sessions report to the node actor.
+#[derive(Debug)]
+pub enum SessionMsg {
+    /// A session is up.
+    Up(Up),
+    /// A message arrived.
+    Message {
+        /// The peer it came from (as its hello said).
+        peer: PeerId,
+        /// The message.
+        env: Envelope,
+    },
+    /// The peer showed it is alive (a ping).
+    Heard {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A session ended.
+    Closed {
+        /// Its number.
+        sid: u64,
+        /// Its peer.
+        peer: PeerId,
+        /// The peer said it is leaving.
+        farewell: bool,
+    },
+    /// A dial ended without a session with the peer it was meant for.
+    DialFailed {
+        /// The peer dialed.
+        peer: PeerId,
+    },
+}
+
+/// What every connection task shares.
+#[derive(Debug)]
+pub struct Ctx {
+    /// Our id.
+    pub me: PeerId,
+    /// Our room.
+    pub room: String,
+    /// Our hello, encoded once.
+    pub hello: Bytes,
+    /// Time for connect + preamble + hello.
+    pub handshake_timeout: Duration,
+    /// Idle time before a ping.
+    pub keepalive: Duration,
+    /// Silence after which a session is dead.
+    pub idle_timeout: Duration,
+    /// Largest frame.
+    pub max_frame: usize,
+    /// Outbox capacity per session.
+    pub outbox_capacity: usize,
+    /// To the node actor.
+    pub actor: mpsc::Sender<SessionMsg>,
+    /// Tracks every connection task (for shutdown).
+    pub tracker: TaskTracker,
+    /// Cancels every connection task.
+    pub cancel: CancellationToken,
+    /// Caps concurrent connections.
+    pub limit: Arc<Semaphore>,
+}

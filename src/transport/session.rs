@@ -1,0 +1,141 @@
+//! One live session: a reader (this task) and a writer (a task of its own, so that a peer that
+//! does not read can never stop us reading, and the other way round).
+//!
+//! The writer drains the outbox in batches (many frames, one flush), pings when idle, and when
+//! every outbox sender is dropped it flushes what is queued and shuts its half down: a graceful
+//! close loses nothing that was queued. The reader forwards messages to the actor (awaiting, so
+//! a slow actor slows the socket rather than growing a queue), and ends on EOF, a broken frame
+//! stream, or silence longer than the idle timeout. Undecodable frames are dropped, not fatal, so
+//! a newer peer's new frame kinds do not end the session.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::codec::{FramedWrite, LengthDelimitedCodec};
+use tokio_util::sync::CancellationToken;
+
+use super::handshake::Framed;
+use super::{BYE_LEAVING, Ctx, SessionMsg, Up};
+use crate::codec;
+use crate::protocol::{Frame, Hello};
+
+/// Frames written per flush at most.
+const BATCH: usize = 256;
+
+static NEXT_SID: AtomicU64 = AtomicU64::new(1);
+
+/// Hand a handshaken connection to the actor and serve it until it ends.
+pub async fn run(hello: Hello, remote: SocketAddr, dialer_is_me: bool, framed: Framed, ctx: Arc<Ctx>) {
+    let sid = NEXT_SID.fetch_add(1, Ordering::Relaxed);
+    let peer = hello.id;
+    let (mut read, write) = framed;
+    let (outbox, rx) = mpsc::channel(ctx.outbox_capacity);
+    let cancel = ctx.cancel.child_token();
+    tracing::debug!(sid, peer = %peer.short(), %remote, dialer_is_me, "session up");
+    let up = Up { sid, hello, remote, dialer_is_me, outbox, cancel: cancel.clone() };
+    if ctx.actor.send(SessionMsg::Up(up)).await.is_err() {
+        return;
+    }
+    let writer = tokio::spawn(write_loop(write, rx, ctx.keepalive, cancel.clone()));
+
+    let mut farewell = false;
+    loop {
+        let next = tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = tokio::time::timeout(ctx.idle_timeout, read.next()) => r,
+        };
+        let bytes = match next {
+            Ok(Some(Ok(b))) => b,
+            Ok(Some(Err(e))) => {
+                tracing::debug!(sid, peer = %peer.short(), error = %e, "session frame error");
+                break;
+            }
+            Ok(None) => break,
+            Err(_) => {
+                tracing::debug!(sid, peer = %peer.short(), "session silent for too long");
+                break;
+            }
+        };
+        let msg = match codec::decode::<Frame>(&bytes) {
+            Ok(Frame::Message(env)) => SessionMsg::Message { peer, env },
+            Ok(Frame::Ping) => SessionMsg::Heard { peer },
+            Ok(Frame::Bye(reason)) => {
+                tracing::debug!(sid, peer = %peer.short(), %reason, "peer closes the session");
+                farewell |= reason == BYE_LEAVING;
+                continue;
+            }
+            Ok(Frame::Hello(_)) => {
+                tracing::debug!(sid, peer = %peer.short(), "second hello dropped");
+                continue;
+            }
+            Err(e) => {
+                tracing::debug!(sid, peer = %peer.short(), error = %e, len = bytes.len(), "undecodable frame dropped");
+                continue;
+            }
+        };
+        let sent = tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = ctx.actor.send(msg) => r,
+        };
+        if sent.is_err() {
+            break;
+        }
+    }
+    // The reader is done, so is the session: a graceful close from our side has finished
+    // writing by now (the peer closes only after reading our end of stream).
+    cancel.cancel();
+    let _ = writer.await;
+    tracing::debug!(sid, peer = %peer.short(), farewell, "session closed");
+    let _ = ctx.actor.send(SessionMsg::Closed { sid, peer, farewell }).await;
+}
+
+async fn write_loop(
+    mut write: FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
+    mut rx: mpsc::Receiver<Bytes>,
+    keepalive: std::time::Duration,
+    cancel: CancellationToken,
+) {
+    let ping = codec::encode(&Frame::Ping).expect("ping encodes");
+    let mut last_write = Instant::now();
+    loop {
+        let first = tokio::select! {
+            _ = cancel.cancelled() => return,
+            m = rx.recv() => m,
+            _ = tokio::time::sleep_until(last_write + keepalive) => Some(ping.clone()),
+        };
+        let Some(first) = first else {
+            // Every sender dropped: flush and close our half gracefully.
+            let _ = SinkExt::<Bytes>::close(&mut write).await;
+            return;
+        };
+        let mut result = write.feed(first).await;
+        let mut n = 1;
+        while result.is_ok() && n < BATCH {
+            match rx.try_recv() {
+                Ok(b) => {
+                    result = write.feed(b).await;
+                    n += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        if result.is_ok() {
+            result = tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = SinkExt::<Bytes>::flush(&mut write) => r,
+            };
+        }
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "session write failed");
+            cancel.cancel();
+            return;
+        }
+        last_write = Instant::now();
+    }
+}
