@@ -1,1 +1,210 @@
-fn main() {}
+//! The `lanpeer` command: a thin layer over the library. It parses flags into a [`Config`],
+//! starts a [`Node`], and then moves lines from stdin to node commands and events from the node
+//! to stdout (for people, or as JSON lines with `--json`). End of input, `/quit`, Ctrl-C and
+//! SIGTERM all leave gracefully.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use lanpeer::{Config, Node};
+use tokio::io::AsyncBufReadExt;
+
+mod input;
+mod output;
+
+use input::Input;
+use output::Output;
+
+/// lanpeer: chat, exercises, answers and feedback between the computers of one classroom,
+/// with nothing installed but this program.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Your name as others see it (default: your login name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Room to join; peers in other rooms are not seen.
+    #[arg(long, default_value = lanpeer::config::DEFAULT_ROOM)]
+    room: String,
+    /// Network interface to use (repeat for several); default: every LAN interface. `lo` runs
+    /// several peers on this computer only.
+    #[arg(long = "iface", value_name = "IFACE")]
+    ifaces: Vec<String>,
+    /// UDP port of discovery (the same on every computer of the class).
+    #[arg(long, value_name = "UDP_PORT", default_value_t = lanpeer::config::DEFAULT_DISCOVERY_PORT)]
+    port: u16,
+    /// TCP port for connections from other peers (default: any free port).
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    tcp_port: u16,
+    /// Folder for this peer's identity (default: the per-user data folder of the system).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Say that you are the teacher (others see it in the peer list).
+    #[arg(long, value_name = "ROLE")]
+    role: Option<String>,
+    /// Machine-readable mode: commands on stdin, one JSON object per event on stdout.
+    #[arg(long)]
+    json: bool,
+    /// More log on stderr (-v: info, -vv: debug). LANPEER_LOG overrides, e.g. LANPEER_LOG=lanpeer=trace.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LANPEER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Carry out one line. Returns false when the user leaves.
+async fn handle(node: &Node, out: &mut Output, line: &str) -> bool {
+    let parsed = match input::parse(line) {
+        Ok(i) => i,
+        Err(e) => {
+            out.error(&e);
+            return true;
+        }
+    };
+    let result: Result<(), lanpeer::Error> = async {
+        match parsed {
+            Input::Nothing => {}
+            Input::Quit => return Err(lanpeer::Error::Stopped),
+            Input::Help => out.help(input::HELP),
+            Input::Peers => out.peers(&node.peers().await?),
+            Input::Problems => out.problems(&node.problems().await?),
+            Input::Chat(text) => drop(node.chat(text).await?),
+            Input::Msg { who, text } => {
+                let to = node.find_peer(&who).await?;
+                node.private_chat(to, text).await?;
+            }
+            Input::Problem { title, body, private_answers } => {
+                node.post_problem(title, body, private_answers).await?;
+            }
+            Input::Answer { problem, text } => {
+                let id = node.find_problem(&problem).await?;
+                node.answer(id, text).await?;
+            }
+            Input::Feedback { answer, text } => {
+                let id = node.find_answer(&answer).await?;
+                node.feedback(id, text).await?;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => true,
+        Err(lanpeer::Error::Stopped) => false,
+        Err(e) => {
+            out.error(&e.to_string());
+            true
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), lanpeer::Error> {
+    let data_dir = match args.data_dir {
+        Some(d) => d,
+        None => lanpeer::config::default_data_dir().ok_or_else(|| {
+            lanpeer::Error::BadText("this system has no per-user data folder; choose one with --data-dir".into())
+        })?,
+    };
+    let mut props = Vec::new();
+    if let Some(r) = args.role {
+        props.push(("role".to_string(), r));
+    }
+    let config = Config {
+        name: args.name.unwrap_or_else(lanpeer::config::default_name),
+        room: args.room,
+        interfaces: args.ifaces,
+        discovery_port: args.port,
+        tcp_port: args.tcp_port,
+        data_dir: Some(data_dir),
+        props,
+        ..Config::default()
+    };
+    let (node, mut events) = Node::start(config).await?;
+    let mut out = Output::new(args.json);
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let signal = wait_for_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(e) => {
+                    out.event(&e);
+                    // Write whatever else is ready in one go, then flush.
+                    while let Ok(e) = events.try_recv() {
+                        out.event(&e);
+                    }
+                    out.flush();
+                }
+                None => break,
+            },
+            line = lines.next_line() => {
+                let keep = match line {
+                    Ok(Some(l)) => handle(&node, &mut out, &l).await,
+                    Ok(None) => false,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read input");
+                        false
+                    }
+                };
+                out.flush();
+                if !keep {
+                    break;
+                }
+            },
+            _ = &mut signal => break,
+        }
+    }
+    node.shutdown().await;
+    while let Some(e) = events.recv().await {
+        out.event(&e);
+    }
+    out.flush();
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(args.verbose);
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lanpeer: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lanpeer: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

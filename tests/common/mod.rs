@@ -1,0 +1,106 @@
+//! Helpers shared by the in-process loopback tests: start nodes on `lo` with a port and room
+//! unique to the test, and wait for events with a deadline.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use lanpeer::{Config, Event, Events, Node};
+
+/// A node and its events.
+pub struct Peer {
+    pub node: Node,
+    pub events: Events,
+    pub name: String,
+}
+
+/// A discovery port and a room of our own, so tests running at once never meet.
+pub fn unique_net() -> (u16, String) {
+    let port = 20_000 + rand::random_range(0..40_000u16);
+    (port, format!("test-{}-{}", std::process::id(), rand::random::<u32>()))
+}
+
+/// Config for a loopback peer; fast timers so that tests are quick.
+pub fn config(name: &str, port: u16, room: &str) -> Config {
+    Config {
+        name: name.into(),
+        room: room.into(),
+        interfaces: vec!["lo".into()],
+        discovery_port: port,
+        beacon_interval: Duration::from_millis(200),
+        dial_grace: Duration::from_millis(300),
+        expiry: Duration::from_secs(3),
+        ..Config::default()
+    }
+}
+
+pub async fn start(name: &str, port: u16, room: &str) -> Peer {
+    start_with(config(name, port, room)).await
+}
+
+pub async fn start_with(cfg: Config) -> Peer {
+    let name = cfg.name.clone();
+    let (node, mut events) = Node::start(cfg).await.expect("node starts");
+    match events.recv().await {
+        Some(Event::Ready { .. }) => {}
+        other => panic!("first event should be ready, got {other:?}"),
+    }
+    Peer { node, events, name }
+}
+
+/// Wait (at most `within`) for an event matching `pred`; other events are skipped.
+pub async fn wait_for(peer: &mut Peer, within: Duration, mut pred: impl FnMut(&Event) -> bool) -> Event {
+    let name = peer.name.clone();
+    tokio::time::timeout(within, async {
+        loop {
+            match peer.events.recv().await {
+                Some(e) if pred(&e) => return e,
+                Some(_) => continue,
+                None => panic!("{name}: event stream ended"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{name}: no matching event within {within:?}"))
+}
+
+/// Wait until `peer` lists exactly `n` others.
+pub async fn wait_listed(peer: &Peer, n: usize, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let got = peer.node.peers().await.unwrap().len();
+        if got == n {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{}: lists {got} peers, expected {n}", peer.name);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// No event matching `pred` arrives within `within`.
+pub async fn assert_none(peer: &mut Peer, within: Duration, mut pred: impl FnMut(&Event) -> bool) {
+    let r = tokio::time::timeout(within, async {
+        while let Some(e) = peer.events.recv().await {
+            if pred(&e) {
+                return Some(e);
+            }
+        }
+        None
+    })
+    .await;
+    if let Ok(Some(e)) = r {
+        panic!("{}: unexpected event {e:?}", peer.name);
+    }
+}
+
+/// Is this event a message with this text?
+pub fn is_text(e: &Event, want: &str) -> bool {
+    match e {
+        Event::Message(m) => match &m.body {
+            lanpeer::Body::Chat { text } | lanpeer::Body::Answer { text, .. } | lanpeer::Body::Feedback { text, .. } => {
+                text == want
+            }
+            lanpeer::Body::Problem { title, .. } => title == want,
+        },
+        _ => false,
+    }
+}
