@@ -101,10 +101,7 @@ impl FromStr for MsgId {
     type Err = ParseIdError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (a, q) = s.rsplit_once('-').ok_or_else(|| ParseIdError(s.to_string()))?;
-        Ok(MsgId {
-            author: a.parse()?,
-            seq: q.parse().map_err(|_| ParseIdError(s.to_string()))?,
-        })
+        Ok(MsgId { author: a.parse()?, seq: q.parse().map_err(|_| ParseIdError(s.to_string()))? })
     }
 }
 
@@ -132,10 +129,7 @@ impl FromStr for MsgIdPattern {
         if a.is_empty() || a.len() > 32 || !a.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(bad());
         }
-        Ok(MsgIdPattern {
-            author_prefix: a.to_ascii_lowercase(),
-            seq: q.parse().map_err(|_| bad())?,
-        })
+        Ok(MsgIdPattern { author_prefix: a.to_ascii_lowercase(), seq: q.parse().map_err(|_| bad())? })
     }
 }
 

@@ -46,15 +46,17 @@ impl Identity {
     /// Open (creating if needed) the data directory `dir`, or make a throwaway identity.
     pub fn open(dir: Option<&Path>) -> Result<Identity, Error> {
         let Some(dir) = dir else {
-            return Ok(Identity { id: PeerId::random(), dir: None, _lock: None, next_seq: 1, reserved_until: u64::MAX });
+            return Ok(Identity {
+                id: PeerId::random(),
+                dir: None,
+                _lock: None,
+                next_seq: 1,
+                reserved_until: u64::MAX,
+            });
         };
         fs::create_dir_all(dir).map_err(dir_err(dir))?;
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join("lock"))
-            .map_err(dir_err(dir))?;
+        let lock =
+            OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("lock")).map_err(dir_err(dir))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => return Err(Error::DataDirInUse(dir.to_path_buf())),
@@ -63,7 +65,10 @@ impl Identity {
         let id_path = dir.join("id");
         let id = match fs::read_to_string(&id_path) {
             Ok(text) => text.trim().parse::<PeerId>().map_err(|e| {
-                dir_err(dir)(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("the file `id` is damaged ({e})")))
+                dir_err(dir)(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("the file `id` is damaged ({e})"),
+                ))
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let id = PeerId::random();
@@ -76,7 +81,8 @@ impl Identity {
             Ok(t) => t.trim().parse::<u64>().unwrap_or(1).max(1),
             Err(_) => 1,
         };
-        let mut me = Identity { id, dir: Some(dir.to_path_buf()), _lock: Some(lock), next_seq, reserved_until: next_seq };
+        let mut me =
+            Identity { id, dir: Some(dir.to_path_buf()), _lock: Some(lock), next_seq, reserved_until: next_seq };
         me.reserve().map_err(dir_err(dir))?;
         Ok(me)
     }

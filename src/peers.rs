@@ -274,17 +274,9 @@ impl PeerTable {
     /// Remove the peers silent for longer than the expiry timeout; returns those that were listed.
     pub fn expire(&mut self, now: Instant) -> Vec<PeerInfo> {
         let expiry = self.expiry;
-        let gone: Vec<PeerId> = self
-            .peers
-            .values()
-            .filter(|e| now.saturating_duration_since(e.last_seen) > expiry)
-            .map(|e| e.id)
-            .collect();
-        gone.into_iter()
-            .filter_map(|id| self.peers.remove(&id))
-            .filter(|e| e.joined)
-            .map(|e| e.info(now))
-            .collect()
+        let gone: Vec<PeerId> =
+            self.peers.values().filter(|e| now.saturating_duration_since(e.last_seen) > expiry).map(|e| e.id).collect();
+        gone.into_iter().filter_map(|id| self.peers.remove(&id)).filter(|e| e.joined).map(|e| e.info(now)).collect()
     }
 
     /// Remove a peer (e.g. a session closed by policy), returning it if it was listed.

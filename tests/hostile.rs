@@ -60,7 +60,13 @@ async fn garbage_datagrams_are_dropped() {
     wait_listed(&a, 1, T).await;
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let to = ("127.0.0.1", port);
-    let good = Beacon { id: lanpeer::PeerId::random(), incarnation: 5, tcp_port: 1, room_tag: room_tag(&room), farewell: false };
+    let good = Beacon {
+        id: lanpeer::PeerId::random(),
+        incarnation: 5,
+        tcp_port: 1,
+        room_tag: room_tag(&room),
+        farewell: false,
+    };
     for i in 0..5000u32 {
         let d: Vec<u8> = match i % 5 {
             0 => (0..(i % 1400) as usize).map(|_| rand::random()).collect(),

@@ -96,7 +96,10 @@ mod tests {
 
     #[test]
     fn default_skips_loopback_and_names_restrict() {
-        let all = vec![iface("lo", [127, 0, 0, 1], [255, 0, 0, 0], true), iface("eth0", [10, 1, 2, 3], [255, 255, 255, 0], false)];
+        let all = vec![
+            iface("lo", [127, 0, 0, 1], [255, 0, 0, 0], true),
+            iface("eth0", [10, 1, 2, 3], [255, 255, 255, 0], false),
+        ];
         let d = select(&all, &[], true).unwrap();
         assert_eq!(d.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["eth0"]);
         let lo = select(&all, &["lo".to_string()], true).unwrap();

@@ -104,7 +104,8 @@ impl Node {
         let ctx = Arc::new(Ctx {
             me,
             room: config.room.clone(),
-            hello: codec::encode(&Frame::Hello(hello)).map_err(|_| Error::BadText("the name or a property is too long".into()))?,
+            hello: codec::encode(&Frame::Hello(hello))
+                .map_err(|_| Error::BadText("the name or a property is too long".into()))?,
             handshake_timeout: config.handshake_timeout,
             keepalive: config.keepalive,
             idle_timeout: config.expiry,

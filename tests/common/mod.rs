@@ -96,9 +96,9 @@ pub async fn assert_none(peer: &mut Peer, within: Duration, mut pred: impl FnMut
 pub fn is_text(e: &Event, want: &str) -> bool {
     match e {
         Event::Message(m) => match &m.body {
-            lanpeer::Body::Chat { text } | lanpeer::Body::Answer { text, .. } | lanpeer::Body::Feedback { text, .. } => {
-                text == want
-            }
+            lanpeer::Body::Chat { text }
+            | lanpeer::Body::Answer { text, .. }
+            | lanpeer::Body::Feedback { text, .. } => text == want,
             lanpeer::Body::Problem { title, .. } => title == want,
         },
         _ => false,

@@ -138,7 +138,11 @@ impl Output {
                         self.line(&format!("          answer it with: /answer {} YOUR ANSWER", m.id.short()));
                     }
                     Body::Answer { problem, text } => {
-                        self.line(&format!("{t}  {who}{private} answered {} (answer {}):", problem.short(), m.id.short()));
+                        self.line(&format!(
+                            "{t}  {who}{private} answered {} (answer {}):",
+                            problem.short(),
+                            m.id.short()
+                        ));
                         self.line(&indent(text));
                     }
                     Body::Feedback { answer, text } => {

@@ -1,0 +1,259 @@
+//! Real `lanpeer --json` processes on loopback: the JSON contract, messages between processes,
+//! a crash (SIGKILL) and the plain errors of a user's mistakes.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_lanpeer");
+
+struct Proc {
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<Value>,
+    seen: Vec<Value>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tmpdir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("lanpeer-cli-{}-{}-{tag}", std::process::id(), rand::random::<u32>()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn spawn(name: &str, port: u16, room: &str, extra: &[&str]) -> Proc {
+    let dir = tmpdir(name);
+    let mut child = Command::new(BIN)
+        .args(["--json", "--iface", "lo", "--name", name, "--room", room, "--port", &port.to_string()])
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("lanpeer runs");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"));
+            if tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    let stdin = child.stdin.take();
+    Proc { name: name.into(), child, stdin, lines: rx, seen: Vec::new() }
+}
+
+impl Proc {
+    fn send(&mut self, line: &str) {
+        let s = self.stdin.as_mut().expect("stdin open");
+        writeln!(s, "{line}").unwrap();
+        s.flush().unwrap();
+    }
+
+    /// Wait for an event matching `pred` (looking at those already seen first).
+    fn wait(&mut self, within: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(v) = self.seen.iter().find(|v| pred(v)) {
+            return v.clone();
+        }
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if pred(&v) {
+                        return v;
+                    }
+                }
+                Err(_) => panic!("{}: no matching event within {within:?}; saw {:#?}", self.name, self.seen),
+            }
+        }
+    }
+
+    fn drain(&mut self, for_: Duration) {
+        let deadline = Instant::now() + for_;
+        while let Ok(v) = self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            self.seen.push(v);
+        }
+    }
+}
+
+fn ev<'a>(name: &'a str) -> impl Fn(&Value) -> bool + 'a {
+    move |v| v["event"] == name
+}
+
+const T: Duration = Duration::from_secs(8);
+
+#[test]
+fn processes_talk_over_loopback_and_a_crash_is_noticed() {
+    let port = 20_000 + rand::random_range(0..40_000u16);
+    let room = format!("cli-{}", rand::random::<u32>());
+    let mut p: Vec<Proc> = ["ann", "ben", "cat"].iter().map(|n| spawn(n, port, &room, &[])).collect();
+    let ids: Vec<String> = p
+        .iter_mut()
+        .map(|x| {
+            let r = x.wait(T, ev("ready"));
+            assert_eq!(r["name"], x.name.as_str());
+            assert_eq!(r["room"], room.as_str());
+            assert!(r["listen"].as_str().unwrap().starts_with("127.0.0.1:"), "{r}");
+            let id = r["id"].as_str().unwrap().to_string();
+            assert_eq!(id.len(), 32);
+            id
+        })
+        .collect();
+    for (i, x) in p.iter_mut().enumerate() {
+        for (j, id) in ids.iter().enumerate() {
+            if i != j {
+                let j = x.wait(T, |v| v["event"] == "peer_joined" && v["id"] == id.as_str());
+                assert!(j["addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+                assert!(j["name"].is_string());
+            }
+        }
+    }
+
+    p[0].send("hello from ann");
+    let own = p[0].wait(T, |v| v["event"] == "chat" && v["text"] == "hello from ann");
+    assert_eq!(own["from"], ids[0].as_str());
+    let chat_id = own["id"].as_str().unwrap().to_string();
+    assert!(chat_id.starts_with(&ids[0]));
+    for x in &mut p[1..] {
+        let c = x.wait(T, |v| v["event"] == "chat" && v["id"] == chat_id.as_str());
+        assert_eq!(c["from_name"], "ann");
+        assert_eq!(c["to"], Value::Null);
+    }
+
+    p[1].send("/problem Loops | print 1 to 10\\nwith a for loop");
+    let prob = p[2].wait(T, |v| v["event"] == "problem" && v["title"] == "Loops");
+    assert_eq!(prob["body"], "print 1 to 10\nwith a for loop");
+    assert_eq!(prob["from"], ids[1].as_str());
+    let pid = prob["id"].as_str().unwrap().to_string();
+    p[2].send(&format!("/answer {pid} for i in 1..=10 {{\\n    println!(\"{{i}}\");\\n}}"));
+    let ans = p[0].wait(T, |v| v["event"] == "answer");
+    assert_eq!(ans["problem_id"], pid.as_str());
+    assert_eq!(ans["text"], "for i in 1..=10 {\n    println!(\"{i}\");\n}");
+    let aid = ans["id"].as_str().unwrap().to_string();
+    p[0].send(&format!("/feedback {aid} nice"));
+    let fb = p[1].wait(T, |v| v["event"] == "feedback");
+    assert_eq!((fb["answer_id"].as_str(), fb["text"].as_str()), (Some(aid.as_str()), Some("nice")));
+    assert_eq!(fb["from_name"], "ann");
+
+    // Private: by name.
+    p[0].send("/msg ben for ben only");
+    let m = p[1].wait(T, |v| v["event"] == "chat" && v["text"] == "for ben only");
+    assert_eq!(m["to"], ids[1].as_str());
+
+    // Errors are events, not exits.
+    p[2].send("/answer 0000-1 nothing");
+    let e = p[2].wait(T, ev("error"));
+    assert!(e["message"].as_str().unwrap().contains("no problem"), "{e}");
+    p[2].send("/peers");
+    let peers = p[2].wait(T, ev("peers"));
+    assert_eq!(peers["peers"].as_array().unwrap().len(), 2);
+
+    p[2].drain(Duration::from_millis(300));
+    assert!(!p[2].seen.iter().any(|v| v["text"] == "for ben only"), "cat got ben's private chat");
+
+    // Crash: SIGKILL, no farewell. The others notice within the expiry timeout.
+    let t0 = Instant::now();
+    p[2].child.kill().unwrap();
+    let _ = p[2].child.wait();
+    for x in &mut p[..2] {
+        let left = x.wait(Duration::from_secs(6), |v| v["event"] == "peer_left" && v["id"] == ids[2].as_str());
+        assert!(["disconnected", "timeout"].contains(&left["reason"].as_str().unwrap()), "{left}");
+    }
+    println!("crash noticed by both after {:?}", t0.elapsed());
+
+    // End of input: a graceful leave, exit status 0.
+    let t0 = Instant::now();
+    drop(p[0].stdin.take());
+    let left = p[1].wait(Duration::from_secs(2), |v| v["event"] == "peer_left" && v["id"] == ids[0].as_str());
+    assert_eq!(left["reason"], "left");
+    println!("graceful leave noticed after {:?}", t0.elapsed());
+    let status = wait_exit(&mut p[0].child, Duration::from_secs(5));
+    assert!(status.success());
+    p[1].send("/quit");
+    assert!(wait_exit(&mut p[1].child, Duration::from_secs(5)).success());
+}
+
+fn wait_exit(c: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(s) = c.try_wait().unwrap() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "process did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Run lanpeer to its end with no input; return (status, stderr).
+fn run_to_end(args: &[&str]) -> (std::process::ExitStatus, String) {
+    let out = Command::new(BIN).args(args).stdin(Stdio::null()).output().unwrap();
+    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn one_plain_sentence(stderr: &str) {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line, got {stderr:?}");
+    assert!(lines[0].starts_with("lanpeer: "), "{stderr:?}");
+}
+
+#[test]
+fn mistakes_get_one_plain_sentence_and_a_failure_status() {
+    let dir = tmpdir("mistakes");
+    let d = dir.to_str().unwrap();
+
+    let (st, err) = run_to_end(&["--iface", "nosuchif0", "--data-dir", d]);
+    assert!(!st.success());
+    one_plain_sentence(&err);
+    assert!(err.contains("nosuchif0") && err.contains("lo"), "{err}");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tport = taken.local_addr().unwrap().port().to_string();
+    let (st, err) = run_to_end(&["--iface", "lo", "--port", "47999", "--tcp-port", &tport, "--data-dir", d]);
+    assert!(!st.success());
+    one_plain_sentence(&err);
+    assert!(err.contains("already in use") && err.contains(&tport), "{err}");
+
+    let (st, err) = run_to_end(&["--no-such-flag"]);
+    assert!(!st.success());
+    assert!(err.contains("--no-such-flag"), "{err}");
+
+    // The same data dir twice.
+    let port = 20_000 + rand::random_range(0..40_000u16);
+    let mut first = spawn("one", port, "x", &[]);
+    first.wait(T, ev("ready"));
+    let dir1 = std::env::temp_dir().join(format!("lanpeer-cli-{}-shared", std::process::id()));
+    drop(first);
+    let mut a = Command::new(BIN)
+        .args(["--json", "--iface", "lo", "--port", &port.to_string(), "--data-dir", dir1.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut r = BufReader::new(a.stdout.take().unwrap());
+    let mut first_line = String::new();
+    r.read_line(&mut first_line).unwrap();
+    assert!(first_line.contains("\"ready\""), "{first_line}");
+    let (st, err) = run_to_end(&["--iface", "lo", "--port", &port.to_string(), "--data-dir", dir1.to_str().unwrap()]);
+    assert!(!st.success());
+    one_plain_sentence(&err);
+    assert!(err.contains("already using the data directory"), "{err}");
+    drop(a.stdin.take());
+    assert!(wait_exit(&mut a, Duration::from_secs(5)).success());
+}
