@@ -110,6 +110,10 @@ fn ms(d: Duration) -> String {
     format!("{} ms", d.as_millis())
 }
 
+fn shown(status: Option<ExitStatus>) -> String {
+    status.map_or_else(|| "still running".to_string(), |s| s.to_string())
+}
+
 fn text<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }
@@ -312,9 +316,11 @@ impl Lab {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(stderr);
-        if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "lanpeer=debug");
+        // The CLI logs to stderr, filtered by LANPEER_LOG: a debug log helps when this fails.
+        if std::env::var_os("LANPEER_LOG").is_none() {
+            cmd.env("LANPEER_LOG", "lanpeer=debug");
         }
+        cmd.env("NO_COLOR", "1");
         h.spawned = Instant::now();
         // `ip netns exec` execs the program: the child's pid is lanpeer's own.
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{}: cannot spawn: {e}", h.name));
@@ -719,8 +725,9 @@ fn five_hosts_on_a_bridge() {
     let status = wait_deadline(lab.hosts[3].child.as_mut().unwrap(), Duration::from_secs(5));
     let exit_time = t0.elapsed();
     println!(
-        "6. graceful leave: all 4 others reported host4 'left' within {}; it exited {status:?} after {}",
+        "6. graceful leave: all 4 others reported host4 'left' within {}; it ended ({}) after {}",
         ms(lat),
+        shown(status),
         ms(exit_time)
     );
     assert!(lat < LEAVE_LIMIT, "graceful leave took {}", ms(lat));
@@ -764,13 +771,22 @@ fn five_hosts_on_a_bridge() {
         let bad = h.out.0.lock().unwrap().bad_lines.clone();
         assert!(bad.is_empty(), "{}: stdout lines that are not JSON objects: {bad:?}", h.name);
     }
-    for i in [0, 1] {
-        lab.hosts[i].stdin.take();
-    }
-    for i in [0, 1] {
-        let status = wait_deadline(lab.hosts[i].child.as_mut().unwrap(), Duration::from_secs(5));
-        assert!(status.is_some_and(|s| s.success()), "host{} exit: {status:?}", i + 1);
-    }
+    // host1 leaves with /quit (host4 left by end of input): host2 hears it, both exit 0.
+    let m = marks(&lab);
+    let t0 = lab.hosts[0].send("/quit");
+    let id1 = ids[0].clone();
+    let (t, _) = lab.hosts[1].expect(m[1], t0 + Duration::from_secs(5), "peer_left host1 after /quit", |v| {
+        text(v, "event") == "peer_left" && text(v, "id") == id1 && text(v, "reason") == "left"
+    });
+    let lat = t - t0;
+    let status = wait_deadline(lab.hosts[0].child.as_mut().unwrap(), Duration::from_secs(5));
+    println!("9. /quit: host2 reported host1 'left' within {}; host1 ended ({})", ms(lat), shown(status));
+    assert!(lat < LEAVE_LIMIT, "leave by /quit took {}", ms(lat));
+    assert!(status.is_some_and(|s| s.success()), "host1 did not exit 0 within 5 s of /quit: {status:?}");
+    summary.push(format!("leave by /quit (reason left)       {:>6}", ms(lat)));
+    lab.hosts[1].stdin.take();
+    let status = wait_deadline(lab.hosts[1].child.as_mut().unwrap(), Duration::from_secs(5));
+    assert!(status.is_some_and(|s| s.success()), "host2 did not exit 0 within 5 s of end of input: {status:?}");
 
     println!("summary ({}; whole test {}):", lab.tag, ms(started.elapsed()));
     for line in &summary {

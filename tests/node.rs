@@ -187,3 +187,52 @@ async fn data_dir_keeps_the_id_and_refuses_a_second_process() {
     watcher.node.shutdown().await;
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_dials_settle_on_one_session_and_lose_nothing() {
+    let (port, room) = unique_net();
+    let mut peers = Vec::new();
+    for i in 0..4 {
+        let mut cfg = config(&format!("p{i}"), port, &room);
+        // Everyone dials everyone at once: every pair makes two sessions and must keep one.
+        cfg.dial_grace = Duration::ZERO;
+        peers.push(start_with(cfg).await);
+    }
+    for p in &peers {
+        wait_listed(p, 3, T).await;
+    }
+    const N: usize = 50;
+    for p in &peers {
+        for k in 0..N {
+            p.node.chat(format!("{} #{k}", p.name)).await.unwrap();
+        }
+    }
+    for p in &mut peers {
+        let mut got = std::collections::HashMap::<String, Vec<usize>>::new();
+        let want = 3 * N;
+        let mut n = 0;
+        tokio::time::timeout(T, async {
+            while n < want {
+                match p.events.recv().await.unwrap() {
+                    Event::Message(m) if !m.own => {
+                        if let Body::Chat { text } = m.body {
+                            let (who, k) = text.split_once(" #").unwrap();
+                            got.entry(who.to_string()).or_default().push(k.parse().unwrap());
+                            n += 1;
+                        }
+                    }
+                    Event::PeerLeft { name, .. } => panic!("{} saw {name} leave", p.name),
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{} got {n} of {want}", p.name));
+        for (who, ks) in got {
+            assert_eq!(ks, (0..N).collect::<Vec<_>>(), "{} got {who}'s chats out of order or twice", p.name);
+        }
+    }
+    for p in peers {
+        p.node.shutdown().await;
+    }
+}
