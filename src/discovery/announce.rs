@@ -2,6 +2,10 @@
 //! interval with ±20% jitter (so that a room of peers started together does not beacon in
 //! lock-step), and two farewell beacons when the node stops.
 //!
+//! When the actor hears a newcomer it wakes this task, which answers with a beacon at once (at
+//! most one per [`MIN_GAP`]): a peer started a moment after us learns of us in milliseconds,
+//! not at our next interval.
+//!
 //! It also owns the interface scan: every `rescan_interval` it looks at the interfaces again and
 //! publishes the new set on a `watch` channel, which the collect-listener reads to filter sources.
 
@@ -10,11 +14,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::beacon::Beacon;
 use super::iface::{self, Iface};
+
+/// Shortest time between two beacons, when woken by newcomers.
+pub const MIN_GAP: Duration = Duration::from_millis(100);
 
 /// What the announce task needs.
 pub struct Announcer {
@@ -32,6 +39,8 @@ pub struct Announcer {
     pub interval: Duration,
     /// Time between interface scans.
     pub rescan: Duration,
+    /// Woken when a newcomer was heard: beacon now.
+    pub wake: Arc<Notify>,
 }
 
 fn jittered(d: Duration) -> Duration {
@@ -81,9 +90,16 @@ impl Announcer {
         let mut next_scan = Instant::now() + self.rescan;
         loop {
             self.send_all(&hello).await;
+            let sent = Instant::now();
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(jittered(self.interval)) => {}
+                _ = self.wake.notified() => {
+                    let since = sent.elapsed();
+                    if since < MIN_GAP {
+                        tokio::time::sleep(MIN_GAP - since).await;
+                    }
+                }
             }
             if Instant::now() >= next_scan {
                 self.rescan_now();

@@ -65,6 +65,8 @@ pub(super) struct Parts {
     pub cancel: CancellationToken,
     pub announce_cancel: CancellationToken,
     pub net_cancel: CancellationToken,
+    /// Makes the announce task beacon now (newcomers learn of us at once).
+    pub wake_announcer: Arc<tokio::sync::Notify>,
     pub tasks: Vec<JoinHandle<()>>,
 }
 
@@ -124,6 +126,7 @@ impl Actor {
         match self.table.beacon(&h.beacon, h.from.ip(), Instant::now()) {
             BeaconOutcome::New => {
                 tracing::debug!(peer = %h.beacon.id.short(), from = %h.from, "discovered");
+                self.p.wake_announcer.notify_one();
             }
             BeaconOutcome::Known => {}
             BeaconOutcome::Left(info) => {
@@ -137,6 +140,7 @@ impl Actor {
                     s.cancel.cancel();
                 }
                 self.left(info, LeaveReason::Restarted);
+                self.p.wake_announcer.notify_one();
             }
         }
     }

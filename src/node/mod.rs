@@ -9,7 +9,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use tokio::sync::{Mutex, Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Mutex, Notify, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -119,6 +119,7 @@ impl Node {
 
         let tag = room_tag(&config.room);
         let announce_cancel = cancel.child_token();
+        let wake = Arc::new(Notify::new());
         let announcer = Announcer {
             socket: udp.clone(),
             beacon: Beacon { id: me, incarnation, tcp_port, room_tag: tag, farewell: false },
@@ -127,6 +128,7 @@ impl Node {
             ifaces: iface_tx,
             interval: config.beacon_interval,
             rescan: config.rescan_interval,
+            wake: wake.clone(),
         };
         let listener = Listener { socket: udp, me, room_tag: tag, ifaces: iface_rx, tx: heard_tx };
         let net_cancel = cancel.child_token();
@@ -147,6 +149,7 @@ impl Node {
             cancel,
             announce_cancel,
             net_cancel,
+            wake_announcer: wake,
             tasks: vec![announce, listen_task, accept],
         });
         let handle = tokio::spawn(actor.run(cmd_rx, heard_rx, sess_rx));
