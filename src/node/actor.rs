@@ -165,9 +165,12 @@ impl Actor {
         let now = Instant::now();
         match m {
             SessionMsg::Up(up) => self.up(up),
-            SessionMsg::Message { peer, env } => {
+            SessionMsg::Frame { peer, frame } => {
                 self.table.heard(peer, now);
-                self.received(peer, env);
+                match frame {
+                    Frame::Message(env) => self.received(peer, env),
+                    other => tracing::debug!(peer = %peer.short(), frame = ?other, "unexpected frame dropped"),
+                }
             }
             SessionMsg::Heard { peer } => self.table.heard(peer, now),
             SessionMsg::Closed { sid, peer, farewell } => {

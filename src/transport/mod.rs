@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::id::PeerId;
-use crate::protocol::{Envelope, Hello};
+use crate::protocol::{Frame, Hello};
 
 pub mod accept;
 pub mod dial;
@@ -55,12 +55,12 @@ pub struct Up {
 pub enum SessionMsg {
     /// A session is up.
     Up(Up),
-    /// A message arrived.
-    Message {
+    /// A frame for the actor arrived (a message, an acknowledgement, a catch-up offer...).
+    Frame {
         /// The peer it came from (as its hello said).
         peer: PeerId,
-        /// The message.
-        env: Envelope,
+        /// The frame.
+        frame: Frame,
     },
     /// The peer showed it is alive (a ping).
     Heard {

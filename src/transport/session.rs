@@ -63,7 +63,6 @@ pub async fn run(hello: Hello, remote: SocketAddr, dialer_is_me: bool, framed: F
             }
         };
         let msg = match codec::decode::<Frame>(&bytes) {
-            Ok(Frame::Message(env)) => SessionMsg::Message { peer, env },
             Ok(Frame::Ping) => SessionMsg::Heard { peer },
             Ok(Frame::Bye(reason)) => {
                 tracing::debug!(sid, peer = %peer.short(), %reason, "peer closes the session");
@@ -78,6 +77,8 @@ pub async fn run(hello: Hello, remote: SocketAddr, dialer_is_me: bool, framed: F
                 tracing::debug!(sid, peer = %peer.short(), error = %e, len = bytes.len(), "undecodable frame dropped");
                 continue;
             }
+            // Everything else (messages, acknowledgements, catch-up) is the actor's business.
+            Ok(frame) => SessionMsg::Frame { peer, frame },
         };
         let sent = tokio::select! {
             _ = cancel.cancelled() => break,
