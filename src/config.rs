@@ -52,6 +52,17 @@ pub struct Config {
     pub outbox_capacity: usize,
     /// Longest chat, answer or feedback text, and problem body, in bytes.
     pub max_text: usize,
+    /// The room's passphrase: with one, beacons carry a tag and sessions need the room key
+    /// derived from it (docs/security.md). `None`: an open room (sessions are still encrypted).
+    pub passphrase: Option<crate::crypto::Passphrase>,
+    /// Connection attempts taken from one IP address at once...
+    pub conn_burst_per_ip: u32,
+    /// ...and per second after that; more are closed before any handshake.
+    pub conn_per_sec_per_ip: f64,
+    /// Beacons of our room taken from one IP address at once...
+    pub beacon_burst_per_ip: u32,
+    /// ...and per second after that; more are dropped unread.
+    pub beacon_per_sec_per_ip: f64,
 }
 
 impl Default for Config {
@@ -74,6 +85,11 @@ impl Default for Config {
             max_connections: 1024,
             outbox_capacity: 16 * 1024,
             max_text: 256 * 1024,
+            passphrase: None,
+            conn_burst_per_ip: 32,
+            conn_per_sec_per_ip: 8.0,
+            beacon_burst_per_ip: 100,
+            beacon_per_sec_per_ip: 50.0,
         }
     }
 }

@@ -116,4 +116,10 @@ pub enum Event {
     },
     /// A message, received or sent by this peer.
     Message(Message),
+    /// Something the user should know, in one short sentence: e.g. a peer of this room was
+    /// refused because its passphrase differs. Rate-limited (see [`crate::guard::Warner`]).
+    Warning {
+        /// What happened.
+        message: String,
+    },
 }

@@ -1,7 +1,9 @@
 //! The data directory: this peer's lasting identity, and a lock so that two processes never share
 //! it (two peers with one id would fight over every session).
 //!
-//! Files: `id` (the peer id, 32 hex digits and a newline), `seq` (the next free message sequence
+//! Files: `key` (the peer's long-term X25519 secret key, 64 hex digits and a newline; mode 0600
+//! on Unix), `id` (the peer id derived from the key, 32 hex digits and a newline: for people and
+//! scripts to read; rewritten from the key when it differs), `seq` (the next free message sequence
 //! number, reserved in blocks so that ids stay unique across restarts without a write per
 //! message), `lock` (held with an OS file lock while the peer runs; released by the OS when the
 //! process dies, even by SIGKILL).
@@ -10,6 +12,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::crypto::StaticKeys;
 use crate::error::Error;
 use crate::id::PeerId;
 
@@ -19,8 +22,10 @@ pub const SEQ_BLOCK: u64 = 1024;
 /// An open data directory (or an in-memory stand-in), holding the lock for as long as it lives.
 #[derive(Debug)]
 pub struct Identity {
-    /// This peer's id.
+    /// This peer's id: derived from its static public key ([`crate::crypto::peer_id_of`]).
     pub id: PeerId,
+    /// This peer's long-term static keypair.
+    pub keys: StaticKeys,
     dir: Option<PathBuf>,
     /// Held open for the lock; dropped with the identity.
     _lock: Option<File>,
@@ -33,21 +38,81 @@ fn dir_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 }
 
 fn write_durably(path: &Path, text: &str) -> std::io::Result<()> {
+    write_durably_mode(path, text, false)
+}
+
+/// Write `text` to `path` atomically (temporary file, sync, rename); `secret` makes the file
+/// readable by its owner only (0600 on Unix) from its creation on.
+fn write_durably_mode(path: &Path, text: &str, secret: bool) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
     {
-        let mut f = File::create(&tmp)?;
+        let mut o = OpenOptions::new();
+        o.write(true).create_new(true);
+        #[cfg(unix)]
+        if secret {
+            use std::os::unix::fs::OpenOptionsExt;
+            o.mode(0o600);
+        }
+        #[cfg(not(unix))]
+        let _ = secret;
+        let mut f = o.open(&tmp)?;
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
     }
     fs::rename(&tmp, path)
 }
 
+fn damaged(dir: &Path, what: String) -> Error {
+    dir_err(dir)(std::io::Error::new(std::io::ErrorKind::InvalidData, what))
+}
+
+/// Load the key file, or make one (an old data dir with only an `id` gets a key and a new id).
+fn load_keys(dir: &Path) -> Result<StaticKeys, Error> {
+    let key_path = dir.join("key");
+    match fs::read_to_string(&key_path) {
+        Ok(text) => {
+            let mut secret = zeroize::Zeroizing::new([0u8; 32]);
+            hex::decode_to_slice(text.trim(), secret.as_mut()).map_err(|e| {
+                damaged(dir, format!("the file `key` is damaged ({e}); remove it to get a new identity"))
+            })?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                if let Ok(m) = fs::metadata(&key_path)
+                    && m.permissions().mode() & 0o077 != 0
+                {
+                    tracing::warn!(path = %key_path.display(), "the key file was readable by others; making it private");
+                    let _ = fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600));
+                }
+            }
+            Ok(StaticKeys::from_secret(*secret))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let keys = StaticKeys::generate();
+            let text = zeroize::Zeroizing::new(format!("{}\n", hex::encode(keys.secret())));
+            write_durably_mode(&key_path, &text, true).map_err(dir_err(dir))?;
+            if let Ok(old) = fs::read_to_string(dir.join("id")) {
+                tracing::warn!(
+                    old_id = %old.trim(),
+                    new_id = %keys.peer_id(),
+                    "this data folder had no key: made one; the peer's id is now derived from it and has changed"
+                );
+            }
+            Ok(keys)
+        }
+        Err(e) => Err(dir_err(dir)(e)),
+    }
+}
+
 impl Identity {
     /// Open (creating if needed) the data directory `dir`, or make a throwaway identity.
     pub fn open(dir: Option<&Path>) -> Result<Identity, Error> {
         let Some(dir) = dir else {
+            let keys = StaticKeys::generate();
             return Ok(Identity {
-                id: PeerId::random(),
+                id: keys.peer_id(),
+                keys,
                 dir: None,
                 _lock: None,
                 next_seq: 1,
@@ -62,27 +127,19 @@ impl Identity {
             Err(fs::TryLockError::WouldBlock) => return Err(Error::DataDirInUse(dir.to_path_buf())),
             Err(fs::TryLockError::Error(e)) => return Err(dir_err(dir)(e)),
         }
+        let keys = load_keys(dir)?;
+        let id = keys.peer_id();
         let id_path = dir.join("id");
-        let id = match fs::read_to_string(&id_path) {
-            Ok(text) => text.trim().parse::<PeerId>().map_err(|e| {
-                dir_err(dir)(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("the file `id` is damaged ({e})"),
-                ))
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let id = PeerId::random();
-                write_durably(&id_path, &format!("{id}\n")).map_err(dir_err(dir))?;
-                id
-            }
-            Err(e) => return Err(dir_err(dir)(e)),
-        };
+        let written = fs::read_to_string(&id_path).ok().and_then(|t| t.trim().parse::<PeerId>().ok());
+        if written != Some(id) {
+            write_durably(&id_path, &format!("{id}\n")).map_err(dir_err(dir))?;
+        }
         let next_seq = match fs::read_to_string(dir.join("seq")) {
             Ok(t) => t.trim().parse::<u64>().unwrap_or(1).max(1),
             Err(_) => 1,
         };
         let mut me =
-            Identity { id, dir: Some(dir.to_path_buf()), _lock: Some(lock), next_seq, reserved_until: next_seq };
+            Identity { id, keys, dir: Some(dir.to_path_buf()), _lock: Some(lock), next_seq, reserved_until: next_seq };
         me.reserve().map_err(dir_err(dir))?;
         Ok(me)
     }
@@ -139,5 +196,58 @@ mod tests {
         assert!(b.next_seq() > last, "sequence numbers must not repeat after a restart");
         drop(b);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn identity_is_a_private_key_file() {
+        let dir = std::env::temp_dir().join(format!("lanpeer-key-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let a = Identity::open(Some(&dir)).unwrap();
+        assert_eq!(a.id, crate::crypto::peer_id_of(&a.keys.public), "the id is the hash of the public key");
+        let key_text = fs::read_to_string(dir.join("key")).unwrap();
+        assert_eq!(key_text.trim(), hex::encode(a.keys.secret()));
+        assert_eq!(fs::read_to_string(dir.join("id")).unwrap(), format!("{}\n", a.id));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(fs::metadata(dir.join("key")).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        let (id, public) = (a.id, a.keys.public);
+        drop(a);
+        // A hand-edited id file does not change who the peer is: the key decides.
+        fs::write(dir.join("id"), format!("{}\n", PeerId([9; 16]))).unwrap();
+        let b = Identity::open(Some(&dir)).unwrap();
+        assert_eq!((b.id, b.keys.public), (id, public));
+        assert_eq!(fs::read_to_string(dir.join("id")).unwrap().trim(), id.to_string());
+        drop(b);
+        // A damaged key is an error, not a silent new identity.
+        fs::write(dir.join("key"), "not hex\n").unwrap();
+        assert!(matches!(Identity::open(Some(&dir)), Err(Error::DataDir { .. })));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn old_data_dir_with_only_an_id_gets_a_key() {
+        let dir = std::env::temp_dir().join(format!("lanpeer-old-id-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let old = PeerId([5; 16]);
+        fs::write(dir.join("id"), format!("{old}\n")).unwrap();
+        fs::write(dir.join("seq"), "5000\n").unwrap();
+        let mut a = Identity::open(Some(&dir)).unwrap();
+        assert_ne!(a.id, old);
+        assert_eq!(a.id, a.keys.peer_id());
+        assert!(dir.join("key").exists());
+        assert!(a.next_seq() >= 5000, "the message counter is kept");
+        drop(a);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn in_memory_identities_are_fresh_keys() {
+        let a = Identity::open(None).unwrap();
+        let b = Identity::open(None).unwrap();
+        assert_ne!(a.keys.public, b.keys.public);
+        assert_eq!(a.id, a.keys.peer_id());
     }
 }

@@ -25,7 +25,8 @@
 //! - [`discovery`]: beacon format, announce task, collect-listener task, interface scan.
 //! - [`transport`]: TCP accept task, dialing, handshake, one task per session.
 //! - [`protocol`]: every frame of the TCP wire; [`codec`]: how they become bytes.
-//! - [`identity`]: the data directory (lasting id, lock).
+//! - [`identity`]: the data directory (lasting key and id, lock).
+//! - [`crypto`]: static keys, passphrase room keys; [`guard`]: flood limits and warnings.
 //!
 //! docs/architecture.md and docs/protocol.md describe the whole.
 
@@ -33,10 +34,12 @@
 
 pub mod codec;
 pub mod config;
+pub mod crypto;
 pub mod discovery;
 pub mod error;
 pub mod event;
 pub mod exercises;
+pub mod guard;
 pub mod id;
 pub mod identity;
 pub mod node;

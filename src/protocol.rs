@@ -7,8 +7,8 @@
 //! Evolution rules, so that later work (acknowledgements, catch-up, encryption, gossip) fits:
 //! - new kinds of frame are *appended* to [`Frame`]; a peer drops a frame it cannot decode
 //!   (debug log) and keeps the session, so an older peer survives a newer one;
-//! - the preamble's `mode` byte names the transport (0 = plain frames); an encrypted transport is
-//!   a new mode, with the same frames inside;
+//! - the preamble's `mode` byte names the transport (0 = plain frames, no longer accepted;
+//!   1 = Noise, 2 = Noise with the room's passphrase key), with the same frames inside;
 //! - a change that old peers cannot ignore bumps [`PROTOCOL_VERSION`], and peers of another
 //!   version are refused in the preamble, before any frame.
 //! - [`Hello::props`] carries optional key/value facts (e.g. `role=teacher`) without a new version.
@@ -26,15 +26,21 @@ pub const PREAMBLE_MAGIC: [u8; 4] = *b"LNPT";
 /// Size of the preamble in bytes.
 pub const PREAMBLE_LEN: usize = 8;
 
-/// Transport mode 0: frames are sent as they are (the core protocol).
+/// Transport mode 0: frames sent as they are (the core protocol). No longer spoken: refused.
 pub const MODE_PLAIN: u8 = 0;
+/// Transport mode 1: a `Noise_XX_25519_ChaChaPoly_BLAKE2s` handshake, then encrypted records
+/// (open rooms). See docs/protocol.md, "Encrypted sessions".
+pub const MODE_NOISE: u8 = 1;
+/// Transport mode 2: as [`MODE_NOISE`], with `Noise_XXpsk3` and the room's passphrase key
+/// (passphrase rooms). A peer only talks to peers of its own mode.
+pub const MODE_NOISE_PSK: u8 = 2;
 
 /// The 8 bytes each side writes first on a TCP connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Preamble {
     /// [`PROTOCOL_VERSION`] of the sender.
     pub version: u8,
-    /// The transport mode the sender speaks ([`MODE_PLAIN`]).
+    /// The transport mode the sender speaks ([`MODE_NOISE`] or [`MODE_NOISE_PSK`]).
     pub mode: u8,
 }
 
@@ -53,9 +59,14 @@ pub enum PreambleError {
 }
 
 impl Preamble {
-    /// The preamble this peer sends.
+    /// The preamble of an open room ([`MODE_NOISE`]).
     pub fn ours() -> Self {
-        Preamble { version: PROTOCOL_VERSION, mode: MODE_PLAIN }
+        Preamble::with_mode(MODE_NOISE)
+    }
+
+    /// The preamble of this version with transport `mode`.
+    pub fn with_mode(mode: u8) -> Self {
+        Preamble { version: PROTOCOL_VERSION, mode }
     }
 
     /// `magic(4) version(1) mode(1) reserved(2)=0`.
@@ -72,7 +83,7 @@ impl Preamble {
         if b[4] != PROTOCOL_VERSION {
             return Err(PreambleError::Version(b[4]));
         }
-        if b[5] != MODE_PLAIN {
+        if b[5] != MODE_NOISE && b[5] != MODE_NOISE_PSK {
             return Err(PreambleError::Mode(b[5]));
         }
         Ok(Preamble { version: b[4], mode: b[5] })
@@ -235,8 +246,12 @@ mod tests {
         v[4] = 9;
         assert_eq!(Preamble::parse(&v), Err(PreambleError::Version(9)));
         let mut m = ours;
-        m[5] = 1;
-        assert_eq!(Preamble::parse(&m), Err(PreambleError::Mode(1)));
+        m[5] = MODE_PLAIN;
+        assert_eq!(Preamble::parse(&m), Err(PreambleError::Mode(MODE_PLAIN)), "plain sessions are refused");
+        m[5] = 9;
+        assert_eq!(Preamble::parse(&m), Err(PreambleError::Mode(9)));
+        m[5] = MODE_NOISE_PSK;
+        assert_eq!(Preamble::parse(&m), Ok(Preamble::with_mode(MODE_NOISE_PSK)));
         assert_eq!(Preamble::parse(b"GET / HT"), Err(PreambleError::BadMagic));
     }
 }

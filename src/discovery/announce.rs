@@ -41,6 +41,8 @@ pub struct Announcer {
     pub rescan: Duration,
     /// Woken when a newcomer was heard: beacon now.
     pub wake: Arc<Notify>,
+    /// The beacon key of a passphrase room: beacons then carry a tag.
+    pub key: Option<zeroize::Zeroizing<[u8; 32]>>,
 }
 
 fn jittered(d: Duration) -> Duration {
@@ -86,7 +88,7 @@ impl Announcer {
 
     /// Run until `cancel`, then say farewell.
     pub async fn run(mut self, cancel: CancellationToken) {
-        let hello = self.beacon.encode();
+        let hello = self.beacon.encode_for(self.key.as_deref());
         let mut next_scan = Instant::now() + self.rescan;
         loop {
             self.send_all(&hello).await;
@@ -107,7 +109,7 @@ impl Announcer {
             }
         }
         self.beacon.farewell = true;
-        let bye = self.beacon.encode();
+        let bye = self.beacon.encode_for(self.key.as_deref());
         for _ in 0..2 {
             self.send_all(&bye).await;
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -2,20 +2,26 @@
 //! beacons of the room's other peers to the node actor.
 //!
 //! Dropped (debug log, nothing else): datagrams that are not beacons, beacons of another
-//! version or room, our own beacons, and beacons from outside the selected interfaces. The hand-off
+//! version or room, our own beacons, and beacons from outside the selected interfaces. Beacons of
+//! our room whose authentication does not match ours (a passphrase room needs a good tag; an
+//! open room takes no tagged beacon) are dropped with a rate-limited warning for the user. Each
+//! source address may pass a bounded number of beacons per second (a token bucket), so a flood
+//! from one address costs nothing more and cannot push the others' beacons out. The hand-off
 //! is `try_send` on a bounded channel, so a flood of beacons costs a fixed buffer and can never
 //! stall the listener or the actor: when the actor is behind, beacons are dropped (the next ones
 //! will do).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::beacon::Beacon;
+use super::beacon::{Beacon, tag_ok};
 use super::iface::Iface;
+use crate::guard::{RateLimiter, WarnKind, Warner};
 use crate::id::PeerId;
 
 /// A beacon heard, and the address it came from.
@@ -39,11 +45,19 @@ pub struct Listener {
     pub ifaces: watch::Receiver<Vec<Iface>>,
     /// To the node actor.
     pub tx: mpsc::Sender<Heard>,
+    /// Our room's name (for warnings).
+    pub room: String,
+    /// The beacon key of a passphrase room; `None` in an open room.
+    pub key: Option<zeroize::Zeroizing<[u8; 32]>>,
+    /// Beacons of our room per source address.
+    pub per_source: RateLimiter<IpAddr>,
+    /// Warnings for the user.
+    pub warner: Arc<Warner>,
 }
 
 impl Listener {
     /// Run until `cancel`.
-    pub async fn run(self, cancel: CancellationToken) {
+    pub async fn run(mut self, cancel: CancellationToken) {
         // Larger than any beacon, so an oversized datagram shows as too long rather than cut.
         let mut buf = [0u8; 256];
         loop {
@@ -59,24 +73,7 @@ impl Listener {
                     }
                 },
             };
-            let beacon = match Beacon::decode(&buf[..n]) {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::debug!(%from, error = %e, "dropped datagram");
-                    continue;
-                }
-            };
-            if beacon.id == self.me {
-                continue;
-            }
-            if beacon.room_tag != self.room_tag {
-                tracing::trace!(%from, "beacon of another room");
-                continue;
-            }
-            if !self.ifaces.borrow().iter().any(|i| i.contains(from.ip())) {
-                tracing::debug!(%from, "beacon from outside the selected interfaces");
-                continue;
-            }
+            let Some(beacon) = self.check(&buf[..n], from) else { continue };
             if self.tx.try_send(Heard { beacon, from }).is_err() {
                 if self.tx.is_closed() {
                     break;
@@ -85,5 +82,60 @@ impl Listener {
             }
         }
         tracing::debug!("listener task stopped");
+    }
+
+    /// The beacon in `d`, if it is one of our room's that we should pass on.
+    fn check(&mut self, d: &[u8], from: SocketAddr) -> Option<Beacon> {
+        let parsed = match Beacon::parse(d) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::debug!(%from, error = %e, "dropped datagram");
+                return None;
+            }
+        };
+        let beacon = parsed.beacon;
+        if beacon.id == self.me {
+            return None;
+        }
+        if beacon.room_tag != self.room_tag {
+            tracing::trace!(%from, "beacon of another room");
+            return None;
+        }
+        if !self.ifaces.borrow().iter().any(|i| i.contains(from.ip())) {
+            tracing::debug!(%from, "beacon from outside the selected interfaces");
+            return None;
+        }
+        let ip = from.ip();
+        if !self.per_source.allow(ip, Instant::now()) {
+            tracing::debug!(%from, "too many beacons from this address; dropped");
+            self.warner.warn(WarnKind::Flood, ip, || format!("too many beacons from {ip}; some were ignored"));
+            return None;
+        }
+        let room = &self.room;
+        match (&self.key, parsed.tagged) {
+            (Some(key), true) if tag_ok(d, key) => Some(beacon),
+            (Some(_), true) => {
+                tracing::debug!(%from, "beacon with a bad tag");
+                self.warner.warn(WarnKind::WrongPassphrase, ip, || {
+                    format!("ignoring a peer at {ip}: it is in room \"{room}\" with another passphrase")
+                });
+                None
+            }
+            (Some(_), false) => {
+                tracing::debug!(%from, "beacon without a tag in a passphrase room");
+                self.warner.warn(WarnKind::NoPassphrase, ip, || {
+                    format!("ignoring a peer at {ip}: it is in room \"{room}\" without the passphrase")
+                });
+                None
+            }
+            (None, true) => {
+                tracing::debug!(%from, "tagged beacon in an open room");
+                self.warner.warn(WarnKind::TheyHavePassphrase, ip, || {
+                    format!("ignoring a peer at {ip}: room \"{room}\" has a passphrase there and this peer has none")
+                });
+                None
+            }
+            (None, false) => Some(beacon),
+        }
     }
 }

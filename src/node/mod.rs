@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::codec;
 use crate::config::Config;
+use crate::crypto::{RoomKeys, SessionKeys};
 use crate::discovery::announce::Announcer;
 use crate::discovery::beacon::{Beacon, room_tag};
 use crate::discovery::listen::Listener;
@@ -23,6 +24,7 @@ use crate::discovery::{iface, socket};
 use crate::error::Error;
 use crate::event::{Event, PeerInfo};
 use crate::exercises::ProblemView;
+use crate::guard::{RateLimiter, Warner};
 use crate::id::{MsgId, PeerId};
 use crate::identity::Identity;
 use crate::protocol::{Body, Frame, Hello};
@@ -54,6 +56,9 @@ pub struct Node {
     actor: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
+/// A warning about one address and kind is repeated at most this often.
+const WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Largest title of a problem, in bytes.
 pub const MAX_TITLE: usize = 200;
 
@@ -68,6 +73,21 @@ impl Node {
         if config.room.trim().is_empty() || config.room.len() > 200 {
             return Err(Error::BadText("the room name must be 1 to 200 bytes long; give one with --room".into()));
         }
+        let room_keys = match &config.passphrase {
+            Some(p) if p.expose().is_empty() => {
+                return Err(Error::BadText("the passphrase is empty; give the room's passphrase".into()));
+            }
+            // Argon2id takes tens of milliseconds: off the async threads.
+            Some(p) => {
+                let (room, p) = (config.room.clone(), p.clone());
+                Some(
+                    tokio::task::spawn_blocking(move || RoomKeys::derive(&room, &p))
+                        .await
+                        .map_err(|_| Error::BadText("could not derive the room key".into()))?,
+                )
+            }
+            None => None,
+        };
         let identity = Identity::open(config.data_dir.as_deref())?;
         let me = identity.id;
         let all = iface::scan().map_err(|source| Error::Socket { what: "interface list", source })?;
@@ -101,6 +121,7 @@ impl Node {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (iface_tx, iface_rx) = watch::channel(selected.clone());
         let cancel = CancellationToken::new();
+        let warner = Arc::new(Warner::new(events_tx.clone(), WARN_EVERY));
         let ctx = Arc::new(Ctx {
             me,
             room: config.room.clone(),
@@ -115,6 +136,10 @@ impl Node {
             tracker: TaskTracker::new(),
             cancel: cancel.child_token(),
             limit: Arc::new(Semaphore::new(config.max_connections)),
+            keys: SessionKeys { statics: identity.keys.clone(), psk: room_keys.as_ref().map(|k| k.psk.clone()) },
+            warner: warner.clone(),
+            conn_burst: config.conn_burst_per_ip,
+            conn_per_sec: config.conn_per_sec_per_ip,
         });
 
         let tag = room_tag(&config.room);
@@ -129,16 +154,27 @@ impl Node {
             interval: config.beacon_interval,
             rescan: config.rescan_interval,
             wake: wake.clone(),
+            key: room_keys.as_ref().map(|k| k.beacon.clone()),
         };
-        let listener = Listener { socket: udp, me, room_tag: tag, ifaces: iface_rx, tx: heard_tx };
+        let listener = Listener {
+            socket: udp,
+            me,
+            room_tag: tag,
+            ifaces: iface_rx,
+            tx: heard_tx,
+            room: config.room.clone(),
+            key: room_keys.as_ref().map(|k| k.beacon.clone()),
+            per_source: RateLimiter::new(config.beacon_burst_per_ip, config.beacon_per_sec_per_ip),
+            warner,
+        };
+        // Ready first: the tasks below may report warnings at once.
+        let names: Vec<String> = selected.iter().map(|i| format!("{} {}", i.name, i.ip)).collect();
+        tracing::info!(id = %me, %name, room = %config.room, %listen, interfaces = %names.join(", "), "peer up");
+        let _ = events_tx.send(Event::Ready { id: me, name: name.clone(), room: config.room.clone(), listen });
         let net_cancel = cancel.child_token();
         let announce = tokio::spawn(announcer.run(announce_cancel.clone()));
         let listen_task = tokio::spawn(listener.run(net_cancel.clone()));
         let accept = tokio::spawn(transport::accept::run(tcp, ctx.clone(), net_cancel.clone()));
-
-        let names: Vec<String> = selected.iter().map(|i| format!("{} {}", i.name, i.ip)).collect();
-        tracing::info!(id = %me, %name, room = %config.room, %listen, interfaces = %names.join(", "), "peer up");
-        let _ = events_tx.send(Event::Ready { id: me, name: name.clone(), room: config.room.clone(), listen });
 
         let actor = actor::Actor::new(actor::Parts {
             identity,

@@ -1,18 +1,22 @@
 //! The TCP accept task: takes incoming connections, caps how many are open at once (a semaphore
 //! permit per connection, held until it ends), and runs each one's handshake and session in its
 //! own task. Accept errors (e.g. out of file descriptors) back off instead of spinning.
+//! Connection attempts are also limited per IP address (a token bucket, [`crate::guard`]), so
+//! that one address cannot take every slot or keep the handshakes busy.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::{Ctx, handshake, session};
+use crate::guard::{RateLimiter, WarnKind};
 
 /// Run until `cancel`.
 pub async fn run(listener: TcpListener, ctx: Arc<Ctx>, cancel: CancellationToken) {
     let mut backoff = Duration::from_millis(10);
+    let mut per_ip = RateLimiter::new(ctx.conn_burst, ctx.conn_per_sec);
     loop {
         let (stream, remote) = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -26,6 +30,12 @@ pub async fn run(listener: TcpListener, ctx: Arc<Ctx>, cancel: CancellationToken
                 }
             },
         };
+        if !per_ip.allow(remote.ip(), Instant::now()) {
+            tracing::debug!(%remote, "too many connection attempts from this address; refused");
+            let ip = remote.ip();
+            ctx.warner.warn(WarnKind::Flood, ip, || format!("too many connections from {ip}; some were refused"));
+            continue;
+        }
         let Ok(permit) = ctx.limit.clone().try_acquire_owned() else {
             tracing::debug!(%remote, "too many connections; refused");
             continue;
@@ -33,7 +43,7 @@ pub async fn run(listener: TcpListener, ctx: Arc<Ctx>, cancel: CancellationToken
         let c = ctx.clone();
         ctx.tracker.spawn(async move {
             let _permit = permit;
-            match handshake::handshake(stream, &c).await {
+            match handshake::handshake(stream, &c, false, remote).await {
                 Ok((hello, framed)) => session::run(hello, remote, false, framed, c).await,
                 Err(e) => tracing::debug!(%remote, error = %e, "incoming connection refused"),
             }

@@ -29,7 +29,7 @@ pub async fn dial(peer: PeerId, addr: SocketAddr, ctx: Arc<Ctx>) {
         Ok(Err(e)) => return drop(ctx.actor.send(failed(e.to_string())).await),
         Err(_) => return drop(ctx.actor.send(failed("connect timed out".into())).await),
     };
-    match handshake::handshake(stream, &ctx).await {
+    match handshake::handshake(stream, &ctx, true, addr).await {
         Ok((hello, framed)) => {
             if hello.id != peer {
                 // Someone else answers there now; the session with them is still good.

@@ -1,17 +1,25 @@
-//! Opening a connection: each side writes its 8-byte preamble and its hello frame at once, then
-//! reads the other's, all within the handshake timeout. A connection that sends anything else,
-//! too slowly, of another version or room, or claims our own id, is closed with a debug log.
+//! Opening a connection: each side writes its 8-byte preamble (whose mode says Noise, or Noise
+//! with the room's passphrase key), then the dialer and the acceptor run a Noise `XX` handshake
+//! ([`super::noise`]); then each sends its hello as the first encrypted frame and reads the
+//! other's, all within the handshake timeout. Refused with a debug log: anything else, too slow,
+//! another version, mode or room, a hello whose id is not the hash of the static key the Noise
+//! handshake proved, or our own id. Refusals that tell of a passphrase problem also become a
+//! rate-limited warning for the user.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::net::SocketAddr;
+
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+use tokio_util::codec::{FramedRead, FramedWrite};
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 
+use super::noise::{self, NoiseError, NoiseReader, NoiseWriter};
 use super::{Ctx, HANDSHAKE_MAX_FRAME};
 use crate::codec;
-use crate::protocol::{Frame, Hello, PREAMBLE_LEN, Preamble, PreambleError};
+use crate::crypto::peer_id_of;
+use crate::guard::WarnKind;
+use crate::protocol::{Frame, Hello, MODE_NOISE_PSK};
 
 /// Longest name kept from a hello, in characters.
 pub const MAX_NAME: usize = 64;
@@ -27,9 +35,9 @@ pub enum HandshakeError {
     /// Too slow.
     #[error("handshake timed out")]
     Timeout,
-    /// Bad preamble.
-    #[error("preamble: {0}")]
-    Preamble(#[from] PreambleError),
+    /// Preamble or Noise handshake failed.
+    #[error("{0}")]
+    Noise(#[from] NoiseError),
     /// The first frame is not a valid hello.
     #[error("bad hello: {0}")]
     Hello(String),
@@ -39,15 +47,18 @@ pub enum HandshakeError {
     /// Our own id (we dialed ourselves, or someone copied our id).
     #[error("peer claims our own id")]
     SelfId,
+    /// The hello claims an id that is not the hash of the key the peer proved it holds.
+    #[error("peer claims id {claimed} but its key is that of {proved}")]
+    WrongKey {
+        /// The id in the hello.
+        claimed: String,
+        /// The id of its static key.
+        proved: String,
+    },
 }
 
-/// Both halves of an open connection, framed.
-pub type Framed = (FramedRead<OwnedReadHalf, LengthDelimitedCodec>, FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>);
-
-/// The frame codec: a 4-byte big-endian length, then the payload; at most `max` bytes.
-pub fn frame_codec(max: usize) -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder().length_field_length(4).big_endian().max_frame_length(max).new_codec()
-}
+/// Both halves of an open connection, framed and encrypted.
+pub type Framed = (FramedRead<OwnedReadHalf, NoiseReader>, FramedWrite<OwnedWriteHalf, NoiseWriter>);
 
 /// Make a name safe to show: no control characters, trimmed, at most [`MAX_NAME`] characters.
 pub fn clean_name(name: &str) -> String {
@@ -55,25 +66,55 @@ pub fn clean_name(name: &str) -> String {
     s.trim().to_string()
 }
 
-/// Run the handshake on a fresh connection.
-pub async fn handshake(stream: TcpStream, ctx: &Ctx) -> Result<(Hello, Framed), HandshakeError> {
-    tokio::time::timeout(ctx.handshake_timeout, exchange(stream, ctx)).await.map_err(|_| HandshakeError::Timeout)?
+/// Run the handshake on a fresh connection to or from `remote`; `initiator` is true for the dialer.
+pub async fn handshake(
+    stream: TcpStream,
+    ctx: &Ctx,
+    initiator: bool,
+    remote: SocketAddr,
+) -> Result<(Hello, Framed), HandshakeError> {
+    let r = tokio::time::timeout(ctx.handshake_timeout, exchange(stream, ctx, initiator))
+        .await
+        .map_err(|_| HandshakeError::Timeout)
+        .and_then(|r| r);
+    if let Err(e) = &r {
+        warn_about(e, ctx, remote);
+    }
+    r
 }
 
-async fn exchange(mut stream: TcpStream, ctx: &Ctx) -> Result<(Hello, Framed), HandshakeError> {
+/// Turn a refusal that tells of a passphrase problem into a warning for the user.
+fn warn_about(e: &HandshakeError, ctx: &Ctx, remote: SocketAddr) {
+    let ip = remote.ip();
+    let room = &ctx.room;
+    match e {
+        HandshakeError::Noise(NoiseError::ModeMismatch { theirs, .. }) if *theirs == MODE_NOISE_PSK => {
+            ctx.warner.warn(WarnKind::TheyHavePassphrase, ip, || {
+                format!("refused a peer at {ip}: it uses a passphrase and this peer has none")
+            });
+        }
+        HandshakeError::Noise(NoiseError::ModeMismatch { .. }) => {
+            ctx.warner.warn(WarnKind::NoPassphrase, ip, || {
+                format!("refused a peer at {ip}: it has no passphrase for room \"{room}\"")
+            });
+        }
+        HandshakeError::Noise(NoiseError::Handshake { step: 3, .. }) if ctx.keys.psk.is_some() => {
+            ctx.warner.warn(WarnKind::WrongPassphrase, ip, || {
+                format!("refused a peer at {ip}: wrong passphrase for room \"{room}\"")
+            });
+        }
+        _ => {}
+    }
+}
+
+async fn exchange(mut stream: TcpStream, ctx: &Ctx, initiator: bool) -> Result<(Hello, Framed), HandshakeError> {
     stream.set_nodelay(true)?;
-    let mut first = Vec::with_capacity(PREAMBLE_LEN + 4 + ctx.hello.len());
-    first.extend_from_slice(&Preamble::ours().to_bytes());
-    first.extend_from_slice(&(ctx.hello.len() as u32).to_be_bytes());
-    first.extend_from_slice(&ctx.hello);
-    stream.write_all(&first).await?;
-
-    let mut pre = [0u8; PREAMBLE_LEN];
-    stream.read_exact(&mut pre).await?;
-    Preamble::parse(&pre)?;
-
+    let ts = noise::handshake(&mut stream, initiator, &ctx.keys).await?;
+    let proved = noise::remote_static(&ts).map(|k| peer_id_of(&k));
     let (r, w) = stream.into_split();
-    let mut read = FramedRead::new(r, frame_codec(HANDSHAKE_MAX_FRAME));
+    let mut read = FramedRead::new(r, NoiseReader::new(ts.clone(), HANDSHAKE_MAX_FRAME));
+    let mut write = FramedWrite::new(w, NoiseWriter::new(ts, ctx.max_frame));
+    write.send(ctx.hello.clone()).await?;
     let bytes = match read.next().await {
         Some(Ok(b)) => b,
         Some(Err(e)) => return Err(HandshakeError::Hello(e.to_string())),
@@ -84,6 +125,15 @@ async fn exchange(mut stream: TcpStream, ctx: &Ctx) -> Result<(Hello, Framed), H
         Ok(other) => return Err(HandshakeError::Hello(format!("first frame is {other:?}"))),
         Err(e) => return Err(HandshakeError::Hello(e.to_string())),
     };
+    match proved {
+        Some(p) if p == hello.id => {}
+        p => {
+            return Err(HandshakeError::WrongKey {
+                claimed: hello.id.to_string(),
+                proved: p.map(|p| p.to_string()).unwrap_or_default(),
+            });
+        }
+    }
     if hello.room != ctx.room {
         return Err(HandshakeError::Room(hello.room));
     }
@@ -98,7 +148,6 @@ async fn exchange(mut stream: TcpStream, ctx: &Ctx) -> Result<(Hello, Framed), H
         hello.name = format!("peer-{}", hello.id.short());
     }
     hello.props.truncate(MAX_PROPS);
-    read.decoder_mut().set_max_frame_length(ctx.max_frame);
-    let write = FramedWrite::new(w, frame_codec(ctx.max_frame));
+    read.decoder_mut().set_max_frame(ctx.max_frame);
     Ok((hello, (read, write)))
 }

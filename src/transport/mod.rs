@@ -1,6 +1,7 @@
 //! Transport: the TCP sessions that carry messages between two peers.
 //!
-//! - [`handshake`]: the preamble and hello exchange that opens every connection.
+//! - [`handshake`]: the preamble, Noise handshake and hello exchange that open every connection.
+//! - [`noise`]: the Noise handshake and the encrypted record layer (every session is encrypted).
 //! - [`session`]: one task per live connection (a reader, and a writer fed by the peer's outbox).
 //! - [`accept`]: the TCP accept task; [`dial`]: outgoing connections.
 //!
@@ -16,12 +17,15 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::crypto::SessionKeys;
+use crate::guard::Warner;
 use crate::id::PeerId;
 use crate::protocol::{Frame, Hello};
 
 pub mod accept;
 pub mod dial;
 pub mod handshake;
+pub mod noise;
 pub mod session;
 
 /// Largest frame accepted before the hello is through (a hello is far smaller).
@@ -110,4 +114,12 @@ pub struct Ctx {
     pub cancel: CancellationToken,
     /// Caps concurrent connections.
     pub limit: Arc<Semaphore>,
+    /// Our static key, and the room's passphrase key if any.
+    pub keys: SessionKeys,
+    /// Rate-limited warnings for the user (refused peers).
+    pub warner: Arc<Warner>,
+    /// Connection attempts accepted from one IP address at once...
+    pub conn_burst: u32,
+    /// ...and per second after that (more are closed before any handshake).
+    pub conn_per_sec: f64,
 }

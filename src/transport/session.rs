@@ -6,7 +6,8 @@
 //! close loses nothing that was queued. The reader forwards messages to the actor (awaiting, so
 //! a slow actor slows the socket rather than growing a queue), and ends on EOF, a broken frame
 //! stream, or silence longer than the idle timeout. Undecodable frames are dropped, not fatal, so
-//! a newer peer's new frame kinds do not end the session.
+//! a newer peer's new frame kinds do not end the session; but a record that does not decrypt
+//! (altered, replayed, reordered, forged) ends it at once ([`super::noise`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,10 +18,11 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::codec::{FramedWrite, LengthDelimitedCodec};
+use tokio_util::codec::FramedWrite;
 use tokio_util::sync::CancellationToken;
 
 use super::handshake::Framed;
+use super::noise::NoiseWriter;
 use super::{BYE_LEAVING, Ctx, SessionMsg, Up};
 use crate::codec;
 use crate::protocol::{Frame, Hello};
@@ -45,6 +47,7 @@ pub async fn run(hello: Hello, remote: SocketAddr, dialer_is_me: bool, framed: F
     let writer = tokio::spawn(write_loop(write, rx, ctx.keepalive, cancel.clone()));
 
     let mut farewell = false;
+    let mut eof = false;
     loop {
         let next = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -56,7 +59,10 @@ pub async fn run(hello: Hello, remote: SocketAddr, dialer_is_me: bool, framed: F
                 tracing::debug!(sid, peer = %peer.short(), error = %e, "session frame error");
                 break;
             }
-            Ok(None) => break,
+            Ok(None) => {
+                eof = true;
+                break;
+            }
             Err(_) => {
                 tracing::debug!(sid, peer = %peer.short(), "session silent for too long");
                 break;
@@ -88,16 +94,24 @@ pub async fn run(hello: Hello, remote: SocketAddr, dialer_is_me: bool, framed: F
             break;
         }
     }
-    // The reader is done, so is the session: a graceful close from our side has finished
-    // writing by now (the peer closes only after reading our end of stream).
-    cancel.cancel();
-    let _ = writer.await;
-    tracing::debug!(sid, peer = %peer.short(), farewell, "session closed");
+    // The reader is done, so is the session. On a clean end of stream the peer may still be
+    // reading (both ends can close at once, e.g. when both drop the same duplicate session):
+    // the actor is told first, drops its outbox sender, and the writer flushes what is queued
+    // (bounded by the handshake timeout). On an error, silence or cancel, the writer stops now.
+    if !eof {
+        cancel.cancel();
+    }
+    tracing::debug!(sid, peer = %peer.short(), farewell, eof, "session closed");
     let _ = ctx.actor.send(SessionMsg::Closed { sid, peer, farewell }).await;
+    let mut writer = writer;
+    if tokio::time::timeout(ctx.handshake_timeout, &mut writer).await.is_err() {
+        cancel.cancel();
+        let _ = writer.await;
+    }
 }
 
 async fn write_loop(
-    mut write: FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
+    mut write: FramedWrite<OwnedWriteHalf, NoiseWriter>,
     mut rx: mpsc::Receiver<Bytes>,
     keepalive: std::time::Duration,
     cancel: CancellationToken,

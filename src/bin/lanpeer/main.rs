@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use lanpeer::crypto::Passphrase;
 use lanpeer::{Config, Node};
 use tokio::io::AsyncBufReadExt;
 
@@ -43,6 +44,13 @@ struct Args {
     /// Say that you are the teacher (others see it in the peer list).
     #[arg(long, value_name = "ROLE")]
     role: Option<String>,
+    /// Read the room's passphrase from this file (its first line). Without a passphrase flag,
+    /// the environment variable LANPEER_PASSPHRASE is used if set; otherwise the room is open.
+    #[arg(long, value_name = "FILE", conflicts_with = "ask_passphrase")]
+    passphrase_file: Option<PathBuf>,
+    /// Ask for the room's passphrase on the terminal (not echoed).
+    #[arg(long)]
+    ask_passphrase: bool,
     /// Machine-readable mode: commands on stdin, one JSON object per event on stdout.
     #[arg(long)]
     json: bool,
@@ -131,6 +139,30 @@ async fn handle(node: &Node, out: &mut Output, line: &str) -> bool {
     }
 }
 
+/// The room's passphrase: from `--passphrase-file`, `--ask-passphrase`, or LANPEER_PASSPHRASE
+/// (never from the command line, where other users of the computer could read it).
+fn passphrase(room: &str, file: Option<&std::path::Path>, ask: bool) -> Result<Option<Passphrase>, lanpeer::Error> {
+    let bad = |s: String| lanpeer::Error::BadText(s);
+    let text = if let Some(f) = file {
+        let t = std::fs::read_to_string(f)
+            .map_err(|e| bad(format!("cannot read the passphrase file {}: {e}", f.display())))?;
+        t.lines().next().unwrap_or("").to_string()
+    } else if ask {
+        rpassword::prompt_password(format!("Passphrase of room \"{room}\": "))
+            .map_err(|e| bad(format!("cannot read the passphrase from the terminal: {e}")))?
+    } else {
+        match std::env::var("LANPEER_PASSPHRASE") {
+            Ok(t) => t,
+            Err(_) => return Ok(None),
+        }
+    };
+    let p = Passphrase::new(&text);
+    if p.expose().is_empty() {
+        return Err(bad("the passphrase is empty; give the room's passphrase (or none for an open room)".into()));
+    }
+    Ok(Some(p))
+}
+
 async fn run(args: Args) -> Result<(), lanpeer::Error> {
     let data_dir = match args.data_dir {
         Some(d) => d,
@@ -142,7 +174,9 @@ async fn run(args: Args) -> Result<(), lanpeer::Error> {
     if let Some(r) = args.role {
         props.push(("role".to_string(), r));
     }
+    let passphrase = passphrase(&args.room, args.passphrase_file.as_deref(), args.ask_passphrase)?;
     let config = Config {
+        passphrase,
         name: args.name.unwrap_or_else(lanpeer::config::default_name),
         room: args.room,
         interfaces: args.ifaces,

@@ -100,6 +100,7 @@ impl Output {
                     json!({"event": "peer_left", "id": id.to_string(), "name": name, "reason": reason.as_str()})
                 }
                 Event::Message(m) => message_json(m),
+                Event::Warning { message } => json!({"event": "warning", "message": message}),
             };
             return self.json(v);
         }
@@ -124,6 +125,7 @@ impl Output {
                 };
                 self.line(&format!("{t}  * {name} {why}"))
             }
+            Event::Warning { message } => self.line(&format!("{t}  ! {message}")),
             Event::Message(m) => {
                 let who = if m.own { format!("{} (you)", m.from_name) } else { m.from_name.clone() };
                 let private = if m.to.is_some() { " [private]" } else { "" };

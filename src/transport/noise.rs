@@ -1,0 +1,430 @@
+//! The encrypted transport: the Noise handshake (through `snow`) and the record layer that
+//! carries frames after it.
+//!
+//! Wire, after the two 8-byte preambles (which must name the same mode):
+//! - handshake messages: `len: u16 BE`, then `len` bytes of Noise handshake message; three of them
+//!   (`XX`: initiator, responder, initiator), the dialer being the initiator; empty payloads.
+//!   The Noise prologue is the 8-byte preamble (so version and mode are authenticated);
+//! - then records, each way: `len: u16 BE` (17..=65535), then a Noise transport message of `len`
+//!   bytes (ciphertext and a 16-byte ChaCha20-Poly1305 tag), nonces counting from 0 each way.
+//!   The plaintexts of the records, concatenated, are the frame stream of the core protocol: each
+//!   frame is `length: u32 BE` and that many payload bytes. A frame starts a new record and is cut
+//!   into records of at most 65519 plaintext bytes, so frames up to `max_frame` (1 MiB) travel.
+//!
+//! A record that fails to decrypt (altered, replayed, reordered, cut, or forged) is a fatal error:
+//! the session closes. A frame header over the maximum closes it too, before its bytes arrive.
+
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use snow::StatelessTransportState;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::{Decoder, Encoder};
+
+use crate::crypto::{NOISE_OPEN, NOISE_PSK, SessionKeys};
+use crate::protocol::{MODE_NOISE, MODE_NOISE_PSK, PREAMBLE_LEN, Preamble, PreambleError};
+
+/// Largest Noise message (handshake or transport), from the Noise specification.
+pub const MAX_NOISE_MSG: usize = 65535;
+/// Authentication tag of each transport message.
+pub const TAG_LEN: usize = 16;
+/// Most plaintext bytes in one record.
+pub const MAX_RECORD_PLAIN: usize = MAX_NOISE_MSG - TAG_LEN;
+/// Largest handshake message accepted (the largest `XX` message is 96 bytes with empty payloads).
+pub const MAX_HANDSHAKE_MSG: usize = 1024;
+
+/// Why the encrypted transport failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NoiseError {
+    /// Socket error or EOF.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// Bad preamble.
+    #[error("preamble: {0}")]
+    Preamble(#[from] PreambleError),
+    /// The other side speaks another transport mode (e.g. one has a passphrase, the other not).
+    #[error("transport mode {theirs}, ours is {ours}")]
+    ModeMismatch {
+        /// Ours.
+        ours: u8,
+        /// Theirs.
+        theirs: u8,
+    },
+    /// A handshake message failed (wrong passphrase key, tampering, garbage).
+    #[error("noise handshake failed at message {step}: {error}")]
+    Handshake {
+        /// Message number, 1 to 3.
+        step: u8,
+        /// What snow said.
+        error: snow::Error,
+    },
+    /// A handshake message of a silly size.
+    #[error("handshake message of {0} bytes")]
+    HandshakeSize(usize),
+    /// A record failed to decrypt: altered, replayed, reordered or forged.
+    #[error("record {nonce} does not decrypt (altered, replayed or forged)")]
+    Decrypt {
+        /// Its expected nonce.
+        nonce: u64,
+    },
+    /// A record length below the tag size.
+    #[error("record of {0} bytes is too short")]
+    ShortRecord(usize),
+    /// A frame longer than allowed.
+    #[error("frame of {len} bytes, the limit is {max}")]
+    FrameTooLong {
+        /// Announced length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The connection ended inside a record or frame.
+    #[error("connection ended inside a record or frame")]
+    Truncated,
+}
+
+/// The transport mode of these keys: with a PSK, [`MODE_NOISE_PSK`].
+pub fn mode_of(keys: &SessionKeys) -> u8 {
+    if keys.psk.is_some() { MODE_NOISE_PSK } else { MODE_NOISE }
+}
+
+async fn write_msg(stream: &mut TcpStream, msg: &[u8]) -> std::io::Result<()> {
+    let mut v = Vec::with_capacity(2 + msg.len());
+    v.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+    v.extend_from_slice(msg);
+    stream.write_all(&v).await
+}
+
+async fn read_msg(stream: &mut TcpStream) -> Result<Vec<u8>, NoiseError> {
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).await?;
+    let len = u16::from_be_bytes(len) as usize;
+    if len == 0 || len > MAX_HANDSHAKE_MSG {
+        return Err(NoiseError::HandshakeSize(len));
+    }
+    let mut v = vec![0u8; len];
+    stream.read_exact(&mut v).await?;
+    Ok(v)
+}
+
+/// Exchange preambles and run the Noise `XX` (or `XXpsk3`) handshake on a fresh connection.
+/// The caller bounds the time. Returns the transport keys; the remote static key is in them.
+pub async fn handshake(
+    stream: &mut TcpStream,
+    initiator: bool,
+    keys: &SessionKeys,
+) -> Result<Arc<StatelessTransportState>, NoiseError> {
+    let ours = Preamble::with_mode(mode_of(keys));
+    let pre = ours.to_bytes();
+    stream.write_all(&pre).await?;
+    let mut theirs = [0u8; PREAMBLE_LEN];
+    stream.read_exact(&mut theirs).await?;
+    let theirs = Preamble::parse(&theirs)?;
+    if theirs.mode != ours.mode {
+        return Err(NoiseError::ModeMismatch { ours: ours.mode, theirs: theirs.mode });
+    }
+
+    let name = if keys.psk.is_some() { NOISE_PSK } else { NOISE_OPEN };
+    let step_err = |step: u8| move |error| NoiseError::Handshake { step, error };
+    let mut b = snow::Builder::new(name.parse().expect("valid noise name"))
+        .prologue(&pre)
+        .map_err(step_err(0))?
+        .local_private_key(keys.statics.secret())
+        .map_err(step_err(0))?;
+    if let Some(psk) = &keys.psk {
+        b = b.psk(3, psk).map_err(step_err(0))?;
+    }
+    let mut hs = if initiator { b.build_initiator() } else { b.build_responder() }.map_err(step_err(0))?;
+    let mut buf = [0u8; MAX_HANDSHAKE_MSG];
+    let mut payload = [0u8; MAX_HANDSHAKE_MSG];
+    for step in 1..=3u8 {
+        let my_turn = (step % 2 == 1) == initiator;
+        if my_turn {
+            let n = hs.write_message(&[], &mut buf).map_err(step_err(step))?;
+            write_msg(stream, &buf[..n]).await?;
+        } else {
+            let m = read_msg(stream).await?;
+            hs.read_message(&m, &mut payload).map_err(step_err(step))?;
+        }
+    }
+    let ts = hs.into_stateless_transport_mode().map_err(step_err(3))?;
+    Ok(Arc::new(ts))
+}
+
+/// The remote static public key of a finished handshake.
+pub fn remote_static(ts: &StatelessTransportState) -> Option<[u8; 32]> {
+    ts.get_remote_static().and_then(|k| k.try_into().ok())
+}
+
+/// Encodes frames into records ([`Encoder`] for `FramedWrite`).
+#[derive(Debug)]
+pub struct NoiseWriter {
+    ts: Arc<StatelessTransportState>,
+    nonce: u64,
+    max_frame: usize,
+    plain: Vec<u8>,
+}
+
+impl NoiseWriter {
+    /// A writer with the keys of a finished handshake.
+    pub fn new(ts: Arc<StatelessTransportState>, max_frame: usize) -> Self {
+        NoiseWriter { ts, nonce: 0, max_frame, plain: Vec::new() }
+    }
+
+    /// Change the largest frame written.
+    pub fn set_max_frame(&mut self, max: usize) {
+        self.max_frame = max;
+    }
+
+    fn seal(&mut self, chunk: &[u8], dst: &mut BytesMut) -> std::io::Result<()> {
+        let start = dst.len();
+        dst.put_u16(0);
+        dst.resize(start + 2 + chunk.len() + TAG_LEN, 0);
+        let n = self
+            .ts
+            .write_message(self.nonce, chunk, &mut dst[start + 2..])
+            .map_err(|e| std::io::Error::other(format!("encrypt: {e}")))?;
+        self.nonce += 1;
+        dst.truncate(start + 2 + n);
+        dst[start..start + 2].copy_from_slice(&(n as u16).to_be_bytes());
+        Ok(())
+    }
+}
+
+impl Encoder<Bytes> for NoiseWriter {
+    type Error = std::io::Error;
+
+    fn encode(&mut self, frame: Bytes, dst: &mut BytesMut) -> std::io::Result<()> {
+        if frame.len() > self.max_frame {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("frame of {} bytes, the limit is {}", frame.len(), self.max_frame),
+            ));
+        }
+        let mut plain = std::mem::take(&mut self.plain);
+        plain.clear();
+        plain.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+        plain.extend_from_slice(&frame);
+        dst.reserve(plain.len() + plain.len().div_ceil(MAX_RECORD_PLAIN) * (2 + TAG_LEN));
+        let mut r = Ok(());
+        for chunk in plain.chunks(MAX_RECORD_PLAIN) {
+            r = self.seal(chunk, dst);
+            if r.is_err() {
+                break;
+            }
+        }
+        if plain.capacity() <= 2 * MAX_RECORD_PLAIN {
+            self.plain = plain; // keep a small buffer for the next frame
+        }
+        r
+    }
+}
+
+/// Decodes records into frames ([`Decoder`] for `FramedRead`). Memory is bounded by
+/// `max_frame` plus one record.
+#[derive(Debug)]
+pub struct NoiseReader {
+    ts: Arc<StatelessTransportState>,
+    nonce: u64,
+    max_frame: usize,
+    plain: BytesMut,
+    scratch: Vec<u8>,
+}
+
+impl NoiseReader {
+    /// A reader with the keys of a finished handshake.
+    pub fn new(ts: Arc<StatelessTransportState>, max_frame: usize) -> Self {
+        NoiseReader { ts, nonce: 0, max_frame, plain: BytesMut::new(), scratch: Vec::new() }
+    }
+
+    /// Change the largest frame accepted.
+    pub fn set_max_frame(&mut self, max: usize) {
+        self.max_frame = max;
+    }
+
+    /// The keys (e.g. to read the remote static key).
+    pub fn transport(&self) -> &StatelessTransportState {
+        &self.ts
+    }
+
+    /// A complete frame from the plaintext, if there is one; an error if its header is too big.
+    fn frame(&mut self) -> Result<Option<Bytes>, NoiseError> {
+        if self.plain.len() < 4 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([self.plain[0], self.plain[1], self.plain[2], self.plain[3]]) as usize;
+        if len > self.max_frame {
+            return Err(NoiseError::FrameTooLong { len, max: self.max_frame });
+        }
+        if self.plain.len() < 4 + len {
+            return Ok(None);
+        }
+        self.plain.advance(4);
+        Ok(Some(self.plain.split_to(len).freeze()))
+    }
+}
+
+impl Decoder for NoiseReader {
+    type Item = Bytes;
+    type Error = std::io::Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> std::io::Result<Option<Bytes>> {
+        let err = |e: NoiseError| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        loop {
+            if let Some(f) = self.frame().map_err(err)? {
+                return Ok(Some(f));
+            }
+            if src.len() < 2 {
+                return Ok(None);
+            }
+            let len = u16::from_be_bytes([src[0], src[1]]) as usize;
+            if len <= TAG_LEN {
+                return Err(err(NoiseError::ShortRecord(len)));
+            }
+            if src.len() < 2 + len {
+                src.reserve(2 + len - src.len());
+                return Ok(None);
+            }
+            self.scratch.resize(len, 0);
+            let n = self
+                .ts
+                .read_message(self.nonce, &src[2..2 + len], &mut self.scratch)
+                .map_err(|_| err(NoiseError::Decrypt { nonce: self.nonce }))?;
+            self.nonce += 1;
+            src.advance(2 + len);
+            self.plain.extend_from_slice(&self.scratch[..n]);
+        }
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> std::io::Result<Option<Bytes>> {
+        match self.decode(src)? {
+            Some(f) => Ok(Some(f)),
+            None if src.is_empty() && self.plain.is_empty() => Ok(None),
+            None => Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, NoiseError::Truncated)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{Passphrase, RoomKeys, StaticKeys};
+
+    /// Both ends of an in-memory handshake (no socket).
+    pub(crate) fn pair(psk: Option<[u8; 32]>) -> (Arc<StatelessTransportState>, Arc<StatelessTransportState>) {
+        let a = StaticKeys::generate();
+        let b = StaticKeys::generate();
+        let name = if psk.is_some() { NOISE_PSK } else { NOISE_OPEN };
+        fn mk<'a>(name: &str, k: &'a StaticKeys, psk: &'a Option<[u8; 32]>) -> snow::Builder<'a> {
+            let b = snow::Builder::new(name.parse().unwrap()).local_private_key(k.secret()).unwrap();
+            match psk {
+                Some(p) => b.psk(3, p).unwrap(),
+                None => b,
+            }
+        }
+        let mut i = mk(name, &a, &psk).build_initiator().unwrap();
+        let mut r = mk(name, &b, &psk).build_responder().unwrap();
+        let mut buf = [0u8; 1024];
+        let mut pl = [0u8; 1024];
+        let n = i.write_message(&[], &mut buf).unwrap();
+        r.read_message(&buf[..n], &mut pl).unwrap();
+        let n = r.write_message(&[], &mut buf).unwrap();
+        i.read_message(&buf[..n], &mut pl).unwrap();
+        let n = i.write_message(&[], &mut buf).unwrap();
+        r.read_message(&buf[..n], &mut pl).unwrap();
+        assert_eq!(i.get_remote_static().unwrap(), &b.public);
+        assert_eq!(r.get_remote_static().unwrap(), &a.public);
+        (Arc::new(i.into_stateless_transport_mode().unwrap()), Arc::new(r.into_stateless_transport_mode().unwrap()))
+    }
+
+    fn drain(r: &mut NoiseReader, wire: &mut BytesMut) -> Result<Vec<Bytes>, std::io::Error> {
+        let mut out = Vec::new();
+        while let Some(f) = r.decode(wire)? {
+            out.push(f);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn frames_of_every_size_round_trip_and_are_unreadable() {
+        let (i, r) = pair(None);
+        let max = 1 << 20;
+        let mut w = NoiseWriter::new(i, max);
+        let mut rd = NoiseReader::new(r, max);
+        let marker = b"MARKER-in-the-clear";
+        let sizes = [0usize, 1, 100, MAX_RECORD_PLAIN - 4, MAX_RECORD_PLAIN - 3, MAX_RECORD_PLAIN, 200_000, max];
+        let mut wire = BytesMut::new();
+        let mut frames = Vec::new();
+        for (k, &n) in sizes.iter().enumerate() {
+            let mut f: Vec<u8> = (0..n).map(|x| (x * 7 + k) as u8).collect();
+            if n >= marker.len() {
+                f[..marker.len()].copy_from_slice(marker);
+            }
+            w.encode(Bytes::from(f.clone()), &mut wire).unwrap();
+            frames.push(f);
+        }
+        assert!(!wire.windows(marker.len()).any(|x| x == marker), "plaintext visible on the wire");
+        // Fed a byte range at a time, as a socket would.
+        let mut got = Vec::new();
+        let mut fed = BytesMut::new();
+        for piece in wire.chunks(7919) {
+            fed.extend_from_slice(piece);
+            got.extend(drain(&mut rd, &mut fed).unwrap());
+        }
+        assert_eq!(got.len(), frames.len());
+        for (g, f) in got.iter().zip(&frames) {
+            assert_eq!(&g[..], &f[..]);
+        }
+        assert!(w.encode(Bytes::from(vec![0u8; max + 1]), &mut BytesMut::new()).is_err());
+    }
+
+    #[test]
+    fn altered_replayed_reordered_records_fail() {
+        let (i, r) = pair(Some(*RoomKeys::derive("lab", &Passphrase::new("pw")).psk));
+        let mut w = NoiseWriter::new(i, 1 << 20);
+        let mut recs = Vec::new();
+        for t in ["one", "two", "three"] {
+            let mut b = BytesMut::new();
+            w.encode(Bytes::from(t), &mut b).unwrap();
+            recs.push(b);
+        }
+        let fresh = |ts: &Arc<StatelessTransportState>| NoiseReader::new(ts.clone(), 1 << 20);
+        // In order: fine.
+        let mut rd = fresh(&r);
+        for (rec, t) in recs.iter().zip(["one", "two", "three"]) {
+            assert_eq!(&drain(&mut rd, &mut rec.clone()).unwrap()[0][..], t.as_bytes());
+        }
+        // Replayed: the second copy fails.
+        let mut rd = fresh(&r);
+        drain(&mut rd, &mut recs[0].clone()).unwrap();
+        assert!(drain(&mut rd, &mut recs[0].clone()).is_err());
+        // Reordered.
+        let mut rd = fresh(&r);
+        assert!(drain(&mut rd, &mut recs[1].clone()).is_err());
+        // Each byte flipped in turn (length bytes included): never accepted as the original.
+        for k in 0..recs[0].len() {
+            let mut rd = fresh(&r);
+            let mut bad = recs[0].clone();
+            bad[k] ^= 0x40;
+            let res = drain(&mut rd, &mut bad);
+            assert!(!matches!(res, Ok(ref v) if !v.is_empty()), "flipped byte {k} accepted");
+        }
+    }
+
+    #[test]
+    fn oversized_header_is_refused_at_the_first_record() {
+        let (i, r) = pair(None);
+        let mut w = NoiseWriter::new(i, 1 << 20);
+        let mut rd = NoiseReader::new(r.clone(), 1000);
+        let mut wire = BytesMut::new();
+        w.encode(Bytes::from(vec![1u8; 200_000]), &mut wire).unwrap();
+        let mut first = BytesMut::from(&wire[..2 + MAX_NOISE_MSG]);
+        assert!(rd.decode(&mut first).is_err(), "a 200 kB frame is refused after its first record");
+        // Keys of the wrong direction (our own sending keys) never decrypt.
+        let mut mirror = NoiseWriter::new(r.clone(), 1 << 20);
+        let mut wire = BytesMut::new();
+        mirror.encode(Bytes::from_static(b"x"), &mut wire).unwrap();
+        assert!(NoiseReader::new(r, 1000).decode(&mut wire).is_err());
+    }
+}

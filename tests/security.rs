@@ -1,0 +1,290 @@
+//! Rooms that keep outsiders out, on loopback: passphrase rooms (who lists whom, who receives
+//! what, warnings), and a raw Noise client on the TCP port (a claimed id that is not its key,
+//! plain sessions, altered and replayed records, connection floods).
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use lanpeer::codec;
+use lanpeer::crypto::{Passphrase, RoomKeys, SessionKeys, StaticKeys};
+use lanpeer::protocol::{Frame, Hello, MODE_NOISE, MODE_PLAIN, Preamble};
+use lanpeer::transport::noise::{self, NoiseReader, NoiseWriter};
+use lanpeer::{Config, Event, PeerId};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::{Decoder, Encoder, FramedRead, FramedWrite};
+
+const T: Duration = Duration::from_secs(5);
+
+fn with_pass(mut cfg: Config, pass: Option<&str>) -> Config {
+    cfg.passphrase = pass.map(Passphrase::new);
+    cfg
+}
+
+fn is_warning(e: &Event) -> bool {
+    matches!(e, Event::Warning { .. })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passphrase_room_keeps_outsiders_out() {
+    let (port, room) = unique_net();
+    let t0 = std::time::Instant::now();
+    let mut a = start_with(with_pass(config("a", port, &room), Some("correct horse"))).await;
+    println!("start with a passphrase (Argon2id) took {:?}", t0.elapsed());
+    let mut b = start_with(with_pass(config("b", port, &room), Some("correct horse"))).await;
+    let mut wrong = start_with(with_pass(config("wrong", port, &room), Some("correct hose"))).await;
+    let mut open = start_with(config("open", port, &room)).await;
+    let mut other = start_with(with_pass(config("other", port, &format!("{room}-2")), Some("correct horse"))).await;
+
+    wait_listed(&a, 1, T).await;
+    wait_listed(&b, 1, T).await;
+    assert_eq!(a.node.peers().await.unwrap()[0].id, b.node.id());
+
+    // Each refused side learns why, in one short sentence.
+    for p in [&mut a, &mut wrong, &mut open] {
+        match wait_for(p, T, is_warning).await {
+            Event::Warning { message } => {
+                assert!(message.contains("passphrase"), "{message}");
+                assert!(message.len() < 160, "short: {message}");
+            }
+            _ => unreachable!(),
+        }
+    }
+    a.node.chat("members only").await.unwrap();
+    wait_for(&mut b, T, |e| is_text(e, "members only")).await;
+    // Beacons went on for a while: still nobody else is listed, and nothing leaked.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for p in [&a, &b] {
+        assert_eq!(p.node.peers().await.unwrap().len(), 1, "{} lists only the other member", p.name);
+    }
+    for p in [&wrong, &open, &other] {
+        assert!(p.node.peers().await.unwrap().is_empty(), "{} lists nobody", p.name);
+    }
+    for p in [&mut wrong, &mut open, &mut other] {
+        assert_none(p, Duration::from_millis(100), |e| matches!(e, Event::Message(_))).await;
+    }
+    // Outsiders can send nothing in: they have no one to send to.
+    assert!(wrong.node.chat("let me in").await.is_ok(), "a chat to nobody is not an error");
+    assert_none(&mut a, Duration::from_millis(300), |e| is_text(e, "let me in")).await;
+    // Warnings are rate-limited: a peer beaconing every 200 ms is reported once, not 5 times a second.
+    let mut n = 0;
+    while let Ok(e) = a.events.try_recv() {
+        n += is_warning(&e) as usize;
+    }
+    assert!(n <= 2, "{n} more warnings in a second");
+    for p in [a, b, wrong, open, other] {
+        p.node.shutdown().await;
+    }
+}
+
+/// A raw client: handshake with `keys` as initiator, send `hello`, read the node's hello.
+async fn raw_session(
+    addr: std::net::SocketAddr,
+    keys: &SessionKeys,
+    hello: Hello,
+) -> (TcpStream, NoiseWriter, NoiseReader, BytesMut) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let ts = noise::handshake(&mut s, true, keys).await.unwrap();
+    let mut w = NoiseWriter::new(ts.clone(), 1 << 20);
+    let mut r = NoiseReader::new(ts, 1 << 20);
+    let mut out = BytesMut::new();
+    w.encode(codec::encode(&Frame::Hello(hello)).unwrap(), &mut out).unwrap();
+    s.write_all(&out).await.unwrap();
+    // Read the node's hello.
+    let mut inbuf = BytesMut::new();
+    let got = tokio::time::timeout(T, async {
+        loop {
+            if let Some(f) = r.decode(&mut inbuf).unwrap() {
+                return f;
+            }
+            let mut b = [0u8; 4096];
+            let n = s.read(&mut b).await.unwrap();
+            assert!(n > 0, "closed before its hello");
+            inbuf.extend_from_slice(&b[..n]);
+        }
+    })
+    .await
+    .expect("the node's hello");
+    assert!(matches!(codec::decode::<Frame>(&got), Ok(Frame::Hello(_))));
+    (s, w, r, inbuf)
+}
+
+fn hello_of(id: PeerId, room: &str) -> Hello {
+    Hello { id, incarnation: 1, name: "raw".into(), room: room.into(), tcp_port: 9, props: vec![] }
+}
+
+/// Read until the node closes; true if it did within `within`.
+async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(within, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn altered_and_replayed_records_close_the_session() {
+    let (port, room) = unique_net();
+    let mut a = start("a", port, &room).await;
+    let addr = a.node.listen_addr();
+    let keys = SessionKeys { statics: StaticKeys::generate(), psk: None };
+    let me = keys.statics.peer_id();
+
+    // A well-behaved raw peer is listed (so the checks below can fail).
+    let (mut s, mut w, _r, _) = raw_session(addr, &keys, hello_of(me, &room)).await;
+    wait_for(&mut a, T, |e| matches!(e, Event::PeerJoined(p) if p.id == me)).await;
+    // One good record (a ping) is accepted...
+    let mut rec = BytesMut::new();
+    w.encode(codec::encode(&Frame::Ping).unwrap(), &mut rec).unwrap();
+    s.write_all(&rec).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(a.node.peers().await.unwrap().len(), 1);
+    // ...and the same bytes again (a replay) end the session.
+    s.write_all(&rec).await.unwrap();
+    assert!(closed_within(&mut s, T).await, "replayed record: session not closed");
+    wait_for(&mut a, T, |e| matches!(e, Event::PeerLeft { id, .. } if *id == me)).await;
+
+    // A record with one flipped byte ends the session too.
+    let (mut s, mut w, _r, _) = raw_session(addr, &keys, hello_of(me, &room)).await;
+    wait_for(&mut a, T, |e| matches!(e, Event::PeerJoined(p) if p.id == me)).await;
+    let mut rec = BytesMut::new();
+    w.encode(codec::encode(&Frame::Bye("x".into())).unwrap(), &mut rec).unwrap();
+    let k = rec.len() / 2;
+    rec[k] ^= 0x01;
+    s.write_all(&rec).await.unwrap();
+    assert!(closed_within(&mut s, T).await, "altered record: session not closed");
+    wait_for(&mut a, T, |e| matches!(e, Event::PeerLeft { id, .. } if *id == me)).await;
+
+    // A record that skips ahead (reordered: record 1 sent before record 0).
+    let (mut s, mut w, _r, _) = raw_session(addr, &keys, hello_of(me, &room)).await;
+    wait_for(&mut a, T, |e| matches!(e, Event::PeerJoined(p) if p.id == me)).await;
+    let (mut r0, mut r1) = (BytesMut::new(), BytesMut::new());
+    w.encode(codec::encode(&Frame::Ping).unwrap(), &mut r0).unwrap();
+    w.encode(codec::encode(&Frame::Ping).unwrap(), &mut r1).unwrap();
+    s.write_all(&r1).await.unwrap();
+    assert!(closed_within(&mut s, T).await, "reordered record: session not closed");
+    a.node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_must_match_keys_and_plain_sessions_are_refused() {
+    let (port, room) = unique_net();
+    let a = start("a", port, &room).await;
+    let mut b = start("b", port, &room).await;
+    wait_listed(&a, 1, T).await;
+    let addr = a.node.listen_addr();
+
+    // Claiming b's id with another key: refused before any listing.
+    let keys = SessionKeys { statics: StaticKeys::generate(), psk: None };
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let ts = noise::handshake(&mut s, true, &keys).await.unwrap();
+    let (rd, wr) = s.into_split();
+    let mut w = FramedWrite::new(wr, NoiseWriter::new(ts.clone(), 1 << 20));
+    let mut r = FramedRead::new(rd, NoiseReader::new(ts, 1 << 20));
+    w.send(codec::encode(&Frame::Hello(hello_of(b.node.id(), &room))).unwrap()).await.unwrap();
+    let closed = tokio::time::timeout(T, async {
+        loop {
+            match r.next().await {
+                Some(Ok(_)) => continue, // the node's own hello may arrive first
+                _ => return,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "a stolen id was not refused");
+    assert_eq!(a.node.peers().await.unwrap().len(), 1);
+
+    // The core's plain transport (mode 0): refused at the preamble.
+    let mut p = TcpStream::connect(addr).await.unwrap();
+    p.write_all(&Preamble::with_mode(MODE_PLAIN).to_bytes()).await.unwrap();
+    assert!(closed_within(&mut p, T).await, "plain session not refused");
+
+    // A passphrase-room client on an open room's node: mode mismatch, refused.
+    let psk =
+        SessionKeys { statics: StaticKeys::generate(), psk: Some(RoomKeys::derive(&room, &Passphrase::new("x")).psk) };
+    let mut m = TcpStream::connect(addr).await.unwrap();
+    let r = tokio::time::timeout(T, noise::handshake(&mut m, true, &psk)).await.expect("bounded");
+    assert!(matches!(r, Err(noise::NoiseError::ModeMismatch { ours: 2, theirs: MODE_NOISE })), "{r:?}");
+
+    // Still serving.
+    a.node.chat("still here").await.unwrap();
+    wait_for(&mut b, T, |e| is_text(e, "still here")).await;
+    a.node.shutdown().await;
+    b.node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passphrase_fails_the_handshake() {
+    let (port, room) = unique_net();
+    let mut a = start_with(with_pass(config("a", port, &room), Some("right"))).await;
+    let addr = a.node.listen_addr();
+    let keys = |p: &str| SessionKeys {
+        statics: StaticKeys::generate(),
+        psk: Some(RoomKeys::derive(&room, &Passphrase::new(p)).psk),
+    };
+    // Wrong passphrase: the node refuses at message 3 and warns.
+    let k = keys("wrong");
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    noise::handshake(&mut s, true, &k).await.expect("the initiator cannot tell yet");
+    assert!(closed_within(&mut s, T).await, "wrong passphrase not refused");
+    match wait_for(&mut a, T, is_warning).await {
+        Event::Warning { message } => assert!(message.contains("wrong passphrase"), "{message}"),
+        _ => unreachable!(),
+    }
+    assert!(a.node.peers().await.unwrap().is_empty());
+    // The right passphrase gets in (so the check above can fail).
+    let k = keys("right");
+    let id = k.statics.peer_id();
+    let (_s, _w, _r, _) = raw_session(addr, &k, hello_of(id, &room)).await;
+    wait_for(&mut a, T, |e| matches!(e, Event::PeerJoined(p) if p.id == id)).await;
+    a.node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_flood_from_one_address_is_cut_short() {
+    let (port, room) = unique_net();
+    let mut cfg = config("a", port, &room);
+    cfg.conn_burst_per_ip = 5;
+    cfg.conn_per_sec_per_ip = 5.0;
+    let mut a = start_with(cfg).await;
+    let addr = a.node.listen_addr();
+    // 60 connections at once: after the burst, they are closed before any byte is read.
+    let mut conns = Vec::new();
+    for _ in 0..60 {
+        conns.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let t0 = std::time::Instant::now();
+    let mut cut = 0;
+    for c in &mut conns {
+        let mut b = [0u8; 16];
+        // A refused one is closed at once; an accepted one gets our preamble, then waits.
+        if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_millis(300), c.read(&mut b)).await {
+            cut += 1;
+        }
+    }
+    println!("{cut} of 60 cut in {:?}", t0.elapsed());
+    assert!(cut >= 50, "only {cut} of 60 were refused");
+    match wait_for(&mut a, T, is_warning).await {
+        Event::Warning { message } => assert!(message.contains("too many connections"), "{message}"),
+        _ => unreachable!(),
+    }
+    drop(conns);
+    // After a second of calm, a real peer gets in.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut b = start("b", port, &room).await;
+    wait_listed(&a, 1, T).await;
+    a.node.chat("after the flood").await.unwrap();
+    wait_for(&mut b, T, |e| is_text(e, "after the flood")).await;
+    a.node.shutdown().await;
+    b.node.shutdown().await;
+}
