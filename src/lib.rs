@@ -27,6 +27,7 @@
 //! - [`protocol`]: every frame of the TCP wire; [`codec`]: how they become bytes.
 //! - [`identity`]: the data directory (lasting key and id, lock).
 //! - [`crypto`]: static keys, passphrase room keys; [`guard`]: flood limits and warnings.
+//! - [`web`]: the page of `--web`: a local web server and WebSocket that face this peer.
 //!
 //! docs/architecture.md and docs/protocol.md describe the whole.
 
@@ -46,6 +47,7 @@ pub mod node;
 pub mod peers;
 pub mod protocol;
 pub mod transport;
+pub mod web;
 
 pub use config::Config;
 pub use error::Error;

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use lanpeer::crypto::Passphrase;
-use lanpeer::{Config, Node};
+use lanpeer::web::Web;
+use lanpeer::{Config, Event, Node};
 use tokio::io::AsyncBufReadExt;
 
 mod input;
@@ -54,6 +55,13 @@ struct Args {
     /// Machine-readable mode: commands on stdin, one JSON object per event on stdout.
     #[arg(long)]
     json: bool,
+    /// Also serve this peer's web page, on ADDR (default: 127.0.0.1 and a free port). Any other
+    /// address lets everyone who can reach it act as this peer.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:0")]
+    web: Option<String>,
+    /// With --web: open the page in the browser.
+    #[arg(long, requires = "web")]
+    open: bool,
     /// More log on stderr (-v: info, -vv: debug). LANPEER_LOG overrides, e.g. LANPEER_LOG=lanpeer=trace.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -163,7 +171,22 @@ fn passphrase(room: &str, file: Option<&std::path::Path>, ask: bool) -> Result<O
     Ok(Some(p))
 }
 
+/// One event to the output, and to the web page if there is one (after `ready`, its address).
+fn deliver(out: &mut Output, web: Option<&Web>, open: bool, e: &Event) {
+    out.event(e);
+    if let Some(w) = web {
+        w.publish(e);
+        if matches!(e, Event::Ready { .. }) {
+            out.web(w.url());
+            if open && let Err(err) = lanpeer::web::open_in_browser(w.url()) {
+                tracing::warn!(error = %err, "cannot open the browser; open {} yourself", w.url());
+            }
+        }
+    }
+}
+
 async fn run(args: Args) -> Result<(), lanpeer::Error> {
+    let web_addr = args.web.as_deref().map(lanpeer::web::parse_addr).transpose().map_err(lanpeer::Error::BadText)?;
     let data_dir = match args.data_dir {
         Some(d) => d,
         None => lanpeer::config::default_data_dir().ok_or_else(|| {
@@ -187,7 +210,19 @@ async fn run(args: Args) -> Result<(), lanpeer::Error> {
         ..Config::default()
     };
     let (node, mut events) = Node::start(config).await?;
+    let web = match web_addr {
+        Some(addr) => match Web::start(node.clone(), addr).await {
+            Ok(w) => Some(w),
+            Err(e) => {
+                node.shutdown().await;
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     let mut out = Output::new(args.json);
+    // With the web page, the end of input does not end the peer (the page goes on using it).
+    let mut reading = true;
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let signal = wait_for_signal();
     tokio::pin!(signal);
@@ -195,18 +230,22 @@ async fn run(args: Args) -> Result<(), lanpeer::Error> {
         tokio::select! {
             ev = events.recv() => match ev {
                 Some(e) => {
-                    out.event(&e);
+                    deliver(&mut out, web.as_ref(), args.open, &e);
                     // Write whatever else is ready in one go, then flush.
                     while let Ok(e) = events.try_recv() {
-                        out.event(&e);
+                        deliver(&mut out, web.as_ref(), args.open, &e);
                     }
                     out.flush();
                 }
                 None => break,
             },
-            line = lines.next_line() => {
+            line = lines.next_line(), if reading => {
                 let keep = match line {
                     Ok(Some(l)) => handle(&node, &mut out, &l).await,
+                    Ok(None) if web.is_some() => {
+                        reading = false;
+                        true
+                    }
                     Ok(None) => false,
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot read input");
@@ -223,9 +262,12 @@ async fn run(args: Args) -> Result<(), lanpeer::Error> {
     }
     node.shutdown().await;
     while let Some(e) = events.recv().await {
-        out.event(&e);
+        deliver(&mut out, web.as_ref(), false, &e);
     }
     out.flush();
+    if let Some(w) = web {
+        w.shutdown().await;
+    }
     Ok(())
 }
 

@@ -219,6 +219,14 @@ impl Output {
         }
     }
 
+    /// The address of this peer's web page (`--web`).
+    pub fn web(&mut self, url: &str) {
+        if self.json {
+            return self.json(json!({"event": "web", "url": url}));
+        }
+        self.line(&format!("This peer's web page: {url} (open it in a browser)"));
+    }
+
     /// A mistake of the user, or an error of a command.
     pub fn error(&mut self, message: &str) {
         if self.json {

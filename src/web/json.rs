@@ -1,0 +1,266 @@
+//! The JSON the page and its peer exchange over the WebSocket.
+//!
+//! From the peer to the page, one object per WebSocket text message, each with an `event` field.
+//! The events of a node have the same names and fields as the CLI's `--json` lines (`ready`,
+//! `peer_joined`, `peer_left`, `chat`, `problem`, `answer`, `feedback`), plus:
+//! - `history`: sent first on every connection, and again when the page fell behind:
+//!   `me` (`{id, name, room}` or null), `peers`, `problems` (each with `answers`, each answer with
+//!   `feedback`), `chat` (the latest chats, oldest first);
+//! - `error`: `message`, one plain sentence, when a command of the page failed.
+//!
+//! (`warning`, `message`: something the person should know, from the node, as with `--json`.)
+//!
+//! From the page to the peer, [`Command`]s, tagged by `cmd`.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::event::{Event, Message, PeerInfo};
+use crate::exercises::ProblemView;
+use crate::id::PeerId;
+use crate::protocol::Body;
+
+/// What the page asks its peer to do.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    /// Chat to everyone, or (`to`: a peer id) to one person.
+    Chat {
+        /// What to say.
+        text: String,
+        /// The addressee's id, or absent/null for everyone.
+        #[serde(default)]
+        to: Option<String>,
+    },
+    /// Post a problem.
+    Problem {
+        /// Its title.
+        title: String,
+        /// Its text.
+        #[serde(default)]
+        body: String,
+        /// Answers go to the author only (a quiz).
+        #[serde(default)]
+        private_answers: bool,
+    },
+    /// Answer a problem (`problem_id` as in the events).
+    Answer {
+        /// The problem.
+        problem_id: String,
+        /// The answer.
+        text: String,
+    },
+    /// Comment on an answer.
+    Feedback {
+        /// The answer.
+        answer_id: String,
+        /// The comment.
+        text: String,
+    },
+}
+
+/// This peer, as the page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Me {
+    /// Its id.
+    pub id: PeerId,
+    /// Its name.
+    pub name: String,
+    /// Its room.
+    pub room: String,
+}
+
+/// The role a peer gave in its handshake (`--role`), if any.
+pub fn role(props: &[(String, String)]) -> Option<&str> {
+    props.iter().find(|(k, _)| k == "role").map(|(_, v)| v.as_str())
+}
+
+/// A chat, problem, answer or feedback (the `--json` object of a message).
+pub fn message(m: &Message) -> Value {
+    let mut v = match &m.body {
+        Body::Chat { text } => json!({"event": "chat", "text": text}),
+        Body::Problem { title, body, private_answers } => {
+            json!({"event": "problem", "title": title, "body": body, "private_answers": private_answers})
+        }
+        Body::Answer { problem, text } => json!({"event": "answer", "problem_id": problem.to_string(), "text": text}),
+        Body::Feedback { answer, text } => json!({"event": "feedback", "answer_id": answer.to_string(), "text": text}),
+    };
+    if let Some(o) = v.as_object_mut() {
+        o.insert("id".into(), json!(m.id.to_string()));
+        o.insert("from".into(), json!(m.id.author.to_string()));
+        o.insert("from_name".into(), json!(m.from_name));
+        o.insert("to".into(), json!(m.to.map(|t| t.to_string())));
+        o.insert("time_ms".into(), json!(m.sent_ms));
+        o.insert("own".into(), json!(m.own));
+    }
+    v
+}
+
+/// A listed peer.
+pub fn peer(p: &PeerInfo) -> Value {
+    json!({
+        "id": p.id.to_string(),
+        "name": p.name,
+        "addr": p.addr.to_string(),
+        "state": p.state.as_str(),
+        "last_seen_ms": p.last_seen_ms,
+        "role": role(&p.props),
+    })
+}
+
+/// One event of the node.
+pub fn event(e: &Event) -> Value {
+    match e {
+        Event::Ready { id, name, room, listen } => {
+            json!({"event": "ready", "id": id.to_string(), "name": name, "room": room, "listen": listen.to_string()})
+        }
+        Event::PeerJoined(p) => {
+            let mut v = peer(p);
+            v["event"] = json!("peer_joined");
+            v
+        }
+        Event::PeerLeft { id, name, reason } => {
+            json!({"event": "peer_left", "id": id.to_string(), "name": name, "reason": reason.as_str()})
+        }
+        Event::Message(m) => message(m),
+        Event::Warning { message } => json!({"event": "warning", "message": message}),
+    }
+}
+
+/// Every problem with its answers, each answer with its feedback.
+pub fn problems(list: &[ProblemView]) -> Value {
+    Value::Array(
+        list.iter()
+            .map(|p| {
+                let mut pv = message(&p.problem);
+                let answers = p
+                    .answers
+                    .iter()
+                    .map(|(a, fb)| {
+                        let mut av = message(a);
+                        av["feedback"] = Value::Array(fb.iter().map(message).collect());
+                        av
+                    })
+                    .collect();
+                pv["answers"] = Value::Array(answers);
+                pv
+            })
+            .collect(),
+    )
+}
+
+/// The `history` object: everything a freshly (re)loaded page shows.
+pub fn history(me: Option<&Me>, peers: &[PeerInfo], problem_list: &[ProblemView], chat: &[Message]) -> Value {
+    json!({
+        "event": "history",
+        "me": me.map(|m| json!({"id": m.id.to_string(), "name": m.name, "room": m.room})),
+        "peers": peers.iter().map(peer).collect::<Vec<_>>(),
+        "problems": problems(problem_list),
+        "chat": chat.iter().map(message).collect::<Vec<_>>(),
+    })
+}
+
+/// The `error` object: a command of the page failed.
+pub fn error(text: &str) -> Value {
+    json!({"event": "error", "message": text})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{LeaveReason, PeerState};
+    use crate::id::MsgId;
+
+    fn msg(author: u8, seq: u64, body: Body, to: Option<PeerId>) -> Message {
+        Message {
+            id: MsgId { author: PeerId([author; 16]), seq },
+            from_name: "Sam <b>".into(),
+            sent_ms: 1_700_000_000_123,
+            to,
+            body,
+            own: false,
+        }
+    }
+
+    #[test]
+    fn messages_have_the_cli_fields_and_text_stays_text() {
+        let m = msg(0xab, 7, Body::Chat { text: "<script>alert(1)</script>".into() }, Some(PeerId([1; 16])));
+        let v = message(&m);
+        assert_eq!(v["event"], "chat");
+        assert_eq!(v["id"], format!("{}-7", "ab".repeat(16)));
+        assert_eq!(v["from"], "ab".repeat(16));
+        assert_eq!(v["from_name"], "Sam <b>");
+        assert_eq!(v["text"], "<script>alert(1)</script>");
+        assert_eq!(v["to"], "01".repeat(16));
+        assert_eq!(v["time_ms"], 1_700_000_000_123u64);
+        assert_eq!(v["own"], false);
+        // The serialized form is JSON, in which the text is a string value (the page inserts it
+        // with textContent).
+        let s = v.to_string();
+        assert_eq!(serde_json::from_str::<Value>(&s).unwrap()["text"], "<script>alert(1)</script>");
+
+        let p = msg(2, 1, Body::Problem { title: "Loops".into(), body: "a\nb".into(), private_answers: true }, None);
+        let v = message(&p);
+        assert_eq!((v["event"].as_str(), v["private_answers"].as_bool()), (Some("problem"), Some(true)));
+        assert_eq!(v["body"], "a\nb");
+        assert_eq!(v["to"], Value::Null);
+        let a = msg(3, 4, Body::Answer { problem: p.id, text: "x".into() }, Some(p.id.author));
+        assert_eq!(message(&a)["problem_id"], p.id.to_string());
+        let f = msg(2, 2, Body::Feedback { answer: a.id, text: "ok".into() }, None);
+        assert_eq!(message(&f)["answer_id"], a.id.to_string());
+
+        let list = vec![ProblemView { problem: p.clone(), answers: vec![(a.clone(), vec![f.clone()])] }];
+        let v = problems(&list);
+        assert_eq!(v[0]["answers"][0]["id"], a.id.to_string());
+        assert_eq!(v[0]["answers"][0]["feedback"][0]["text"], "ok");
+    }
+
+    #[test]
+    fn events_and_history() {
+        let info = PeerInfo {
+            id: PeerId([5; 16]),
+            name: "Ms Rivera".into(),
+            addr: "10.0.0.2:4000".parse().unwrap(),
+            state: PeerState::Connected,
+            last_seen_ms: 3,
+            props: vec![("role".into(), "teacher".into())],
+        };
+        let v = event(&Event::PeerJoined(info.clone()));
+        assert_eq!((v["event"].as_str(), v["role"].as_str()), (Some("peer_joined"), Some("teacher")));
+        assert_eq!(v["addr"], "10.0.0.2:4000");
+        let v = event(&Event::PeerLeft { id: info.id, name: "x".into(), reason: LeaveReason::Timeout });
+        assert_eq!((v["event"].as_str(), v["reason"].as_str()), (Some("peer_left"), Some("timeout")));
+        let no_role = PeerInfo { props: vec![], ..info.clone() };
+        assert_eq!(peer(&no_role)["role"], Value::Null);
+
+        let me = Me { id: PeerId([9; 16]), name: "Ada".into(), room: "5B".into() };
+        let chat = vec![msg(5, 1, Body::Chat { text: "hi".into() }, None)];
+        let h = history(Some(&me), &[info], &[], &chat);
+        assert_eq!(h["event"], "history");
+        assert_eq!(h["me"]["name"], "Ada");
+        assert_eq!(h["me"]["room"], "5B");
+        assert_eq!(h["peers"][0]["name"], "Ms Rivera");
+        assert_eq!(h["chat"][0]["text"], "hi");
+        assert_eq!(h["problems"], json!([]));
+        assert_eq!(history(None, &[], &[], &[])["me"], Value::Null);
+        assert_eq!(error("no")["message"], "no");
+    }
+
+    #[test]
+    fn commands_parse_and_reject_junk() {
+        let c: Command = serde_json::from_str(r#"{"cmd":"chat","text":"hi"}"#).unwrap();
+        assert_eq!(c, Command::Chat { text: "hi".into(), to: None });
+        let c: Command = serde_json::from_str(r#"{"cmd":"chat","text":"hi","to":"abc"}"#).unwrap();
+        assert_eq!(c, Command::Chat { text: "hi".into(), to: Some("abc".into()) });
+        let c: Command = serde_json::from_str(r#"{"cmd":"problem","title":"T","private_answers":true}"#).unwrap();
+        assert_eq!(c, Command::Problem { title: "T".into(), body: String::new(), private_answers: true });
+        let c: Command = serde_json::from_str(r#"{"cmd":"answer","problem_id":"p-1","text":"a"}"#).unwrap();
+        assert_eq!(c, Command::Answer { problem_id: "p-1".into(), text: "a".into() });
+        let c: Command = serde_json::from_str(r#"{"cmd":"feedback","answer_id":"a-1","text":"f"}"#).unwrap();
+        assert_eq!(c, Command::Feedback { answer_id: "a-1".into(), text: "f".into() });
+        for bad in [r#"{"cmd":"shutdown"}"#, r#"{"cmd":"chat"}"#, r#"{"text":"x"}"#, r#"{"cmd":"chat","text":1}"#, "x"]
+        {
+            assert!(serde_json::from_str::<Command>(bad).is_err(), "{bad} should be refused");
+        }
+    }
+}
