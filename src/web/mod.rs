@@ -492,6 +492,36 @@ mod tests {
         }
     }
 
+    /// A page that falls behind by more than the channel holds is sent the whole history again.
+    #[tokio::test]
+    async fn a_page_that_falls_behind_gets_the_history_again() {
+        let (node, mut events) = node().await;
+        let web = Web::start(node.clone(), default_addr()).await.unwrap();
+        web.publish(&events.recv().await.unwrap());
+        let mut ws = ws_connect(web.local_addr(), Some(&format!("http://{}", web.local_addr()))).await.unwrap();
+        assert_eq!(next_json(&mut ws).await["event"], "history");
+        // On this single-threaded runtime the page's task cannot run while we publish.
+        let me = node.id();
+        let n = BROADCAST_CAPACITY as u64 + 100;
+        for seq in 1..=n {
+            web.publish(&Event::Message(crate::Message {
+                id: crate::MsgId { author: me, seq },
+                from_name: "Ada".into(),
+                sent_ms: seq,
+                to: None,
+                body: crate::Body::Chat { text: format!("chat {seq}") },
+                own: true,
+            }));
+        }
+        let v = next_json(&mut ws).await;
+        assert_eq!(v["event"], "history", "after a lag, the history comes first: {v}");
+        let chat = v["chat"].as_array().unwrap();
+        assert_eq!(chat.len(), history::DEFAULT_CHAT_LIMIT);
+        assert_eq!(chat.last().unwrap()["text"], format!("chat {n}"));
+        web.shutdown().await;
+        node.shutdown().await;
+    }
+
     #[tokio::test]
     async fn serves_the_page_and_only_to_its_own_origin() {
         let (node, mut events) = node().await;
