@@ -1,0 +1,1255 @@
+//! lanpeer benchmarks (issue 6): every figure beside a baseline measured in the same run.
+//!
+//! ```sh
+//! cargo bench --bench lanpeer_bench                       # everything, full sizes (a few minutes)
+//! cargo bench --bench lanpeer_bench -- stream fanout --quick
+//! ```
+//! Benchmarks: `stream`, `fanout`, `convergence`, `idle`, `cli`, `zyre` (none named: all).
+//! `--quick` uses small sizes (for development).
+//!
+//! NETWORK SAFETY: everything runs on loopback. In-process nodes get `interfaces = ["lo"]`
+//! (asserted before every start), CLI peers get `--iface lo`, plain sockets use 127.0.0.1. Each
+//! run uses a random discovery port and a unique room. Every load is bounded in count and time.
+//! Child processes are killed by a Drop guard (also on panic) and get PR_SET_PDEATHSIG, so they
+//! die with the bench even if it is killed. The Python Zyre comparison runs only inside a fresh
+//! network namespace that has nothing but `lo` (see benches/zyre_bench.py).
+//!
+//! Timers: the library and CLI peers run with the DEFAULT Config (beacon every 1 s ±20%, dial
+//! grace 1.5 s, keepalive 1 s, expiry 5 s): the figures are what a user gets.
+//!
+//! The process raises its RLIMIT_NOFILE (soft, and hard when root and allowed): 100 peers in
+//! one process (fan-out) hold 101·100 = 10,100 TCP sockets. The convergence runs put at most
+//! 50 peers in one worker process (50·199 sockets for a room of 200), because 200 peers in one
+//! process would need 39,800 descriptors, more than the 20,000 hard limit of this container.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use lanpeer::{Body, Config, Event, Events, Node};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+#[path = "../src/rlimit.rs"]
+#[allow(dead_code)]
+mod rlimit;
+
+/// Size of every chat text, in bytes.
+const TEXT_LEN: usize = 100;
+
+// ---- options and output ----------------------------------------------------------------------
+
+struct Opts {
+    quick: bool,
+    only: Vec<String>,
+    /// `--n=10,50`: sizes for fan-out and convergence instead of the defaults.
+    sizes: Option<Vec<usize>>,
+}
+
+impl Opts {
+    fn parse() -> Opts {
+        let mut quick = false;
+        let mut only = Vec::new();
+        let mut sizes = None;
+        for a in std::env::args().skip(1) {
+            match a.as_str() {
+                "--quick" => quick = true,
+                s if s.starts_with("--n=") => {
+                    sizes = Some(s[4..].split(',').filter_map(|x| x.parse().ok()).collect());
+                }
+                s if s.starts_with('-') => {} // cargo passes --bench
+                s => only.push(s.to_string()),
+            }
+        }
+        Opts { quick, only, sizes }
+    }
+
+    fn wants(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == name)
+    }
+}
+
+/// Figures of the Python Zyre run, by key (see benches/zyre_bench.py).
+type Zyre = HashMap<String, f64>;
+
+/// One figure on one line: name, our value, and what it is compared with.
+fn figure(name: &str, ours: String, beside: &[String]) {
+    let mut line = format!("{name:<34} {ours:>22}");
+    for b in beside {
+        line.push_str("  | ");
+        line.push_str(b);
+    }
+    println!("{line}");
+}
+
+/// "ours 3.2x better" or "ours 4.0x WORSE" from ours/theirs (higher is better).
+fn better(r: f64) -> String {
+    if r >= 1.0 { format!("ours {r:.1}x better") } else { format!("ours {:.1}x WORSE", 1.0 / r) }
+}
+
+fn rate(x: f64) -> String {
+    if x >= 1e6 {
+        format!("{:.2} M", x / 1e6)
+    } else if x >= 1e3 {
+        format!("{:.1} k", x / 1e3)
+    } else {
+        format!("{x:.1} ")
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+fn zyre_beside(z: &Zyre, key: &str, unit: &str, scale: f64, ours: f64, higher_is_better: bool) -> String {
+    match z.get(key) {
+        Some(v) => {
+            let v = v * scale;
+            let r = if higher_is_better { ours / v } else { v / ours };
+            format!("Zyre (pyre) {v:.3} {unit}, {}", better(r))
+        }
+        None => "Zyre: not measured".to_string(),
+    }
+}
+
+// ---- loopback setup --------------------------------------------------------------------------
+
+/// A random discovery port and a room nobody else uses.
+fn unique_net(tag: &str) -> (u16, String) {
+    let port = 20_000 + rand::random_range(0..40_000u16);
+    (port, format!("bench-{tag}-{}-{:08x}", std::process::id(), rand::random::<u32>()))
+}
+
+/// Default timers; loopback only.
+fn config(name: String, port: u16, room: &str) -> Config {
+    Config {
+        name,
+        room: room.to_string(),
+        interfaces: vec!["lo".into()],
+        discovery_port: port,
+        data_dir: None,
+        ..Config::default()
+    }
+}
+
+async fn start_node(cfg: Config) -> (Node, Events) {
+    assert_eq!(cfg.interfaces, vec!["lo".to_string()], "benchmark peers must stay on loopback");
+    Node::start(cfg).await.expect("node starts")
+}
+
+/// What a node's watcher task reports.
+enum Note {
+    /// The node lists `count` peers.
+    Listed { idx: usize, count: usize },
+    /// A received chat of fan-out round `round`.
+    Msg { idx: usize, round: u64, at: Instant },
+    /// The node received its target number of messages.
+    Reached { at: Instant },
+}
+
+#[derive(Default)]
+struct Counter {
+    msgs: AtomicU64,
+    target: AtomicU64,
+}
+
+/// Drain a node's events; report list changes, and messages as asked.
+fn watch(
+    idx: usize,
+    mut events: Events,
+    notes: mpsc::UnboundedSender<Note>,
+    counter: Arc<Counter>,
+    per_msg: bool,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut listed = HashSet::new();
+        while let Some(e) = events.recv().await {
+            match e {
+                Event::PeerJoined(p) => {
+                    listed.insert(p.id);
+                    let _ = notes.send(Note::Listed { idx, count: listed.len() });
+                }
+                Event::PeerLeft { id, .. } => {
+                    listed.remove(&id);
+                    let _ = notes.send(Note::Listed { idx, count: listed.len() });
+                }
+                Event::Message(m) if !m.own => {
+                    let at = Instant::now();
+                    let c = counter.msgs.fetch_add(1, Ordering::Relaxed) + 1;
+                    if c == counter.target.load(Ordering::Relaxed) {
+                        let _ = notes.send(Note::Reached { at });
+                    }
+                    if per_msg
+                        && let Body::Chat { text } = &m.body
+                        && let Some(round) = text.get(..8).and_then(|r| r.parse().ok())
+                    {
+                        let _ = notes.send(Note::Msg { idx, round, at });
+                    }
+                }
+                _ => {}
+            }
+        }
+    })
+}
+
+/// Peers in this process, all on loopback, one room.
+struct Swarm {
+    port: u16,
+    room: String,
+    nodes: Vec<Node>,
+    counters: Vec<Arc<Counter>>,
+    listed: Vec<usize>,
+    notes: mpsc::UnboundedReceiver<Note>,
+    notes_tx: mpsc::UnboundedSender<Note>,
+    watchers: Vec<JoinHandle<()>>,
+    per_msg: bool,
+}
+
+impl Swarm {
+    async fn start(n: usize, tag: &str, per_msg: bool) -> Swarm {
+        let (port, room) = unique_net(tag);
+        let (notes_tx, notes) = mpsc::unbounded_channel();
+        let mut s = Swarm {
+            port,
+            room,
+            nodes: Vec::new(),
+            counters: Vec::new(),
+            listed: Vec::new(),
+            notes,
+            notes_tx,
+            watchers: Vec::new(),
+            per_msg,
+        };
+        for _ in 0..n {
+            s.add().await;
+        }
+        s
+    }
+
+    async fn add(&mut self) -> usize {
+        let idx = self.nodes.len();
+        let (node, events) = start_node(config(format!("p{idx}"), self.port, &self.room)).await;
+        let counter = Arc::new(Counter::default());
+        self.watchers.push(watch(idx, events, self.notes_tx.clone(), counter.clone(), self.per_msg));
+        self.nodes.push(node);
+        self.counters.push(counter);
+        self.listed.push(0);
+        idx
+    }
+
+    /// Next note, list changes applied.
+    async fn note(&mut self, deadline: Instant) -> Option<Note> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let n = tokio::time::timeout(left, self.notes.recv()).await.ok()??;
+        if let Note::Listed { idx, count } = n {
+            self.listed[idx] = count;
+        }
+        Some(n)
+    }
+
+    /// Wait until the nodes `which` each list `want` peers; the moment it happened.
+    async fn wait_listed(&mut self, which: std::ops::Range<usize>, want: usize, within: Duration) -> Option<Instant> {
+        let deadline = Instant::now() + within;
+        loop {
+            if self.listed[which.clone()].iter().all(|&c| c == want) {
+                return Some(Instant::now());
+            }
+            self.note(deadline).await?;
+        }
+    }
+
+    fn converged_count(&self, want: usize) -> usize {
+        self.listed.iter().filter(|&&c| c == want).count()
+    }
+
+    async fn shutdown(self) {
+        let all = join_all(self.nodes.iter().map(|n| n.shutdown()));
+        let _ = tokio::time::timeout(Duration::from_secs(20), all).await;
+        for w in self.watchers {
+            w.abort();
+        }
+    }
+}
+
+fn text(prefix: &str) -> String {
+    let mut t = prefix.to_string();
+    while t.len() < TEXT_LEN {
+        t.push((b'a' + (t.len() % 26) as u8) as char);
+    }
+    t.truncate(TEXT_LEN);
+    t
+}
+
+// ---- stream ----------------------------------------------------------------------------------
+
+struct StreamResult {
+    received: u64,
+    sent: u64,
+    elapsed: Duration,
+    complete: bool,
+}
+
+impl StreamResult {
+    fn rate(&self) -> f64 {
+        self.received as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// `n` chats from node 0 to node 1 by `callers` tasks calling `node.chat`.
+async fn stream_lib(n: u64, callers: u64) -> Option<StreamResult> {
+    let mut s = Swarm::start(2, "stream", false).await;
+    if s.wait_listed(0..2, 1, Duration::from_secs(30)).await.is_none() {
+        println!("stream: the two peers did not find each other within 30 s");
+        s.shutdown().await;
+        return None;
+    }
+    s.counters[1].target.store(n, Ordering::Relaxed);
+    let msg = text("stream");
+    let sent = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs(60);
+    let mut tasks = Vec::new();
+    for c in 0..callers {
+        let (node, msg, sent, stop) = (s.nodes[0].clone(), msg.clone(), sent.clone(), stop.clone());
+        let share = n / callers + u64::from(c < n % callers);
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..share {
+                if stop.load(Ordering::Relaxed) || node.chat(msg.clone()).await.is_err() {
+                    return;
+                }
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let mut end = None;
+    // Stop early when nothing arrives for 3 s (a session closed as too slow loses the rest).
+    let mut progress = (0u64, Instant::now());
+    while end.is_none() {
+        match s.note((Instant::now() + Duration::from_millis(100)).min(deadline)).await {
+            Some(Note::Reached { at }) => end = Some(at),
+            Some(Note::Listed { idx, count: 0 }) => {
+                println!("stream: peer {idx} lost its session during the stream (closed as too slow?)");
+                break;
+            }
+            Some(_) => {}
+            None if Instant::now() >= deadline => break,
+            None => {
+                let c = s.counters[1].msgs.load(Ordering::Relaxed);
+                if c != progress.0 {
+                    progress = (c, Instant::now());
+                } else if progress.1.elapsed() > Duration::from_secs(3) {
+                    break;
+                }
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    join_all(tasks).await;
+    let received = s.counters[1].msgs.load(Ordering::Relaxed);
+    let r = StreamResult {
+        received,
+        sent: sent.load(Ordering::Relaxed),
+        elapsed: end.unwrap_or(progress.1) - t0,
+        complete: end.is_some(),
+    };
+    s.shutdown().await;
+    Some(r)
+}
+
+/// The physical baseline: a plain length-prefixed TCP sender and receiver (two threads,
+/// 64 KiB buffered writes and reads, 4-byte big-endian length + 100 bytes).
+fn stream_raw(n: u64) -> Duration {
+    let l = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let addr = l.local_addr().unwrap();
+    let rx = std::thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        let mut r = BufReader::with_capacity(64 * 1024, s);
+        let mut len = [0u8; 4];
+        let mut buf = vec![0u8; 1 << 16];
+        for _ in 0..n {
+            r.read_exact(&mut len).unwrap();
+            let l = u32::from_be_bytes(len) as usize;
+            r.read_exact(&mut buf[..l]).unwrap();
+        }
+        Instant::now()
+    });
+    let t0 = Instant::now();
+    let s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_nodelay(true).unwrap();
+    let mut w = BufWriter::with_capacity(64 * 1024, s);
+    let payload = text("raw").into_bytes();
+    for _ in 0..n {
+        w.write_all(&(payload.len() as u32).to_be_bytes()).unwrap();
+        w.write_all(&payload).unwrap();
+    }
+    w.flush().unwrap();
+    let end = rx.join().unwrap();
+    end - t0
+}
+
+async fn bench_stream(o: &Opts, z: &Zyre) -> Option<f64> {
+    let n: u64 = if o.quick { 50_000 } else { 300_000 };
+    let raw_n: u64 = if o.quick { 1_000_000 } else { 5_000_000 };
+    let raw = tokio::task::spawn_blocking(move || stream_raw(raw_n)).await.unwrap();
+    let raw_rate = raw_n as f64 / raw.as_secs_f64();
+    let raw_txt = format!("raw TCP {}msg/s {:.1} MB/s", rate(raw_rate), raw_rate * TEXT_LEN as f64 / 1e6);
+    let mut best = None;
+    for callers in [1u64, 8] {
+        let Some(r) = stream_lib(n, callers).await else { continue };
+        let ours = r.rate();
+        best = Some(best.map_or(ours, |b: f64| b.max(ours)));
+        let tag = if r.complete {
+            String::new()
+        } else {
+            format!(
+                " INCOMPLETE: {} of {n} received ({} lost), {} chat() calls returned Ok; rate up to the last arrival",
+                r.received,
+                n - r.received,
+                r.sent
+            )
+        };
+        figure(
+            &format!("stream msgs/s ({callers} caller{})", if callers > 1 { "s" } else { "" }),
+            format!("{}msg/s", rate(ours)),
+            &[
+                format!("{raw_txt}, ratio {:.3}{tag}", ours / raw_rate),
+                zyre_beside(z, "stream_msgs_per_s", "msg/s", 1.0, ours, true),
+            ],
+        );
+        figure(
+            &format!("stream MB/s ({callers} caller{})", if callers > 1 { "s" } else { "" }),
+            format!("{:.2} MB/s", ours * TEXT_LEN as f64 / 1e6),
+            &[format!("raw TCP {:.1} MB/s (payload bytes, 100 per message)", raw_rate * TEXT_LEN as f64 / 1e6)],
+        );
+    }
+    best
+}
+
+// ---- fan-out ---------------------------------------------------------------------------------
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+/// One chat from node 0 to `n` others, `rounds` times: time until the last has it.
+async fn fanout_lib(n: usize, rounds: usize) -> Option<(Vec<Duration>, usize)> {
+    let mut s = Swarm::start(n + 1, "fanout", true).await;
+    let within = Duration::from_secs(60);
+    if s.wait_listed(0..n + 1, n, within).await.is_none() {
+        println!("fanout {n}: only {} of {} peers converged within 60 s", s.converged_count(n), n + 1);
+        s.shutdown().await;
+        return None;
+    }
+    let warm = 5;
+    let mut lat = Vec::new();
+    let mut missed = 0;
+    for r in 0..(rounds + warm) as u64 {
+        let t0 = Instant::now();
+        if s.nodes[0].chat(text(&format!("{r:08}"))).await.is_err() {
+            break;
+        }
+        let mut got = HashSet::new();
+        let deadline = t0 + Duration::from_secs(5);
+        let mut last = None;
+        while got.len() < n {
+            match s.note(deadline).await {
+                Some(Note::Msg { idx, round, at }) if round == r => {
+                    got.insert(idx);
+                    last = Some(at);
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+        if r < warm as u64 {
+            continue;
+        }
+        match (got.len() == n, last) {
+            (true, Some(at)) => lat.push(at - t0),
+            _ => missed += 1,
+        }
+    }
+    s.shutdown().await;
+    lat.sort();
+    Some((lat, missed))
+}
+
+/// Baseline: one sender writes the same 104-byte frame to `n` plain TCP connections (tokio,
+/// nodelay), one reader task per connection; time until the last reader has it.
+async fn fanout_raw(n: usize, rounds: usize) -> Vec<Duration> {
+    let l = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Instant)>();
+    let mut senders = Vec::new();
+    let mut readers = Vec::new();
+    for _ in 0..n {
+        let c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.set_nodelay(true).unwrap();
+        senders.push(c);
+        let (mut a, _) = l.accept().await.unwrap();
+        let tx = tx.clone();
+        readers.push(tokio::spawn(async move {
+            let mut buf = [0u8; 4 + TEXT_LEN];
+            while a.read_exact(&mut buf).await.is_ok() {
+                let round = std::str::from_utf8(&buf[4..12]).ok().and_then(|s| s.parse().ok()).unwrap_or(u64::MAX);
+                let _ = tx.send((round, Instant::now()));
+            }
+        }));
+    }
+    let mut lat = Vec::new();
+    for r in 0..(rounds + 5) as u64 {
+        let mut frame = (TEXT_LEN as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(text(&format!("{r:08}")).as_bytes());
+        let t0 = Instant::now();
+        for s in senders.iter_mut() {
+            s.write_all(&frame).await.unwrap();
+        }
+        let mut last = t0;
+        let mut got = 0;
+        while got < n {
+            let Ok(Some((round, at))) = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await else { break };
+            if round == r {
+                got += 1;
+                last = at;
+            }
+        }
+        if r >= 5 && got == n {
+            lat.push(last - t0);
+        }
+    }
+    drop(senders);
+    for r in readers {
+        let _ = r.await;
+    }
+    lat.sort();
+    lat
+}
+
+async fn bench_fanout(o: &Opts, z: &Zyre) -> Vec<(usize, Duration, Duration)> {
+    let sizes: &[usize] = o.sizes.as_deref().unwrap_or(if o.quick { &[10] } else { &[10, 50, 100] });
+    let rounds = if o.quick { 50 } else { 200 };
+    let mut out = Vec::new();
+    for &n in sizes {
+        let raw = fanout_raw(n, rounds).await;
+        let Some((lat, missed)) = fanout_lib(n, rounds).await else { continue };
+        let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
+        let (r50, r99) = (percentile(&raw, 0.5), percentile(&raw, 0.99));
+        let miss =
+            if missed > 0 { format!(", {missed} rounds MISSED (not all had it within 5 s)") } else { String::new() };
+        figure(
+            &format!("fanout to {n} p50"),
+            ms(p50),
+            &[
+                format!(
+                    "raw TCP {}, ratio {:.1}x ({} rounds{miss})",
+                    ms(r50),
+                    p50.as_secs_f64() / r50.as_secs_f64(),
+                    lat.len()
+                ),
+                zyre_beside(z, &format!("fanout_{n}_p50_ms"), "ms", 1.0, p50.as_secs_f64() * 1e3, false),
+            ],
+        );
+        figure(
+            &format!("fanout to {n} p99"),
+            ms(p99),
+            &[
+                format!("raw TCP {}, ratio {:.1}x", ms(r99), p99.as_secs_f64() / r99.as_secs_f64()),
+                zyre_beside(z, &format!("fanout_{n}_p99_ms"), "ms", 1.0, p99.as_secs_f64() * 1e3, false),
+            ],
+        );
+        out.push((n, p50, p99));
+    }
+    out
+}
+
+// ---- convergence -----------------------------------------------------------------------------
+
+/// Most peers one worker process hosts: 50 peers of a room of 200 hold 50·199 sockets, within
+/// a 20,000 descriptor limit (200 in one process would need 39,800).
+const PER_WORKER: usize = 50;
+
+/// Worker mode (`lanpeer_bench --worker PORT ROOM FIRST COUNT`): host COUNT peers of a room,
+/// print `L <idx> <listed>` on every change of a peer's list; stop at end of stdin (or after
+/// 180 s at most).
+fn worker(args: &[String]) {
+    let port: u16 = args[0].parse().unwrap();
+    let room = args[1].clone();
+    let first: usize = args[2].parse().unwrap();
+    let count: usize = args[3].parse().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async move {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut nodes = Vec::new();
+        let mut watchers = Vec::new();
+        for i in first..first + count {
+            let (node, events) = start_node(config(format!("p{i}"), port, &room)).await;
+            watchers.push(watch(i, events, tx.clone(), Arc::new(Counter::default()), false));
+            nodes.push(node);
+        }
+        let (eof_tx, mut eof) = mpsc::unbounded_channel::<()>();
+        std::thread::spawn(move || {
+            let _ = std::io::stdin().read_to_end(&mut Vec::new());
+            let _ = eof_tx.send(());
+        });
+        let stop = tokio::time::sleep(Duration::from_secs(180));
+        tokio::pin!(stop);
+        let mut out = std::io::stdout();
+        loop {
+            tokio::select! {
+                n = rx.recv() => {
+                    if let Some(Note::Listed { idx, count }) = n {
+                        let _ = writeln!(out, "L {idx} {count}");
+                        let _ = out.flush();
+                    }
+                }
+                _ = eof.recv() => break,
+                _ = &mut stop => break,
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(20), join_all(nodes.iter().map(|n| n.shutdown()))).await;
+    });
+}
+
+/// `n` peers started together (in worker processes of at most [`PER_WORKER`] peers each): time
+/// until each lists all others; then one late joiner (in this process).
+async fn convergence_lib(n: usize) -> (Option<Duration>, Option<Duration>, String) {
+    let (port, room) = unique_net("converge");
+    let (tx, mut rx) = mpsc::unbounded_channel::<(usize, usize)>();
+    let mut kids = Children::default();
+    let workers = n.div_ceil(PER_WORKER);
+    let t0 = Instant::now();
+    for w in 0..workers {
+        let first = w * n / workers;
+        let count = (w + 1) * n / workers - first;
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--worker", &port.to_string(), &room, &first.to_string(), &count.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        die_with_parent(&mut cmd);
+        let mut c = cmd.spawn().expect("worker starts");
+        let out = c.stdout.take().unwrap();
+        kids.add(c);
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                let mut it = l.split_whitespace().skip(1).map(|x| x.parse::<usize>().unwrap_or(0));
+                if let (Some(i), Some(c)) = (it.next(), it.next()) {
+                    let _ = tx.send((i, c));
+                }
+            }
+        });
+    }
+    let mut listed = vec![0usize; n];
+    let deadline = t0 + Duration::from_secs(90);
+    let mut all = None;
+    while all.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Some((i, c))) if i < n => {
+                listed[i] = c;
+                if listed.iter().all(|&c| c == n - 1) {
+                    all = Some(t0.elapsed());
+                }
+            }
+            Ok(Some(_)) => {}
+            _ => break,
+        }
+    }
+    let mut note = format!("{workers} worker process(es) of <= {PER_WORKER} peers");
+    if all.is_none() {
+        let ok = listed.iter().filter(|&&c| c == n - 1).count();
+        note.push_str(&format!("; only {ok} of {n} converged within 90 s"));
+        kids.stop(Duration::from_secs(20));
+        return (None, None, note);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The late joiner, in this process, same room.
+    let mut s = Swarm::start(0, "unused", false).await;
+    s.port = port;
+    s.room = room;
+    let t1 = Instant::now();
+    let idx = s.add().await;
+    let late = s.wait_listed(idx..idx + 1, n, Duration::from_secs(30)).await.map(|at| at - t1);
+    // Everyone lists the newcomer too.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !listed.iter().all(|&c| c == n) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Some((i, c))) if i < n => listed[i] = c,
+            Ok(Some(_)) => {}
+            _ => break,
+        }
+    }
+    let wrong = listed.iter().filter(|&&c| c != n).count();
+    if wrong > 0 {
+        note.push_str(&format!("; {wrong} of {n} do not list the late joiner within 10 s"));
+    }
+    s.shutdown().await;
+    let stop = tokio::task::spawn_blocking(move || kids.stop(Duration::from_secs(25)));
+    let _ = stop.await;
+    (all, late, note)
+}
+
+/// Baseline: the TCP full mesh itself. `n` listeners; node i connects to every j > i (each
+/// node's dials one after another, all nodes at once); time until every connection is accepted.
+/// Connections are closed at once (only their setup is timed), so that 200 fit in 20,000
+/// descriptors.
+async fn mesh_raw(n: usize) -> (Duration, Duration) {
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let mut addrs = Vec::new();
+    let mut accept_tasks = Vec::new();
+    for _ in 0..n + 1 {
+        let l = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        addrs.push(l.local_addr().unwrap());
+        let accepted = accepted.clone();
+        accept_tasks.push(tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                drop(s); // not kept: 200 peers would need 39,800 descriptors in this process
+                accepted.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let wait = |target: usize, accepted: Arc<AtomicUsize>| async move {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while accepted.load(Ordering::Relaxed) < target && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        Instant::now()
+    };
+    let t0 = Instant::now();
+    let dialers: Vec<_> = (0..n)
+        .map(|i| {
+            let targets: Vec<SocketAddr> = addrs[i + 1..n].to_vec();
+            tokio::spawn(async move {
+                for a in targets {
+                    let _ = tokio::net::TcpStream::connect(a).await;
+                }
+            })
+        })
+        .collect();
+    let mesh = n * (n - 1) / 2;
+    let done = wait(mesh, accepted.clone()).await - t0;
+    join_all(dialers).await;
+    // Late joiner: it dials all n others, one after another.
+    let t1 = Instant::now();
+    for a in &addrs[..n] {
+        let _ = tokio::net::TcpStream::connect(a).await;
+    }
+    let late_done = wait(mesh + n, accepted.clone()).await - t1;
+    for t in accept_tasks {
+        t.abort();
+    }
+    (done, late_done)
+}
+
+async fn bench_convergence(o: &Opts, z: &Zyre) -> Vec<(usize, Option<Duration>, Option<Duration>)> {
+    let sizes: &[usize] = o.sizes.as_deref().unwrap_or(if o.quick { &[10, 50] } else { &[10, 50, 100, 200] });
+    let mut out = Vec::new();
+    for &n in sizes {
+        let (raw_all, raw_late) = mesh_raw(n).await;
+        let (all, late, note) = convergence_lib(n).await;
+        let show = |d: Option<Duration>| d.map_or("NOT CONVERGED".to_string(), ms);
+        figure(
+            &format!("convergence of {n} started together"),
+            show(all),
+            &[format!("raw TCP full mesh ({} connections) {}", n * (n - 1) / 2, ms(raw_all)), note],
+        );
+        figure(
+            &format!("late joiner to {n}: lists all"),
+            show(late),
+            &[
+                format!("raw TCP connect to {n} {}", ms(raw_late)),
+                match (z.get(&format!("late_join_{n}_ms")), late) {
+                    (Some(v), Some(l)) => {
+                        format!("Zyre (pyre) {v:.1} ms, {}", better(v / (l.as_secs_f64() * 1e3)))
+                    }
+                    _ => "Zyre: not measured for this size".to_string(),
+                },
+            ],
+        );
+        out.push((n, all, late));
+    }
+    out
+}
+
+// ---- child processes -------------------------------------------------------------------------
+
+/// Kills (and reaps) every child it holds when dropped, also on panic.
+#[derive(Default)]
+struct Children(Vec<Child>);
+
+impl Children {
+    fn add(&mut self, c: Child) -> usize {
+        self.0.push(c);
+        self.0.len() - 1
+    }
+
+    /// Close stdin (a lanpeer leaves at end of input), wait up to `grace`, then kill.
+    fn stop(&mut self, grace: Duration) {
+        for c in self.0.iter_mut() {
+            drop(c.stdin.take());
+        }
+        let deadline = Instant::now() + grace;
+        for c in self.0.iter_mut() {
+            while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.kill_all();
+    }
+
+    fn kill_all(&mut self) {
+        for c in self.0.iter_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.0.clear();
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
+/// Make a child die with this process (SIGKILL when the spawning thread ends: spawn only from
+/// the main thread).
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec here.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
+fn lanpeer_exe() -> &'static str {
+    env!("CARGO_BIN_EXE_lanpeer")
+}
+
+/// Scratch directory for data dirs; removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        let p = std::env::temp_dir().join(format!(
+            "lanpeer-bench-{tag}-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        Scratch(p)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What a CLI peer's stdout showed.
+#[derive(Default)]
+struct Seen {
+    listed: AtomicI64,
+    chats_in: AtomicU64,
+    target: AtomicU64,
+    reached: Mutex<Option<Instant>>,
+}
+
+/// Start `lanpeer --json --iface lo` (never without `--iface lo`), with a stdout reader thread.
+fn spawn_cli(kids: &mut Children, dir: &Path, name: &str, port: u16, room: &str) -> (usize, Arc<Seen>) {
+    let data = dir.join(name);
+    let mut cmd = Command::new(lanpeer_exe());
+    cmd.args(["--json", "--iface", "lo", "--port", &port.to_string(), "--room", room, "--name", name])
+        .arg("--data-dir")
+        .arg(&data)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    die_with_parent(&mut cmd);
+    let mut child = cmd.spawn().expect("lanpeer starts");
+    let out = child.stdout.take().unwrap();
+    let seen = Arc::new(Seen::default());
+    let s = seen.clone();
+    std::thread::spawn(move || {
+        let mut r = BufReader::with_capacity(256 * 1024, out);
+        let mut line = String::new();
+        while r.read_line(&mut line).unwrap_or(0) > 0 {
+            if line.contains("\"event\":\"chat\"") {
+                if line.contains("\"own\":false") {
+                    let c = s.chats_in.fetch_add(1, Ordering::Relaxed) + 1;
+                    if c == s.target.load(Ordering::Relaxed) {
+                        *s.reached.lock().unwrap() = Some(Instant::now());
+                    }
+                }
+            } else if line.contains("\"event\":\"peer_joined\"") {
+                s.listed.fetch_add(1, Ordering::Relaxed);
+            } else if line.contains("\"event\":\"peer_left\"") {
+                s.listed.fetch_sub(1, Ordering::Relaxed);
+            }
+            line.clear();
+        }
+    });
+    (kids.add(child), seen)
+}
+
+fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    cond()
+}
+
+// ---- CLI stream ------------------------------------------------------------------------------
+
+fn bench_cli(o: &Opts, lib_rate: Option<f64>) -> Option<f64> {
+    let n: u64 = if o.quick { 20_000 } else { 100_000 };
+    let dir = Scratch::new("cli");
+    let (port, room) = unique_net("cli");
+    let mut kids = Children::default();
+    let (a, sa) = spawn_cli(&mut kids, &dir.0, "a", port, &room);
+    let (_b, sb) = spawn_cli(&mut kids, &dir.0, "b", port, &room);
+    if !wait_until(Duration::from_secs(30), || {
+        sa.listed.load(Ordering::Relaxed) == 1 && sb.listed.load(Ordering::Relaxed) == 1
+    }) {
+        println!("cli: the two processes did not find each other within 30 s");
+        return None;
+    }
+    sb.target.store(n, Ordering::Relaxed);
+    let stdin: ChildStdin = kids.0[a].stdin.take().unwrap();
+    let t0 = Instant::now();
+    let writer = std::thread::spawn(move || {
+        let mut w = BufWriter::with_capacity(64 * 1024, stdin);
+        for i in 0..n {
+            let mut t = text(&format!("{i:08}"));
+            t.push('\n');
+            if w.write_all(t.as_bytes()).is_err() {
+                break;
+            }
+        }
+        let _ = w.flush();
+        w // keep stdin open: end of input would make the peer leave
+    });
+    let mut last = (0, Instant::now());
+    let done = wait_until(Duration::from_secs(90), || {
+        let c = sb.chats_in.load(Ordering::Relaxed);
+        if c != last.0 {
+            last = (c, Instant::now());
+        }
+        sb.reached.lock().unwrap().is_some() || last.1.elapsed() > Duration::from_secs(10)
+    });
+    let end = sb.reached.lock().unwrap().unwrap_or_else(Instant::now);
+    let got = sb.chats_in.load(Ordering::Relaxed);
+    let r = got as f64 / (end - t0).as_secs_f64();
+    let _stdin = writer.join().ok();
+    kids.stop(Duration::from_secs(5));
+    let tag = if done && got == n { String::new() } else { format!(" INCOMPLETE: {got} of {n}") };
+    figure(
+        "cli --json msgs/s end to end",
+        format!("{}msg/s", rate(r)),
+        &[match lib_rate {
+            Some(l) => format!("library stream {}msg/s, ratio {:.3}{tag}", rate(l), r / l),
+            None => format!("library stream not measured in this run{tag}"),
+        }],
+    );
+    Some(r)
+}
+
+// ---- cost at rest ----------------------------------------------------------------------------
+
+fn clk_tck() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// Resident set size, in KiB.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A plain UDP socket on the discovery port (SO_REUSEADDR + SO_REUSEPORT, like the peers'), to
+/// count the beacons that go by. It only receives.
+fn beacon_counter(port: u16) -> std::net::UdpSocket {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+    s.set_reuse_address(true).unwrap();
+    s.set_reuse_port(true).unwrap();
+    s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into()).unwrap();
+    let s: std::net::UdpSocket = s.into();
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    s
+}
+
+fn bench_idle(o: &Opts) {
+    let n = if o.quick { 20 } else { 100 };
+    let window = Duration::from_secs(if o.quick { 5 } else { 10 });
+    let dir = Scratch::new("idle");
+    let (port, room) = unique_net("idle");
+    let (port1, room1) = unique_net("alone");
+    let mut kids = Children::default();
+    let t0 = Instant::now();
+    let mut seen = Vec::new();
+    for i in 0..n {
+        seen.push(spawn_cli(&mut kids, &dir.0, &format!("p{i}"), port, &room).1);
+    }
+    let alone = spawn_cli(&mut kids, &dir.0, "alone", port1, &room1).0;
+    let want = n as i64 - 1;
+    let converged =
+        wait_until(Duration::from_secs(120), || seen.iter().all(|s| s.listed.load(Ordering::Relaxed) == want));
+    let conv = t0.elapsed();
+    let ok = seen.iter().filter(|s| s.listed.load(Ordering::Relaxed) == want).count();
+    figure(
+        &format!("cli convergence of {n} processes"),
+        if converged { ms(conv) } else { "NOT CONVERGED".into() },
+        &[format!("{ok} of {n} list all others; spawned one after another")],
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let sock = beacon_counter(port);
+    let mut junk = [0u8; 128];
+    while sock.recv_from(&mut junk).is_ok() {} // what queued before the window
+    let pids: Vec<u32> = kids.0.iter().map(|c| c.id()).collect();
+    let before: Vec<Option<u64>> = pids.iter().map(|&p| cpu_ticks(p)).collect();
+    let w0 = Instant::now();
+    let (mut beacons, mut other) = (0u64, 0u64);
+    while w0.elapsed() < window {
+        if let Ok((len, from)) = sock.recv_from(&mut junk) {
+            if len == 40 && junk.starts_with(b"LNPB") && from.ip().is_loopback() {
+                beacons += 1;
+            } else {
+                other += 1;
+            }
+        }
+    }
+    let secs = w0.elapsed().as_secs_f64();
+    let after: Vec<Option<u64>> = pids.iter().map(|&p| cpu_ticks(p)).collect();
+    let rss: Vec<u64> = pids.iter().map(|&p| rss_kib(p).unwrap_or(0)).collect();
+    let cpu: Vec<f64> = before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| match (b, a) {
+            (Some(b), Some(a)) => (a - b) as f64 / clk_tck() / secs * 100.0,
+            _ => f64::NAN,
+        })
+        .collect();
+    let (rss_room, cpu_room) = (&rss[..n], &cpu[..n]);
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let rss_f: Vec<f64> = rss_room.iter().map(|&k| k as f64 / 1024.0).collect();
+    let rss_max = rss_f.iter().cloned().fold(0.0, f64::max);
+    let cpu_max = cpu_room.iter().cloned().fold(0.0, f64::max);
+    figure(
+        &format!("idle RSS per peer ({n} peers)"),
+        format!("{:.2} MiB", mean(&rss_f)),
+        &[format!("max {rss_max:.2} MiB; one peer alone {:.2} MiB", rss[alone] as f64 / 1024.0)],
+    );
+    figure(
+        &format!("idle CPU per peer ({n} peers)"),
+        format!("{:.3} % of a core", mean(cpu_room)),
+        &[format!("max {cpu_max:.3} %; one peer alone {:.3} %; {secs:.1} s window", cpu[alone])],
+    );
+    let per_peer = beacons as f64 / n as f64 / secs;
+    figure(
+        "beacon bytes/s per peer",
+        format!("{:.1} B/s", per_peer * 40.0),
+        &[
+            format!(
+                "computed 40 B / 1 s interval = 40.0 B/s (68 B/s with IP+UDP headers); counted {beacons} beacons ({per_peer:.2}/s per peer){}",
+                if other > 0 { format!(", {other} other datagrams") } else { String::new() }
+            ),
+            format!("room receives {:.0} datagrams/s", beacons as f64 / secs),
+        ],
+    );
+    kids.stop(Duration::from_secs(10));
+}
+
+// ---- Zyre ------------------------------------------------------------------------------------
+
+fn have(cmd: &str, args: &[&str]) -> bool {
+    Command::new(cmd).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+/// Run benches/zyre_bench.py inside a new network namespace that has only `lo`; its figures.
+fn run_zyre(o: &Opts) -> Result<Zyre, String> {
+    if !have("python3", &["-c", "import pyre, zmq"]) {
+        return Err("python3 with pyre (pip install zeromq-pyre) is not available".into());
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !have("unshare", &["-n", "true"]) || !have("ip", &["-V"]) {
+        return Err("it runs only inside a private network namespace (`unshare -n`, needs root and iproute2), \
+                    because pyre beacons on the first non-loopback interface and has no working set_interface"
+            .into());
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/zyre_bench.py");
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-n", "--", "sh", "-c", "ip link set lo up && exec python3 \"$0\" \"$@\""]).arg(&script);
+    if o.quick {
+        cmd.arg("--quick");
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    die_with_parent(&mut cmd);
+    let mut kids = Children::default();
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start python3: {e}"))?;
+    let out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    kids.add(child);
+    let errs = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let mut z = Zyre::new();
+    let deadline = Instant::now() + Duration::from_secs(if o.quick { 120 } else { 300 });
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => {
+                println!("  zyre_bench.py: {l}");
+                let mut it = l.split_whitespace();
+                if let (Some("zyre"), Some(k), Some(v)) = (it.next(), it.next(), it.next())
+                    && let Ok(v) = v.parse()
+                {
+                    z.insert(k.to_string(), v);
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                println!("  zyre_bench.py: stopped after its time limit");
+                break;
+            }
+        }
+    }
+    kids.stop(Duration::from_secs(2));
+    let e = errs.join().unwrap_or_default();
+    if z.is_empty() {
+        let last = e.lines().last().unwrap_or("no output").to_string();
+        return Err(format!("zyre_bench.py gave no figures ({last})"));
+    }
+    Ok(z)
+}
+
+// ---- main ------------------------------------------------------------------------------------
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| s.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string()))
+        .and_then(|k| k.parse::<u64>().ok())
+        .map_or("unknown".to_string(), |k| format!("{:.1} GiB", k as f64 / 1024.0 / 1024.0));
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cores} cores, {cpu}, {mem} RAM")
+}
+
+/// 200 peers in one process hold 200·199 sockets: raise the soft limit, and as root the hard one.
+#[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every Unix
+fn raise_fd_limit() -> String {
+    const NEED: u64 = 50_000;
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit read or write one rlimit struct.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        if (lim.rlim_max as u64) < NEED {
+            let want = libc::rlimit { rlim_cur: NEED as libc::rlim_t, rlim_max: NEED as libc::rlim_t };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &want); // works as root; otherwise stays
+        }
+    }
+    match rlimit::raise_nofile_limit_to(NEED) {
+        Ok((soft, hard)) if soft >= NEED => format!("RLIMIT_NOFILE raised to {soft} (hard {hard})"),
+        Ok((soft, hard)) => format!("RLIMIT_NOFILE {soft} (hard {hard}, not raisable here)"),
+        Err(e) => format!("cannot raise RLIMIT_NOFILE: {e}"),
+    }
+}
+
+fn main() {
+    // The library's warnings (e.g. "peer is not reading; closing its session") on stderr.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LANPEER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--worker") {
+        raise_fd_limit();
+        return worker(&args[2..]);
+    }
+    let o = Opts::parse();
+    println!("lanpeer benchmarks{}: {}", if o.quick { " (--quick)" } else { "" }, machine());
+    println!("{}; default Config timers; loopback only", raise_fd_limit());
+    let z = if o.wants("zyre") {
+        println!("== Zyre (Python pyre) in a private network namespace with only lo");
+        match run_zyre(&o) {
+            Ok(z) => z,
+            Err(why) => {
+                println!("Zyre not measured: {why}");
+                Zyre::new()
+            }
+        }
+    } else {
+        Zyre::new()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let mut lib_rate = None;
+    if o.wants("stream") {
+        println!("== stream: one peer to one peer, {TEXT_LEN}-byte chats through node.chat");
+        lib_rate = rt.block_on(bench_stream(&o, &z));
+    }
+    if o.wants("fanout") {
+        println!("== fan-out: one chat to N peers in one process, time until the last has it");
+        rt.block_on(bench_fanout(&o, &z));
+    }
+    if o.wants("convergence") {
+        println!(
+            "== convergence: N peers started together (worker processes of <= {PER_WORKER}); then one late joiner"
+        );
+        rt.block_on(bench_convergence(&o, &z));
+    }
+    drop(rt);
+    if o.wants("cli") {
+        println!("== CLI: two `lanpeer --json --iface lo` processes, chats piped into one, counted on the other");
+        bench_cli(&o, lib_rate);
+    }
+    if o.wants("idle") {
+        println!("== cost at rest: `lanpeer --json --iface lo` processes, idle");
+        bench_idle(&o);
+    }
+}
