@@ -6,12 +6,16 @@ mod common;
 
 use std::time::Duration;
 
+use bytes::BytesMut;
 use common::*;
 use lanpeer::codec;
+use lanpeer::crypto::{SessionKeys, StaticKeys};
 use lanpeer::discovery::beacon::{Beacon, room_tag};
 use lanpeer::protocol::{Frame, Hello, PROTOCOL_VERSION, Preamble};
+use lanpeer::transport::noise::{self, NoiseWriter};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
+use tokio_util::codec::Encoder;
 
 const T: Duration = Duration::from_secs(5);
 
@@ -21,20 +25,25 @@ async fn still_serving(a: &Peer, b: &mut Peer, text: &str) {
     wait_for(b, T, |e| is_text(e, text)).await;
 }
 
-fn hello_frame(room: &str) -> Vec<u8> {
+/// An encrypted session (Noise handshake as the dialer, then our hello for `room`); the writer
+/// seals whatever the test sends next.
+async fn noise_hello(addr: std::net::SocketAddr, room: &str) -> (TcpStream, NoiseWriter) {
+    let keys = SessionKeys { statics: StaticKeys::generate(), psk: None };
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let ts = noise::handshake(&mut s, true, &keys).await.unwrap();
+    let mut w = NoiseWriter::new(ts, 1 << 20);
     let h = Hello {
-        id: lanpeer::PeerId::random(),
+        id: keys.statics.peer_id(),
         incarnation: 1,
         name: "intruder".into(),
         room: room.into(),
         tcp_port: 9,
         props: vec![],
     };
-    let body = codec::encode(&Frame::Hello(h)).unwrap();
-    let mut v = Preamble::ours().to_bytes().to_vec();
-    v.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    v.extend_from_slice(&body);
-    v
+    let mut out = BytesMut::new();
+    w.encode(codec::encode(&Frame::Hello(h)).unwrap(), &mut out).unwrap();
+    s.write_all(&out).await.unwrap();
+    (s, w)
 }
 
 /// Read until the peer closes; true if it closed within `within`.
@@ -128,29 +137,31 @@ async fn garbage_on_the_tcp_port_changes_nothing() {
     v.write_all(&pre).await.unwrap();
     assert!(closed_within(&mut v, T).await, "other version not closed");
 
-    // Another room.
-    let mut r = TcpStream::connect(addr).await.unwrap();
-    r.write_all(&hello_frame("another room")).await.unwrap();
+    // Another room (over a good encrypted session).
+    let (mut r, _) = noise_hello(addr, "another room").await;
     assert!(closed_within(&mut r, T).await, "other room not closed");
 
     // A good hello, then a frame header claiming 4 GiB: closed, nothing allocated.
-    let mut big = TcpStream::connect(addr).await.unwrap();
-    big.write_all(&hello_frame(&room)).await.unwrap();
-    big.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
-    big.write_all(&[0u8; 1000]).await.unwrap();
+    let (mut big, mut w) = noise_hello(addr, &room).await;
+    let mut rec = BytesMut::new();
+    let mut plain = u32::MAX.to_be_bytes().to_vec();
+    plain.extend_from_slice(&[0u8; 1000]);
+    w.seal_record(&plain, &mut rec).unwrap();
+    let _ = big.write_all(&rec).await;
     assert!(closed_within(&mut big, T).await, "oversized frame not closed");
 
     // A good hello, then undecodable frames: dropped, the session lives on.
-    let mut odd = TcpStream::connect(addr).await.unwrap();
-    odd.write_all(&hello_frame(&room)).await.unwrap();
+    let (mut odd, mut w) = noise_hello(addr, &room).await;
+    let mut rec = BytesMut::new();
     for _ in 0..100 {
         let junk: Vec<u8> = (0..64).map(|_| rand::random()).collect();
-        odd.write_all(&(junk.len() as u32).to_be_bytes()).await.unwrap();
-        odd.write_all(&junk).await.unwrap();
+        w.encode(junk.into(), &mut rec).unwrap();
     }
+    odd.write_all(&rec).await.unwrap();
     // A truncated frame, then the connection ends.
-    odd.write_all(&100u32.to_be_bytes()).await.unwrap();
-    odd.write_all(&[1, 2, 3]).await.unwrap();
+    let mut rec = BytesMut::new();
+    w.seal_record(&[0, 0, 0, 100, 1, 2, 3], &mut rec).unwrap();
+    odd.write_all(&rec).await.unwrap();
     drop(odd);
 
     still_serving(&a, &mut b, "after tcp garbage").await;

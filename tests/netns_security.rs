@@ -277,8 +277,11 @@ impl Lab {
 
     fn spawn(&mut self, i: usize) {
         let data_dir = self.dir.join(format!("{}-data", self.hosts[i].name));
+        // Written once, before any peer starts (a rewrite could be read half-done).
         let pass_file = self.dir.join("passphrase.txt");
-        fs::write(&pass_file, format!("{PASS}\n")).expect("passphrase file");
+        if !pass_file.exists() {
+            fs::write(&pass_file, format!("{PASS}\n")).expect("passphrase file");
+        }
         let h = &mut self.hosts[i];
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &h.ns, BIN, "--json", "--name", h.name, "--room", h.room, "--data-dir"])

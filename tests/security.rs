@@ -288,3 +288,25 @@ async fn connection_flood_from_one_address_is_cut_short() {
     a.node.shutdown().await;
     b.node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_time_on_loopback() {
+    let (port, room) = unique_net();
+    let a = start("a", port, &room).await;
+    let addr = a.node.listen_addr();
+    let keys = SessionKeys { statics: StaticKeys::generate(), psk: None };
+    let id = keys.statics.peer_id();
+    let mut times = Vec::new();
+    for _ in 0..10 {
+        let t = std::time::Instant::now();
+        // Connect, preamble, three Noise messages, both hellos.
+        let (s, ..) = raw_session(addr, &keys, hello_of(id, &room)).await;
+        times.push(t.elapsed());
+        drop(s);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    times.sort();
+    println!("handshake (connect to hello, loopback, this build): median {:?}, max {:?}", times[5], times[9]);
+    assert!(times[5] < Duration::from_millis(250), "median handshake {:?}", times[5]);
+    a.node.shutdown().await;
+}
