@@ -651,8 +651,12 @@ fn web_page_in_chromium_between_namespaces() {
         );
     }
 
-    // A student leaves: the page shows it.
-    lab.peers[LEA].stdin.take();
+    // A student leaves with SIGTERM while her input is still open: she exits at once, and the
+    // page shows that she left.
+    let lea = lab.peers[LEA].child.as_mut().unwrap();
+    run("kill", &["-TERM", &lea.id().to_string()]).expect("SIGTERM");
+    let status = wait_deadline(lea, Duration::from_secs(5)).expect("a peer leaves within 5 s of SIGTERM");
+    assert!(status.success(), "clean exit: {status}");
     lab.driver().call("expect_no_peer", json!({"name": "Lea"}));
 
     // With --web, the end of input does not end the peer; SIGTERM leaves gracefully.

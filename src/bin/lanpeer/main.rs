@@ -281,7 +281,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(args)) {
+    let result = rt.block_on(run(args));
+    // A read of stdin may still be waiting in its thread (Ctrl-C or SIGTERM while the terminal is
+    // open): dropping the runtime would wait for it until Enter. The peer is down; do not wait.
+    rt.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("lanpeer: {e}");
