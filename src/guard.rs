@@ -110,7 +110,8 @@ impl Warner {
             return false;
         }
         let message = message();
-        tracing::warn!("{message}");
+        // The event is how the user hears of it (a `!` line, or `--json`); the log keeps a copy.
+        tracing::info!("{message}");
         self.events.send(Event::Warning { message }).is_ok()
     }
 }

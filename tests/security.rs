@@ -310,3 +310,74 @@ async fn handshake_time_on_loopback() {
     assert!(times[5] < Duration::from_millis(250), "median handshake {:?}", times[5]);
     a.node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beacon_flood_from_one_address_does_not_starve_the_others() {
+    use lanpeer::discovery::beacon::{Beacon, room_tag};
+    let (port, room) = unique_net();
+    let a = start("a", port, &room).await;
+    // The flooder: another loopback address (127.0.0.2), well-formed beacons of our room with
+    // random ids, as fast as it can, for at most 3 s (or until the test is done).
+    let stop = tokio_util::sync::CancellationToken::new();
+    // Every forged beacon points at this listener: it counts the dials the flood causes.
+    let sink = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let sink_port = sink.local_addr().unwrap().port();
+    let dials = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = {
+        let dials = dials.clone();
+        tokio::spawn(async move {
+            while let Ok((c, _)) = sink.accept().await {
+                dials.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                drop(c);
+            }
+        })
+    };
+    let flood = {
+        let stop = stop.clone();
+        let room = room.clone();
+        tokio::spawn(async move {
+            let s = tokio::net::UdpSocket::bind("127.0.0.2:0").await.unwrap();
+            s.set_broadcast(true).unwrap();
+            let t0 = std::time::Instant::now();
+            let mut n = 0u64;
+            while !stop.is_cancelled() && t0.elapsed() < Duration::from_secs(3) {
+                let b = Beacon {
+                    id: PeerId::random(),
+                    incarnation: n,
+                    tcp_port: sink_port,
+                    room_tag: room_tag(&room),
+                    farewell: false,
+                };
+                let _ = s.send_to(&b.encode(), ("127.255.255.255", port)).await;
+                n += 1;
+                if n.is_multiple_of(64) {
+                    tokio::task::yield_now().await;
+                }
+            }
+            n
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A real peer that starts during the flood is found as quickly as ever.
+    let t = std::time::Instant::now();
+    let mut b = start("b", port, &room).await;
+    wait_listed(&a, 1, Duration::from_secs(3)).await;
+    let took = t.elapsed();
+    stop.cancel();
+    let sent = flood.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    counter.abort();
+    let dials = dials.load(std::sync::atomic::Ordering::Relaxed);
+    println!("{sent} forged beacons from 127.0.0.2 caused {dials} dials; the real peer was listed after {took:?}");
+    // 100 at once and 50 per second get through while the flood lasts (under a second here),
+    // each dialed a few times before it expires: a few hundred dials. Without the per-source
+    // limit the same flood causes over ten thousand.
+    assert!(dials < 2000, "{dials} dials: the flood was not limited");
+    assert!(sent > 1000, "the flood was too small to mean anything ({sent})");
+    assert!(took < Duration::from_secs(2), "discovery took {took:?} under a flood");
+    a.node.chat("after the beacon flood").await.unwrap();
+    wait_for(&mut b, T, |e| is_text(e, "after the beacon flood")).await;
+    assert_eq!(a.node.peers().await.unwrap().len(), 1, "no forged peer is listed");
+    a.node.shutdown().await;
+    b.node.shutdown().await;
+}
