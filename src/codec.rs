@@ -34,6 +34,25 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Bytes, CodecError> {
     Ok(bincode::serde::encode_to_vec(value, config())?.into())
 }
 
+/// The bytes of `Frame::Message { lseq, env }` built from an already encoded envelope, so that a
+/// message sent to many peers (each with its own stream number) is encoded once. bincode writes
+/// an enum as its variant index then its fields in order, so this is the same as encoding the
+/// frame (a unit test in `protocol` checks it).
+pub fn message_frame(lseq: u64, env: &[u8]) -> Result<Bytes, CodecError> {
+    prefixed(&(1u32, lseq), env)
+}
+
+/// The bytes of `Frame::CatchUp(env)` from an encoded envelope (see [`message_frame`]).
+pub fn catchup_frame(env: &[u8]) -> Result<Bytes, CodecError> {
+    prefixed(&8u32, env)
+}
+
+fn prefixed<T: Serialize>(head: &T, tail: &[u8]) -> Result<Bytes, CodecError> {
+    let mut v = bincode::serde::encode_to_vec(head, config())?;
+    v.extend_from_slice(tail);
+    Ok(v.into())
+}
+
 /// Decode a value that must fill `bytes` exactly.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (value, used) = bincode::serde::decode_from_slice(bytes, config())?;

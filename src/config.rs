@@ -52,6 +52,21 @@ pub struct Config {
     pub outbox_capacity: usize,
     /// Longest chat, answer or feedback text, and problem body, in bytes.
     pub max_text: usize,
+    /// Store and forward: messages for an absent peer are kept this long...
+    pub keep_for: Duration,
+    /// ...and at most this many per peer (the oldest are dropped first, with a log line).
+    pub max_pending_per_peer: usize,
+    /// Catch-up: how many recent room chats a late joiner receives (with every exercise).
+    pub catchup_chats: usize,
+    /// Catch-up: most messages offered in all.
+    pub catchup_max: usize,
+    /// Messages sent to one peer and not yet acknowledged, at most (flow control).
+    pub window: usize,
+    /// Unacknowledged messages on a live session are sent again after this long.
+    pub resend_after: Duration,
+    /// Catch-up messages relayed for an author we know are held this long at most while that
+    /// author's own stream (which may carry older messages for us) has not caught up.
+    pub hold_catchup: Duration,
     /// The room's passphrase: with one, beacons carry a tag and sessions need the room key
     /// derived from it (docs/security.md). `None`: an open room (sessions are still encrypted).
     pub passphrase: Option<crate::crypto::Passphrase>,
@@ -78,13 +93,20 @@ impl Default for Config {
             beacon_interval: Duration::from_secs(1),
             expiry: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(5),
-            keepalive: Duration::from_secs(1),
+            keepalive: Duration::from_secs(2),
             rescan_interval: Duration::from_secs(5),
             dial_grace: Duration::from_millis(1500),
             max_frame: 1 << 20,
             max_connections: 1024,
             outbox_capacity: 16 * 1024,
             max_text: 256 * 1024,
+            keep_for: Duration::from_secs(24 * 3600),
+            max_pending_per_peer: 10_000,
+            catchup_chats: 100,
+            catchup_max: 5_000,
+            window: 4096,
+            resend_after: Duration::from_secs(3),
+            hold_catchup: Duration::from_secs(10),
             passphrase: None,
             conn_burst_per_ip: 32,
             conn_per_sec_per_ip: 8.0,

@@ -65,6 +65,9 @@ pub enum Error {
     /// A text is empty, or longer than the limit.
     #[error("{0}")]
     BadText(String),
+    /// The history database failed.
+    #[error("the history database failed: {0}")]
+    Storage(String),
     /// The node has stopped.
     #[error("the peer has stopped")]
     Stopped,

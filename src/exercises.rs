@@ -53,7 +53,14 @@ impl Exercises {
                     return false;
                 }
                 self.order.push(m.id);
-                self.problems.insert(m.id, (m.clone(), Vec::new()));
+                // Answers can arrive before their problem (catch-up from several peers).
+                let early: Vec<MsgId> = self
+                    .answers
+                    .iter()
+                    .filter(|(_, a)| matches!(&a.msg, Some(x) if matches!(&x.body, Body::Answer { problem, .. } if *problem == m.id)))
+                    .map(|(id, _)| *id)
+                    .collect();
+                self.problems.insert(m.id, (m.clone(), early));
             }
             Body::Answer { problem, .. } => {
                 if self.answers.get(&m.id).is_some_and(|a| a.msg.is_some()) {
@@ -119,20 +126,30 @@ impl Exercises {
         }
     }
 
-    /// Every problem, oldest first, with its answers and feedback.
+    /// Every problem, oldest first (by its author's clock), with its answers and their feedback,
+    /// oldest first too, whatever order they arrived in.
     pub fn view(&self) -> Vec<ProblemView> {
-        self.order
+        let key = |m: &Message| (m.sent_ms, m.id);
+        let mut v: Vec<ProblemView> = self
+            .order
             .iter()
             .filter_map(|id| self.problems.get(id))
-            .map(|(p, answer_ids)| ProblemView {
-                problem: p.clone(),
-                answers: answer_ids
+            .map(|(p, answer_ids)| {
+                let mut answers: Vec<(Message, Vec<Message>)> = answer_ids
                     .iter()
                     .filter_map(|a| self.answers.get(a))
-                    .filter_map(|a| Some((a.msg.clone()?, a.feedback.clone())))
-                    .collect(),
+                    .filter_map(|a| {
+                        let mut fb = a.feedback.clone();
+                        fb.sort_by_key(key);
+                        Some((a.msg.clone()?, fb))
+                    })
+                    .collect();
+                answers.sort_by_key(|(a, _)| key(a));
+                ProblemView { problem: p.clone(), answers }
             })
-            .collect()
+            .collect();
+        v.sort_by_key(|p| key(&p.problem));
+        v
     }
 }
 
@@ -172,8 +189,14 @@ mod tests {
         assert_eq!(ex.quiz_author(&p.id), Some(PeerId([1; 16])));
         assert_eq!(ex.problem_of(&a.id), Some(p.id));
 
+        // An answer that comes before its problem is linked when the problem comes.
+        let p2 = msg(3, 1, Body::Problem { title: "t2".into(), body: String::new(), private_answers: false });
+        let early = msg(2, 9, Body::Answer { problem: p2.id, text: "early".into() });
+        assert!(ex.record(&early));
+        assert!(ex.record(&p2));
         let v = ex.view();
-        assert_eq!(v.len(), 1);
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[1].answers[0].0, early);
         assert_eq!(v[0].answers.len(), 1);
         assert_eq!(v[0].answers[0].1, vec![f]);
     }

@@ -46,6 +46,7 @@ pub mod identity;
 pub mod node;
 pub mod peers;
 pub mod protocol;
+pub mod store;
 pub mod transport;
 pub mod web;
 

@@ -95,12 +95,36 @@ impl Preamble {
 pub enum Frame {
     /// 0: who I am; the first frame each way.
     Hello(Hello),
-    /// 1: an application message (chat, problem, answer, feedback).
-    Message(Envelope),
+    /// 1: an application message (chat, problem, answer, feedback), number `lseq` of the
+    /// sender's reliable stream to this receiver (1, 2, 3... per ordered pair of peers, over all
+    /// sessions and restarts). Delivered in that order, once; acknowledged by [`Frame::Ack`].
+    Message {
+        /// Position in the sender's stream to this receiver.
+        lseq: u64,
+        /// The message.
+        env: Envelope,
+    },
     /// 2: keepalive, sent when a session has been idle for a keepalive interval.
     Ping,
     /// 3: I am closing this session on purpose; the text says why (for logs).
     Bye(String),
+    /// 4: I have stored every message of your stream to me up to this `lseq` (cumulative).
+    Ack(u64),
+    /// 5: sent first on every session, about my stream to you.
+    Resume {
+        /// It will never again carry numbers up to this one (acknowledged, or dropped by the
+        /// store-and-forward bounds): do not wait for them.
+        done: u64,
+        /// The last number it has used so far: once you have everything up to it, you have
+        /// every message I sent you before this session (so catch-up from others may follow).
+        last: u64,
+    },
+    /// 6: the ids of the room messages I can give you (catch-up), oldest first. Sent at session start.
+    Offer(Vec<MsgId>),
+    /// 7: send me these (the ones of your offer that I do not have).
+    Want(Vec<MsgId>),
+    /// 8: a room message from my store (possibly by another author), outside any stream.
+    CatchUp(Envelope),
 }
 
 /// The handshake: the facts a peer needs before it lists another.
@@ -197,15 +221,29 @@ mod tests {
                 tcp_port: 4000,
                 props: vec![("role".into(), "teacher".into())],
             }),
-            Frame::Message(Envelope {
-                id,
-                author_name: "Ada".into(),
-                sent_ms: 1,
-                to: Some(PeerId([1; 16])),
-                body: Body::Answer { problem: id, text: "fn main() {\n}\n".into() },
-            }),
+            Frame::Message {
+                lseq: 300,
+                env: Envelope {
+                    id,
+                    author_name: "Ada".into(),
+                    sent_ms: 1,
+                    to: Some(PeerId([1; 16])),
+                    body: Body::Answer { problem: id, text: "fn main() {\n}\n".into() },
+                },
+            },
             Frame::Ping,
             Frame::Bye("leaving".into()),
+            Frame::Ack(7),
+            Frame::Resume { done: 3, last: u64::MAX },
+            Frame::Offer(vec![id, id]),
+            Frame::Want(vec![]),
+            Frame::CatchUp(Envelope {
+                id,
+                author_name: "Ada".into(),
+                sent_ms: 2,
+                to: None,
+                body: Body::Feedback { answer: id, text: "ok".into() },
+            }),
         ]
     }
 
@@ -214,6 +252,23 @@ mod tests {
         for f in sample() {
             let bytes = codec::encode(&f).unwrap();
             assert_eq!(codec::decode::<Frame>(&bytes).unwrap(), f);
+        }
+    }
+
+    #[test]
+    fn prebuilt_message_frames_match_the_encoder() {
+        for f in sample() {
+            match &f {
+                Frame::Message { lseq, env } => {
+                    let env_bytes = codec::encode(env).unwrap();
+                    assert_eq!(codec::message_frame(*lseq, &env_bytes).unwrap(), codec::encode(&f).unwrap());
+                }
+                Frame::CatchUp(env) => {
+                    let env_bytes = codec::encode(env).unwrap();
+                    assert_eq!(codec::catchup_frame(&env_bytes).unwrap(), codec::encode(&f).unwrap());
+                }
+                _ => {}
+            }
         }
     }
 

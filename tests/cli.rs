@@ -257,3 +257,95 @@ fn mistakes_get_one_plain_sentence_and_a_failure_status() {
     drop(a.stdin.take());
     assert!(wait_exit(&mut a, Duration::from_secs(5)).success());
 }
+
+fn spawn_in(name: &str, port: u16, room: &str, dir: &std::path::Path) -> Proc {
+    let mut child = Command::new(BIN)
+        .args(["--json", "--iface", "lo", "--name", name, "--room", room, "--port", &port.to_string()])
+        .arg("--data-dir")
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("lanpeer runs");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"));
+            if tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    let stdin = child.stdin.take();
+    Proc { name: name.into(), child, stdin, lines: rx, seen: Vec::new() }
+}
+
+#[test]
+fn a_killed_peer_restarts_with_its_id_catches_up_and_exports() {
+    let port = 20_000 + rand::random_range(0..40_000u16);
+    let room = format!("kill-{}", rand::random::<u32>());
+    let (da, db) = (tmpdir("ka"), tmpdir("kb"));
+    let mut a = spawn_in("teacher", port, &room, &da);
+    let mut b = spawn_in("student", port, &room, &db);
+    let b_id = b.wait(T, ev("ready"))["id"].as_str().unwrap().to_string();
+    a.wait(T, ev("peer_joined"));
+    a.send("/problem Squares | print the first 5 squares");
+    let pid = b.wait(T, ev("problem"))["id"].as_str().unwrap().to_string();
+    b.send(&format!("/answer {pid} for i in 1..=5 {{ println!(\"{{}}\", i * i); }}"));
+    let aid = a.wait(T, |v| v["event"] == "answer" && v["own"] == false)["id"].as_str().unwrap().to_string();
+    a.send(&format!("/feedback {aid} correct"));
+    b.wait(T, ev("feedback"));
+    a.send("before the crash");
+    b.wait(T, |v| v["text"] == "before the crash");
+
+    b.child.kill().unwrap();
+    let _ = b.child.wait();
+    a.wait(T, |v| v["event"] == "peer_left");
+    for k in 0..10 {
+        a.send(&format!("while down {k}"));
+    }
+    a.send("/problem Cubes | now the cubes");
+    a.wait(T, |v| v["event"] == "problem" && v["title"] == "Cubes");
+
+    let t0 = Instant::now();
+    let mut b2 = spawn_in("student", port, &room, &db);
+    assert_eq!(b2.wait(T, ev("ready"))["id"], b_id.as_str(), "same id after a crash");
+    b2.wait(T, |v| v["event"] == "problem" && v["title"] == "Cubes");
+    for k in 0..10 {
+        b2.wait(T, |v| v["text"] == format!("while down {k}").as_str());
+    }
+    println!("restarted peer caught up in {:?}", t0.elapsed());
+    b2.drain(Duration::from_millis(800));
+    let texts: Vec<&Value> = b2.seen.iter().filter(|v| v["event"] == "chat").collect();
+    assert_eq!(texts.len(), 10, "only the missed chats, once each: {texts:?}");
+    assert!(!b2.seen.iter().any(|v| v["title"] == "Squares"), "what was reported before the crash is not replayed");
+    let order: Vec<String> = texts.iter().map(|v| v["text"].as_str().unwrap().to_string()).collect();
+    assert_eq!(order, (0..10).map(|k| format!("while down {k}")).collect::<Vec<_>>());
+
+    // The teacher's export has the problem, the answer and its feedback, with names.
+    let out = Command::new(BIN).args(["export", "--format", "json", "--data-dir"]).arg(&da).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sq = v.as_array().unwrap().iter().find(|p| p["title"] == "Squares").expect("problem exported");
+    assert_eq!(sq["answers"][0]["author_name"], "student");
+    assert_eq!(sq["answers"][0]["feedback"][0]["text"], "correct");
+    let short = format!("{}-{}", &pid[..8], pid.rsplit_once('-').unwrap().1);
+    let out = Command::new(BIN)
+        .args(["export", "--format", "csv", "--problem", &short, "--data-dir"])
+        .arg(&da)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let csv = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(csv.lines().count(), 4, "header, problem, answer, feedback: {csv}");
+    assert!(!csv.contains("Cubes"), "--problem selects one problem");
+    let out = Command::new(BIN).args(["history", "--data-dir"]).arg(&db).output().unwrap();
+    let hist = String::from_utf8(out.stdout).unwrap();
+    assert!(hist.contains("while down 9") && hist.contains("Squares"), "{hist}");
+    let out = Command::new(BIN).args(["export", "--data-dir", "/nonexistent/lanpeer"]).output().unwrap();
+    assert!(!out.status.success());
+    one_plain_sentence(&String::from_utf8_lossy(&out.stderr));
+}

@@ -1,15 +1,21 @@
-//! The node actor: the one task that owns the peer table, the live sessions, the exercises and
-//! the message counter, and so takes every decision.
+//! The node actor: the one task that owns the peer table, the live sessions, the exercises, the
+//! history database and the delivery streams, and so takes every decision.
 //!
-//! Its loop (in this order of concern, all in one `select!`): commands from the [`Node`] handles,
-//! beacons from the collect-listener, reports from the sessions, and a tick (every 200 ms) that
-//! expires silent peers and starts the dials that are due. It never awaits the network: frames
-//! for a peer go into that peer's bounded outbox with `try_send`, and a peer whose outbox is
-//! full is closed as too slow rather than allowed to stall everyone else.
+//! Its loop (all in one `select!`): commands from the [`Node`] handles, beacons from the
+//! collect-listener, reports from the sessions, and a tick (every 200 ms) that expires silent
+//! peers, starts the dials that are due and resends what is not acknowledged. It never awaits the
+//! network: frames for a peer go into that peer's bounded outbox with `try_send`, and a peer whose
+//! outbox is full is closed as too slow rather than allowed to stall everyone else.
+//!
+//! Reliability (docs/protocol.md, "Delivery"): each ordered pair of peers has a stream; every
+//! message to a peer gets the next number of that stream and a row in the outbox table, and stays
+//! there until the peer acknowledges it. Writes of one batch of work share one transaction; events
+//! and acknowledgements go out only after it commits, so what was acknowledged or reported survives
+//! a crash.
 //!
 //! [`Node`]: super::Node
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -30,12 +36,21 @@ use crate::id::{MsgId, PeerId};
 use crate::identity::Identity;
 use crate::peers::{BeaconOutcome, PeerTable, UpOutcome};
 use crate::protocol::{Body, Envelope, Frame};
+use crate::store::Store;
 use crate::transport::{BYE_DUPLICATE, BYE_LEAVING, Ctx, SessionMsg, Up, dial};
 
-/// How often the actor expires peers and starts due dials.
+/// How often the actor expires peers, starts due dials and checks for resends.
 const TICK: Duration = Duration::from_millis(200);
+/// How often queued messages are checked against the store-and-forward bounds.
+const PURGE_EVERY: Duration = Duration::from_secs(30);
 /// How long shutdown waits for sessions to flush and close before cutting them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// Session reports handled in one transaction at most.
+const BATCH: usize = 256;
+/// Ids per offer or want frame at most.
+const IDS_PER_FRAME: usize = 4096;
+/// Messages from one author held back while an earlier one is missing, at most.
+const REORDER_MAX: usize = 4096;
 
 /// The session kept for a peer.
 struct Live {
@@ -55,9 +70,46 @@ impl Live {
     }
 }
 
+/// Our stream to one peer.
+#[derive(Debug, Clone, Copy)]
+struct OutStream {
+    /// Number the next message gets.
+    next: u64,
+    /// Highest number the peer acknowledged (or that was dropped).
+    acked: u64,
+    /// Highest number handed to the current session.
+    sent: u64,
+    /// Last time the peer acknowledged something (or we last resent).
+    progress: Instant,
+}
+
+/// A peer's stream to us.
+#[derive(Debug, Default)]
+struct InStream {
+    /// Highest number delivered (everything below it too).
+    delivered: u64,
+    /// Messages that arrived ahead of a missing one.
+    ahead: BTreeMap<u64, Envelope>,
+    /// From the `Resume` of the current session: the last number the peer had used for us.
+    resume_last: Option<u64>,
+    /// Catch-up messages by this author (relayed by others), held back by author seq until its
+    /// own stream has delivered everything older, so that its messages stay in order.
+    held: BTreeMap<u64, Envelope>,
+    /// When the oldest held message came.
+    held_since: Option<Instant>,
+}
+
+impl InStream {
+    /// Has the peer's own stream delivered everything it sent us before this session?
+    fn caught_up(&self) -> bool {
+        self.resume_last.is_some_and(|last| self.delivered >= last)
+    }
+}
+
 /// Everything the actor is built from.
 pub(super) struct Parts {
     pub identity: Identity,
+    pub store: Store,
     pub name: String,
     pub config: Config,
     pub ctx: Arc<Ctx>,
@@ -76,6 +128,14 @@ pub(super) struct Actor {
     table: PeerTable,
     exercises: Exercises,
     sessions: HashMap<PeerId, Live>,
+    out: HashMap<PeerId, OutStream>,
+    inbound: HashMap<PeerId, InStream>,
+    /// Peers of the room seen within `keep_for`: the addressees of room messages.
+    members: HashMap<PeerId, u64>,
+    /// Events and acknowledgements held until the current transaction commits.
+    held_events: Vec<Event>,
+    held_acks: HashMap<PeerId, u64>,
+    last_purge: Instant,
 }
 
 fn now_ms() -> u64 {
@@ -83,19 +143,71 @@ fn now_ms() -> u64 {
 }
 
 impl Actor {
-    pub(super) fn new(p: Parts) -> Self {
+    pub(super) fn new(p: Parts) -> Result<Self, Error> {
         let me = p.identity.id;
         let table = PeerTable::new(me, p.config.dial_grace, p.config.expiry);
-        Actor { p, me, table, exercises: Exercises::default(), sessions: HashMap::new() }
+        let mut exercises = Exercises::default();
+        for s in p.store.exercises()? {
+            exercises.record(&s.message);
+        }
+        let now = Instant::now();
+        let out = p
+            .store
+            .out_streams()?
+            .into_iter()
+            .map(|(peer, next, acked)| (peer, OutStream { next, acked, sent: acked, progress: now }))
+            .collect();
+        let inbound = p
+            .store
+            .in_streams()?
+            .into_iter()
+            .map(|(peer, delivered)| (peer, InStream { delivered, ..Default::default() }))
+            .collect();
+        let since = now_ms().saturating_sub(p.config.keep_for.as_millis() as u64);
+        let members = p.store.members_since(since)?.into_iter().map(|(id, _)| (id, now_ms())).collect();
+        Ok(Actor {
+            p,
+            me,
+            table,
+            exercises,
+            sessions: HashMap::new(),
+            out,
+            inbound,
+            members,
+            held_events: Vec::new(),
+            held_acks: HashMap::new(),
+            last_purge: now,
+        })
     }
 
-    fn emit(&self, e: Event) {
-        let _ = self.p.events.send(e);
+    fn emit(&mut self, e: Event) {
+        self.held_events.push(e);
     }
 
-    fn left(&self, info: PeerInfo, reason: LeaveReason) {
+    fn left(&mut self, info: PeerInfo, reason: LeaveReason) {
         tracing::info!(peer = %info.id.short(), name = %info.name, reason = reason.as_str(), "peer left");
         self.emit(Event::PeerLeft { id: info.id, name: info.name, reason });
+    }
+
+    /// End of a batch of work: make it durable, then tell the user and acknowledge.
+    fn flush(&mut self) {
+        if let Err(e) = self.p.store.commit() {
+            tracing::error!(error = %e, "cannot save the history; nothing is acknowledged until it works again");
+            self.held_acks.clear();
+        }
+        for e in self.held_events.drain(..) {
+            let _ = self.p.events.send(e);
+        }
+        let acks: Vec<(PeerId, u64)> = self.held_acks.drain().collect();
+        for (peer, upto) in acks {
+            if let Ok(f) = codec::encode(&Frame::Ack(upto)) {
+                self.push(peer, f);
+            }
+        }
+    }
+
+    fn log_store<T>(&self, r: Result<T, Error>) -> Option<T> {
+        r.map_err(|e| tracing::error!(error = %e, "history database")).ok()
     }
 
     pub(super) async fn run(
@@ -107,16 +219,27 @@ impl Actor {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            self.p.store.begin();
             tokio::select! {
                 c = cmds.recv() => match c {
                     None | Some(Command::Shutdown) => break,
                     Some(c) => self.command(c),
                 },
                 Some(h) = heard.recv() => self.beacon(h),
-                Some(m) = sess.recv() => self.session(m),
+                Some(m) = sess.recv() => {
+                    self.session(m);
+                    for _ in 1..BATCH {
+                        match sess.try_recv() {
+                            Ok(m) => self.session(m),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 _ = tick.tick() => self.tick(),
             }
+            self.flush();
         }
+        self.flush();
         self.shutdown(sess).await;
     }
 
@@ -127,21 +250,33 @@ impl Actor {
             BeaconOutcome::New => {
                 tracing::debug!(peer = %h.beacon.id.short(), from = %h.from, "discovered");
                 self.p.wake_announcer.notify_one();
+                self.dial_due(Instant::now());
             }
             BeaconOutcome::Known => {}
             BeaconOutcome::Left(info) => {
+                // It is leaving, not us: just end our side of the session.
                 if let Some(s) = self.sessions.remove(&info.id) {
-                    s.close(BYE_LEAVING);
+                    s.cancel.cancel();
                 }
+                self.session_gone(info.id);
                 self.left(info, LeaveReason::Left);
             }
             BeaconOutcome::Restarted(info) => {
                 if let Some(s) = self.sessions.remove(&info.id) {
                     s.cancel.cancel();
                 }
+                self.session_gone(info.id);
                 self.left(info, LeaveReason::Restarted);
                 self.p.wake_announcer.notify_one();
             }
+        }
+    }
+
+    /// Start the dials that are due (on every tick, and at once when a newcomer is heard).
+    fn dial_due(&mut self, now: Instant) {
+        for (peer, addr) in self.table.due_dials(now) {
+            tracing::debug!(peer = %peer.short(), %addr, "dialing");
+            self.p.ctx.tracker.spawn(dial::dial(peer, addr, self.p.ctx.clone()));
         }
     }
 
@@ -151,12 +286,63 @@ impl Actor {
             if let Some(s) = self.sessions.remove(&info.id) {
                 s.cancel.cancel();
             }
+            self.session_gone(info.id);
             self.left(info, LeaveReason::Timeout);
         }
-        for (peer, addr) in self.table.due_dials(now) {
-            tracing::debug!(peer = %peer.short(), %addr, "dialing");
-            self.p.ctx.tracker.spawn(dial::dial(peer, addr, self.p.ctx.clone()));
+        self.dial_due(now);
+        // Resend what a live peer has not acknowledged for a while (a frame lost with a session
+        // we replaced, say). Duplicates are harmless: the receiver drops them.
+        let stale: Vec<PeerId> = self
+            .out
+            .iter()
+            .filter(|(p, o)| {
+                o.sent > o.acked
+                    && now.duration_since(o.progress) > self.p.config.resend_after
+                    && self.sessions.contains_key(p)
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in stale {
+            tracing::debug!(peer = %peer.short(), "resending unacknowledged messages");
+            if let Some(o) = self.out.get_mut(&peer) {
+                o.sent = o.acked;
+                o.progress = now;
+            }
+            self.pump(peer);
         }
+        // Catch-up held for an author that has not come back in time: deliver it anyway.
+        let overdue: Vec<PeerId> = self
+            .inbound
+            .iter()
+            .filter(|(_, i)| i.held_since.is_some_and(|t| now.duration_since(t) > self.p.config.hold_catchup))
+            .map(|(p, _)| *p)
+            .collect();
+        for author in overdue {
+            self.release_held(author, true);
+        }
+        if now.duration_since(self.last_purge) > PURGE_EVERY {
+            self.last_purge = now;
+            self.purge();
+        }
+    }
+
+    /// Apply the store-and-forward bounds, saying in the log what is dropped.
+    fn purge(&mut self) {
+        let before = now_ms().saturating_sub(self.p.config.keep_for.as_millis() as u64);
+        let Some(dropped) = self.log_store(self.p.store.purge(before, self.p.config.max_pending_per_peer)) else {
+            return;
+        };
+        for (peer, n) in dropped {
+            tracing::warn!(peer = %peer.short(), dropped = n, "messages kept for an absent peer were dropped (too old or too many)");
+        }
+        let now = now_ms();
+        let live: Vec<PeerId> = self.sessions.keys().copied().collect();
+        for peer in live {
+            let name = self.table.get(&peer).map(|e| e.name.clone()).unwrap_or_default();
+            self.log_store(self.p.store.touch_member(peer, &name, now));
+            self.members.insert(peer, now);
+        }
+        self.members.retain(|_, seen| *seen >= before);
     }
 
     // ---- sessions --------------------------------------------------------------------------
@@ -167,10 +353,7 @@ impl Actor {
             SessionMsg::Up(up) => self.up(up),
             SessionMsg::Frame { peer, frame } => {
                 self.table.heard(peer, now);
-                match frame {
-                    Frame::Message(env) => self.received(peer, env),
-                    other => tracing::debug!(peer = %peer.short(), frame = ?other, "unexpected frame dropped"),
-                }
+                self.frame(peer, frame);
             }
             SessionMsg::Heard { peer } => self.table.heard(peer, now),
             SessionMsg::Closed { sid, peer, farewell } => {
@@ -178,6 +361,7 @@ impl Actor {
                     return; // a session we had already replaced or dropped
                 }
                 self.sessions.remove(&peer);
+                self.session_gone(peer);
                 if let Some((info, why)) = self.table.session_closed(peer, farewell, now) {
                     self.left(info, why);
                 }
@@ -189,6 +373,17 @@ impl Actor {
                     self.left(info, why);
                 }
             }
+        }
+    }
+
+    /// The live session of `peer` is gone: what it had not acknowledged goes again next time.
+    fn session_gone(&mut self, peer: PeerId) {
+        if let Some(o) = self.out.get_mut(&peer) {
+            o.sent = o.acked;
+        }
+        if let Some(i) = self.inbound.get_mut(&peer) {
+            i.ahead.clear();
+            i.resume_last = None;
         }
     }
 
@@ -228,27 +423,215 @@ impl Actor {
             }
             UpOutcome::Resumed => tracing::debug!(peer = %peer.short(), "session resumed"),
         }
+        let now = now_ms();
+        self.log_store(self.p.store.touch_member(peer, &hello.name, now));
+        self.members.insert(peer, now);
+        self.start_stream(peer);
+        self.offer(peer);
     }
 
-    fn received(&mut self, peer: PeerId, env: Envelope) {
+    /// A new session: tell the peer where our stream to it resumes, and send what it lacks.
+    fn start_stream(&mut self, peer: PeerId) {
+        let first = self.log_store(self.p.store.first_pending(peer)).flatten();
+        let o = self.out.entry(peer).or_insert(OutStream { next: 1, acked: 0, sent: 0, progress: Instant::now() });
+        // Everything below the first queued message is acknowledged or was dropped.
+        let done = first.map_or(o.next - 1, |f| f - 1).max(o.acked);
+        o.acked = done;
+        o.sent = done;
+        o.progress = Instant::now();
+        let last = o.next - 1;
+        if let Ok(f) = codec::encode(&Frame::Resume { done, last }) {
+            self.push(peer, f);
+        }
+        self.pump(peer);
+    }
+
+    /// Send queued messages to `peer`, as far as its window allows.
+    fn pump(&mut self, peer: PeerId) {
+        if !self.sessions.contains_key(&peer) {
+            return;
+        }
+        let window = self.p.config.window as u64;
+        let Some(o) = self.out.get(&peer).copied() else { return };
+        let room = window.saturating_sub(o.sent - o.acked);
+        if room == 0 || o.sent + 1 >= o.next {
+            return;
+        }
+        let Some(batch) = self.log_store(self.p.store.pending(peer, o.sent, room as usize)) else { return };
+        for (lseq, env) in batch {
+            let Ok(f) = codec::message_frame(lseq, &env) else { return };
+            if !self.push(peer, f) {
+                return;
+            }
+            if let Some(o) = self.out.get_mut(&peer) {
+                o.sent = lseq;
+            }
+        }
+    }
+
+    /// Offer the peer the room's catch-up set (exercises and recent chat).
+    fn offer(&mut self, peer: PeerId) {
+        let Some(ids) =
+            self.log_store(self.p.store.catchup_ids(self.p.config.catchup_chats, self.p.config.catchup_max))
+        else {
+            return;
+        };
+        for chunk in ids.chunks(IDS_PER_FRAME) {
+            if let Ok(f) = codec::encode(&Frame::Offer(chunk.to_vec())) {
+                self.push(peer, f);
+            }
+        }
+    }
+
+    fn frame(&mut self, peer: PeerId, frame: Frame) {
+        match frame {
+            Frame::Message { lseq, env } => self.stream_message(peer, lseq, env),
+            Frame::Ack(upto) => {
+                let Some(o) = self.out.get_mut(&peer) else { return };
+                let upto = upto.min(o.next - 1);
+                if upto > o.acked {
+                    o.acked = upto;
+                    o.sent = o.sent.max(upto);
+                    o.progress = Instant::now();
+                    let (next, acked) = (o.next, o.acked);
+                    self.log_store(self.p.store.acked(peer, upto));
+                    self.log_store(self.p.store.save_out_stream(peer, next, acked));
+                    self.pump(peer);
+                }
+            }
+            Frame::Resume { done, last } => {
+                let i = self.inbound.entry(peer).or_default();
+                i.resume_last = Some(last);
+                tracing::debug!(peer = %peer.short(), delivered = i.delivered, done, last, "stream resumes");
+                if done > i.delivered {
+                    i.delivered = done;
+                    i.ahead.retain(|k, _| *k > done);
+                    self.drain_ahead(peer);
+                    self.save_inbound(peer);
+                }
+                self.release_held(peer, false);
+            }
+            Frame::Offer(ids) => {
+                let want: Vec<MsgId> =
+                    ids.into_iter().filter(|id| self.log_store(self.p.store.has(id)) == Some(false)).collect();
+                for chunk in want.chunks(IDS_PER_FRAME) {
+                    if let Ok(f) = codec::encode(&Frame::Want(chunk.to_vec())) {
+                        self.push(peer, f);
+                    }
+                }
+            }
+            Frame::Want(ids) => {
+                for id in ids.into_iter().take(self.p.config.catchup_max) {
+                    let Some(Some(env)) = self.log_store(self.p.store.room_envelope(&id)) else { continue };
+                    let Ok(f) = codec::catchup_frame(&env) else { continue };
+                    if !self.push(peer, f) {
+                        break;
+                    }
+                }
+            }
+            Frame::CatchUp(env) => {
+                if env.to.is_some() {
+                    tracing::debug!(peer = %peer.short(), "private message offered as catch-up dropped");
+                    return;
+                }
+                let author = env.id.author;
+                // An author we have met may still have older messages for us in its own stream:
+                // hold its newer ones until that stream has caught up (or for `hold_catchup`).
+                let wait = author != self.me
+                    && self.members.contains_key(&author)
+                    && !self.inbound.get(&author).is_some_and(InStream::caught_up);
+                if !wait {
+                    return self.deliver(env, "catch-up");
+                }
+                let i = self.inbound.entry(author).or_default();
+                if i.held.len() < REORDER_MAX {
+                    tracing::trace!(id = %env.id.short(), "catch-up held until its author's stream catches up");
+                    i.held_since.get_or_insert_with(Instant::now);
+                    i.held.insert(env.id.seq, env);
+                }
+            }
+            other => tracing::debug!(peer = %peer.short(), frame = ?other, "unexpected frame dropped"),
+        }
+    }
+
+    /// Deliver the catch-up messages held for `author`, oldest first, once its own stream has
+    /// caught up (or, with `force`, because it stayed away too long).
+    fn release_held(&mut self, author: PeerId, force: bool) {
+        let Some(i) = self.inbound.get_mut(&author) else { return };
+        if i.held.is_empty() || !(force || i.caught_up()) {
+            return;
+        }
+        i.held_since = None;
+        let held = std::mem::take(&mut i.held);
+        tracing::debug!(author = %author.short(), n = held.len(), force, "releasing held catch-up");
+        for (_, env) in held {
+            self.deliver(env, "catch-up");
+        }
+    }
+
+    fn save_inbound(&mut self, peer: PeerId) {
+        let d = self.inbound.get(&peer).map_or(0, |i| i.delivered);
+        self.log_store(self.p.store.save_in_stream(peer, d));
+        self.held_acks.insert(peer, d);
+    }
+
+    /// Message number `lseq` of `peer`'s stream to us.
+    fn stream_message(&mut self, peer: PeerId, lseq: u64, env: Envelope) {
         if env.id.author != peer {
             tracing::debug!(peer = %peer.short(), author = %env.id.author.short(), "message with another author dropped");
             return;
         }
-        if env.to.is_some_and(|to| to != self.me) {
-            tracing::debug!(peer = %peer.short(), "message for someone else dropped");
+        let i = self.inbound.entry(peer).or_default();
+        if lseq <= i.delivered {
+            // Already have it (an acknowledgement was lost): acknowledge again.
+            self.held_acks.insert(peer, i.delivered);
             return;
         }
-        let from_name = self.table.get(&peer).map(|e| e.name.clone()).unwrap_or(env.author_name);
+        if lseq > i.delivered + 1 {
+            if i.ahead.len() < REORDER_MAX {
+                i.ahead.insert(lseq, env);
+            }
+            return;
+        }
+        i.delivered = lseq;
+        self.deliver(env, "stream");
+        self.drain_ahead(peer);
+        self.save_inbound(peer);
+        self.release_held(peer, false);
+    }
+
+    fn drain_ahead(&mut self, peer: PeerId) {
+        loop {
+            let Some(i) = self.inbound.get_mut(&peer) else { return };
+            let next = i.delivered + 1;
+            let Some(env) = i.ahead.remove(&next) else { return };
+            i.delivered = next;
+            self.deliver(env, "stream");
+        }
+    }
+
+    /// Store a received message and, the first time only, report it.
+    fn deliver(&mut self, env: Envelope, how: &'static str) {
+        if env.to.is_some_and(|to| to != self.me) {
+            tracing::debug!(author = %env.id.author.short(), "message for someone else dropped");
+            return;
+        }
+        let Ok(bytes) = codec::encode(&env) else { return };
+        let Some(row) = self.log_store(self.p.store.insert(&env, &bytes, now_ms())) else { return };
+        if row.is_none() {
+            tracing::trace!(id = %env.id.short(), how, "duplicate dropped");
+            return;
+        }
+        let from_name = self.table.get(&env.id.author).map(|e| e.name.clone()).unwrap_or(env.author_name);
         let m = Message { id: env.id, from_name, sent_ms: env.sent_ms, to: env.to, body: env.body, own: false };
         self.exercises.record(&m);
         self.emit(Event::Message(m));
     }
 
     /// Queue an encoded frame for `peer`; false if it has no live session or was too slow.
-    fn push(&mut self, peer: PeerId, frame: &Bytes) -> bool {
+    fn push(&mut self, peer: PeerId, frame: Bytes) -> bool {
         let Some(s) = self.sessions.get(&peer) else { return false };
-        match s.outbox.try_send(frame.clone()) {
+        match s.outbox.try_send(frame) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
                 tracing::warn!(peer = %peer.short(), "peer is not reading; closing its session");
@@ -265,13 +648,20 @@ impl Actor {
         let now = Instant::now();
         match c {
             Command::Send { to, body, reply } => {
-                let _ = reply.send(self.send(to, body));
+                let r = self.send(to, body);
+                // Durable before the caller hears of it.
+                self.flush();
+                let _ = reply.send(r);
             }
             Command::Peers(r) => {
                 let _ = r.send(self.table.listed(now));
             }
             Command::Problems(r) => {
                 let _ = r.send(self.exercises.view());
+            }
+            Command::History(limit, r) => {
+                let h = self.p.store.history(limit).map(|v| v.into_iter().map(|s| s.message).collect());
+                let _ = r.send(h);
             }
             Command::FindPeer(q, r) => {
                 let _ = r.send(self.table.resolve(&q, now));
@@ -331,32 +721,40 @@ impl Actor {
         }
         if let Some(t) = to
             && t != self.me
-            && !self.sessions.contains_key(&t)
+            && !self.members.contains_key(&t)
         {
             let name = self.table.get(&t).map(|e| e.name.clone()).unwrap_or_else(|| t.short());
-            return Err(if self.table.get(&t).is_some_and(|e| e.joined) {
-                Error::BadText(format!("{name} is reconnecting; try again in a moment"))
-            } else {
-                Error::UnknownPeer(name)
-            });
+            return Err(Error::UnknownPeer(name));
         }
         let id = MsgId { author: self.me, seq: self.p.identity.next_seq() };
-        let env = Envelope { id, author_name: self.p.name.clone(), sent_ms: now_ms(), to, body };
-        let frame = codec::encode(&Frame::Message(env.clone()))
-            .map_err(|_| Error::BadText("the message is too large; shorten it".into()))?;
-        if frame.len() > self.p.config.max_frame {
+        let now = now_ms();
+        let env = Envelope { id, author_name: self.p.name.clone(), sent_ms: now, to, body };
+        let bytes = codec::encode(&env).map_err(|_| Error::BadText("the message is too large; shorten it".into()))?;
+        if bytes.len() + 16 > self.p.ctx.max_frame {
             return Err(Error::BadText("the message is too large; shorten it".into()));
         }
-        match to {
-            Some(t) if t == self.me => {}
-            Some(t) => {
-                self.push(t, &frame);
-            }
-            None => {
-                let peers: Vec<PeerId> = self.sessions.keys().copied().collect();
-                for p in peers {
-                    self.push(p, &frame);
-                }
+        let row =
+            self.p.store.insert(&env, &bytes, now)?.ok_or_else(|| Error::Storage("message id used twice".into()))?;
+        let recipients: Vec<PeerId> = match to {
+            Some(t) if t == self.me => vec![],
+            Some(t) => vec![t],
+            None => self.members.keys().copied().filter(|p| *p != self.me).collect(),
+        };
+        for peer in recipients {
+            let o = self.out.entry(peer).or_insert(OutStream { next: 1, acked: 0, sent: 0, progress: Instant::now() });
+            let lseq = o.next;
+            o.next += 1;
+            let (next, acked) = (o.next, o.acked);
+            self.p.store.enqueue(peer, lseq, row, now)?;
+            self.p.store.save_out_stream(peer, next, acked)?;
+            let in_window = o.sent + 1 == lseq && o.sent - o.acked < self.p.config.window as u64;
+            if in_window
+                && self.sessions.contains_key(&peer)
+                && let Ok(f) = codec::message_frame(lseq, &bytes)
+                && self.push(peer, f)
+                && let Some(o) = self.out.get_mut(&peer)
+            {
+                o.sent = lseq;
             }
         }
         let m = Message { id, from_name: env.author_name, sent_ms: env.sent_ms, to, body: env.body, own: true };

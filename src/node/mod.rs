@@ -41,6 +41,7 @@ pub(crate) enum Command {
     Send { to: Option<PeerId>, body: Body, reply: oneshot::Sender<Result<MsgId, Error>> },
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     Problems(oneshot::Sender<Vec<ProblemView>>),
+    History(usize, oneshot::Sender<Result<Vec<crate::event::Message>, Error>>),
     FindPeer(String, oneshot::Sender<Result<PeerId, Error>>),
     FindProblem(String, oneshot::Sender<Result<MsgId, Error>>),
     FindAnswer(String, oneshot::Sender<Result<MsgId, Error>>),
@@ -90,6 +91,7 @@ impl Node {
         };
         let identity = Identity::open(config.data_dir.as_deref())?;
         let me = identity.id;
+        let store = crate::store::Store::open(config.data_dir.as_deref(), me)?;
         let all = iface::scan().map_err(|source| Error::Socket { what: "interface list", source })?;
         let selected = iface::select(&all, &config.interfaces, true)?;
 
@@ -115,6 +117,10 @@ impl Node {
             tcp_port,
             props: config.props.clone(),
         };
+        let hello_bytes = codec::encode(&Frame::Hello(hello))
+            .ok()
+            .filter(|b| b.len() <= transport::HANDSHAKE_MAX_FRAME)
+            .ok_or_else(|| Error::BadText("the name, room or role is too long; shorten it".into()))?;
         let (cmd_tx, cmd_rx) = mpsc::channel(1024);
         let (heard_tx, heard_rx) = mpsc::channel(1024);
         let (sess_tx, sess_rx) = mpsc::channel(4096);
@@ -125,12 +131,12 @@ impl Node {
         let ctx = Arc::new(Ctx {
             me,
             room: config.room.clone(),
-            hello: codec::encode(&Frame::Hello(hello))
-                .map_err(|_| Error::BadText("the name or a property is too long".into()))?,
+            hello: hello_bytes,
             handshake_timeout: config.handshake_timeout,
             keepalive: config.keepalive,
             idle_timeout: config.expiry,
-            max_frame: config.max_frame,
+            // The codec refuses anything larger, whatever the config says.
+            max_frame: config.max_frame.min(codec::MAX_ENCODED),
             outbox_capacity: config.outbox_capacity,
             actor: sess_tx,
             tracker: TaskTracker::new(),
@@ -178,6 +184,7 @@ impl Node {
 
         let actor = actor::Actor::new(actor::Parts {
             identity,
+            store,
             name,
             config,
             ctx,
@@ -187,7 +194,7 @@ impl Node {
             net_cancel,
             wake_announcer: wake,
             tasks: vec![announce, listen_task, accept],
-        });
+        })?;
         let handle = tokio::spawn(actor.run(cmd_rx, heard_rx, sess_rx));
         Ok((Node { id: me, listen, cmd: cmd_tx, actor: Arc::new(Mutex::new(Some(handle))) }, events_rx))
     }
@@ -250,6 +257,12 @@ impl Node {
     /// Every problem seen, with its answers and feedback.
     pub async fn problems(&self) -> Result<Vec<ProblemView>, Error> {
         self.ask(Command::Problems).await
+    }
+
+    /// The last `limit` messages of every kind this peer sent or received, oldest first (from
+    /// the history database, so across restarts).
+    pub async fn history(&self, limit: usize) -> Result<Vec<crate::event::Message>, Error> {
+        self.ask(|r| Command::History(limit, r)).await?
     }
 
     /// The listed peer a person means: a name, or a prefix of an id.

@@ -17,6 +17,8 @@ pub enum Input {
     Peers,
     /// `/problems`.
     Problems,
+    /// `/history [N]`: the last N messages (default 50).
+    History(Option<usize>),
     /// `/help`.
     Help,
     /// `/quit`.
@@ -35,6 +37,7 @@ Type a line and press Enter to chat with everyone. Commands:
   /feedback ANSWER-ID TEXT    comment on an answer
   /peers                      who is online
   /problems                   the exercises with their answers and feedback
+  /history [N]                the last N messages (default 50), also from before a restart
   /help                       this list
   /quit                       leave (end of input does the same)
 In problem bodies, answers and feedback, \\n starts a new line.";
@@ -104,6 +107,10 @@ pub fn parse(line: &str) -> Result<Input, String> {
         }
         "peers" | "who" => Ok(Input::Peers),
         "problems" => Ok(Input::Problems),
+        "history" => match rest.trim() {
+            "" => Ok(Input::History(None)),
+            n => n.parse().map(|n| Input::History(Some(n))).map_err(|_| "usage: /history [HOW-MANY]".to_string()),
+        },
         "help" | "?" => Ok(Input::Help),
         "quit" | "exit" | "q" => Ok(Input::Quit),
         other => Err(format!("there is no command /{other}; type /help to see the commands")),
@@ -136,6 +143,9 @@ mod tests {
         assert_eq!(parse("/feedback ab-4 good"), Ok(Input::Feedback { answer: "ab-4".into(), text: "good".into() }));
         assert_eq!(parse("/PEERS"), Ok(Input::Peers));
         assert_eq!(parse("/problems"), Ok(Input::Problems));
+        assert_eq!(parse("/history"), Ok(Input::History(None)));
+        assert_eq!(parse("/history 7"), Ok(Input::History(Some(7))));
+        assert!(parse("/history lots").is_err());
         assert_eq!(parse("/quit"), Ok(Input::Quit));
         assert!(parse("/frobnicate").unwrap_err().contains("/help"));
     }

@@ -12,6 +12,7 @@ use lanpeer::web::Web;
 use lanpeer::{Config, Event, Node};
 use tokio::io::AsyncBufReadExt;
 
+mod export;
 mod input;
 mod output;
 
@@ -65,6 +66,56 @@ struct Args {
     /// More log on stderr (-v: info, -vv: debug). LANPEER_LOG overrides, e.g. LANPEER_LOG=lanpeer=trace.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
+    #[command(subcommand)]
+    command: Option<Sub>,
+}
+
+/// Tools that read a peer's history instead of running a peer.
+#[derive(Debug, clap::Subcommand)]
+enum Sub {
+    /// Write the problems with every answer and its feedback (names, times, texts) to stdout.
+    Export {
+        /// The data folder of the peer (default: as for the peer).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// csv or json.
+        #[arg(long, value_enum, default_value = "csv")]
+        format: export::Format,
+        /// Only this problem (its id, or the short form the prompt shows).
+        #[arg(long, value_name = "ID")]
+        problem: Option<String>,
+    },
+    /// Show the recent chat and exercises as the prompt would.
+    History {
+        /// The data folder of the peer (default: as for the peer).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// How many messages.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// One JSON `history` event instead of lines for people.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn data_dir_or_default(d: Option<PathBuf>) -> Result<PathBuf, lanpeer::Error> {
+    match d {
+        Some(d) => Ok(d),
+        None => lanpeer::config::default_data_dir().ok_or_else(|| {
+            lanpeer::Error::BadText("this system has no per-user data folder; choose one with --data-dir".into())
+        }),
+    }
+}
+
+/// Run a subcommand; `None` when there is none (run a peer).
+fn run_sub(cmd: Sub) -> Result<(), lanpeer::Error> {
+    match cmd {
+        Sub::Export { data_dir, format, problem } => {
+            export::export(&data_dir_or_default(data_dir)?, format, problem.as_deref())
+        }
+        Sub::History { data_dir, limit, json } => export::history(&data_dir_or_default(data_dir)?, limit, json),
+    }
 }
 
 fn init_logging(verbose: u8) {
@@ -117,6 +168,7 @@ async fn handle(node: &Node, out: &mut Output, line: &str) -> bool {
             Input::Help => out.help(input::HELP),
             Input::Peers => out.peers(&node.peers().await?),
             Input::Problems => out.problems(&node.problems().await?),
+            Input::History(n) => out.history(&node.history(n.unwrap_or(50)).await?),
             Input::Chat(text) => drop(node.chat(text).await?),
             Input::Msg { who, text } => {
                 let to = node.find_peer(&who).await?;
@@ -147,6 +199,20 @@ async fn handle(node: &Node, out: &mut Output, line: &str) -> bool {
     }
 }
 
+/// One event to the output, and to the web page if there is one (after `ready`, its address).
+fn deliver(out: &mut Output, web: Option<&Web>, open: bool, e: &Event) {
+    out.event(e);
+    if let Some(w) = web {
+        w.publish(e);
+        if matches!(e, Event::Ready { .. }) {
+            out.web(w.url());
+            if open && let Err(err) = lanpeer::web::open_in_browser(w.url()) {
+                tracing::warn!(error = %err, "cannot open the browser; open {} yourself", w.url());
+            }
+        }
+    }
+}
+
 /// The room's passphrase: from `--passphrase-file`, `--ask-passphrase`, or LANPEER_PASSPHRASE
 /// (never from the command line, where other users of the computer could read it).
 fn passphrase(room: &str, file: Option<&std::path::Path>, ask: bool) -> Result<Option<Passphrase>, lanpeer::Error> {
@@ -169,20 +235,6 @@ fn passphrase(room: &str, file: Option<&std::path::Path>, ask: bool) -> Result<O
         return Err(bad("the passphrase is empty; give the room's passphrase (or none for an open room)".into()));
     }
     Ok(Some(p))
-}
-
-/// One event to the output, and to the web page if there is one (after `ready`, its address).
-fn deliver(out: &mut Output, web: Option<&Web>, open: bool, e: &Event) {
-    out.event(e);
-    if let Some(w) = web {
-        w.publish(e);
-        if matches!(e, Event::Ready { .. }) {
-            out.web(w.url());
-            if open && let Err(err) = lanpeer::web::open_in_browser(w.url()) {
-                tracing::warn!(error = %err, "cannot open the browser; open {} yourself", w.url());
-            }
-        }
-    }
 }
 
 async fn run(args: Args) -> Result<(), lanpeer::Error> {
@@ -221,6 +273,14 @@ async fn run(args: Args) -> Result<(), lanpeer::Error> {
         None => None,
     };
     let mut out = Output::new(args.json);
+    if !args.json {
+        // The prompt starts with what happened before: this data dir's history.
+        let earlier = node.history(30).await.unwrap_or_default();
+        if !earlier.is_empty() {
+            out.history(&earlier);
+            out.flush();
+        }
+    }
     // With the web page, the end of input does not end the peer (the page goes on using it).
     let mut reading = true;
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
@@ -272,8 +332,17 @@ async fn run(args: Args) -> Result<(), lanpeer::Error> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
     init_logging(args.verbose);
+    if let Some(cmd) = args.command.take() {
+        return match run_sub(cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("lanpeer: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

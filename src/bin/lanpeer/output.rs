@@ -13,6 +13,14 @@ pub struct Output {
     out: std::io::BufWriter<std::io::Stdout>,
 }
 
+/// `s` with every control character but newline and tab replaced by `�`.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.chars().all(|c| !c.is_control() || c == '\n' || c == '\t') {
+        return s.into();
+    }
+    s.chars().map(|c| if c.is_control() && c != '\n' && c != '\t' { '\u{fffd}' } else { c }).collect::<String>().into()
+}
+
 fn role(props: &[(String, String)]) -> Option<&str> {
     props.iter().find(|(k, _)| k == "role").map(|(_, v)| v.as_str())
 }
@@ -70,8 +78,10 @@ impl Output {
         Output { json, out: std::io::BufWriter::new(std::io::stdout()) }
     }
 
+    /// One line for people. Control characters from peers (terminal escape sequences, say) are
+    /// shown as `�`, so a message can never drive the reader's terminal.
     fn line(&mut self, s: &str) {
-        let _ = writeln!(self.out, "{s}");
+        let _ = writeln!(self.out, "{}", printable(s));
     }
 
     fn json(&mut self, v: Value) {
@@ -126,34 +136,49 @@ impl Output {
                 self.line(&format!("{t}  * {name} {why}"))
             }
             Event::Warning { message } => self.line(&format!("{t}  ! {message}")),
-            Event::Message(m) => {
-                let who = if m.own { format!("{} (you)", m.from_name) } else { m.from_name.clone() };
-                let private = if m.to.is_some() { " [private]" } else { "" };
-                match &m.body {
-                    Body::Chat { text } => self.line(&format!("{t}  {who}{private}: {text}")),
-                    Body::Problem { title, body, private_answers } => {
-                        let quiz = if *private_answers { " (quiz: answers go to the author only)" } else { "" };
-                        self.line(&format!("{t}  {who} posted problem {}{quiz}: {title}", m.id.short()));
-                        if !body.is_empty() {
-                            self.line(&indent(body));
-                        }
-                        self.line(&format!("          answer it with: /answer {} YOUR ANSWER", m.id.short()));
-                    }
-                    Body::Answer { problem, text } => {
-                        self.line(&format!(
-                            "{t}  {who}{private} answered {} (answer {}):",
-                            problem.short(),
-                            m.id.short()
-                        ));
-                        self.line(&indent(text));
-                    }
-                    Body::Feedback { answer, text } => {
-                        self.line(&format!("{t}  {who}{private} on answer {}:", answer.short()));
-                        self.line(&indent(text));
-                    }
+            Event::Message(m) => self.message(m, &t),
+        }
+    }
+
+    fn message(&mut self, m: &Message, t: &str) {
+        let who = if m.own { format!("{} (you)", m.from_name) } else { m.from_name.clone() };
+        let private = if m.to.is_some() { " [private]" } else { "" };
+        match &m.body {
+            Body::Chat { text } => self.line(&format!("{t}  {who}{private}: {text}")),
+            Body::Problem { title, body, private_answers } => {
+                let quiz = if *private_answers { " (quiz: answers go to the author only)" } else { "" };
+                self.line(&format!("{t}  {who} posted problem {}{quiz}: {title}", m.id.short()));
+                if !body.is_empty() {
+                    self.line(&indent(body));
                 }
+                self.line(&format!("          answer it with: /answer {} YOUR ANSWER", m.id.short()));
+            }
+            Body::Answer { problem, text } => {
+                self.line(&format!("{t}  {who}{private} answered {} (answer {}):", problem.short(), m.id.short()));
+                self.line(&indent(text));
+            }
+            Body::Feedback { answer, text } => {
+                self.line(&format!("{t}  {who}{private} on answer {}:", answer.short()));
+                self.line(&indent(text));
             }
         }
+    }
+
+    /// Earlier messages (`/history`, and the start of the prompt).
+    pub fn history(&mut self, msgs: &[Message]) {
+        if self.json {
+            return self
+                .json(json!({"event": "history", "messages": msgs.iter().map(message_json).collect::<Vec<_>>()}));
+        }
+        if msgs.is_empty() {
+            return self.line("Nothing yet.");
+        }
+        self.line("Earlier in this room:");
+        for m in msgs {
+            let t = clock(m.sent_ms);
+            self.message(m, &t);
+        }
+        self.line("---");
     }
 
     /// The answer to `/peers`.
@@ -241,5 +266,14 @@ impl Output {
             return self.json(json!({"event": "help", "text": text}));
         }
         self.line(text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn escape_sequences_are_defused() {
+        assert_eq!(super::printable("a\x1b[2Jb\nc\td\r"), "a\u{fffd}[2Jb\nc\td\u{fffd}");
+        assert!(matches!(super::printable("plain"), std::borrow::Cow::Borrowed(_)));
     }
 }

@@ -1,0 +1,528 @@
+//! The history database: every message sent and received, the per-peer delivery streams, and the
+//! members of the room, in SQLite (`history.db` in the data dir).
+//!
+//! Why SQLite: one file, crash-safe transactions, readable by any SQLite tool for the teacher's
+//! own scripts, and a bundled build (nothing to install). The node actor owns the one read-write
+//! connection and groups its writes into a transaction per batch of work (see docs/architecture.md,
+//! "Storage"). Journal: WAL with `synchronous=NORMAL`: a committed transaction survives the
+//! process being killed (SIGKILL), which is the promise made to users; a power cut may lose the
+//! last fraction of a second (documented in the README).
+//!
+//! What is written when:
+//! - a message sent or received for the first time: one row in `messages` (the encoded envelope
+//!   is kept for resending and catch-up);
+//! - a message sent to a peer: one row in `outbox` (peer, stream sequence), deleted when the peer
+//!   acknowledges it, or dropped by age or size with a log line;
+//! - `out_streams` / `in_streams`: the counters of each per-peer stream (next number to send,
+//!   highest acknowledged; highest delivered);
+//! - `members`: every peer of the room seen, with its name and when it was last seen.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use crate::codec;
+use crate::error::Error;
+use crate::event::Message;
+use crate::id::{MsgId, PeerId};
+use crate::protocol::{Body, Envelope};
+
+/// File name of the database in the data dir.
+pub const DB_FILE: &str = "history.db";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY,
+    author BLOB NOT NULL,
+    seq INTEGER NOT NULL,
+    author_name TEXT NOT NULL,
+    sent_ms INTEGER NOT NULL,
+    received_ms INTEGER NOT NULL,
+    recipient BLOB,
+    kind TEXT NOT NULL,
+    ref TEXT,
+    title TEXT,
+    text TEXT NOT NULL,
+    private_answers INTEGER NOT NULL DEFAULT 0,
+    env BLOB NOT NULL,
+    UNIQUE (author, seq)
+);
+CREATE INDEX IF NOT EXISTS messages_kind ON messages (kind, id);
+CREATE TABLE IF NOT EXISTS members (
+    id BLOB PRIMARY KEY,
+    name TEXT NOT NULL,
+    last_seen_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS out_streams (
+    peer BLOB PRIMARY KEY,
+    next_lseq INTEGER NOT NULL,
+    acked INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    peer BLOB NOT NULL,
+    lseq INTEGER NOT NULL,
+    msg INTEGER NOT NULL REFERENCES messages (id),
+    queued_ms INTEGER NOT NULL,
+    PRIMARY KEY (peer, lseq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS in_streams (
+    author BLOB PRIMARY KEY,
+    delivered INTEGER NOT NULL
+);
+";
+
+fn peer_of(b: Vec<u8>) -> Option<PeerId> {
+    <[u8; 16]>::try_from(b.as_slice()).ok().map(PeerId)
+}
+
+fn storage(e: rusqlite::Error) -> Error {
+    Error::Storage(e.to_string())
+}
+
+/// One row of `messages`, decoded.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// Row number: the order in which this peer stored messages (causal at this peer).
+    pub row: i64,
+    /// The message.
+    pub message: Message,
+    /// When this peer stored it, ms since the epoch.
+    pub received_ms: u64,
+}
+
+/// The open database.
+pub struct Store {
+    conn: Connection,
+    me: PeerId,
+    in_tx: bool,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("in_tx", &self.in_tx).finish()
+    }
+}
+
+impl Store {
+    /// Open (creating) the database of the data dir `dir`, or an in-memory one for `None`.
+    pub fn open(dir: Option<&Path>, me: PeerId) -> Result<Store, Error> {
+        let conn = match dir {
+            Some(d) => Connection::open(d.join(DB_FILE)),
+            None => Connection::open_in_memory(),
+        }
+        .map_err(storage)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(storage)?;
+        if dir.is_some() {
+            conn.pragma_update(None, "journal_mode", "WAL").map_err(storage)?;
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(storage)?;
+        conn.execute_batch(SCHEMA).map_err(storage)?;
+        Ok(Store { conn, me, in_tx: false })
+    }
+
+    /// Open the database of `dir` for reading only (export and history, even while a peer runs).
+    pub fn open_readonly(dir: &Path) -> Result<Store, Error> {
+        let path = dir.join(DB_FILE);
+        if !path.exists() {
+            return Err(Error::Storage(format!(
+                "there is no history in {}; give the --data-dir of a peer that has run",
+                dir.display()
+            )));
+        }
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(storage)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(storage)?;
+        let me =
+            std::fs::read_to_string(dir.join("id")).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(PeerId([0; 16]));
+        Ok(Store { conn, me, in_tx: false })
+    }
+
+    /// Start grouping writes (no-op when already grouping).
+    pub fn begin(&mut self) {
+        if !self.in_tx && self.conn.execute_batch("BEGIN").is_ok() {
+            self.in_tx = true;
+        }
+    }
+
+    /// Make the grouped writes durable.
+    pub fn commit(&mut self) -> Result<(), Error> {
+        if self.in_tx {
+            self.in_tx = false;
+            self.conn.execute_batch("COMMIT").map_err(storage)?;
+        }
+        Ok(())
+    }
+
+    // ---- messages ----------------------------------------------------------------------------
+
+    /// Keep a message. Returns its row number if it is new, `None` if it was already stored.
+    pub fn insert(&self, env: &Envelope, env_bytes: &[u8], received_ms: u64) -> Result<Option<i64>, Error> {
+        let (kind, reference, title, text, private) = match &env.body {
+            Body::Chat { text } => ("chat", None, None, text.as_str(), false),
+            Body::Problem { title, body, private_answers } => {
+                ("problem", None, Some(title.as_str()), body.as_str(), *private_answers)
+            }
+            Body::Answer { problem, text } => ("answer", Some(problem.to_string()), None, text.as_str(), false),
+            Body::Feedback { answer, text } => ("feedback", Some(answer.to_string()), None, text.as_str(), false),
+        };
+        let n = self
+            .conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO messages
+                 (author, seq, author_name, sent_ms, received_ms, recipient, kind, ref, title, text, private_answers, env)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    &env.id.author.0[..],
+                    env.id.seq as i64,
+                    env.author_name,
+                    env.sent_ms as i64,
+                    received_ms as i64,
+                    env.to.map(|t| t.0.to_vec()),
+                    kind,
+                    reference,
+                    title,
+                    text,
+                    private,
+                    env_bytes,
+                ])
+            })
+            .map_err(storage)?;
+        Ok((n == 1).then(|| self.conn.last_insert_rowid()))
+    }
+
+    /// Is this message stored?
+    pub fn has(&self, id: &MsgId) -> Result<bool, Error> {
+        self.conn
+            .prepare_cached("SELECT 1 FROM messages WHERE author = ?1 AND seq = ?2")
+            .and_then(|mut st| st.exists(params![&id.author.0[..], id.seq as i64]))
+            .map_err(storage)
+    }
+
+    /// The encoded envelope of a message, if stored and meant for the whole room.
+    pub fn room_envelope(&self, id: &MsgId) -> Result<Option<Vec<u8>>, Error> {
+        self.conn
+            .prepare_cached("SELECT env FROM messages WHERE author = ?1 AND seq = ?2 AND recipient IS NULL")
+            .and_then(|mut st| st.query_row(params![&id.author.0[..], id.seq as i64], |r| r.get(0)).optional())
+            .map_err(storage)
+    }
+
+    fn decode_row(&self, row: i64, env: Vec<u8>, received_ms: i64) -> Option<Stored> {
+        let env: Envelope = codec::decode(&env).ok()?;
+        Some(Stored {
+            row,
+            received_ms: received_ms as u64,
+            message: Message {
+                id: env.id,
+                from_name: env.author_name,
+                sent_ms: env.sent_ms,
+                to: env.to,
+                body: env.body,
+                own: env.id.author == self.me,
+            },
+        })
+    }
+
+    fn select(&self, sql: &str, p: impl rusqlite::Params) -> Result<Vec<Stored>, Error> {
+        let mut st = self.conn.prepare_cached(sql).map_err(storage)?;
+        let rows = st
+            .query_map(p, |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, i64>(2)?)))
+            .map_err(storage)?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (row, env, rec) = r.map_err(storage)?;
+            out.extend(self.decode_row(row, env, rec));
+        }
+        Ok(out)
+    }
+
+    /// The room's catch-up set, oldest first: every problem, answer and feedback meant for the
+    /// whole room, and the last `chats` room chats; at most `limit` ids (the newest kept).
+    pub fn catchup_ids(&self, chats: usize, limit: usize) -> Result<Vec<MsgId>, Error> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT author, seq FROM (
+                    SELECT id, author, seq FROM messages WHERE recipient IS NULL AND kind != 'chat'
+                    UNION ALL
+                    SELECT * FROM (SELECT id, author, seq FROM messages
+                                   WHERE recipient IS NULL AND kind = 'chat' ORDER BY id DESC LIMIT ?1)
+                    ORDER BY id DESC LIMIT ?2
+                 ) ORDER BY id ASC",
+            )
+            .map_err(storage)?;
+        let rows = st
+            .query_map(params![chats as i64, limit as i64], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(storage)?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (a, s) = r.map_err(storage)?;
+            if let Some(author) = peer_of(a) {
+                out.push(MsgId { author, seq: s as u64 });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The last `limit` messages of every kind, oldest first.
+    pub fn history(&self, limit: usize) -> Result<Vec<Stored>, Error> {
+        self.select(
+            "SELECT * FROM (SELECT id, env, received_ms FROM messages ORDER BY id DESC LIMIT ?1) ORDER BY id ASC",
+            params![limit as i64],
+        )
+    }
+
+    /// Every problem, answer and feedback, oldest first.
+    pub fn exercises(&self) -> Result<Vec<Stored>, Error> {
+        self.select("SELECT id, env, received_ms FROM messages WHERE kind != 'chat' ORDER BY id ASC", [])
+    }
+
+    /// Number of messages stored.
+    pub fn count(&self) -> Result<u64, Error> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(storage)
+    }
+
+    // ---- members -----------------------------------------------------------------------------
+
+    /// Remember a peer of the room, seen now.
+    pub fn touch_member(&self, id: PeerId, name: &str, now_ms: u64) -> Result<(), Error> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO members (id, name, last_seen_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, last_seen_ms = excluded.last_seen_ms",
+            )
+            .and_then(|mut st| st.execute(params![&id.0[..], name, now_ms as i64]))
+            .map(|_| ())
+            .map_err(storage)
+    }
+
+    /// Members seen since `since_ms`.
+    pub fn members_since(&self, since_ms: u64) -> Result<Vec<(PeerId, String)>, Error> {
+        let mut st =
+            self.conn.prepare_cached("SELECT id, name FROM members WHERE last_seen_ms >= ?1").map_err(storage)?;
+        let rows = st
+            .query_map(params![since_ms as i64], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?)))
+            .map_err(storage)?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (id, name) = r.map_err(storage)?;
+            if let Some(id) = peer_of(id) {
+                out.push((id, name));
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- streams -----------------------------------------------------------------------------
+
+    /// Every outgoing stream: (peer, next number, highest acknowledged).
+    pub fn out_streams(&self) -> Result<Vec<(PeerId, u64, u64)>, Error> {
+        let mut st = self.conn.prepare_cached("SELECT peer, next_lseq, acked FROM out_streams").map_err(storage)?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
+            .map_err(storage)?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (p, n, a) = r.map_err(storage)?;
+            if let Some(p) = peer_of(p) {
+                out.push((p, n as u64, a as u64));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Save an outgoing stream's counters.
+    pub fn save_out_stream(&self, peer: PeerId, next: u64, acked: u64) -> Result<(), Error> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO out_streams (peer, next_lseq, acked) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (peer) DO UPDATE SET next_lseq = excluded.next_lseq, acked = excluded.acked",
+            )
+            .and_then(|mut st| st.execute(params![&peer.0[..], next as i64, acked as i64]))
+            .map(|_| ())
+            .map_err(storage)
+    }
+
+    /// Queue message row `msg` for `peer` as stream number `lseq`.
+    pub fn enqueue(&self, peer: PeerId, lseq: u64, msg: i64, now_ms: u64) -> Result<(), Error> {
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO outbox (peer, lseq, msg, queued_ms) VALUES (?1, ?2, ?3, ?4)")
+            .and_then(|mut st| st.execute(params![&peer.0[..], lseq as i64, msg, now_ms as i64]))
+            .map(|_| ())
+            .map_err(storage)
+    }
+
+    /// Up to `limit` queued messages for `peer` after stream number `after`: (number, envelope).
+    pub fn pending(&self, peer: PeerId, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, Error> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT o.lseq, m.env FROM outbox o JOIN messages m ON m.id = o.msg
+                 WHERE o.peer = ?1 AND o.lseq > ?2 ORDER BY o.lseq LIMIT ?3",
+            )
+            .map_err(storage)?;
+        let rows = st
+            .query_map(params![&peer.0[..], after as i64, limit as i64], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(storage)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(storage)
+    }
+
+    /// The lowest stream number still queued for `peer`.
+    pub fn first_pending(&self, peer: PeerId) -> Result<Option<u64>, Error> {
+        self.conn
+            .prepare_cached("SELECT MIN(lseq) FROM outbox WHERE peer = ?1")
+            .and_then(|mut st| st.query_row(params![&peer.0[..]], |r| r.get::<_, Option<i64>>(0)))
+            .map(|v| v.map(|x| x as u64))
+            .map_err(storage)
+    }
+
+    /// `peer` has everything up to `upto`: forget those.
+    pub fn acked(&self, peer: PeerId, upto: u64) -> Result<(), Error> {
+        self.conn
+            .prepare_cached("DELETE FROM outbox WHERE peer = ?1 AND lseq <= ?2")
+            .and_then(|mut st| st.execute(params![&peer.0[..], upto as i64]))
+            .map(|_| ())
+            .map_err(storage)
+    }
+
+    /// Drop queued messages older than `before_ms`, and beyond `max_per_peer` for any peer
+    /// (oldest first). Returns how many were dropped for whom.
+    pub fn purge(&self, before_ms: u64, max_per_peer: usize) -> Result<Vec<(PeerId, u64)>, Error> {
+        let mut dropped: std::collections::HashMap<PeerId, u64> = Default::default();
+        {
+            let mut st = self
+                .conn
+                .prepare_cached("SELECT peer, COUNT(*) FROM outbox WHERE queued_ms < ?1 GROUP BY peer")
+                .map_err(storage)?;
+            let rows = st
+                .query_map(params![before_ms as i64], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(storage)?;
+            for r in rows {
+                let (p, n) = r.map_err(storage)?;
+                if let Some(p) = peer_of(p) {
+                    *dropped.entry(p).or_default() += n as u64;
+                }
+            }
+        }
+        self.conn.execute("DELETE FROM outbox WHERE queued_ms < ?1", params![before_ms as i64]).map_err(storage)?;
+        let over: Vec<(Vec<u8>, i64)> = {
+            let mut st = self
+                .conn
+                .prepare_cached("SELECT peer, COUNT(*) FROM outbox GROUP BY peer HAVING COUNT(*) > ?1")
+                .map_err(storage)?;
+            let rows = st.query_map(params![max_per_peer as i64], |r| Ok((r.get(0)?, r.get(1)?))).map_err(storage)?;
+            rows.collect::<Result<_, _>>().map_err(storage)?
+        };
+        for (p, n) in over {
+            let extra = n - max_per_peer as i64;
+            self.conn
+                .execute(
+                    "DELETE FROM outbox WHERE peer = ?1 AND lseq IN
+                     (SELECT lseq FROM outbox WHERE peer = ?1 ORDER BY lseq LIMIT ?2)",
+                    params![&p[..], extra],
+                )
+                .map_err(storage)?;
+            if let Some(p) = peer_of(p) {
+                *dropped.entry(p).or_default() += extra as u64;
+            }
+        }
+        Ok(dropped.into_iter().collect())
+    }
+
+    /// Every incoming stream: (author, highest delivered).
+    pub fn in_streams(&self) -> Result<Vec<(PeerId, u64)>, Error> {
+        let mut st = self.conn.prepare_cached("SELECT author, delivered FROM in_streams").map_err(storage)?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))).map_err(storage)?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (p, d) = r.map_err(storage)?;
+            if let Some(p) = peer_of(p) {
+                out.push((p, d as u64));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Save how far the stream from `author` has been delivered.
+    pub fn save_in_stream(&self, author: PeerId, delivered: u64) -> Result<(), Error> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO in_streams (author, delivered) VALUES (?1, ?2)
+                 ON CONFLICT (author) DO UPDATE SET delivered = excluded.delivered",
+            )
+            .and_then(|mut st| st.execute(params![&author.0[..], delivered as i64]))
+            .map(|_| ())
+            .map_err(storage)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(author: u8, seq: u64, to: Option<PeerId>, body: Body) -> (Envelope, Vec<u8>) {
+        let e =
+            Envelope { id: MsgId { author: PeerId([author; 16]), seq }, author_name: "n".into(), sent_ms: 5, to, body };
+        let b = codec::encode(&e).unwrap().to_vec();
+        (e, b)
+    }
+
+    #[test]
+    fn messages_are_kept_once_and_catch_up_is_room_only() {
+        let s = Store::open(None, PeerId([1; 16])).unwrap();
+        let (p, pb) = env(1, 1, None, Body::Problem { title: "t".into(), body: "b".into(), private_answers: false });
+        assert!(s.insert(&p, &pb, 10).unwrap().is_some());
+        assert!(s.insert(&p, &pb, 11).unwrap().is_none(), "a repeat is not stored twice");
+        for k in 0..5 {
+            let (c, cb) = env(2, 10 + k, None, Body::Chat { text: format!("c{k}") });
+            s.insert(&c, &cb, 12).unwrap();
+        }
+        let (private, prb) = env(2, 20, Some(PeerId([1; 16])), Body::Chat { text: "psst".into() });
+        s.insert(&private, &prb, 13).unwrap();
+        let ids = s.catchup_ids(2, 100).unwrap();
+        let want = vec![p.id, MsgId { author: PeerId([2; 16]), seq: 13 }, MsgId { author: PeerId([2; 16]), seq: 14 }];
+        assert_eq!(ids, want);
+        assert_eq!(s.catchup_ids(2, 1).unwrap(), vec![MsgId { author: PeerId([2; 16]), seq: 14 }]);
+        assert!(s.room_envelope(&private.id).unwrap().is_none(), "private messages are never relayed");
+        assert!(s.has(&private.id).unwrap());
+        let h = s.history(3).unwrap();
+        assert_eq!(h.len(), 3);
+        assert_eq!(h[2].message.id, private.id);
+        assert!(h.iter().all(|x| !x.message.own));
+        assert_eq!(s.exercises().unwrap().len(), 1);
+        assert!(s.exercises().unwrap()[0].message.own);
+    }
+
+    #[test]
+    fn outbox_pending_ack_and_purge() {
+        let mut s = Store::open(None, PeerId([1; 16])).unwrap();
+        s.begin();
+        let peer = PeerId([9; 16]);
+        for k in 1..=10u64 {
+            let (c, cb) = env(1, k, None, Body::Chat { text: format!("m{k}") });
+            let row = s.insert(&c, &cb, 0).unwrap().unwrap();
+            s.enqueue(peer, k, row, k * 100).unwrap();
+        }
+        s.save_out_stream(peer, 11, 0).unwrap();
+        s.commit().unwrap();
+        assert_eq!(s.pending(peer, 0, 3).unwrap().iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 2, 3]);
+        s.acked(peer, 4).unwrap();
+        assert_eq!(s.first_pending(peer).unwrap(), Some(5));
+        // Older than 650 ms: 5 and 6 go; then at most 2 per peer: 7, 8 go.
+        let dropped = s.purge(650, 2).unwrap();
+        assert_eq!(dropped, vec![(peer, 4)]);
+        assert_eq!(s.pending(peer, 0, 100).unwrap().iter().map(|x| x.0).collect::<Vec<_>>(), vec![9, 10]);
+        assert_eq!(s.out_streams().unwrap(), vec![(peer, 11, 0)]);
+        s.save_in_stream(peer, 7).unwrap();
+        s.save_in_stream(peer, 8).unwrap();
+        assert_eq!(s.in_streams().unwrap(), vec![(peer, 8)]);
+        s.touch_member(peer, "bob", 1000).unwrap();
+        assert_eq!(s.members_since(999).unwrap(), vec![(peer, "bob".to_string())]);
+        assert!(s.members_since(1001).unwrap().is_empty());
+    }
+}

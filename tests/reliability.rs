@@ -1,0 +1,166 @@
+//! Never lose an answer, in one process on loopback: messages for an absent peer are kept and
+//! delivered when it comes back, a late joiner catches up on the exercises and recent chat, a
+//! restarted peer neither loses nor replays, and flow control carries more than a window.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use lanpeer::{Body, Event};
+
+const T: Duration = Duration::from_secs(10);
+
+fn data_dir(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("lanpeer-rel-{}-{}-{tag}", std::process::id(), rand::random::<u32>()))
+}
+
+fn with_dir(name: &str, port: u16, room: &str, dir: &Path) -> lanpeer::Config {
+    let mut c = config(name, port, room);
+    c.data_dir = Some(dir.to_path_buf());
+    c
+}
+
+/// Collect the texts of received (not own) messages until `n` arrived; panics on a duplicate.
+async fn collect(p: &mut Peer, n: usize, within: Duration) -> Vec<String> {
+    let mut got = Vec::new();
+    let mut ids = std::collections::HashSet::new();
+    let name = p.name.clone();
+    tokio::time::timeout(within, async {
+        while got.len() < n {
+            match p.events.recv().await {
+                Some(Event::Message(m)) if !m.own => {
+                    assert!(ids.insert(m.id), "{name}: {} delivered twice", m.id);
+                    got.push(match m.body {
+                        Body::Chat { text } | Body::Answer { text, .. } | Body::Feedback { text, .. } => text,
+                        Body::Problem { title, .. } => title,
+                    });
+                }
+                Some(_) => {}
+                None => panic!("{name}: events ended"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{name}: got {} of {n}: {got:?}", got.len()));
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_for_an_absent_peer_arrive_when_it_returns() {
+    let (port, room) = unique_net();
+    let (da, db) = (data_dir("a"), data_dir("b"));
+    let mut a = start_with(with_dir("a", port, &room, &da)).await;
+    let b = start_with(with_dir("b", port, &room, &db)).await;
+    wait_listed(&a, 1, T).await;
+    let b_id = b.node.id();
+    b.node.shutdown().await;
+    wait_for(&mut a, T, |e| matches!(e, Event::PeerLeft { .. })).await;
+
+    // b is away: chats, a problem and a private message are kept for it.
+    for k in 0..20 {
+        a.node.chat(format!("while away {k}")).await.unwrap();
+    }
+    a.node.post_problem("Away problem", "solve me", false).await.unwrap();
+    a.node.private_chat(b_id, "for b, privately").await.unwrap();
+
+    let mut b = start_with(with_dir("b", port, &room, &db)).await;
+    assert_eq!(b.node.id(), b_id);
+    let got = collect(&mut b, 22, T).await;
+    let mut want: Vec<String> = (0..20).map(|k| format!("while away {k}")).collect();
+    want.push("Away problem".into());
+    want.push("for b, privately".into());
+    assert_eq!(got, want, "everything, once, in the order sent");
+    // Nothing more comes (no duplicates by catch-up or resend).
+    assert_none(&mut b, Duration::from_millis(800), |e| matches!(e, Event::Message(m) if !m.own)).await;
+    a.node.shutdown().await;
+    b.node.shutdown().await;
+    let _ = std::fs::remove_dir_all(da);
+    let _ = std::fs::remove_dir_all(db);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_catches_up_on_exercises_and_recent_chat() {
+    let (port, room) = unique_net();
+    let mut cfg = config("teacher", port, &room);
+    cfg.catchup_chats = 3;
+    let mut t = start_with(cfg).await;
+    let mut cfg = config("student", port, &room);
+    cfg.catchup_chats = 3;
+    let mut s = start_with(cfg).await;
+    wait_listed(&t, 1, T).await;
+    for k in 0..6 {
+        t.node.chat(format!("chat {k}")).await.unwrap();
+    }
+    let p = t.node.post_problem("Late problem", "body", false).await.unwrap();
+    wait_for(&mut s, T, |e| is_text(e, "Late problem")).await;
+    let a = s.node.answer(p, "my answer").await.unwrap();
+    wait_for(&mut t, T, |e| is_text(e, "my answer")).await;
+    t.node.feedback(a, "well done").await.unwrap();
+    wait_for(&mut s, T, |e| is_text(e, "well done")).await;
+    // A private chat is never part of anyone's catch-up.
+    t.node.private_chat(s.node.id(), "secret").await.unwrap();
+    wait_for(&mut s, T, |e| is_text(e, "secret")).await;
+
+    // The teacher leaves; the newcomer must get everything from the student alone.
+    t.node.shutdown().await;
+    let mut late = start("late", port, &room).await;
+    let mut got = collect(&mut late, 6, T).await;
+    got.sort();
+    let mut want: Vec<String> = ["Late problem", "my answer", "well done", "chat 3", "chat 4", "chat 5"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+    assert_none(&mut late, Duration::from_millis(800), |e| matches!(e, Event::Message(m) if !m.own)).await;
+    let view = late.node.problems().await.unwrap();
+    assert_eq!(view.len(), 1);
+    assert_eq!(view[0].answers.len(), 1);
+    assert_eq!(view[0].answers[0].1.len(), 1);
+    s.node.shutdown().await;
+    late.node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_peer_keeps_its_history_and_replays_nothing() {
+    let (port, room) = unique_net();
+    let db = data_dir("keep");
+    let a = start("a", port, &room).await;
+    let mut b = start_with(with_dir("b", port, &room, &db)).await;
+    wait_listed(&a, 1, T).await;
+    a.node.post_problem("P1", "body", false).await.unwrap();
+    a.node.chat("hi b").await.unwrap();
+    collect(&mut b, 2, T).await;
+    b.node.shutdown().await;
+    let mut b = start_with(with_dir("b", port, &room, &db)).await;
+    wait_listed(&b, 1, T).await;
+    assert_none(&mut b, Duration::from_millis(1000), |e| matches!(e, Event::Message(_))).await;
+    let h = b.node.history(10).await.unwrap();
+    assert_eq!(h.len(), 2);
+    assert_eq!(h[1].body, Body::Chat { text: "hi b".into() });
+    assert_eq!(b.node.problems().await.unwrap().len(), 1, "exercises are loaded from the history");
+    a.node.shutdown().await;
+    b.node.shutdown().await;
+    let _ = std::fs::remove_dir_all(db);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_than_a_window_flows_in_order() {
+    let (port, room) = unique_net();
+    let mut cfg = config("a", port, &room);
+    cfg.window = 64;
+    let a = start_with(cfg).await;
+    let mut b = start("b", port, &room).await;
+    wait_listed(&a, 1, T).await;
+    const N: usize = 3000;
+    for k in 0..N {
+        a.node.chat(format!("{k}")).await.unwrap();
+    }
+    let got = collect(&mut b, N, T).await;
+    let nums: Vec<usize> = got.iter().map(|t| t.parse().unwrap()).collect();
+    assert_eq!(nums, (0..N).collect::<Vec<_>>());
+    a.node.shutdown().await;
+    b.node.shutdown().await;
+}
