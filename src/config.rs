@@ -78,6 +78,10 @@ pub struct Config {
     pub beacon_burst_per_ip: u32,
     /// ...and per second after that; more are dropped unread.
     pub beacon_per_sec_per_ip: f64,
+    /// Apply the two per-address limits above to loopback addresses too. Off by default:
+    /// everything on loopback comes from this computer, where many peers share 127.0.0.1 (tests,
+    /// demos, benchmarks), and its user could do anything anyway.
+    pub limit_loopback: bool,
 }
 
 impl Default for Config {
@@ -112,6 +116,7 @@ impl Default for Config {
             conn_per_sec_per_ip: 8.0,
             beacon_burst_per_ip: 100,
             beacon_per_sec_per_ip: 50.0,
+            limit_loopback: false,
         }
     }
 }

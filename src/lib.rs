@@ -46,6 +46,8 @@ pub mod identity;
 pub mod node;
 pub mod peers;
 pub mod protocol;
+#[cfg(unix)]
+pub mod rlimit;
 pub mod store;
 pub mod transport;
 pub mod web;

@@ -135,6 +135,10 @@ impl PeerTable {
         let addr = SocketAddr::new(ip, b.tcp_port);
         if b.farewell {
             return match self.peers.get(&b.id) {
+                // With a live session, its end (after the peer's `Bye`) says it left: that keeps
+                // its last messages, still on their way over TCP, ahead of the leave, and a forged
+                // farewell cannot drop a peer we are talking to.
+                Some(e) if e.state == PeerState::Connected => BeaconOutcome::Known,
                 Some(e) if e.incarnation == b.incarnation => {
                     let e = self.peers.remove(&b.id).expect("present");
                     if e.joined { BeaconOutcome::Left(e.info(now)) } else { BeaconOutcome::Known }
@@ -383,6 +387,12 @@ mod tests {
         assert!(matches!(t.resolve("alice", now), Err(Error::UnknownPeer(_))));
         // A farewell of another incarnation is stale and ignored.
         assert_eq!(t.beacon(&beacon(9, 2, true), IP, now), BeaconOutcome::Known);
+        // While its session lives, the session's end tells (a farewell may overtake its last
+        // messages, or be forged).
+        assert_eq!(t.beacon(&beacon(9, 1, true), IP, now), BeaconOutcome::Known);
+        assert_eq!(t.listed(now).len(), 1);
+        // Without a live session, the farewell is the word.
+        assert_eq!(t.session_closed(PeerId([9; 16]), false, now), None);
         match t.beacon(&beacon(9, 1, true), IP, now) {
             BeaconOutcome::Left(p) => assert_eq!(p.name, "Bob"),
             o => panic!("{o:?}"),

@@ -7,8 +7,7 @@
 //! limit of 1024 (macOS: 256) while the hard limit is far higher, and any process may raise its
 //! soft limit up to its hard limit without privileges. This does that, once, at start.
 //!
-//! Not wired in yet: the CLI (and a library user who wants it) calls [`raise_nofile_limit`]
-//! before starting a node. It needs the `libc` crate as a dependency.
+//! The CLI calls [`raise_nofile_limit`] before starting its node; a library user may too.
 
 use std::io;
 

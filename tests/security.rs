@@ -255,6 +255,7 @@ async fn connection_flood_from_one_address_is_cut_short() {
     let (port, room) = unique_net();
     let mut cfg = config("a", port, &room);
     cfg.conn_burst_per_ip = 5;
+    cfg.limit_loopback = true;
     cfg.conn_per_sec_per_ip = 5.0;
     let mut a = start_with(cfg).await;
     let addr = a.node.listen_addr();
@@ -315,7 +316,10 @@ async fn handshake_time_on_loopback() {
 async fn beacon_flood_from_one_address_does_not_starve_the_others() {
     use lanpeer::discovery::beacon::{Beacon, room_tag};
     let (port, room) = unique_net();
-    let a = start("a", port, &room).await;
+    let mut cfg = config("a", port, &room);
+    // Loopback is exempt from the per-address limits unless asked: ask, to test them here.
+    cfg.limit_loopback = true;
+    let a = start_with(cfg).await;
     // The flooder: another loopback address (127.0.0.2), well-formed beacons of our room with
     // random ids, as fast as it can, for at most 3 s (or until the test is done).
     let stop = tokio_util::sync::CancellationToken::new();

@@ -53,6 +53,8 @@ pub struct Listener {
     pub per_source: RateLimiter<IpAddr>,
     /// Warnings for the user.
     pub warner: Arc<Warner>,
+    /// Whether the per-source limit applies to loopback addresses.
+    pub limit_loopback: bool,
 }
 
 impl Listener {
@@ -106,7 +108,7 @@ impl Listener {
             return None;
         }
         let ip = from.ip();
-        if !self.per_source.allow(ip, Instant::now()) {
+        if (self.limit_loopback || !ip.is_loopback()) && !self.per_source.allow(ip, Instant::now()) {
             tracing::debug!(%from, "too many beacons from this address; dropped");
             self.warner.warn(WarnKind::Flood, ip, || format!("too many beacons from {ip}; some were ignored"));
             return None;

@@ -144,6 +144,7 @@ impl Node {
             limit: Arc::new(Semaphore::new(config.max_connections)),
             keys: SessionKeys { statics: identity.keys.clone(), psk: room_keys.as_ref().map(|k| k.psk.clone()) },
             warner: warner.clone(),
+            limit_loopback: config.limit_loopback,
             conn_burst: config.conn_burst_per_ip,
             conn_per_sec: config.conn_per_sec_per_ip,
         });
@@ -171,6 +172,7 @@ impl Node {
             room: config.room.clone(),
             key: room_keys.as_ref().map(|k| k.beacon.clone()),
             per_source: RateLimiter::new(config.beacon_burst_per_ip, config.beacon_per_sec_per_ip),
+            limit_loopback: config.limit_loopback,
             warner,
         };
         // Ready first: the tasks below may report warnings at once.

@@ -30,7 +30,7 @@ pub async fn run(listener: TcpListener, ctx: Arc<Ctx>, cancel: CancellationToken
                 }
             },
         };
-        if !per_ip.allow(remote.ip(), Instant::now()) {
+        if (ctx.limit_loopback || !remote.ip().is_loopback()) && !per_ip.allow(remote.ip(), Instant::now()) {
             tracing::debug!(%remote, "too many connection attempts from this address; refused");
             let ip = remote.ip();
             ctx.warner.warn(WarnKind::Flood, ip, || format!("too many connections from {ip}; some were refused"));

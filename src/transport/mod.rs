@@ -118,6 +118,8 @@ pub struct Ctx {
     pub keys: SessionKeys,
     /// Rate-limited warnings for the user (refused peers).
     pub warner: Arc<Warner>,
+    /// Whether the per-address connection limit applies to loopback addresses.
+    pub limit_loopback: bool,
     /// Connection attempts accepted from one IP address at once...
     pub conn_burst: u32,
     /// ...and per second after that (more are closed before any handshake).

@@ -135,13 +135,20 @@ struct Shared {
 
 impl Shared {
     /// Everything a freshly loaded page shows, as the `history` object. The one place that reads
-    /// the history: peers and exercises from the node, chats from this module's ring (to be read
-    /// from the node instead once it keeps a persistent history).
+    /// the history: peers, exercises and the recent chats from the node (its history database,
+    /// so they survive a restart of the peer); this module's ring only if the node cannot answer.
     async fn history(&self) -> Value {
         let peers = self.node.peers().await.unwrap_or_default();
         let problems = self.node.problems().await.unwrap_or_default();
+        let stored = self.node.history(4 * history::DEFAULT_CHAT_LIMIT).await.ok().map(|all| {
+            let chats: Vec<crate::event::Message> =
+                all.into_iter().filter(|m| matches!(m.body, crate::protocol::Body::Chat { .. })).collect();
+            let skip = chats.len().saturating_sub(history::DEFAULT_CHAT_LIMIT);
+            chats.into_iter().skip(skip).collect::<Vec<_>>()
+        });
         let h = self.history.lock().unwrap_or_else(PoisonError::into_inner);
-        json::history(h.me(), &peers, &problems, &h.chat())
+        let chats = stored.unwrap_or_else(|| h.chat());
+        json::history(h.me(), &peers, &problems, &chats)
     }
 }
 

@@ -261,6 +261,15 @@ async fn run(args: Args) -> Result<(), lanpeer::Error> {
         props,
         ..Config::default()
     };
+    // One file descriptor per peer of the room: make sure a lecture hall fits.
+    #[cfg(unix)]
+    match lanpeer::rlimit::raise_nofile_limit() {
+        Ok((soft, _)) if soft < 512 => {
+            tracing::warn!(soft, "few files may be open at once; a large room may not fit (raise `ulimit -n`)")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!(error = %e, "cannot raise the open-file limit"),
+    }
     let (node, mut events) = Node::start(config).await?;
     let web = match web_addr {
         Some(addr) => match Web::start(node.clone(), addr).await {
