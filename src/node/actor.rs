@@ -135,6 +135,8 @@ pub(super) struct Actor {
     /// Events and acknowledgements held until the current transaction commits.
     held_events: Vec<Event>,
     held_acks: HashMap<PeerId, u64>,
+    /// Replies to `send` commands, held until the messages are stored.
+    held_replies: Vec<(tokio::sync::oneshot::Sender<Result<MsgId, Error>>, Result<MsgId, Error>)>,
     last_purge: Instant,
 }
 
@@ -176,6 +178,7 @@ impl Actor {
             members,
             held_events: Vec::new(),
             held_acks: HashMap::new(),
+            held_replies: Vec::new(),
             last_purge: now,
         })
     }
@@ -194,6 +197,13 @@ impl Actor {
         if let Err(e) = self.p.store.commit() {
             tracing::error!(error = %e, "cannot save the history; nothing is acknowledged until it works again");
             self.held_acks.clear();
+            for (reply, _) in self.held_replies.drain(..) {
+                let _ = reply.send(Err(Error::Storage(e.to_string())));
+            }
+        }
+        // Durable now: the callers may learn their messages' ids.
+        for (reply, r) in self.held_replies.drain(..) {
+            let _ = reply.send(r);
         }
         for e in self.held_events.drain(..) {
             let _ = self.p.events.send(e);
@@ -223,7 +233,24 @@ impl Actor {
             tokio::select! {
                 c = cmds.recv() => match c {
                     None | Some(Command::Shutdown) => break,
-                    Some(c) => self.command(c),
+                    Some(c) => {
+                        // Group commit: the commands already waiting share this transaction.
+                        self.command(c);
+                        let mut stop = false;
+                        for _ in 1..BATCH {
+                            match cmds.try_recv() {
+                                Ok(Command::Shutdown) => {
+                                    stop = true;
+                                    break;
+                                }
+                                Ok(c) => self.command(c),
+                                Err(_) => break,
+                            }
+                        }
+                        if stop {
+                            break;
+                        }
+                    }
                 },
                 Some(h) = heard.recv() => self.beacon(h),
                 Some(m) = sess.recv() => {
@@ -648,10 +675,9 @@ impl Actor {
         let now = Instant::now();
         match c {
             Command::Send { to, body, reply } => {
+                // Answered after the commit (in `flush`), so an id the caller gets is on disk.
                 let r = self.send(to, body);
-                // Durable before the caller hears of it.
-                self.flush();
-                let _ = reply.send(r);
+                self.held_replies.push((reply, r));
             }
             Command::Peers(r) => {
                 let _ = r.send(self.table.listed(now));

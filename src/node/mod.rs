@@ -35,6 +35,9 @@ mod actor;
 /// The receiving end of a node's events. Read it: events are queued until read.
 pub type Events = mpsc::UnboundedReceiver<Event>;
 
+/// A submitted message, not yet confirmed: await it for its id, or for the reason it was refused.
+pub type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Result<MsgId, Error>> + Send>>;
+
 /// A request to the node actor.
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -218,7 +221,17 @@ impl Node {
     }
 
     async fn send(&self, to: Option<PeerId>, body: Body) -> Result<MsgId, Error> {
-        self.ask(|reply| Command::Send { to, body, reply }).await?
+        self.submit(to, body).await?.await
+    }
+
+    /// Hand a message to the node and return at once with a [`Pending`] that resolves to its id
+    /// (or the refusal) once it is stored. Messages submitted one after another keep their order,
+    /// so a caller can have many in flight: the node stores a whole batch of them in one
+    /// transaction. `to`: `None` for everyone, or one peer.
+    pub async fn submit(&self, to: Option<PeerId>, body: Body) -> Result<Pending, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd.send(Command::Send { to, body, reply }).await.map_err(|_| Error::Stopped)?;
+        Ok(Box::pin(async move { rx.await.map_err(|_| Error::Stopped)? }))
     }
 
     /// Chat to everyone listed.

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use futures_util::StreamExt;
+use lanpeer::Body;
 use lanpeer::crypto::Passphrase;
 use lanpeer::web::Web;
 use lanpeer::{Config, Event, Node};
@@ -153,7 +155,12 @@ async fn wait_for_signal() {
 }
 
 /// Carry out one line. Returns false when the user leaves.
-async fn handle(node: &Node, out: &mut Output, line: &str) -> bool {
+/// Messages handed to the node whose confirmation is still to come, oldest first: the CLI does
+/// not wait for each one before reading the next line (a script can pipe thousands), and reports
+/// a refusal when it comes.
+type InFlight = futures_util::stream::FuturesOrdered<lanpeer::Pending>;
+
+async fn handle(node: &Node, out: &mut Output, line: &str, inflight: &mut InFlight) -> bool {
     let parsed = match input::parse(line) {
         Ok(i) => i,
         Err(e) => {
@@ -169,21 +176,21 @@ async fn handle(node: &Node, out: &mut Output, line: &str) -> bool {
             Input::Peers => out.peers(&node.peers().await?),
             Input::Problems => out.problems(&node.problems().await?),
             Input::History(n) => out.history(&node.history(n.unwrap_or(50)).await?),
-            Input::Chat(text) => drop(node.chat(text).await?),
+            Input::Chat(text) => inflight.push_back(node.submit(None, Body::Chat { text }).await?),
             Input::Msg { who, text } => {
                 let to = node.find_peer(&who).await?;
-                node.private_chat(to, text).await?;
+                inflight.push_back(node.submit(Some(to), Body::Chat { text }).await?);
             }
             Input::Problem { title, body, private_answers } => {
-                node.post_problem(title, body, private_answers).await?;
+                inflight.push_back(node.submit(None, Body::Problem { title, body, private_answers }).await?);
             }
             Input::Answer { problem, text } => {
-                let id = node.find_problem(&problem).await?;
-                node.answer(id, text).await?;
+                let problem = node.find_problem(&problem).await?;
+                inflight.push_back(node.submit(None, Body::Answer { problem, text }).await?);
             }
             Input::Feedback { answer, text } => {
-                let id = node.find_answer(&answer).await?;
-                node.feedback(id, text).await?;
+                let answer = node.find_answer(&answer).await?;
+                inflight.push_back(node.submit(None, Body::Feedback { answer, text }).await?);
             }
         }
         Ok(())
@@ -292,6 +299,7 @@ async fn run(args: Args) -> Result<(), lanpeer::Error> {
     }
     // With the web page, the end of input does not end the peer (the page goes on using it).
     let mut reading = true;
+    let mut inflight = InFlight::new();
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let signal = wait_for_signal();
     tokio::pin!(signal);
@@ -310,7 +318,7 @@ async fn run(args: Args) -> Result<(), lanpeer::Error> {
             },
             line = lines.next_line(), if reading => {
                 let keep = match line {
-                    Ok(Some(l)) => handle(&node, &mut out, &l).await,
+                    Ok(Some(l)) => handle(&node, &mut out, &l, &mut inflight).await,
                     Ok(None) if web.is_some() => {
                         reading = false;
                         true
@@ -326,7 +334,19 @@ async fn run(args: Args) -> Result<(), lanpeer::Error> {
                     break;
                 }
             },
+            Some(r) = inflight.next(), if !inflight.is_empty() => {
+                if let Err(e) = r {
+                    out.error(&e.to_string());
+                    out.flush();
+                }
+            }
             _ = &mut signal => break,
+        }
+    }
+    // What was typed before leaving is sent before leaving.
+    while let Some(r) = inflight.next().await {
+        if let Err(e) = r {
+            out.error(&e.to_string());
         }
     }
     node.shutdown().await;
