@@ -9,6 +9,10 @@ use std::time::Duration;
 /// The UDP port peers broadcast their beacons to and listen on, unless told otherwise.
 pub const DEFAULT_DISCOVERY_PORT: u16 = 5681;
 
+/// The TCP session port a peer listens on when it is free and none is asked for (the CLI
+/// without `--tcp-port`), and the port of a seed (`--peer HOST`) written without one.
+pub const DEFAULT_TCP_PORT: u16 = 5681;
+
 /// The room peers join when none is given.
 pub const DEFAULT_ROOM: &str = "classroom";
 
@@ -26,6 +30,11 @@ pub struct Config {
     pub discovery_port: u16,
     /// TCP port for sessions; 0 picks a free one (it travels in the beacon).
     pub tcp_port: u16,
+    /// When `tcp_port` is taken, pick a free one instead of failing (the CLI asks for
+    /// [`DEFAULT_TCP_PORT`] this way, so that seeds can name a peer without its port).
+    pub tcp_port_fallback: bool,
+    /// Seed peers, dialed by unicast whether or not their beacons reach us (crate::seeds).
+    pub seeds: Vec<crate::seeds::SeedAddr>,
     /// Where the identity (and later the history) lives. `None`: a fresh identity in memory
     /// only, for tests and embedding.
     pub data_dir: Option<PathBuf>,
@@ -92,13 +101,15 @@ impl Default for Config {
             interfaces: Vec::new(),
             discovery_port: DEFAULT_DISCOVERY_PORT,
             tcp_port: 0,
+            tcp_port_fallback: false,
+            seeds: Vec::new(),
             data_dir: None,
             props: Vec::new(),
             beacon_interval: Duration::from_secs(1),
             expiry: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(5),
             keepalive: Duration::from_secs(2),
-            rescan_interval: Duration::from_secs(5),
+            rescan_interval: Duration::from_secs(2),
             dial_grace: Duration::from_millis(1500),
             max_frame: 1 << 20,
             max_connections: 1024,

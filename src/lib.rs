@@ -40,6 +40,7 @@ pub mod discovery;
 pub mod error;
 pub mod event;
 pub mod exercises;
+pub mod gossip;
 pub mod guard;
 pub mod id;
 pub mod identity;
@@ -48,6 +49,7 @@ pub mod peers;
 pub mod protocol;
 #[cfg(unix)]
 pub mod rlimit;
+pub mod seeds;
 pub mod store;
 pub mod transport;
 pub mod web;

@@ -125,6 +125,24 @@ pub enum Frame {
     Want(Vec<MsgId>),
     /// 8: a room message from my store (possibly by another author), outside any stream.
     CatchUp(Envelope),
+    /// 9: gossip: peers I have a live, authenticated session with in this room, and where I
+    /// reach them (at most [`crate::gossip::MAX_ADS`] entries). Sent at session start and when
+    /// my set of peers changes; a receiver may dial them (docs/protocol.md, section 14).
+    Peers(Vec<PeerAd>),
+}
+
+/// One entry of a [`Frame::Peers`] gossip frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerAd {
+    /// The peer's id (proved by its key in the session the sender has with it).
+    pub id: PeerId,
+    /// Its incarnation, from its hello.
+    pub incarnation: u64,
+    /// Its TCP session port, from its hello.
+    pub tcp_port: u16,
+    /// Addresses the sender knows it by, most recent first (at most
+    /// [`crate::gossip::MAX_AD_ADDRS`]; IPv6 link-local addresses are never sent).
+    pub addrs: Vec<std::net::IpAddr>,
 }
 
 /// The handshake: the facts a peer needs before it lists another.
@@ -244,6 +262,12 @@ mod tests {
                 to: None,
                 body: Body::Feedback { answer: id, text: "ok".into() },
             }),
+            Frame::Peers(vec![PeerAd {
+                id: author,
+                incarnation: 5,
+                tcp_port: 5681,
+                addrs: vec!["10.0.0.7".parse().unwrap(), "fd00::7".parse().unwrap()],
+            }]),
         ]
     }
 

@@ -14,6 +14,12 @@ use crate::error::Error;
 
 /// Open the discovery socket on `port` (non-blocking, ready for tokio).
 pub fn open(port: u16) -> Result<tokio::net::UdpSocket, Error> {
+    let s = open_std(port)?;
+    tokio::net::UdpSocket::from_std(s).map_err(|source| Error::Socket { what: "discovery (UDP)", source })
+}
+
+/// The same socket as [`open`], as a standard (non-blocking) socket (`lanpeer doctor`).
+pub fn open_std(port: u16) -> Result<std::net::UdpSocket, Error> {
     let err = |source: std::io::Error| {
         if source.kind() == std::io::ErrorKind::AddrInUse {
             Error::PortInUse { what: "discovery (UDP)", port, flag: "--port" }
@@ -28,5 +34,5 @@ pub fn open(port: u16) -> Result<tokio::net::UdpSocket, Error> {
     s.set_broadcast(true).map_err(err)?;
     s.set_nonblocking(true).map_err(err)?;
     s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into()).map_err(err)?;
-    tokio::net::UdpSocket::from_std(s.into()).map_err(err)
+    Ok(s.into())
 }
