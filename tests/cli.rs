@@ -32,30 +32,7 @@ fn tmpdir(tag: &str) -> std::path::PathBuf {
 }
 
 fn spawn(name: &str, port: u16, room: &str, extra: &[&str]) -> Proc {
-    let dir = tmpdir(name);
-    let mut child = Command::new(BIN)
-        .args(["--json", "--iface", "lo", "--name", name, "--room", room, "--port", &port.to_string()])
-        .arg("--data-dir")
-        .arg(&dir)
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("lanpeer runs");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"));
-            if tx.send(v).is_err() {
-                break;
-            }
-        }
-    });
-    let stdin = child.stdin.take();
-    Proc { name: name.into(), child, stdin, lines: rx, seen: Vec::new() }
+    spawn_in(name, port, room, &tmpdir(name), extra)
 }
 
 impl Proc {
@@ -258,11 +235,13 @@ fn mistakes_get_one_plain_sentence_and_a_failure_status() {
     assert!(wait_exit(&mut a, Duration::from_secs(5)).success());
 }
 
-fn spawn_in(name: &str, port: u16, room: &str, dir: &std::path::Path) -> Proc {
+/// `lanpeer --json` on `lo` only, with its data in `dir`, plus `extra` arguments.
+fn spawn_in(name: &str, port: u16, room: &str, dir: &std::path::Path, extra: &[&str]) -> Proc {
     let mut child = Command::new(BIN)
         .args(["--json", "--iface", "lo", "--name", name, "--room", room, "--port", &port.to_string()])
         .arg("--data-dir")
         .arg(dir)
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -288,8 +267,8 @@ fn a_killed_peer_restarts_with_its_id_catches_up_and_exports() {
     let port = 20_000 + rand::random_range(0..40_000u16);
     let room = format!("kill-{}", rand::random::<u32>());
     let (da, db) = (tmpdir("ka"), tmpdir("kb"));
-    let mut a = spawn_in("teacher", port, &room, &da);
-    let mut b = spawn_in("student", port, &room, &db);
+    let mut a = spawn_in("teacher", port, &room, &da, &[]);
+    let mut b = spawn_in("student", port, &room, &db, &[]);
     let b_id = b.wait(T, ev("ready"))["id"].as_str().unwrap().to_string();
     a.wait(T, ev("peer_joined"));
     a.send("/problem Squares | print the first 5 squares");
@@ -311,7 +290,7 @@ fn a_killed_peer_restarts_with_its_id_catches_up_and_exports() {
     a.wait(T, |v| v["event"] == "problem" && v["title"] == "Cubes");
 
     let t0 = Instant::now();
-    let mut b2 = spawn_in("student", port, &room, &db);
+    let mut b2 = spawn_in("student", port, &room, &db, &[]);
     assert_eq!(b2.wait(T, ev("ready"))["id"], b_id.as_str(), "same id after a crash");
     b2.wait(T, |v| v["event"] == "problem" && v["title"] == "Cubes");
     for k in 0..10 {

@@ -16,21 +16,16 @@
 //!
 //! Run: `cargo test --test netns -- --nocapture` (as root) to see the measured figures.
 
-use std::collections::hash_map::RandomState;
-use std::fs::{self, File};
-use std::hash::{BuildHasher, Hasher};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+mod support;
+
+use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::netns::{Host, Lab, ip, is_peer_id, lab_or_skip, ms, need_root, shown, text, wait_deadline};
 
 const HOSTS: usize = 5;
-const BIN: &str = env!("CARGO_BIN_EXE_lanpeer");
 
 /// Discovery: every peer lists every other this long after the last one was started.
 const DISCOVERY_LIMIT: Duration = Duration::from_secs(2);
@@ -45,358 +40,6 @@ const CRASH_SLACK: Duration = Duration::from_secs(1);
 /// Slack over the expiry for a peer whose link went down (it was last heard up to one beacon or
 /// keepalive interval before, plus the jitter of the expiry sweep).
 const VANISH_SLACK: Duration = Duration::from_millis(1500);
-
-// ---------------------------------------------------------------------------------------------
-// Small process helpers, all bounded in time.
-
-/// Wait for `child` to exit, at most `limit`.
-fn wait_deadline(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
-            _ => return None,
-        }
-    }
-}
-
-/// Run a short command to completion (killed after 10 s); Ok(stdout) or Err(description).
-fn run(program: &str, args: &[&str]) -> Result<String, String> {
-    let shown = format!("`{program} {}`", args.join(" "));
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {shown}: {e}"))?;
-    // Outputs are tiny (well under a pipe buffer), so reading after the exit cannot deadlock.
-    let Some(status) = wait_deadline(&mut child, Duration::from_secs(10)) else {
-        let _ = child.kill();
-        let _ = wait_deadline(&mut child, Duration::from_secs(2));
-        return Err(format!("{shown} did not finish within 10 s"));
-    };
-    let mut out = String::new();
-    let mut err = String::new();
-    if let Some(mut o) = child.stdout.take() {
-        let _ = o.read_to_string(&mut out);
-    }
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
-    if status.success() { Ok(out) } else { Err(format!("{shown} failed ({status}): {}", err.trim())) }
-}
-
-fn ip(args: &[&str]) -> Result<String, String> {
-    run("ip", args)
-}
-
-/// Random 16 bits from std's per-process random hash keys.
-fn random16() -> u16 {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
-    h.finish() as u16
-}
-
-/// The effective uid, from /proc/self/status.
-fn euid() -> Option<u32> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    line.split_whitespace().nth(2)?.parse().ok()
-}
-
-fn ms(d: Duration) -> String {
-    format!("{} ms", d.as_millis())
-}
-
-fn shown(status: Option<ExitStatus>) -> String {
-    status.map_or_else(|| "still running".to_string(), |s| s.to_string())
-}
-
-fn text<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
-fn is_peer_id(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-// ---------------------------------------------------------------------------------------------
-// One peer process and what it printed.
-
-#[derive(Default)]
-struct Output {
-    /// Every JSON object read from stdout, with the instant it was read.
-    events: Vec<(Instant, Value)>,
-    /// Lines that were not one JSON object.
-    bad_lines: Vec<String>,
-    /// Stdout reached its end (the process exited or closed it).
-    eof: bool,
-}
-
-type Shared = Arc<(Mutex<Output>, Condvar)>;
-
-struct Host {
-    /// `host1`...
-    name: String,
-    ns: String,
-    ip: IpAddr,
-    child: Option<Child>,
-    stdin: Option<ChildStdin>,
-    out: Shared,
-    stderr_path: PathBuf,
-    spawned: Instant,
-    /// From its ready event.
-    id: String,
-    listen: Option<SocketAddr>,
-}
-
-impl Host {
-    /// Number of events so far: a mark to search from.
-    fn mark(&self) -> usize {
-        self.out.0.lock().unwrap().events.len()
-    }
-
-    /// Send one command line; returns the instant just before writing it.
-    fn send(&mut self, line: &str) -> Instant {
-        let t = Instant::now();
-        let name = self.name.clone();
-        let stdin = self.stdin.as_mut().unwrap_or_else(|| panic!("{name}: stdin already closed"));
-        stdin
-            .write_all(format!("{line}\n").as_bytes())
-            .and_then(|_| stdin.flush())
-            .unwrap_or_else(|e| panic!("{name}: cannot write command {line:?}: {e}"));
-        t
-    }
-
-    /// The first event at or after `since` that satisfies `pred`, waiting until `deadline`.
-    /// None when the deadline passes or the process closed its stdout without one.
-    fn wait_for(&self, since: usize, deadline: Instant, pred: impl Fn(&Value) -> bool) -> Option<(Instant, Value)> {
-        let (lock, cv) = &*self.out;
-        let mut out = lock.lock().unwrap();
-        let mut from = since;
-        loop {
-            if let Some((t, v)) = out.events[from..].iter().find(|(_, v)| pred(v)) {
-                return Some((*t, v.clone()));
-            }
-            from = out.events.len();
-            let now = Instant::now();
-            if out.eof || now >= deadline {
-                return None;
-            }
-            out = cv.wait_timeout(out, deadline - now).unwrap().0;
-        }
-    }
-
-    /// Like `wait_for`, but a missing event is a test failure described by `what`.
-    fn expect(&self, since: usize, deadline: Instant, what: &str, pred: impl Fn(&Value) -> bool) -> (Instant, Value) {
-        match self.wait_for(since, deadline, pred) {
-            Some(found) => found,
-            None => panic!(
-                "{}: no {what} (process {}); its events since the mark:\n{}",
-                self.name,
-                if self.out.0.lock().unwrap().eof { "closed its stdout" } else { "still running" },
-                self.events_since(since)
-            ),
-        }
-    }
-
-    fn events_since(&self, since: usize) -> String {
-        let out = self.out.0.lock().unwrap();
-        let mut s = String::new();
-        for (_, v) in out.events.iter().skip(since) {
-            s.push_str(&format!("    {v}\n"));
-        }
-        if s.is_empty() { "    (none)\n".to_string() } else { s }
-    }
-
-    fn running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The lab: namespaces, bridge, processes, and the guard that removes them all.
-
-struct Lab {
-    tag: String,
-    switch: String,
-    /// Every namespace created (or being created), deleted by Drop.
-    namespaces: Vec<String>,
-    hosts: Vec<Host>,
-    /// Other children (the junk sender), killed by Drop.
-    helpers: Vec<Child>,
-    dir: PathBuf,
-}
-
-impl Lab {
-    /// Create the namespaces, bridge and links. Err: the machine cannot (not root, no netns...).
-    fn new() -> Result<Lab, String> {
-        let tag = format!("lp{}{:04x}", std::process::id() % 100_000, random16());
-        let dir = std::env::temp_dir().join(format!("lanpeer-netns-{tag}"));
-        let mut lab = Lab {
-            switch: format!("{tag}sw"),
-            tag,
-            namespaces: Vec::new(),
-            hosts: Vec::new(),
-            helpers: Vec::new(),
-            dir,
-        };
-        match euid() {
-            Some(0) => {}
-            Some(uid) => {
-                return Err(format!("network namespaces need root, and the euid is {uid}"));
-            }
-            None => return Err("cannot read the euid from /proc/self/status".into()),
-        }
-        fs::create_dir_all(&lab.dir).map_err(|e| format!("cannot create {}: {e}", lab.dir.display()))?;
-
-        let sw = lab.switch.clone();
-        lab.add_ns(&sw)?;
-        ip(&["-n", &sw, "link", "set", "lo", "up"])?;
-        ip(&["-n", &sw, "link", "add", "br0", "type", "bridge", "stp_state", "0"])?;
-        ip(&["-n", &sw, "link", "set", "br0", "up"])?;
-        for i in 1..=HOSTS {
-            let ns = format!("{}h{i}", lab.tag);
-            lab.add_ns(&ns)?;
-            let port = format!("s{i}");
-            let addr = format!("10.231.0.{}/24", 10 + i);
-            // Created inside the switch namespace, the host end moved straight into its own.
-            ip(&["-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
-            ip(&["-n", &sw, "link", "set", &port, "master", "br0"])?;
-            ip(&["-n", &sw, "link", "set", &port, "up"])?;
-            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
-            ip(&["-n", &ns, "addr", "add", &addr, "brd", "+", "dev", "eth0"])?;
-            ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
-            lab.hosts.push(Host {
-                name: format!("host{i}"),
-                ns,
-                ip: IpAddr::from([10, 231, 0, 10 + i as u8]),
-                child: None,
-                stdin: None,
-                out: Shared::default(),
-                stderr_path: lab.dir.join(format!("host{i}.stderr")),
-                spawned: Instant::now(),
-                id: String::new(),
-                listen: None,
-            });
-        }
-        // Default interface selection wants eth0 operationally up: wait for the carrier.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        for h in &lab.hosts {
-            loop {
-                let show = ip(&["-n", &h.ns, "link", "show", "eth0"])?;
-                if show.contains("state UP") {
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    return Err(format!("{}: eth0 not up within 5 s: {}", h.ns, show.trim()));
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
-        }
-        Ok(lab)
-    }
-
-    fn add_ns(&mut self, ns: &str) -> Result<(), String> {
-        // Recorded first, so that the guard deletes it whatever happens next.
-        self.namespaces.push(ns.to_string());
-        ip(&["netns", "add", ns]).map(|_| ())
-    }
-
-    /// Start `lanpeer --json` in host `i`'s namespace (index 0..HOSTS).
-    fn spawn(&mut self, i: usize) {
-        let data_dir = self.dir.join(format!("host{}-data", i + 1));
-        let h = &mut self.hosts[i];
-        let stderr = File::create(&h.stderr_path).expect("stderr log file");
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &h.ns, BIN, "--json", "--name", &h.name, "--data-dir"])
-            .arg(&data_dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(stderr);
-        // The CLI logs to stderr, filtered by LANPEER_LOG: a debug log helps when this fails.
-        if std::env::var_os("LANPEER_LOG").is_none() {
-            cmd.env("LANPEER_LOG", "lanpeer=debug");
-        }
-        cmd.env("NO_COLOR", "1");
-        h.spawned = Instant::now();
-        // `ip netns exec` execs the program: the child's pid is lanpeer's own.
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{}: cannot spawn: {e}", h.name));
-        h.stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("piped stdout");
-        h.child = Some(child);
-        let out = h.out.clone();
-        let raw_path = self.dir.join(format!("host{}.jsonl", i + 1));
-        thread::spawn(move || {
-            let mut raw = File::create(raw_path).ok();
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let now = Instant::now();
-                if let Some(f) = raw.as_mut() {
-                    let _ = writeln!(f, "{line}");
-                }
-                let (lock, cv) = &*out;
-                let mut o = lock.lock().unwrap();
-                match serde_json::from_str::<Value>(&line) {
-                    Ok(v) if v.is_object() => o.events.push((now, v)),
-                    _ if line.trim().is_empty() => {}
-                    _ => o.bad_lines.push(line),
-                }
-                cv.notify_all();
-            }
-            let (lock, cv) = &*out;
-            lock.lock().unwrap().eof = true;
-            cv.notify_all();
-        });
-    }
-
-    fn stderr_tail(&self, i: usize, lines: usize) -> String {
-        let text = fs::read_to_string(&self.hosts[i].stderr_path).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for h in &mut self.hosts {
-            h.stdin.take();
-            if let Some(c) = h.child.as_mut() {
-                let _ = c.kill();
-                let _ = wait_deadline(c, Duration::from_secs(5));
-            }
-        }
-        for c in &mut self.helpers {
-            let _ = c.kill();
-            let _ = wait_deadline(c, Duration::from_secs(5));
-        }
-        let failed = thread::panicking();
-        if failed {
-            for (i, h) in self.hosts.iter().enumerate() {
-                let bad = h.out.0.lock().map(|o| o.bad_lines.clone()).unwrap_or_default();
-                eprintln!(
-                    "----- {} ({}, id {}) stderr, last lines:\n{}\n----- non-JSON stdout lines: {bad:?}",
-                    h.name,
-                    h.ns,
-                    h.id,
-                    self.stderr_tail(i, 25)
-                );
-            }
-        }
-        for ns in self.namespaces.iter().rev() {
-            if let Err(e) = ip(&["netns", "del", ns]) {
-                eprintln!("netns cleanup: {e}");
-            }
-        }
-        if failed {
-            eprintln!("logs (stderr, raw stdout) kept in {}", self.dir.display());
-        } else {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The test.
@@ -433,19 +76,10 @@ fn marks(lab: &Lab) -> Vec<usize> {
 #[test]
 fn five_hosts_on_a_bridge() {
     let started = Instant::now();
-    let mut lab = match Lab::new() {
-        Ok(lab) => lab,
-        Err(why) => {
-            if std::env::var("LANPEER_SKIP_NETNS").as_deref() == Ok("1") {
-                eprintln!("netns test skipped (LANPEER_SKIP_NETNS=1): {why}");
-                return;
-            }
-            panic!(
-                "the netns test cannot set up its network namespaces: {why}\n\
-                 It needs root and iproute2 (`ip netns`). Set LANPEER_SKIP_NETNS=1 to skip it."
-            );
-        }
-    };
+    let names: Vec<String> = (1..=HOSTS).map(|i| format!("host{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let lab = need_root().and_then(|()| Lab::new("lp", [10, 231, 0], &names));
+    let Some(mut lab) = lab_or_skip(lab, "netns test", "root and iproute2 (`ip netns`)") else { return };
     let mut summary: Vec<String> = Vec::new();
     let all: Vec<usize> = (0..HOSTS).collect();
     let tag = lab.tag.clone();
@@ -465,7 +99,7 @@ fn five_hosts_on_a_bridge() {
                 h.name,
                 if h.out.0.lock().unwrap().eof { "closed" } else { "open" },
                 h.events_since(0),
-                lab.stderr_tail(i, 40)
+                h.stderr_tail(40)
             ),
         };
         last_ready = last_ready.max(t);
@@ -671,27 +305,9 @@ fn five_hosts_on_a_bridge() {
                   except OSError as e: how=repr(e)\n\
                   print(n,how)\n";
     let t0 = Instant::now();
-    let junk = Command::new("ip")
-        .args(["netns", "exec", &lab.hosts[0].ns, "python3", "-c", script])
-        .arg(target.ip().to_string())
-        .arg(target.port().to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot start python3 for the junk sender");
-    lab.helpers.push(junk);
-    let junk = lab.helpers.last_mut().unwrap();
-    let status = wait_deadline(junk, Duration::from_secs(20));
+    let args = [target.ip().to_string(), target.port().to_string()];
+    let (status, said, err) = lab.run_python(0, script, &args, Duration::from_secs(20));
     let junk_time = t0.elapsed();
-    let mut said = String::new();
-    if let Some(mut o) = junk.stdout.take() {
-        let _ = o.read_to_string(&mut said);
-    }
-    let mut err = String::new();
-    if let Some(mut e) = junk.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
     assert!(
         status.is_some_and(|s| s.success()),
         "junk sender failed ({status:?}) after {}: {said} {err}",

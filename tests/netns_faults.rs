@@ -24,20 +24,14 @@
 //!
 //! Run: `cargo test --test netns_faults -- --nocapture` (as root) to see the figures.
 
-use std::collections::hash_map::RandomState;
+mod support;
+
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File};
-use std::hash::{BuildHasher, Hasher};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_lanpeer");
+use support::netns::{Host, Lab, ip, is_peer_id, lab_or_skip, ms, need_root, need_tool, run, text, wait_deadline};
 
 /// Start-up: ready, and every peer lists every other, within this.
 const START_LIMIT: Duration = Duration::from_secs(10);
@@ -49,74 +43,7 @@ const QUIET: Duration = Duration::from_millis(1500);
 const EXPIRY: Duration = Duration::from_secs(5);
 
 // ---------------------------------------------------------------------------------------------
-// Small process helpers, all bounded in time.
-
-fn wait_deadline(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
-            _ => return None,
-        }
-    }
-}
-
-/// Run a short command to completion (killed after 10 s); Ok(stdout) or Err(description).
-fn run(program: &str, args: &[&str]) -> Result<String, String> {
-    let shown = format!("`{program} {}`", args.join(" "));
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {shown}: {e}"))?;
-    // Outputs are tiny (well under a pipe buffer), so reading after the exit cannot deadlock.
-    let Some(status) = wait_deadline(&mut child, Duration::from_secs(10)) else {
-        let _ = child.kill();
-        let _ = wait_deadline(&mut child, Duration::from_secs(2));
-        return Err(format!("{shown} did not finish within 10 s"));
-    };
-    let mut out = String::new();
-    let mut err = String::new();
-    if let Some(mut o) = child.stdout.take() {
-        let _ = o.read_to_string(&mut out);
-    }
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
-    if status.success() { Ok(out) } else { Err(format!("{shown} failed ({status}): {}", err.trim())) }
-}
-
-fn ip(args: &[&str]) -> Result<String, String> {
-    run("ip", args)
-}
-
-/// Random 16 bits from std's per-process random hash keys.
-fn random16() -> u16 {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
-    h.finish() as u16
-}
-
-fn euid() -> Option<u32> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    line.split_whitespace().nth(2)?.parse().ok()
-}
-
-fn ms(d: Duration) -> String {
-    format!("{} ms", d.as_millis())
-}
-
-fn text<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
-fn is_peer_id(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
-}
+// What the peers report.
 
 /// A chat, problem, answer or feedback event.
 fn is_message(v: &Value) -> bool {
@@ -133,85 +60,7 @@ fn split_id(id: &str) -> Option<(&str, u64)> {
     Some((a, s.parse().ok()?))
 }
 
-// ---------------------------------------------------------------------------------------------
-// One peer process and what it printed.
-
-#[derive(Default)]
-struct Output {
-    events: Vec<(Instant, Value)>,
-    bad_lines: Vec<String>,
-    eof: bool,
-}
-
-type Shared = Arc<(Mutex<Output>, Condvar)>;
-
-struct Host {
-    /// `host1`...
-    name: String,
-    ns: String,
-    data_dir: PathBuf,
-    /// The current process (`out` is its stdout); `earlier` the stdouts of the ones before it.
-    child: Option<Child>,
-    stdin: Option<ChildStdin>,
-    out: Shared,
-    earlier: Vec<Shared>,
-    /// Processes started so far (1 for the first).
-    runs: u32,
-    spawned: Instant,
-    /// From the ready event of the current process.
-    id: String,
-}
-
 impl Host {
-    fn mark(&self) -> usize {
-        self.out.0.lock().unwrap().events.len()
-    }
-
-    fn send(&mut self, line: &str) {
-        let name = self.name.clone();
-        let stdin = self.stdin.as_mut().unwrap_or_else(|| panic!("{name}: stdin closed"));
-        stdin
-            .write_all(format!("{line}\n").as_bytes())
-            .and_then(|_| stdin.flush())
-            .unwrap_or_else(|e| panic!("{name}: cannot write command {line:?}: {e}"));
-    }
-
-    /// Wait until `f` (given every event of the current process) returns Some, or `deadline`.
-    fn wait_until<T>(&self, deadline: Instant, mut f: impl FnMut(&[(Instant, Value)]) -> Option<T>) -> Option<T> {
-        let (lock, cv) = &*self.out;
-        let mut out = lock.lock().unwrap();
-        loop {
-            if let Some(x) = f(&out.events) {
-                return Some(x);
-            }
-            let now = Instant::now();
-            if out.eof || now >= deadline {
-                return None;
-            }
-            out = cv.wait_timeout(out, deadline - now).unwrap().0;
-        }
-    }
-
-    /// The first event at or after `since` that satisfies `pred`; a test failure if none by
-    /// `deadline`.
-    fn expect(&self, since: usize, deadline: Instant, what: &str, pred: impl Fn(&Value) -> bool) -> (Instant, Value) {
-        let found = self
-            .wait_until(deadline, |evs| evs.iter().skip(since).find(|(_, v)| pred(v)).map(|(t, v)| (*t, v.clone())));
-        found.unwrap_or_else(|| {
-            panic!("{}: no {what}; its events since the mark:\n{}", self.name, self.events_since(since))
-        })
-    }
-
-    fn events(&self) -> Vec<(Instant, Value)> {
-        self.out.0.lock().unwrap().events.clone()
-    }
-
-    fn events_since(&self, since: usize) -> String {
-        let out = self.out.0.lock().unwrap();
-        let lines: Vec<String> = out.events.iter().skip(since).map(|(_, v)| format!("    {v}")).collect();
-        if lines.is_empty() { "    (none)".into() } else { lines.join("\n") }
-    }
-
     /// Ids of this peer's own messages reported since `since`, in order; waits (bounded) until
     /// `n` are reported.
     fn own_ids(&self, since: usize, n: usize, limit: Duration) -> Vec<String> {
@@ -235,141 +84,9 @@ impl Host {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The lab: namespaces, bridge, processes, and the guard that removes them all.
-
-struct Lab {
-    tag: String,
-    /// Third octet of this lab's subnet, 10.232.<net>.0/24.
-    net: u8,
-    namespaces: Vec<String>,
-    hosts: Vec<Host>,
-    dir: PathBuf,
-}
+// The lab (tests/support/netns.rs), and what these scenarios do with it.
 
 impl Lab {
-    /// `n` hosts on subnet 10.232.<net>.0/24. Err: the machine cannot (not root, no netns...).
-    fn new(net: u8, n: usize) -> Result<Lab, String> {
-        let tag = format!("lf{net}{:04x}{:04x}", std::process::id() & 0xffff, random16());
-        let dir = std::env::temp_dir().join(format!("lanpeer-faults-{tag}"));
-        let mut lab = Lab { tag, net, namespaces: Vec::new(), hosts: Vec::new(), dir };
-        match euid() {
-            Some(0) => {}
-            Some(uid) => return Err(format!("network namespaces need root, and the euid is {uid}")),
-            None => return Err("cannot read the euid from /proc/self/status".into()),
-        }
-        run("nft", &["--version"]).map_err(|e| format!("nftables is needed for the packet-loss test: {e}"))?;
-        fs::create_dir_all(&lab.dir).map_err(|e| format!("cannot create {}: {e}", lab.dir.display()))?;
-        let sw = format!("{}sw", lab.tag);
-        lab.add_ns(&sw)?;
-        ip(&["-n", &sw, "link", "set", "lo", "up"])?;
-        ip(&["-n", &sw, "link", "add", "br0", "type", "bridge", "stp_state", "0"])?;
-        ip(&["-n", &sw, "link", "set", "br0", "up"])?;
-        for i in 1..=n {
-            let ns = format!("{}h{i}", lab.tag);
-            lab.add_ns(&ns)?;
-            let port = format!("s{i}");
-            let addr = format!("10.232.{}.{}/24", lab.net, 10 + i);
-            ip(&["-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
-            ip(&["-n", &sw, "link", "set", &port, "master", "br0"])?;
-            ip(&["-n", &sw, "link", "set", &port, "up"])?;
-            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
-            ip(&["-n", &ns, "addr", "add", &addr, "brd", "+", "dev", "eth0"])?;
-            ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
-            lab.hosts.push(Host {
-                name: format!("host{i}"),
-                ns,
-                data_dir: lab.dir.join(format!("host{i}-data")),
-                child: None,
-                stdin: None,
-                out: Shared::default(),
-                earlier: Vec::new(),
-                runs: 0,
-                spawned: Instant::now(),
-                id: String::new(),
-            });
-        }
-        for i in 0..n {
-            lab.wait_carrier(i)?;
-        }
-        Ok(lab)
-    }
-
-    fn add_ns(&mut self, ns: &str) -> Result<(), String> {
-        // Recorded first, so that the guard deletes it whatever happens next.
-        self.namespaces.push(ns.to_string());
-        ip(&["netns", "add", ns]).map(|_| ())
-    }
-
-    /// Wait (at most 5 s) until host `i`'s eth0 is operationally up.
-    fn wait_carrier(&self, i: usize) -> Result<(), String> {
-        let ns = &self.hosts[i].ns;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let show = ip(&["-n", ns, "link", "show", "eth0"])?;
-            if show.contains("state UP") {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(format!("{ns}: eth0 not up within 5 s: {}", show.trim()));
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Start `lanpeer --json` in host `i`'s namespace, on its data dir (the same one each time).
-    fn spawn(&mut self, i: usize) {
-        let dir = self.dir.clone();
-        let h = &mut self.hosts[i];
-        if let Some(c) = h.child.as_mut() {
-            assert!(matches!(c.try_wait(), Ok(Some(_))), "{}: spawned while still running", h.name);
-        }
-        h.runs += 1;
-        let old = std::mem::take(&mut h.out);
-        if h.runs > 1 {
-            h.earlier.push(old);
-        }
-        let stderr = File::create(dir.join(format!("{}.{}.stderr", h.name, h.runs))).expect("stderr log file");
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &h.ns, BIN, "--json", "--name", &h.name, "--data-dir"])
-            .arg(&h.data_dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(stderr);
-        if std::env::var_os("LANPEER_LOG").is_none() {
-            cmd.env("LANPEER_LOG", "lanpeer=debug");
-        }
-        cmd.env("NO_COLOR", "1");
-        h.spawned = Instant::now();
-        // `ip netns exec` execs the program: the child's pid is lanpeer's own.
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{}: cannot spawn: {e}", h.name));
-        h.stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("piped stdout");
-        h.child = Some(child);
-        let out = h.out.clone();
-        let raw_path = dir.join(format!("{}.{}.jsonl", h.name, h.runs));
-        thread::spawn(move || {
-            let mut raw = File::create(raw_path).ok();
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let now = Instant::now();
-                if let Some(f) = raw.as_mut() {
-                    let _ = writeln!(f, "{line}");
-                }
-                let (lock, cv) = &*out;
-                let mut o = lock.lock().unwrap();
-                match serde_json::from_str::<Value>(&line) {
-                    Ok(v) if v.is_object() => o.events.push((now, v)),
-                    _ if line.trim().is_empty() => {}
-                    _ => o.bad_lines.push(line),
-                }
-                cv.notify_all();
-            }
-            let (lock, cv) = &*out;
-            lock.lock().unwrap().eof = true;
-            cv.notify_all();
-        });
-    }
-
     /// Wait for host `i`'s ready event; returns its id (also kept in the host).
     fn ready(&mut self, i: usize) -> String {
         let h = &self.hosts[i];
@@ -443,67 +160,17 @@ impl Lab {
         let words: Vec<&str> = listing.split_whitespace().collect();
         words.windows(2).filter(|w| w[0] == "packets").filter_map(|w| w[1].parse::<u64>().ok()).sum()
     }
-
-    fn stderr_tail(&self, i: usize, lines: usize) -> String {
-        let h = &self.hosts[i];
-        let text = fs::read_to_string(self.dir.join(format!("{}.{}.stderr", h.name, h.runs))).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
-    }
 }
 
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for h in &mut self.hosts {
-            h.stdin.take();
-            if let Some(c) = h.child.as_mut() {
-                // SIGKILL ends a stopped process too.
-                let _ = c.kill();
-                let _ = wait_deadline(c, Duration::from_secs(5));
-            }
-        }
-        let failed = thread::panicking();
-        if failed {
-            for (i, h) in self.hosts.iter().enumerate() {
-                let bad = h.out.0.lock().map(|o| o.bad_lines.clone()).unwrap_or_default();
-                eprintln!(
-                    "----- {} ({}, id {}, run {}) stderr, last lines:\n{}\n----- non-JSON stdout lines: {bad:?}",
-                    h.name,
-                    h.ns,
-                    h.id,
-                    h.runs,
-                    self.stderr_tail(i, 15)
-                );
-            }
-        }
-        for ns in self.namespaces.iter().rev() {
-            if let Err(e) = ip(&["netns", "del", ns]) {
-                eprintln!("netns cleanup: {e}");
-            }
-        }
-        if failed || std::env::var_os("LANPEER_KEEP_LOGS").is_some() {
-            eprintln!("logs (debug stderr, raw stdout, data dirs) kept in {}", self.dir.display());
-        } else {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-/// A lab, or None when the machine cannot build one and LANPEER_SKIP_NETNS=1.
+/// `n` hosts on subnet 10.232.<net>.0/24, or None when the machine cannot build them and
+/// LANPEER_SKIP_NETNS=1.
 fn lab(net: u8, n: usize) -> Option<Lab> {
-    match Lab::new(net, n) {
-        Ok(lab) => Some(lab),
-        Err(why) => {
-            if std::env::var("LANPEER_SKIP_NETNS").as_deref() == Ok("1") {
-                eprintln!("netns fault test skipped (LANPEER_SKIP_NETNS=1): {why}");
-                return None;
-            }
-            panic!(
-                "the netns fault test cannot set up its network namespaces: {why}\n\
-                 It needs root, iproute2 (`ip netns`) and nftables. Set LANPEER_SKIP_NETNS=1 to skip it."
-            );
-        }
-    }
+    let names: Vec<String> = (1..=n).map(|i| format!("host{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let lab = need_root()
+        .and_then(|()| need_tool("nft", "for the packet-loss test"))
+        .and_then(|()| Lab::new(&format!("lf{net}"), [10, 232, net], &names));
+    lab_or_skip(lab, "netns fault test", "root, iproute2 (`ip netns`) and nftables")
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -21,238 +21,35 @@
 //! panic; every wait has a deadline. `cargo test --test netns_security -- --nocapture` shows the
 //! measured figures.
 
-use std::collections::hash_map::RandomState;
+mod support;
+
 use std::fs::{self, File};
-use std::hash::{BuildHasher, Hasher};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use support::netns::{Host, Lab, lab_or_skip, ms, need_root, need_tool, text, wait_deadline};
 
-const BIN: &str = env!("CARGO_BIN_EXE_lanpeer");
 const PASS: &str = "correct horse battery staple";
 const WRONG: &str = "correct horse battery stapler";
 
-fn wait_deadline(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
-            _ => return None,
-        }
-    }
-}
+/// Who runs where: host N (1..=5) is `WHO[N - 1]`, (name, room).
+const WHO: [(&str, &str); 5] = [("ada", "lab"), ("bob", "lab"), ("eve", "lab"), ("cy", "lab2"), ("dee", "lab2")];
 
-/// Run a short command to completion (killed after 10 s); Ok(stdout) or Err(description).
-fn run(program: &str, args: &[&str]) -> Result<String, String> {
-    let shown = format!("`{program} {}`", args.join(" "));
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {shown}: {e}"))?;
-    let Some(status) = wait_deadline(&mut child, Duration::from_secs(10)) else {
-        let _ = child.kill();
-        let _ = wait_deadline(&mut child, Duration::from_secs(2));
-        return Err(format!("{shown} did not finish within 10 s"));
-    };
-    let (mut out, mut err) = (String::new(), String::new());
-    if let Some(mut o) = child.stdout.take() {
-        let _ = o.read_to_string(&mut out);
-    }
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
-    if status.success() { Ok(out) } else { Err(format!("{shown} failed ({status}): {}", err.trim())) }
-}
-
-fn ip(args: &[&str]) -> Result<String, String> {
-    run("ip", args)
-}
-
-fn random16() -> u16 {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
-    h.finish() as u16
-}
-
-fn euid() -> Option<u32> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    line.split_whitespace().nth(2)?.parse().ok()
-}
-
-fn text<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
-fn ms(d: Duration) -> String {
-    format!("{} ms", d.as_millis())
-}
-
-#[derive(Default)]
-struct Output {
-    events: Vec<(Instant, Value)>,
-    eof: bool,
-}
-
-type Shared = Arc<(Mutex<Output>, Condvar)>;
-
-struct Host {
-    name: &'static str,
-    room: &'static str,
-    ns: String,
-    ip: IpAddr,
-    child: Option<Child>,
-    stdin: Option<ChildStdin>,
-    out: Shared,
-    stderr_path: PathBuf,
-    id: String,
-    listen: Option<SocketAddr>,
-}
-
-impl Host {
-    fn mark(&self) -> usize {
-        self.out.0.lock().unwrap().events.len()
-    }
-
-    fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        stdin.write_all(format!("{line}\n").as_bytes()).and_then(|_| stdin.flush()).expect("command written");
-    }
-
-    fn wait_for(&self, since: usize, deadline: Instant, pred: impl Fn(&Value) -> bool) -> Option<(Instant, Value)> {
-        let (lock, cv) = &*self.out;
-        let mut out = lock.lock().unwrap();
-        let mut from = since;
-        loop {
-            if let Some((t, v)) = out.events[from..].iter().find(|(_, v)| pred(v)) {
-                return Some((*t, v.clone()));
-            }
-            from = out.events.len();
-            let now = Instant::now();
-            if out.eof || now >= deadline {
-                return None;
-            }
-            out = cv.wait_timeout(out, deadline - now).unwrap().0;
-        }
-    }
-
-    fn expect(&self, since: usize, within: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> (Instant, Value) {
-        self.wait_for(since, Instant::now() + within, pred).unwrap_or_else(|| {
-            let out = self.out.0.lock().unwrap();
-            let evs: Vec<String> = out.events.iter().skip(since).map(|(_, v)| v.to_string()).collect();
-            panic!("{}: no {what} within {within:?}; events since the mark:\n{}", self.name, evs.join("\n"))
-        })
-    }
-
-    /// Events since `since` that match `pred`.
-    fn all(&self, since: usize, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
-        self.out.0.lock().unwrap().events[since..].iter().filter(|(_, v)| pred(v)).map(|(_, v)| v.clone()).collect()
-    }
-
-    fn running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
-    }
-
-    /// The ids this peer lists, asked with `/peers`.
-    fn listed(&mut self) -> Vec<String> {
-        let m = self.mark();
-        self.send("/peers");
-        let (_, v) = self.expect(m, Duration::from_secs(5), "peers answer", |v| text(v, "event") == "peers");
-        let mut ids: Vec<String> =
-            v["peers"].as_array().expect("peers list").iter().map(|p| text(p, "id").to_string()).collect();
-        ids.sort();
-        ids
-    }
-}
-
-struct Lab {
-    tag: String,
-    switch: String,
-    namespaces: Vec<String>,
-    hosts: Vec<Host>,
-    helpers: Vec<Child>,
-    dir: PathBuf,
+/// The lab of this test (see tests/support/netns.rs), or None when the machine cannot build it
+/// and LANPEER_SKIP_NETNS=1.
+fn lab() -> Option<Lab> {
+    let names: Vec<&str> = WHO.iter().map(|(name, _)| *name).collect();
+    let lab = need_root()
+        .and_then(|()| need_tool("tcpdump", "to capture the bridge"))
+        .and_then(|()| need_tool("python3", "for the junk sender"))
+        .and_then(|()| Lab::new("ls", [10, 232, 0], &names));
+    lab_or_skip(lab, "netns security test", "root, iproute2 (`ip netns`), tcpdump and python3")
 }
 
 impl Lab {
-    fn new() -> Result<Lab, String> {
-        let tag = format!("ls{}{:04x}", std::process::id() % 100_000, random16());
-        let dir = std::env::temp_dir().join(format!("lanpeer-netns-sec-{tag}"));
-        let mut lab = Lab {
-            switch: format!("{tag}sw"),
-            tag,
-            namespaces: Vec::new(),
-            hosts: Vec::new(),
-            helpers: Vec::new(),
-            dir,
-        };
-        match euid() {
-            Some(0) => {}
-            Some(uid) => return Err(format!("network namespaces need root, and the euid is {uid}")),
-            None => return Err("cannot read the euid".into()),
-        }
-        for tool in ["tcpdump", "python3"] {
-            run(tool, &["--version"]).map_err(|e| format!("{tool} is needed: {e}"))?;
-        }
-        fs::create_dir_all(&lab.dir).map_err(|e| format!("cannot create {}: {e}", lab.dir.display()))?;
-        let sw = lab.switch.clone();
-        lab.add_ns(&sw)?;
-        ip(&["-n", &sw, "link", "set", "lo", "up"])?;
-        ip(&["-n", &sw, "link", "add", "br0", "type", "bridge", "stp_state", "0"])?;
-        ip(&["-n", &sw, "link", "set", "br0", "up"])?;
-        let who = [("ada", "lab"), ("bob", "lab"), ("eve", "lab"), ("cy", "lab2"), ("dee", "lab2")];
-        for (i, (name, room)) in who.into_iter().enumerate() {
-            let n = i + 1;
-            let ns = format!("{}h{n}", lab.tag);
-            lab.add_ns(&ns)?;
-            let port = format!("s{n}");
-            let addr = format!("10.232.0.{}/24", 10 + n);
-            ip(&["-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
-            ip(&["-n", &sw, "link", "set", &port, "master", "br0"])?;
-            ip(&["-n", &sw, "link", "set", &port, "up"])?;
-            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
-            ip(&["-n", &ns, "addr", "add", &addr, "brd", "+", "dev", "eth0"])?;
-            ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
-            lab.hosts.push(Host {
-                name,
-                room,
-                ns,
-                ip: IpAddr::V4(Ipv4Addr::new(10, 232, 0, 10 + n as u8)),
-                child: None,
-                stdin: None,
-                out: Shared::default(),
-                stderr_path: lab.dir.join(format!("{name}.stderr")),
-                id: String::new(),
-                listen: None,
-            });
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        for h in &lab.hosts {
-            while !ip(&["-n", &h.ns, "link", "show", "eth0"])?.contains("state UP") {
-                if Instant::now() >= deadline {
-                    return Err(format!("{}: eth0 not up within 5 s", h.ns));
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
-        }
-        Ok(lab)
-    }
-
-    fn add_ns(&mut self, ns: &str) -> Result<(), String> {
-        self.namespaces.push(ns.to_string());
-        ip(&["netns", "add", ns]).map(|_| ())
-    }
-
     /// Start tcpdump on the bridge, writing the capture to `pcap`; returns once it listens.
     fn capture(&mut self, pcap: &PathBuf) {
         let err_path = self.dir.join("tcpdump.stderr");
@@ -275,111 +72,31 @@ impl Lab {
         }
     }
 
-    fn spawn(&mut self, i: usize) {
-        let data_dir = self.dir.join(format!("{}-data", self.hosts[i].name));
+    /// Start host `i`'s peer in its room, with its passphrase (from the environment, a file, or
+    /// a wrong one) or none.
+    fn spawn_in_room(&mut self, i: usize) {
         // Written once, before any peer starts (a rewrite could be read half-done).
         let pass_file = self.dir.join("passphrase.txt");
         if !pass_file.exists() {
             fs::write(&pass_file, format!("{PASS}\n")).expect("passphrase file");
         }
-        let h = &mut self.hosts[i];
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &h.ns, BIN, "--json", "--name", h.name, "--room", h.room, "--data-dir"])
-            .arg(&data_dir)
-            .env_remove("LANPEER_PASSPHRASE")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(File::create(&h.stderr_path).expect("stderr file"));
-        if std::env::var_os("LANPEER_LOG").is_none() {
-            cmd.env("LANPEER_LOG", "lanpeer=debug");
-        }
-        match h.name {
-            "ada" => drop(cmd.env("LANPEER_PASSPHRASE", PASS)),
-            "bob" => drop(cmd.arg("--passphrase-file").arg(&pass_file)),
-            "eve" => drop(cmd.env("LANPEER_PASSPHRASE", WRONG)),
-            _ => {}
-        }
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{}: cannot spawn: {e}", h.name));
-        h.stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("stdout");
-        h.child = Some(child);
-        let out = h.out.clone();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    let (lock, cv) = &*out;
-                    lock.lock().unwrap().events.push((Instant::now(), v));
-                    cv.notify_all();
-                }
+        let (name, room) = WHO[i];
+        self.spawn_with(i, |cmd| {
+            cmd.args(["--room", room]).env_remove("LANPEER_PASSPHRASE");
+            match name {
+                "ada" => drop(cmd.env("LANPEER_PASSPHRASE", PASS)),
+                "bob" => drop(cmd.arg("--passphrase-file").arg(&pass_file)),
+                "eve" => drop(cmd.env("LANPEER_PASSPHRASE", WRONG)),
+                _ => {}
             }
-            let (lock, cv) = &*out;
-            lock.lock().unwrap().eof = true;
-            cv.notify_all();
         });
     }
 
     /// Run a python3 script in host `i`'s namespace, bounded; returns what it printed.
     fn python(&mut self, i: usize, script: &str, args: &[String], limit: Duration) -> String {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.hosts[i].ns, "python3", "-c", script])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("python3");
-        self.helpers.push(child);
-        let c = self.helpers.last_mut().unwrap();
-        let status = wait_deadline(c, limit);
-        let (mut out, mut err) = (String::new(), String::new());
-        if let Some(mut o) = c.stdout.take() {
-            let _ = o.read_to_string(&mut out);
-        }
-        if let Some(mut e) = c.stderr.take() {
-            let _ = e.read_to_string(&mut err);
-        }
+        let (status, out, err) = self.run_python(i, script, args, limit);
         assert!(status.is_some_and(|s| s.success()), "python failed ({status:?}): {out} {err}");
         out
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for h in &mut self.hosts {
-            h.stdin.take();
-            if let Some(c) = h.child.as_mut() {
-                let _ = c.kill();
-                let _ = wait_deadline(c, Duration::from_secs(5));
-            }
-        }
-        for c in &mut self.helpers {
-            let _ = c.kill();
-            let _ = wait_deadline(c, Duration::from_secs(5));
-        }
-        let failed = thread::panicking();
-        if failed {
-            for h in &self.hosts {
-                let t = fs::read_to_string(&h.stderr_path).unwrap_or_default();
-                let lines: Vec<&str> = t.lines().collect();
-                eprintln!(
-                    "----- {} stderr, last lines:\n{}",
-                    h.name,
-                    lines[lines.len().saturating_sub(20)..].join("\n")
-                );
-            }
-        }
-        for ns in self.namespaces.iter().rev() {
-            if let Err(e) = ip(&["netns", "del", ns]) {
-                eprintln!("netns cleanup: {e}");
-            }
-        }
-        if failed {
-            eprintln!("logs and capture kept in {}", self.dir.display());
-        } else {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
     }
 }
 
@@ -482,22 +199,13 @@ print(sent, tcp)
 
 #[test]
 fn passphrase_rooms_on_a_bridge() {
-    let mut lab = match Lab::new() {
-        Ok(l) => l,
-        Err(why) => {
-            if std::env::var("LANPEER_SKIP_NETNS").as_deref() == Ok("1") {
-                eprintln!("netns security test skipped (LANPEER_SKIP_NETNS=1): {why}");
-                return;
-            }
-            panic!("the netns security test cannot run: {why}. Set LANPEER_SKIP_NETNS=1 to skip it.");
-        }
-    };
+    let Some(mut lab) = lab() else { return };
     let tag = lab.tag.clone();
     let pcap = lab.dir.join("bridge.pcap");
     lab.capture(&pcap);
     let (ada, bob, eve, cy, dee) = (0, 1, 2, 3, 4);
     for i in 0..5 {
-        lab.spawn(i);
+        lab.spawn_in_room(i);
     }
     let t0 = Instant::now();
     for h in &mut lab.hosts {
@@ -522,7 +230,7 @@ fn passphrase_rooms_on_a_bridge() {
     for (i, want) in &expect_lists {
         let mut want: Vec<String> = want.iter().map(|&j| id(&lab, j)).collect();
         want.sort();
-        let name = lab.hosts[*i].name;
+        let name = lab.hosts[*i].name.clone();
         assert_eq!(lab.hosts[*i].listed(), want, "{name} lists the wrong peers");
     }
     // The members and the outsider were told why (short, and not repeated every beacon).
@@ -596,7 +304,7 @@ fn passphrase_rooms_on_a_bridge() {
     for (i, want) in &expect_lists {
         let mut want: Vec<String> = want.iter().map(|&j| id(&lab, j)).collect();
         want.sort();
-        let name = lab.hosts[*i].name;
+        let name = lab.hosts[*i].name.clone();
         assert_eq!(lab.hosts[*i].listed(), want, "{name} lists the wrong peers after the junk");
     }
 

@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use lanpeer::web::json::{self, role};
 use lanpeer::{Body, Event, Message, PeerInfo, ProblemView};
 use serde_json::{Value, json};
 
@@ -19,10 +20,6 @@ pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
         return s.into();
     }
     s.chars().map(|c| if c.is_control() && c != '\n' && c != '\t' { '\u{fffd}' } else { c }).collect::<String>().into()
-}
-
-fn role(props: &[(String, String)]) -> Option<&str> {
-    props.iter().find(|(k, _)| k == "role").map(|(_, v)| v.as_str())
 }
 
 fn clock(ms: u64) -> String {
@@ -41,35 +38,22 @@ fn indent(text: &str) -> String {
     text.lines().map(|l| format!("          {l}")).collect::<Vec<_>>().join("\n")
 }
 
-/// The `--json` object of a message.
-pub fn message_json(m: &Message) -> Value {
-    let mut v = match &m.body {
-        Body::Chat { text } => json!({"event": "chat", "text": text}),
-        Body::Problem { title, body, private_answers } => {
-            json!({"event": "problem", "title": title, "body": body, "private_answers": private_answers})
-        }
-        Body::Answer { problem, text } => json!({"event": "answer", "problem_id": problem.to_string(), "text": text}),
-        Body::Feedback { answer, text } => json!({"event": "feedback", "answer_id": answer.to_string(), "text": text}),
-    };
-    let o = v.as_object_mut().expect("object");
-    o.insert("id".into(), json!(m.id.to_string()));
-    o.insert("from".into(), json!(m.id.author.to_string()));
-    o.insert("from_name".into(), json!(m.from_name));
-    o.insert("to".into(), json!(m.to.map(|t| t.to_string())));
-    o.insert("time_ms".into(), json!(m.sent_ms));
-    o.insert("own".into(), json!(m.own));
-    v
+// The `--json` objects: those of events, messages, peers and problems are the web page's
+// (`lanpeer::web::json`), which has the same names and fields.
+
+/// The `--json` object of `/history`.
+fn history_json(msgs: &[Message]) -> Value {
+    json!({"event": "history", "messages": msgs.iter().map(json::message).collect::<Vec<_>>()})
 }
 
-fn peer_json(p: &PeerInfo) -> Value {
-    json!({
-        "id": p.id.to_string(),
-        "name": p.name,
-        "addr": p.addr.to_string(),
-        "state": p.state.as_str(),
-        "last_seen_ms": p.last_seen_ms,
-        "role": role(&p.props),
-    })
+/// The `--json` object of `/peers`.
+fn peers_json(peers: &[PeerInfo]) -> Value {
+    json!({"event": "peers", "peers": peers.iter().map(json::peer).collect::<Vec<_>>()})
+}
+
+/// The `--json` object of `/problems`.
+fn problems_json(list: &[ProblemView]) -> Value {
+    json!({"event": "problems", "problems": json::problems(list)})
 }
 
 impl Output {
@@ -97,22 +81,7 @@ impl Output {
     /// One event.
     pub fn event(&mut self, e: &Event) {
         if self.json {
-            let v = match e {
-                Event::Ready { id, name, room, listen } => {
-                    json!({"event": "ready", "id": id.to_string(), "name": name, "room": room, "listen": listen.to_string()})
-                }
-                Event::PeerJoined(p) => {
-                    let mut v = peer_json(p);
-                    v.as_object_mut().expect("object").insert("event".into(), json!("peer_joined"));
-                    v
-                }
-                Event::PeerLeft { id, name, reason } => {
-                    json!({"event": "peer_left", "id": id.to_string(), "name": name, "reason": reason.as_str()})
-                }
-                Event::Message(m) => message_json(m),
-                Event::Warning { message } => json!({"event": "warning", "message": message}),
-            };
-            return self.json(v);
+            return self.json(json::event(e));
         }
         let t = clock(now_ms());
         match e {
@@ -167,8 +136,7 @@ impl Output {
     /// Earlier messages (`/history`, and the start of the prompt).
     pub fn history(&mut self, msgs: &[Message]) {
         if self.json {
-            return self
-                .json(json!({"event": "history", "messages": msgs.iter().map(message_json).collect::<Vec<_>>()}));
+            return self.json(history_json(msgs));
         }
         if msgs.is_empty() {
             return self.line("Nothing yet.");
@@ -184,7 +152,7 @@ impl Output {
     /// The answer to `/peers`.
     pub fn peers(&mut self, peers: &[PeerInfo]) {
         if self.json {
-            return self.json(json!({"event": "peers", "peers": peers.iter().map(peer_json).collect::<Vec<_>>()}));
+            return self.json(peers_json(peers));
         }
         if peers.is_empty() {
             return self.line("Nobody else is online yet.");
@@ -200,24 +168,7 @@ impl Output {
     /// The answer to `/problems`.
     pub fn problems(&mut self, list: &[ProblemView]) {
         if self.json {
-            let v: Vec<Value> = list
-                .iter()
-                .map(|p| {
-                    let mut pv = message_json(&p.problem);
-                    let answers: Vec<Value> = p
-                        .answers
-                        .iter()
-                        .map(|(a, fb)| {
-                            let mut av = message_json(a);
-                            av["feedback"] = Value::Array(fb.iter().map(message_json).collect());
-                            av
-                        })
-                        .collect();
-                    pv["answers"] = Value::Array(answers);
-                    pv
-                })
-                .collect();
-            return self.json(json!({"event": "problems", "problems": v}));
+            return self.json(problems_json(list));
         }
         if list.is_empty() {
             return self.line("No problems yet. Post one with /problem TITLE | BODY");
@@ -271,6 +222,80 @@ impl Output {
 
 #[cfg(test)]
 mod tests {
+    use lanpeer::web::json;
+    use lanpeer::{Body, Event, LeaveReason, Message, MsgId, PeerId, PeerInfo, PeerState, ProblemView};
+
+    fn msg(author: u8, seq: u64, body: Body, to: Option<PeerId>, own: bool) -> Message {
+        Message {
+            id: MsgId { author: PeerId([author; 16]), seq },
+            from_name: "Sam".into(),
+            sent_ms: 1_700_000_000_123,
+            to,
+            body,
+            own,
+        }
+    }
+
+    /// Every `--json` object of the CLI, serialized, one per line: the public contract.
+    fn all_objects() -> String {
+        let p =
+            msg(2, 1, Body::Problem { title: "Loops".into(), body: "a\nb".into(), private_answers: true }, None, true);
+        let a = msg(3, 4, Body::Answer { problem: p.id, text: "x".into() }, Some(p.id.author), false);
+        let f = msg(2, 2, Body::Feedback { answer: a.id, text: "ok".into() }, None, false);
+        let c = msg(0xab, 7, Body::Chat { text: "<b>hi</b>".into() }, Some(PeerId([1; 16])), false);
+        let teacher = PeerInfo {
+            id: PeerId([5; 16]),
+            name: "Ms Rivera".into(),
+            addr: "10.0.0.2:4000".parse().unwrap(),
+            state: PeerState::Connected,
+            last_seen_ms: 3,
+            props: vec![("role".into(), "teacher".into())],
+        };
+        let student = PeerInfo { props: vec![], state: PeerState::Reconnecting, ..teacher.clone() };
+        let list = vec![ProblemView { problem: p.clone(), answers: vec![(a.clone(), vec![f.clone()])] }];
+        let objects = [
+            json::event(&Event::Ready {
+                id: PeerId([9; 16]),
+                name: "Ada".into(),
+                room: "5B".into(),
+                listen: "10.0.0.1:4001".parse().unwrap(),
+            }),
+            json::event(&Event::PeerJoined(teacher.clone())),
+            json::event(&Event::PeerLeft { id: student.id, name: "Lea".into(), reason: LeaveReason::Timeout }),
+            json::event(&Event::Message(c.clone())),
+            json::event(&Event::Message(p.clone())),
+            json::event(&Event::Message(a.clone())),
+            json::event(&Event::Message(f.clone())),
+            json::event(&Event::Warning { message: "w".into() }),
+            super::history_json(&[c, p, a, f]),
+            super::peers_json(&[teacher, student]),
+            super::problems_json(&list),
+            super::problems_json(&[]),
+        ];
+        objects.iter().map(|v| v.to_string() + "\n").collect()
+    }
+
+    /// The objects as the CLI wrote them before it took them from `lanpeer::web::json`.
+    const BEFORE: &str = r#"{"event":"ready","id":"09090909090909090909090909090909","listen":"10.0.0.1:4001","name":"Ada","room":"5B"}
+{"addr":"10.0.0.2:4000","event":"peer_joined","id":"05050505050505050505050505050505","last_seen_ms":3,"name":"Ms Rivera","role":"teacher","state":"connected"}
+{"event":"peer_left","id":"05050505050505050505050505050505","name":"Lea","reason":"timeout"}
+{"event":"chat","from":"abababababababababababababababab","from_name":"Sam","id":"abababababababababababababababab-7","own":false,"text":"<b>hi</b>","time_ms":1700000000123,"to":"01010101010101010101010101010101"}
+{"body":"a\nb","event":"problem","from":"02020202020202020202020202020202","from_name":"Sam","id":"02020202020202020202020202020202-1","own":true,"private_answers":true,"time_ms":1700000000123,"title":"Loops","to":null}
+{"event":"answer","from":"03030303030303030303030303030303","from_name":"Sam","id":"03030303030303030303030303030303-4","own":false,"problem_id":"02020202020202020202020202020202-1","text":"x","time_ms":1700000000123,"to":"02020202020202020202020202020202"}
+{"answer_id":"03030303030303030303030303030303-4","event":"feedback","from":"02020202020202020202020202020202","from_name":"Sam","id":"02020202020202020202020202020202-2","own":false,"text":"ok","time_ms":1700000000123,"to":null}
+{"event":"warning","message":"w"}
+{"event":"history","messages":[{"event":"chat","from":"abababababababababababababababab","from_name":"Sam","id":"abababababababababababababababab-7","own":false,"text":"<b>hi</b>","time_ms":1700000000123,"to":"01010101010101010101010101010101"},{"body":"a\nb","event":"problem","from":"02020202020202020202020202020202","from_name":"Sam","id":"02020202020202020202020202020202-1","own":true,"private_answers":true,"time_ms":1700000000123,"title":"Loops","to":null},{"event":"answer","from":"03030303030303030303030303030303","from_name":"Sam","id":"03030303030303030303030303030303-4","own":false,"problem_id":"02020202020202020202020202020202-1","text":"x","time_ms":1700000000123,"to":"02020202020202020202020202020202"},{"answer_id":"03030303030303030303030303030303-4","event":"feedback","from":"02020202020202020202020202020202","from_name":"Sam","id":"02020202020202020202020202020202-2","own":false,"text":"ok","time_ms":1700000000123,"to":null}]}
+{"event":"peers","peers":[{"addr":"10.0.0.2:4000","id":"05050505050505050505050505050505","last_seen_ms":3,"name":"Ms Rivera","role":"teacher","state":"connected"},{"addr":"10.0.0.2:4000","id":"05050505050505050505050505050505","last_seen_ms":3,"name":"Ms Rivera","role":null,"state":"reconnecting"}]}
+{"event":"problems","problems":[{"answers":[{"event":"answer","feedback":[{"answer_id":"03030303030303030303030303030303-4","event":"feedback","from":"02020202020202020202020202020202","from_name":"Sam","id":"02020202020202020202020202020202-2","own":false,"text":"ok","time_ms":1700000000123,"to":null}],"from":"03030303030303030303030303030303","from_name":"Sam","id":"03030303030303030303030303030303-4","own":false,"problem_id":"02020202020202020202020202020202-1","text":"x","time_ms":1700000000123,"to":"02020202020202020202020202020202"}],"body":"a\nb","event":"problem","from":"02020202020202020202020202020202","from_name":"Sam","id":"02020202020202020202020202020202-1","own":true,"private_answers":true,"time_ms":1700000000123,"title":"Loops","to":null}]}
+{"event":"problems","problems":[]}
+"#;
+
+    #[test]
+    fn json_objects_are_unchanged() {
+        let now = all_objects();
+        assert_eq!(now, BEFORE, "the --json objects changed; now:\n{now}");
+    }
+
     #[test]
     fn escape_sequences_are_defused() {
         assert_eq!(super::printable("a\x1b[2Jb\nc\td\r"), "a\u{fffd}[2Jb\nc\td\u{fffd}");

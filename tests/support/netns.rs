@@ -1,0 +1,569 @@
+//! A virtual LAN of Linux network namespaces, and `lanpeer --json` processes on it.
+//!
+//! [`Lab::new`] builds, with names unique to the run (nothing is added to the root namespace):
+//!
+//! ```text
+//!   <tag>sw : bridge br0, ports s1..sN
+//!   <tag>h1 : eth0 A.B.C.11/24 brd A.B.C.255  <-veth->  s1
+//!   ...
+//! ```
+//!
+//! Each host runs `ip netns exec <tag>hN lanpeer --json --name NAME --data-dir DIR ...` ([`Host`]):
+//! a reader thread keeps every JSON object it prints, with the instant it was read; every wait
+//! has a deadline. The [`Lab`] is the guard: its Drop kills every child (and anything else left
+//! in its namespaces) and deletes every namespace, also when the test panics (then it prints the
+//! tail of each peer's debug log and keeps the logs; `LANPEER_KEEP_LOGS=1` keeps them anyway).
+
+use std::collections::hash_map::RandomState;
+use std::fs::{self, File};
+use std::hash::{BuildHasher, Hasher};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_lanpeer");
+
+// ---------------------------------------------------------------------------------------------
+// Small process helpers, all bounded in time.
+
+/// Wait for `child` to exit, at most `limit`.
+pub fn wait_deadline(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+            _ => return None,
+        }
+    }
+}
+
+/// Run a short command to completion (killed after 10 s); Ok(stdout) or Err(description).
+pub fn run(program: &str, args: &[&str]) -> Result<String, String> {
+    let shown = format!("`{program} {}`", args.join(" "));
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
+    // Outputs are tiny (well under a pipe buffer), so reading after the exit cannot deadlock.
+    let Some(status) = wait_deadline(&mut child, Duration::from_secs(10)) else {
+        let _ = child.kill();
+        let _ = wait_deadline(&mut child, Duration::from_secs(2));
+        return Err(format!("{shown} did not finish within 10 s"));
+    };
+    let (out, err) = outputs(&mut child);
+    if status.success() { Ok(out) } else { Err(format!("{shown} failed ({status}): {}", err.trim())) }
+}
+
+/// What a finished child printed: (stdout, stderr), each empty when not piped.
+pub fn outputs(child: &mut Child) -> (String, String) {
+    let (mut out, mut err) = (String::new(), String::new());
+    if let Some(mut o) = child.stdout.take() {
+        let _ = o.read_to_string(&mut out);
+    }
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    (out, err)
+}
+
+pub fn ip(args: &[&str]) -> Result<String, String> {
+    run("ip", args)
+}
+
+/// Random 16 bits from std's per-process random hash keys.
+pub fn random16() -> u16 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.finish() as u16
+}
+
+/// A tag unique to this run: `prefix`, the pid and 16 random bits. It starts every name a lab
+/// creates, so that tests running at once never share one.
+pub fn run_tag(prefix: &str) -> String {
+    format!("{prefix}{}{:04x}", std::process::id() % 100_000, random16())
+}
+
+/// The effective uid, from /proc/self/status.
+pub fn euid() -> Option<u32> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// Ok when this process is root (network namespaces need it).
+pub fn need_root() -> Result<(), String> {
+    match euid() {
+        Some(0) => Ok(()),
+        Some(uid) => Err(format!("network namespaces need root, and the euid is {uid}")),
+        None => Err("cannot read the euid from /proc/self/status".into()),
+    }
+}
+
+/// Ok when `tool --version` runs.
+pub fn need_tool(tool: &str, why: &str) -> Result<(), String> {
+    run(tool, &["--version"]).map(|_| ()).map_err(|e| format!("{tool} is needed {why}: {e}"))
+}
+
+/// `lab`, or None when it could not be built and `LANPEER_SKIP_NETNS=1` (the test is skipped);
+/// otherwise the test fails, saying what `test` needs (`needs`).
+pub fn lab_or_skip(lab: Result<Lab, String>, test: &str, needs: &str) -> Option<Lab> {
+    match lab {
+        Ok(lab) => Some(lab),
+        Err(why) => {
+            if std::env::var("LANPEER_SKIP_NETNS").as_deref() == Ok("1") {
+                eprintln!("{test} skipped (LANPEER_SKIP_NETNS=1): {why}");
+                return None;
+            }
+            panic!(
+                "the {test} cannot set up its network namespaces: {why}\n\
+                 It needs {needs}. Set LANPEER_SKIP_NETNS=1 to skip it."
+            );
+        }
+    }
+}
+
+pub fn ms(d: Duration) -> String {
+    format!("{} ms", d.as_millis())
+}
+
+pub fn shown(status: Option<ExitStatus>) -> String {
+    status.map_or_else(|| "still running".to_string(), |s| s.to_string())
+}
+
+/// The string field `key` of `v`, or "".
+pub fn text<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+pub fn is_peer_id(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The last `lines` lines of the file at `path` ("" if it cannot be read).
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A deadline: an instant, or a time from now.
+pub trait Deadline: Copy {
+    fn deadline(self) -> Instant;
+}
+
+impl Deadline for Instant {
+    fn deadline(self) -> Instant {
+        self
+    }
+}
+
+impl Deadline for Duration {
+    fn deadline(self) -> Instant {
+        Instant::now() + self
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One peer process and what it printed.
+
+#[derive(Default)]
+pub struct Output {
+    /// Every JSON object read from stdout, with the instant it was read.
+    pub events: Vec<(Instant, Value)>,
+    /// Lines that were not one JSON object.
+    pub bad_lines: Vec<String>,
+    /// Stdout reached its end (the process exited or closed it).
+    pub eof: bool,
+}
+
+pub type Shared = Arc<(Mutex<Output>, Condvar)>;
+
+/// A host of the lab, and the `lanpeer --json` process it runs (one at a time; it may be
+/// started again, on the same data dir).
+pub struct Host {
+    /// The `--name` of its peer.
+    pub name: String,
+    pub ns: String,
+    /// Its eth0 address.
+    pub ip: IpAddr,
+    /// The same for every process of this host.
+    pub data_dir: PathBuf,
+    /// Its log files are `<logs>.<run>.stderr` (debug log) and `<logs>.<run>.jsonl` (stdout).
+    logs: PathBuf,
+    /// The current process (`out` is its stdout); `earlier` the stdouts of the ones before it.
+    pub child: Option<Child>,
+    pub stdin: Option<ChildStdin>,
+    pub out: Shared,
+    pub earlier: Vec<Shared>,
+    /// Processes started so far (1 for the first).
+    pub runs: u32,
+    pub spawned: Instant,
+    /// From a ready event (set by the test).
+    pub id: String,
+    pub listen: Option<SocketAddr>,
+}
+
+impl Host {
+    /// Start `lanpeer --json --name NAME --data-dir DIR` in this host's namespace, with what
+    /// `configure` adds (arguments, environment).
+    pub fn spawn_with(&mut self, configure: impl FnOnce(&mut Command)) {
+        if let Some(c) = self.child.as_mut() {
+            assert!(matches!(c.try_wait(), Ok(Some(_))), "{}: spawned while still running", self.name);
+        }
+        self.runs += 1;
+        let old = std::mem::take(&mut self.out);
+        if self.runs > 1 {
+            self.earlier.push(old);
+        }
+        let stderr = File::create(self.stderr_path()).expect("stderr log file");
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns, BIN, "--json", "--name", &self.name, "--data-dir"])
+            .arg(&self.data_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        // The CLI logs to stderr, filtered by LANPEER_LOG: a debug log helps when a test fails.
+        if std::env::var_os("LANPEER_LOG").is_none() {
+            cmd.env("LANPEER_LOG", "lanpeer=debug");
+        }
+        cmd.env("NO_COLOR", "1");
+        configure(&mut cmd);
+        self.spawned = Instant::now();
+        // `ip netns exec` execs the program: the child's pid is lanpeer's own.
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{}: cannot spawn: {e}", self.name));
+        self.stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("piped stdout");
+        self.child = Some(child);
+        let out = self.out.clone();
+        let raw_path = self.log_path("jsonl");
+        thread::spawn(move || {
+            let mut raw = File::create(raw_path).ok();
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let now = Instant::now();
+                if let Some(f) = raw.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
+                let (lock, cv) = &*out;
+                let mut o = lock.lock().unwrap();
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(v) if v.is_object() => o.events.push((now, v)),
+                    _ if line.trim().is_empty() => {}
+                    _ => o.bad_lines.push(line),
+                }
+                cv.notify_all();
+            }
+            let (lock, cv) = &*out;
+            lock.lock().unwrap().eof = true;
+            cv.notify_all();
+        });
+    }
+
+    fn log_path(&self, ext: &str) -> PathBuf {
+        let mut p = self.logs.clone().into_os_string();
+        p.push(format!(".{}.{ext}", self.runs));
+        p.into()
+    }
+
+    /// The debug log of the current process.
+    pub fn stderr_path(&self) -> PathBuf {
+        self.log_path("stderr")
+    }
+
+    pub fn stderr_tail(&self, lines: usize) -> String {
+        tail(&self.stderr_path(), lines)
+    }
+
+    /// Number of events so far: a mark to search from.
+    pub fn mark(&self) -> usize {
+        self.out.0.lock().unwrap().events.len()
+    }
+
+    /// Send one command line; returns the instant just before writing it.
+    pub fn send(&mut self, line: &str) -> Instant {
+        let t = Instant::now();
+        let name = self.name.clone();
+        let stdin = self.stdin.as_mut().unwrap_or_else(|| panic!("{name}: stdin already closed"));
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .and_then(|_| stdin.flush())
+            .unwrap_or_else(|e| panic!("{name}: cannot write command {line:?}: {e}"));
+        t
+    }
+
+    /// Wait until `f` (given every event of the current process) returns Some, or the deadline.
+    /// None when the deadline passes or the process closed its stdout first.
+    pub fn wait_until<T>(&self, by: impl Deadline, mut f: impl FnMut(&[(Instant, Value)]) -> Option<T>) -> Option<T> {
+        let deadline = by.deadline();
+        let (lock, cv) = &*self.out;
+        let mut out = lock.lock().unwrap();
+        loop {
+            if let Some(x) = f(&out.events) {
+                return Some(x);
+            }
+            let now = Instant::now();
+            if out.eof || now >= deadline {
+                return None;
+            }
+            out = cv.wait_timeout(out, deadline - now).unwrap().0;
+        }
+    }
+
+    /// The first event at or after `since` that satisfies `pred`, waiting until the deadline.
+    pub fn wait_for(&self, since: usize, by: impl Deadline, pred: impl Fn(&Value) -> bool) -> Option<(Instant, Value)> {
+        self.wait_until(by, |evs| evs.iter().skip(since).find(|(_, v)| pred(v)).map(|(t, v)| (*t, v.clone())))
+    }
+
+    /// Like `wait_for`, but a missing event is a test failure described by `what`.
+    pub fn expect(
+        &self,
+        since: usize,
+        by: impl Deadline,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> (Instant, Value) {
+        match self.wait_for(since, by, pred) {
+            Some(found) => found,
+            None => panic!(
+                "{}: no {what} (process {}); its events since the mark:\n{}",
+                self.name,
+                if self.out.0.lock().unwrap().eof { "closed its stdout" } else { "still running" },
+                self.events_since(since)
+            ),
+        }
+    }
+
+    /// Every event of the current process.
+    pub fn events(&self) -> Vec<(Instant, Value)> {
+        self.out.0.lock().unwrap().events.clone()
+    }
+
+    /// Every event of the current process, without the instants.
+    pub fn values(&self) -> Vec<Value> {
+        self.out.0.lock().unwrap().events.iter().map(|(_, v)| v.clone()).collect()
+    }
+
+    /// Events since `since` that match `pred`.
+    pub fn all(&self, since: usize, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+        self.out.0.lock().unwrap().events[since..].iter().filter(|(_, v)| pred(v)).map(|(_, v)| v.clone()).collect()
+    }
+
+    pub fn events_since(&self, since: usize) -> String {
+        let out = self.out.0.lock().unwrap();
+        let lines: Vec<String> = out.events.iter().skip(since).map(|(_, v)| format!("    {v}")).collect();
+        if lines.is_empty() { "    (none)".into() } else { lines.join("\n") }
+    }
+
+    /// Stdout lines that were not one JSON object.
+    pub fn bad_lines(&self) -> Vec<String> {
+        self.out.0.lock().map(|o| o.bad_lines.clone()).unwrap_or_default()
+    }
+
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// The ids this peer lists, asked with `/peers`, sorted.
+    pub fn listed(&mut self) -> Vec<String> {
+        let m = self.mark();
+        self.send("/peers");
+        let (_, v) = self.expect(m, Duration::from_secs(5), "peers answer", |v| text(v, "event") == "peers");
+        let mut ids: Vec<String> =
+            v["peers"].as_array().expect("peers list").iter().map(|p| text(p, "id").to_string()).collect();
+        ids.sort();
+        ids
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The lab: namespaces, bridge, processes, and the guard that removes them all.
+
+pub struct Lab {
+    /// Starts every name of the lab (see [`run_tag`]).
+    pub tag: String,
+    /// The namespace of the bridge.
+    pub switch: String,
+    /// Every namespace created (or being created), deleted by Drop.
+    pub namespaces: Vec<String>,
+    pub hosts: Vec<Host>,
+    /// Other children (junk senders, tcpdump...), killed by Drop.
+    pub helpers: Vec<Child>,
+    /// Logs, data dirs and anything else of the run; removed by Drop unless a test failed.
+    pub dir: PathBuf,
+}
+
+impl Lab {
+    /// A bridge and one host per name, host N at `subnet.(10+N)/24`, all names starting with a
+    /// tag made of `prefix` (see [`run_tag`]). Waits until every eth0 is up (default interface
+    /// selection wants it). Err: the machine cannot (no netns, no veth...).
+    pub fn new(prefix: &str, subnet: [u8; 3], names: &[&str]) -> Result<Lab, String> {
+        let tag = run_tag(prefix);
+        let dir = std::env::temp_dir().join(format!("lanpeer-netns-{tag}"));
+        let mut lab = Lab {
+            switch: format!("{tag}sw"),
+            tag,
+            namespaces: Vec::new(),
+            hosts: Vec::new(),
+            helpers: Vec::new(),
+            dir,
+        };
+        fs::create_dir_all(&lab.dir).map_err(|e| format!("cannot create {}: {e}", lab.dir.display()))?;
+        let sw = lab.switch.clone();
+        lab.add_ns(&sw)?;
+        ip(&["-n", &sw, "link", "set", "lo", "up"])?;
+        ip(&["-n", &sw, "link", "add", "br0", "type", "bridge", "stp_state", "0"])?;
+        ip(&["-n", &sw, "link", "set", "br0", "up"])?;
+        for (i, name) in names.iter().enumerate() {
+            let n = i + 1;
+            let ns = format!("{}h{n}", lab.tag);
+            lab.add_ns(&ns)?;
+            let port = format!("s{n}");
+            let addr = Ipv4Addr::new(subnet[0], subnet[1], subnet[2], 10 + n as u8);
+            // Created inside the switch namespace, the host end moved straight into its own.
+            ip(&["-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+            ip(&["-n", &sw, "link", "set", &port, "master", "br0"])?;
+            ip(&["-n", &sw, "link", "set", &port, "up"])?;
+            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+            ip(&["-n", &ns, "addr", "add", &format!("{addr}/24"), "brd", "+", "dev", "eth0"])?;
+            ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+            lab.hosts.push(Host {
+                name: name.to_string(),
+                ns,
+                ip: IpAddr::V4(addr),
+                data_dir: lab.dir.join(format!("host{n}-data")),
+                logs: lab.dir.join(format!("host{n}")),
+                child: None,
+                stdin: None,
+                out: Shared::default(),
+                earlier: Vec::new(),
+                runs: 0,
+                spawned: Instant::now(),
+                id: String::new(),
+                listen: None,
+            });
+        }
+        for i in 0..lab.hosts.len() {
+            lab.wait_carrier(i)?;
+        }
+        Ok(lab)
+    }
+
+    fn add_ns(&mut self, ns: &str) -> Result<(), String> {
+        // Recorded first, so that the guard deletes it whatever happens next.
+        self.namespaces.push(ns.to_string());
+        ip(&["netns", "add", ns]).map(|_| ())
+    }
+
+    /// Wait (at most 5 s) until host `i`'s eth0 is operationally up.
+    pub fn wait_carrier(&self, i: usize) -> Result<(), String> {
+        let ns = &self.hosts[i].ns;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let show = ip(&["-n", ns, "link", "show", "eth0"])?;
+            if show.contains("state UP") {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("{ns}: eth0 not up within 5 s: {}", show.trim()));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Start `lanpeer --json` in host `i`'s namespace (on its data dir, the same each time).
+    pub fn spawn(&mut self, i: usize) {
+        self.hosts[i].spawn_with(|_| {});
+    }
+
+    /// Like `spawn`, with what `configure` adds to the command.
+    pub fn spawn_with(&mut self, i: usize, configure: impl FnOnce(&mut Command)) {
+        self.hosts[i].spawn_with(configure);
+    }
+
+    /// Run `python3 -c script ARGS...` in host `i`'s namespace, at most `limit` (then it is
+    /// killed); its exit status (None: killed) and what it printed, (stdout, stderr).
+    pub fn run_python(
+        &mut self,
+        i: usize,
+        script: &str,
+        args: &[String],
+        limit: Duration,
+    ) -> (Option<ExitStatus>, String, String) {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.hosts[i].ns, "python3", "-c", script])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start python3");
+        self.helpers.push(child);
+        let c = self.helpers.last_mut().unwrap();
+        let status = wait_deadline(c, limit);
+        if status.is_none() {
+            let _ = c.kill();
+            let _ = wait_deadline(c, Duration::from_secs(5));
+        }
+        let (out, err) = outputs(c);
+        (status, out, err)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for h in &mut self.hosts {
+            h.stdin.take();
+            if let Some(c) = h.child.as_mut() {
+                // SIGKILL ends a stopped process too.
+                let _ = c.kill();
+                let _ = wait_deadline(c, Duration::from_secs(5));
+            }
+        }
+        for c in &mut self.helpers {
+            let _ = c.kill();
+            let _ = wait_deadline(c, Duration::from_secs(5));
+        }
+        // Anything else still running in the namespaces (a browser's helpers, say).
+        for ns in &self.namespaces {
+            if let Ok(pids) = ip(&["netns", "pids", ns]) {
+                for pid in pids.split_whitespace() {
+                    let _ = run("kill", &["-KILL", pid]);
+                }
+            }
+        }
+        let failed = thread::panicking();
+        if failed {
+            for h in &self.hosts {
+                eprintln!(
+                    "----- {} ({}, id {}, run {}) stderr, last lines:\n{}\n----- non-JSON stdout lines: {:?}",
+                    h.name,
+                    h.ns,
+                    h.id,
+                    h.runs,
+                    h.stderr_tail(25),
+                    h.bad_lines()
+                );
+            }
+        }
+        for ns in self.namespaces.iter().rev() {
+            if let Err(e) = ip(&["netns", "del", ns]) {
+                eprintln!("netns cleanup: {e}");
+            }
+        }
+        if failed || std::env::var_os("LANPEER_KEEP_LOGS").is_some() {
+            eprintln!("logs (debug stderr, raw stdout, data dirs) kept in {}", self.dir.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
