@@ -7,7 +7,7 @@
 //! can be messaged; see docs/protocol.md, "Peer state machine".
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::discovery::beacon::Beacon;
@@ -20,6 +20,8 @@ use crate::protocol::Hello;
 pub const MIN_BACKOFF: Duration = Duration::from_millis(200);
 /// Longest wait between two dials of one peer.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Addresses remembered per peer (the one to dial first, and others it was heard on).
+pub const MAX_ADDRS: usize = 4;
 
 /// One known peer.
 #[derive(Debug, Clone)]
@@ -30,8 +32,11 @@ pub struct Entry {
     pub incarnation: u64,
     /// Its name (empty until its hello).
     pub name: String,
-    /// Where to dial it: its IP and TCP port.
+    /// Where to dial it: its IP and TCP port (the address it was last heard on).
     pub addr: SocketAddr,
+    /// Other addresses it was heard on (beacons on other interfaces, gossip), newest first;
+    /// a dial tries them after `addr`. At most [`MAX_ADDRS`] − 1.
+    pub alts: Vec<SocketAddr>,
     /// Last beacon or session traffic.
     pub last_seen: Instant,
     /// Its state.
@@ -51,6 +56,29 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// Every address to try, best first.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        std::iter::once(self.addr).chain(self.alts.iter().copied()).collect()
+    }
+
+    /// `a` becomes the address to dial first (the previous one is kept as an alternative).
+    fn prefer(&mut self, a: SocketAddr) {
+        if a == self.addr {
+            return;
+        }
+        let old = std::mem::replace(&mut self.addr, a);
+        self.alts.retain(|x| *x != a && *x != old);
+        self.alts.insert(0, old);
+        self.alts.truncate(MAX_ADDRS - 1);
+    }
+
+    /// Remember `a` as an alternative (after the ones known), unless known already.
+    fn also(&mut self, a: SocketAddr) {
+        if a != self.addr && !self.alts.contains(&a) && self.alts.len() < MAX_ADDRS - 1 {
+            self.alts.push(a);
+        }
+    }
+
     fn info(&self, now: Instant) -> PeerInfo {
         PeerInfo {
             id: self.id,
@@ -119,6 +147,7 @@ impl PeerTable {
             incarnation: b.incarnation,
             name: String::new(),
             addr,
+            alts: Vec::new(),
             last_seen: now,
             state: PeerState::Discovered,
             joined: false,
@@ -130,9 +159,13 @@ impl PeerTable {
         }
     }
 
-    /// A beacon from `ip` (own beacons and other rooms were filtered out before).
-    pub fn beacon(&mut self, b: &Beacon, ip: IpAddr, now: Instant) -> BeaconOutcome {
-        let addr = SocketAddr::new(ip, b.tcp_port);
+    /// A beacon from `src` (own beacons and other rooms were filtered out before). The source
+    /// address is kept whole (an IPv6 link-local address needs its scope id); its port is
+    /// replaced by the beacon's TCP port.
+    pub fn beacon(&mut self, b: &Beacon, src: SocketAddr, now: Instant) -> BeaconOutcome {
+        let mut addr = src;
+        addr.set_ip(crate::gossip::canonical(src.ip()));
+        addr.set_port(b.tcp_port);
         if b.farewell {
             return match self.peers.get(&b.id) {
                 // With a live session, its end (after the peer's `Bye`) says it left: that keeps
@@ -160,17 +193,22 @@ impl PeerTable {
                 e.last_seen = now;
                 e.beacon_since_dial = true;
                 if e.state != PeerState::Connected {
-                    // Not connected: dial where it announces from now.
-                    e.addr = addr;
+                    // Not connected: dial where it announces from now (it may have moved).
+                    e.prefer(addr);
+                } else {
+                    e.also(addr);
                 }
                 BeaconOutcome::Known
             }
         }
     }
 
-    /// A session with the peer of `hello`, whose socket's remote IP is `ip`, is up and kept.
-    pub fn session_up(&mut self, hello: &Hello, ip: IpAddr, now: Instant) -> UpOutcome {
-        let addr = SocketAddr::new(ip, hello.tcp_port);
+    /// A session with the peer of `hello`, whose socket's remote address is `remote`, is up and
+    /// kept. Its address (with the hello's port) becomes the one to dial first.
+    pub fn session_up(&mut self, hello: &Hello, remote: SocketAddr, now: Instant) -> UpOutcome {
+        let mut addr = remote;
+        addr.set_ip(crate::gossip::canonical(remote.ip()));
+        addr.set_port(hello.tcp_port);
         let mut restarted = None;
         if let Some(e) = self.peers.get(&hello.id)
             && e.incarnation != hello.incarnation
@@ -185,6 +223,7 @@ impl PeerTable {
             incarnation: hello.incarnation,
             name: String::new(),
             addr,
+            alts: Vec::new(),
             last_seen: now,
             state: PeerState::Discovered,
             joined: false,
@@ -196,7 +235,7 @@ impl PeerTable {
         });
         e.name = hello.name.clone();
         e.props = hello.props.clone();
-        e.addr = addr;
+        e.prefer(addr);
         e.last_seen = now;
         e.state = PeerState::Connected;
         e.next_dial = None;
@@ -226,8 +265,59 @@ impl PeerTable {
         None
     }
 
-    /// Pick the peers whose dial is due, and mark them dialing.
-    pub fn due_dials(&mut self, now: Instant) -> Vec<(PeerId, SocketAddr)> {
+    /// A peer told of by gossip (or remembered from it), at `addrs` (newest first). Returns
+    /// true when it was not known: it is then Discovered, and dialed as after a first beacon
+    /// (at once if our id is lower, else after the grace). A known peer only gains addresses:
+    /// gossip never changes the state, incarnation or listing of a peer.
+    pub fn gossiped(&mut self, id: PeerId, incarnation: u64, addrs: &[SocketAddr], now: Instant) -> bool {
+        let Some((&first, rest)) = addrs.split_first() else { return false };
+        if id == self.me {
+            return false;
+        }
+        if let Some(e) = self.peers.get_mut(&id) {
+            if e.state != PeerState::Connected {
+                // Someone reaches it there now: better than an address that failed.
+                for a in addrs.iter().rev() {
+                    e.prefer(*a);
+                }
+            }
+            return false;
+        }
+        let mut e = Entry {
+            id,
+            incarnation,
+            name: String::new(),
+            addr: first,
+            alts: Vec::new(),
+            last_seen: now,
+            state: PeerState::Discovered,
+            joined: false,
+            next_dial: Some(self.first_dial_at(id, now)),
+            dialing: false,
+            beacon_since_dial: true,
+            backoff: MIN_BACKOFF,
+            props: Vec::new(),
+        };
+        for a in rest {
+            e.also(*a);
+        }
+        self.peers.insert(id, e);
+        true
+    }
+
+    /// Is `id` in the table (listed or not)?
+    pub fn contains(&self, id: &PeerId) -> bool {
+        self.peers.contains_key(id)
+    }
+
+    /// The peers with a live session: id, incarnation, TCP port and addresses (for gossip).
+    pub fn connected(&self) -> impl Iterator<Item = &Entry> {
+        self.peers.values().filter(|e| e.state == PeerState::Connected)
+    }
+
+    /// Pick the peers whose dial is due, and mark them dialing. Each comes with the addresses
+    /// to try, in order.
+    pub fn due_dials(&mut self, now: Instant) -> Vec<(PeerId, Vec<SocketAddr>)> {
         let mut out = Vec::new();
         for e in self.peers.values_mut() {
             if e.dialing || e.state == PeerState::Connected {
@@ -237,7 +327,7 @@ impl PeerTable {
                 e.dialing = true;
                 e.beacon_since_dial = false;
                 e.next_dial = None;
-                out.push((e.id, e.addr));
+                out.push((e.id, e.addrs()));
             }
         }
         out
@@ -332,11 +422,12 @@ impl PeerTable {
 mod tests {
     use super::*;
     use crate::discovery::beacon::room_tag;
-    use std::net::Ipv4Addr;
+    use std::net::{IpAddr, Ipv4Addr};
 
     const GRACE: Duration = Duration::from_millis(1500);
     const EXPIRY: Duration = Duration::from_secs(5);
-    const IP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+    const IP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 33333);
+    const ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 4000);
 
     fn beacon(id: u8, inc: u64, farewell: bool) -> Beacon {
         Beacon { id: PeerId([id; 16]), incarnation: inc, tcp_port: 4000, room_tag: room_tag("r"), farewell }
@@ -365,10 +456,10 @@ mod tests {
         assert_eq!(t.beacon(&beacon(1, 1, false), IP, now), BeaconOutcome::New);
         // We (5) are lower than 9: dial 9 now. 1 is lower than us: wait for it to dial.
         let due = t.due_dials(now);
-        assert_eq!(due, vec![(PeerId([9; 16]), SocketAddr::new(IP, 4000))]);
+        assert_eq!(due, vec![(PeerId([9; 16]), vec![ADDR])]);
         assert!(t.due_dials(now).is_empty(), "a dial under way is not repeated");
         let later = now + GRACE;
-        assert_eq!(t.due_dials(later), vec![(PeerId([1; 16]), SocketAddr::new(IP, 4000))]);
+        assert_eq!(t.due_dials(later), vec![(PeerId([1; 16]), vec![ADDR])]);
         assert!(t.listed(later).is_empty(), "not listed before its session is up");
     }
 
@@ -473,5 +564,66 @@ mod tests {
         t.session_up(&hello(8, 1, "sam"), IP, now);
         assert!(matches!(t.resolve("SAM", now), Err(Error::AmbiguousPeer(..))));
         assert_eq!(t.resolve("0808", now).unwrap(), PeerId([8; 16]));
+    }
+
+    fn at(last: u8, port: u16) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, last], port))
+    }
+
+    #[test]
+    fn gossip_introduces_unknown_peers_only() {
+        let mut t = table();
+        let now = Instant::now();
+        // Unknown, higher id: dialed at once, at every address given, in order.
+        assert!(t.gossiped(PeerId([9; 16]), 1, &[at(9, 4000), at(19, 4000)], now));
+        assert_eq!(t.due_dials(now), vec![(PeerId([9; 16]), vec![at(9, 4000), at(19, 4000)])]);
+        // Lower id: after the grace, as for a beacon.
+        assert!(t.gossiped(PeerId([1; 16]), 1, &[at(1, 4000)], now));
+        assert!(t.due_dials(now).is_empty());
+        assert_eq!(t.due_dials(now + GRACE).len(), 1);
+        assert!(t.listed(now).is_empty(), "gossip never lists anyone");
+        // Ourselves, and no address: ignored.
+        assert!(!t.gossiped(PeerId([5; 16]), 1, &[at(5, 4000)], now));
+        assert!(!t.gossiped(PeerId([7; 16]), 1, &[], now));
+        // A connected peer is left alone (no address, incarnation or state change).
+        t.session_up(&hello(9, 1, "Bob"), IP, now);
+        assert!(!t.gossiped(PeerId([9; 16]), 2, &[at(99, 1)], now));
+        let e = t.get(&PeerId([9; 16])).unwrap();
+        assert_eq!((e.addr, e.incarnation, e.state), (ADDR, 1, PeerState::Connected));
+        // A reconnecting one gets the gossiped address first (someone reaches it there now).
+        t.session_closed(PeerId([9; 16]), false, now);
+        t.gossiped(PeerId([9; 16]), 1, &[at(42, 4000)], now);
+        let e = t.get(&PeerId([9; 16])).unwrap();
+        assert_eq!(e.addrs(), vec![at(42, 4000), ADDR, at(9, 4000), at(19, 4000)]);
+    }
+
+    #[test]
+    fn moved_peer_is_dialed_at_its_new_address_first() {
+        let mut t = table();
+        let now = Instant::now();
+        t.beacon(&beacon(9, 1, false), IP, now);
+        t.session_up(&hello(9, 1, "Bob"), IP, now);
+        // A beacon from a second interface while connected: remembered, not preferred.
+        let other = SocketAddr::from(([192, 168, 1, 9], 5555));
+        t.beacon(&beacon(9, 1, false), other, now);
+        assert_eq!(t.get(&PeerId([9; 16])).unwrap().addrs(), vec![ADDR, at9(192, 168, 1, 9)]);
+        // Its session dies; it announces itself from a new address: dialed there first.
+        t.session_closed(PeerId([9; 16]), false, now);
+        let moved = SocketAddr::from(([10, 0, 0, 77], 1234));
+        t.beacon(&beacon(9, 1, false), moved, now);
+        let due = t.due_dials(now + MIN_BACKOFF);
+        assert_eq!(due, vec![(PeerId([9; 16]), vec![at(77, 4000), ADDR, at9(192, 168, 1, 9)])]);
+        // One peer, however many addresses.
+        assert_eq!(t.len(), 1);
+        // The addresses are bounded.
+        for i in 100..110 {
+            t.beacon(&beacon(9, 1, false), SocketAddr::from(([10, 0, 0, i], 1)), now);
+        }
+        assert_eq!(t.get(&PeerId([9; 16])).unwrap().addrs().len(), MAX_ADDRS);
+        assert_eq!(t.get(&PeerId([9; 16])).unwrap().addr, at(109, 4000));
+    }
+
+    fn at9(a: u8, b: u8, c: u8, d: u8) -> SocketAddr {
+        SocketAddr::from(([a, b, c, d], 4000))
     }
 }

@@ -16,6 +16,9 @@
 //! - `out_streams` / `in_streams`: the counters of each per-peer stream (next number to send,
 //!   highest acknowledged; highest delivered);
 //! - `members`: every peer of the room seen, with its name and when it was last seen.
+//!
+//! Messages and members carry their room: one data dir may serve several rooms (a teacher with
+//! two classes), and what is offered, shown or addressed in one room never comes from another.
 
 use std::path::Path;
 
@@ -33,6 +36,7 @@ pub const DB_FILE: &str = "history.db";
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY,
+    room TEXT NOT NULL,
     author BLOB NOT NULL,
     seq INTEGER NOT NULL,
     author_name TEXT NOT NULL,
@@ -47,11 +51,13 @@ CREATE TABLE IF NOT EXISTS messages (
     env BLOB NOT NULL,
     UNIQUE (author, seq)
 );
-CREATE INDEX IF NOT EXISTS messages_kind ON messages (kind, id);
+CREATE INDEX IF NOT EXISTS messages_room_kind ON messages (room, kind, id);
 CREATE TABLE IF NOT EXISTS members (
-    id BLOB PRIMARY KEY,
+    room TEXT NOT NULL,
+    id BLOB NOT NULL,
     name TEXT NOT NULL,
-    last_seen_ms INTEGER NOT NULL
+    last_seen_ms INTEGER NOT NULL,
+    PRIMARY KEY (room, id)
 );
 CREATE TABLE IF NOT EXISTS out_streams (
     peer BLOB PRIMARY KEY,
@@ -94,6 +100,8 @@ pub struct Stored {
 pub struct Store {
     conn: Connection,
     me: PeerId,
+    /// The room whose messages are read and written; `None` (read-only tools): every room.
+    room: Option<String>,
     in_tx: bool,
 }
 
@@ -104,8 +112,9 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Open (creating) the database of the data dir `dir`, or an in-memory one for `None`.
-    pub fn open(dir: Option<&Path>, me: PeerId) -> Result<Store, Error> {
+    /// Open (creating) the database of the data dir `dir`, or an in-memory one for `None`, for
+    /// the messages of `room`.
+    pub fn open(dir: Option<&Path>, me: PeerId, room: &str) -> Result<Store, Error> {
         let conn = match dir {
             Some(d) => Connection::open(d.join(DB_FILE)),
             None => Connection::open_in_memory(),
@@ -117,11 +126,12 @@ impl Store {
         }
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(storage)?;
         conn.execute_batch(SCHEMA).map_err(storage)?;
-        Ok(Store { conn, me, in_tx: false })
+        Ok(Store { conn, me, room: Some(room.to_string()), in_tx: false })
     }
 
-    /// Open the database of `dir` for reading only (export and history, even while a peer runs).
-    pub fn open_readonly(dir: &Path) -> Result<Store, Error> {
+    /// Open the database of `dir` for reading only (export and history, even while a peer runs),
+    /// for the messages of `room`, or of every room.
+    pub fn open_readonly(dir: &Path, room: Option<&str>) -> Result<Store, Error> {
         let path = dir.join(DB_FILE);
         if !path.exists() {
             return Err(Error::Storage(format!(
@@ -133,7 +143,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(storage)?;
         let me =
             std::fs::read_to_string(dir.join("id")).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(PeerId([0; 16]));
-        Ok(Store { conn, me, in_tx: false })
+        Ok(Store { conn, me, room: room.map(str::to_string), in_tx: false })
     }
 
     /// Start grouping writes (no-op when already grouping).
@@ -168,8 +178,8 @@ impl Store {
             .conn
             .prepare_cached(
                 "INSERT OR IGNORE INTO messages
-                 (author, seq, author_name, sent_ms, received_ms, recipient, kind, ref, title, text, private_answers, env)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                 (author, seq, author_name, sent_ms, received_ms, recipient, kind, ref, title, text, private_answers, env, room)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )
             .and_then(|mut st| {
                 st.execute(params![
@@ -185,6 +195,7 @@ impl Store {
                     text,
                     private,
                     env_bytes,
+                    self.room.as_deref().unwrap_or(""),
                 ])
             })
             .map_err(storage)?;
@@ -202,8 +213,13 @@ impl Store {
     /// The encoded envelope of a message, if stored and meant for the whole room.
     pub fn room_envelope(&self, id: &MsgId) -> Result<Option<Vec<u8>>, Error> {
         self.conn
-            .prepare_cached("SELECT env FROM messages WHERE author = ?1 AND seq = ?2 AND recipient IS NULL")
-            .and_then(|mut st| st.query_row(params![&id.author.0[..], id.seq as i64], |r| r.get(0)).optional())
+            .prepare_cached(
+                "SELECT env FROM messages WHERE author = ?1 AND seq = ?2 AND recipient IS NULL
+                 AND (?3 IS NULL OR room = ?3)",
+            )
+            .and_then(|mut st| {
+                st.query_row(params![&id.author.0[..], id.seq as i64, self.room], |r| r.get(0)).optional()
+            })
             .map_err(storage)
     }
 
@@ -243,16 +259,20 @@ impl Store {
             .conn
             .prepare_cached(
                 "SELECT author, seq FROM (
-                    SELECT id, author, seq FROM messages WHERE recipient IS NULL AND kind != 'chat'
+                    SELECT id, author, seq FROM messages
+                    WHERE recipient IS NULL AND kind != 'chat' AND (?3 IS NULL OR room = ?3)
                     UNION ALL
                     SELECT * FROM (SELECT id, author, seq FROM messages
-                                   WHERE recipient IS NULL AND kind = 'chat' ORDER BY id DESC LIMIT ?1)
+                                   WHERE recipient IS NULL AND kind = 'chat' AND (?3 IS NULL OR room = ?3)
+                                   ORDER BY id DESC LIMIT ?1)
                     ORDER BY id DESC LIMIT ?2
                  ) ORDER BY id ASC",
             )
             .map_err(storage)?;
         let rows = st
-            .query_map(params![chats as i64, limit as i64], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))
+            .query_map(params![chats as i64, limit as i64, self.room], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
+            })
             .map_err(storage)?;
         let mut out = Vec::new();
         for r in rows {
@@ -267,14 +287,18 @@ impl Store {
     /// The last `limit` messages of every kind, oldest first.
     pub fn history(&self, limit: usize) -> Result<Vec<Stored>, Error> {
         self.select(
-            "SELECT * FROM (SELECT id, env, received_ms FROM messages ORDER BY id DESC LIMIT ?1) ORDER BY id ASC",
-            params![limit as i64],
+            "SELECT * FROM (SELECT id, env, received_ms FROM messages WHERE (?2 IS NULL OR room = ?2)
+             ORDER BY id DESC LIMIT ?1) ORDER BY id ASC",
+            params![limit as i64, self.room],
         )
     }
 
     /// Every problem, answer and feedback, oldest first.
     pub fn exercises(&self) -> Result<Vec<Stored>, Error> {
-        self.select("SELECT id, env, received_ms FROM messages WHERE kind != 'chat' ORDER BY id ASC", [])
+        self.select(
+            "SELECT id, env, received_ms FROM messages WHERE kind != 'chat' AND (?1 IS NULL OR room = ?1) ORDER BY id ASC",
+            params![self.room],
+        )
     }
 
     /// Number of messages stored.
@@ -291,20 +315,22 @@ impl Store {
     pub fn touch_member(&self, id: PeerId, name: &str, now_ms: u64) -> Result<(), Error> {
         self.conn
             .prepare_cached(
-                "INSERT INTO members (id, name, last_seen_ms) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, last_seen_ms = excluded.last_seen_ms",
+                "INSERT INTO members (room, id, name, last_seen_ms) VALUES (?4, ?1, ?2, ?3)
+                 ON CONFLICT (room, id) DO UPDATE SET name = excluded.name, last_seen_ms = excluded.last_seen_ms",
             )
-            .and_then(|mut st| st.execute(params![&id.0[..], name, now_ms as i64]))
+            .and_then(|mut st| st.execute(params![&id.0[..], name, now_ms as i64, self.room.as_deref().unwrap_or("")]))
             .map(|_| ())
             .map_err(storage)
     }
 
     /// Members seen since `since_ms`.
     pub fn members_since(&self, since_ms: u64) -> Result<Vec<(PeerId, String)>, Error> {
-        let mut st =
-            self.conn.prepare_cached("SELECT id, name FROM members WHERE last_seen_ms >= ?1").map_err(storage)?;
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id, name FROM members WHERE last_seen_ms >= ?1 AND (?2 IS NULL OR room = ?2)")
+            .map_err(storage)?;
         let rows = st
-            .query_map(params![since_ms as i64], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?)))
+            .query_map(params![since_ms as i64, self.room], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?)))
             .map_err(storage)?;
         let mut out = Vec::new();
         for r in rows {
@@ -474,7 +500,7 @@ mod tests {
 
     #[test]
     fn messages_are_kept_once_and_catch_up_is_room_only() {
-        let s = Store::open(None, PeerId([1; 16])).unwrap();
+        let s = Store::open(None, PeerId([1; 16]), "r").unwrap();
         let (p, pb) = env(1, 1, None, Body::Problem { title: "t".into(), body: "b".into(), private_answers: false });
         assert!(s.insert(&p, &pb, 10).unwrap().is_some());
         assert!(s.insert(&p, &pb, 11).unwrap().is_none(), "a repeat is not stored twice");
@@ -499,8 +525,33 @@ mod tests {
     }
 
     #[test]
+    fn rooms_do_not_mix() {
+        let dir = std::env::temp_dir().join(format!("lanpeer-store-rooms-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let me = PeerId([1; 16]);
+        let (p, pb) =
+            env(1, 1, None, Body::Problem { title: "5A".into(), body: String::new(), private_answers: false });
+        {
+            let a = Store::open(Some(&dir), me, "5A").unwrap();
+            a.insert(&p, &pb, 0).unwrap();
+            a.touch_member(PeerId([7; 16]), "x", 10).unwrap();
+        }
+        let b = Store::open(Some(&dir), me, "5B").unwrap();
+        assert!(b.catchup_ids(100, 100).unwrap().is_empty(), "5A's exercise is never offered in 5B");
+        assert!(b.room_envelope(&p.id).unwrap().is_none());
+        assert!(b.history(10).unwrap().is_empty());
+        assert!(b.exercises().unwrap().is_empty());
+        assert!(b.members_since(0).unwrap().is_empty(), "5A's members are not addressed in 5B");
+        let all = Store::open_readonly(&dir, None).unwrap();
+        assert_eq!(all.exercises().unwrap().len(), 1, "the export sees every room");
+        drop((b, all));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn outbox_pending_ack_and_purge() {
-        let mut s = Store::open(None, PeerId([1; 16])).unwrap();
+        let mut s = Store::open(None, PeerId([1; 16]), "r").unwrap();
         s.begin();
         let peer = PeerId([9; 16]);
         for k in 1..=10u64 {

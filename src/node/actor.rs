@@ -39,6 +39,9 @@ use crate::protocol::{Body, Envelope, Frame};
 use crate::store::Store;
 use crate::transport::{BYE_DUPLICATE, BYE_LEAVING, Ctx, SessionMsg, Up, dial};
 
+#[path = "mesh.rs"]
+mod mesh;
+
 /// How often the actor expires peers, starts due dials and checks for resends.
 const TICK: Duration = Duration::from_millis(200);
 /// How often queued messages are checked against the store-and-forward bounds.
@@ -59,6 +62,10 @@ struct Live {
     dialer_is_me: bool,
     outbox: mpsc::Sender<Bytes>,
     cancel: CancellationToken,
+    /// Our end's address (cut when it vanishes: see `mesh`).
+    local: Option<std::net::SocketAddr>,
+    /// Both ends on this computer (only then may loopback addresses travel in gossip).
+    loopback: bool,
 }
 
 impl Live {
@@ -69,6 +76,9 @@ impl Live {
         }
     }
 }
+
+/// A `send` command's reply, and what to answer once the turn is committed.
+type HeldReply = (tokio::sync::oneshot::Sender<Result<MsgId, Error>>, Result<MsgId, Error>);
 
 /// Our stream to one peer.
 #[derive(Debug, Clone, Copy)]
@@ -119,6 +129,8 @@ pub(super) struct Parts {
     pub net_cancel: CancellationToken,
     /// Makes the announce task beacon now (newcomers learn of us at once).
     pub wake_announcer: Arc<tokio::sync::Notify>,
+    /// The selected interfaces, as the announce task publishes them.
+    pub ifaces: tokio::sync::watch::Receiver<Vec<crate::discovery::iface::Iface>>,
     pub tasks: Vec<JoinHandle<()>>,
 }
 
@@ -126,6 +138,8 @@ pub(super) struct Actor {
     p: Parts,
     me: PeerId,
     table: PeerTable,
+    /// Seeds, gossip, moved addresses.
+    mesh: mesh::Mesh,
     exercises: Exercises,
     sessions: HashMap<PeerId, Live>,
     out: HashMap<PeerId, OutStream>,
@@ -135,8 +149,10 @@ pub(super) struct Actor {
     /// Events and acknowledgements held until the current transaction commits.
     held_events: Vec<Event>,
     held_acks: HashMap<PeerId, u64>,
+    /// Streams whose counters changed this turn (saved once, at the end of the turn).
+    dirty_out: std::collections::HashSet<PeerId>,
     /// Replies to `send` commands, held until the messages are stored.
-    held_replies: Vec<(tokio::sync::oneshot::Sender<Result<MsgId, Error>>, Result<MsgId, Error>)>,
+    held_replies: Vec<HeldReply>,
     last_purge: Instant,
 }
 
@@ -167,10 +183,12 @@ impl Actor {
             .collect();
         let since = now_ms().saturating_sub(p.config.keep_for.as_millis() as u64);
         let members = p.store.members_since(since)?.into_iter().map(|(id, _)| (id, now_ms())).collect();
+        let mesh = mesh::Mesh::new(&p.config.seeds, &p.ifaces.borrow(), now);
         Ok(Actor {
             p,
             me,
             table,
+            mesh,
             exercises,
             sessions: HashMap::new(),
             out,
@@ -179,6 +197,7 @@ impl Actor {
             held_events: Vec::new(),
             held_acks: HashMap::new(),
             held_replies: Vec::new(),
+            dirty_out: Default::default(),
             last_purge: now,
         })
     }
@@ -188,12 +207,24 @@ impl Actor {
     }
 
     fn left(&mut self, info: PeerInfo, reason: LeaveReason) {
+        if reason == LeaveReason::Left {
+            self.mesh_left(&info.id);
+        }
         tracing::info!(peer = %info.id.short(), name = %info.name, reason = reason.as_str(), "peer left");
         self.emit(Event::PeerLeft { id: info.id, name: info.name, reason });
     }
 
     /// End of a batch of work: make it durable, then tell the user and acknowledge.
     fn flush(&mut self) {
+        // The stream counters of this turn, once per stream rather than once per message.
+        for peer in std::mem::take(&mut self.dirty_out) {
+            if let Some(o) = self.out.get(&peer) {
+                self.log_store(self.p.store.save_out_stream(peer, o.next, o.acked));
+            }
+        }
+        for (peer, delivered) in &self.held_acks {
+            self.log_store(self.p.store.save_in_stream(*peer, *delivered));
+        }
         if let Err(e) = self.p.store.commit() {
             tracing::error!(error = %e, "cannot save the history; nothing is acknowledged until it works again");
             self.held_acks.clear();
@@ -228,6 +259,7 @@ impl Actor {
     ) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ifaces = self.p.ifaces.clone();
         loop {
             self.p.store.begin();
             tokio::select! {
@@ -263,6 +295,10 @@ impl Actor {
                     }
                 }
                 _ = tick.tick() => self.tick(),
+                Ok(()) = ifaces.changed() => {
+                    let now_set = ifaces.borrow_and_update().clone();
+                    self.ifaces_changed(&now_set);
+                }
             }
             self.flush();
         }
@@ -273,7 +309,7 @@ impl Actor {
     // ---- discovery -------------------------------------------------------------------------
 
     fn beacon(&mut self, h: Heard) {
-        match self.table.beacon(&h.beacon, h.from.ip(), Instant::now()) {
+        match self.table.beacon(&h.beacon, h.from, Instant::now()) {
             BeaconOutcome::New => {
                 tracing::debug!(peer = %h.beacon.id.short(), from = %h.from, "discovered");
                 self.p.wake_announcer.notify_one();
@@ -301,9 +337,9 @@ impl Actor {
 
     /// Start the dials that are due (on every tick, and at once when a newcomer is heard).
     fn dial_due(&mut self, now: Instant) {
-        for (peer, addr) in self.table.due_dials(now) {
-            tracing::debug!(peer = %peer.short(), %addr, "dialing");
-            self.p.ctx.tracker.spawn(dial::dial(peer, addr, self.p.ctx.clone()));
+        for (peer, addrs) in self.table.due_dials(now) {
+            tracing::debug!(peer = %peer.short(), ?addrs, "dialing");
+            self.p.ctx.tracker.spawn(dial::dial(peer, addrs, self.p.ctx.clone()));
         }
     }
 
@@ -317,6 +353,7 @@ impl Actor {
             self.left(info, LeaveReason::Timeout);
         }
         self.dial_due(now);
+        self.mesh_tick(now);
         // Resend what a live peer has not acknowledged for a while (a frame lost with a session
         // we replaced, say). Duplicates are harmless: the receiver drops them.
         let stale: Vec<PeerId> = self
@@ -393,6 +430,7 @@ impl Actor {
                     self.left(info, why);
                 }
             }
+            SessionMsg::SeedDialed { seed, outcome } => self.seed_dialed(seed, outcome),
             SessionMsg::DialFailed { peer } => {
                 if self.sessions.contains_key(&peer) {
                     self.table.dial_done(peer);
@@ -417,12 +455,13 @@ impl Actor {
     /// A session is up: keep it, or, when one is already live with the same incarnation, keep
     /// the one dialed by the lower id (both ends apply the same rule, so both keep the same).
     fn up(&mut self, up: Up) {
-        let Up { sid, hello, remote, dialer_is_me, outbox, cancel } = up;
+        let Up { sid, hello, remote, local, dialer_is_me, outbox, cancel } = up;
         let peer = hello.id;
         if dialer_is_me {
             self.table.dial_done(peer);
         }
-        let new = Live { sid, incarnation: hello.incarnation, dialer_is_me, outbox, cancel };
+        let loopback = remote.ip().is_loopback();
+        let new = Live { sid, incarnation: hello.incarnation, dialer_is_me, outbox, cancel, local, loopback };
         if let Some(cur) = self.sessions.get(&peer)
             && cur.incarnation == hello.incarnation
         {
@@ -438,7 +477,7 @@ impl Actor {
         } else if let Some(stale) = self.sessions.insert(peer, new) {
             stale.cancel.cancel();
         }
-        match self.table.session_up(&hello, remote.ip(), Instant::now()) {
+        match self.table.session_up(&hello, remote, Instant::now()) {
             UpOutcome::Joined(info) => {
                 tracing::info!(peer = %peer.short(), name = %info.name, addr = %info.addr, "peer joined");
                 self.emit(Event::PeerJoined(info));
@@ -455,6 +494,7 @@ impl Actor {
         self.members.insert(peer, now);
         self.start_stream(peer);
         self.offer(peer);
+        self.mesh_up(peer, Instant::now());
     }
 
     /// A new session: tell the peer where our stream to it resumes, and send what it lacks.
@@ -520,9 +560,8 @@ impl Actor {
                     o.acked = upto;
                     o.sent = o.sent.max(upto);
                     o.progress = Instant::now();
-                    let (next, acked) = (o.next, o.acked);
                     self.log_store(self.p.store.acked(peer, upto));
-                    self.log_store(self.p.store.save_out_stream(peer, next, acked));
+                    self.dirty_out.insert(peer);
                     self.pump(peer);
                 }
             }
@@ -577,6 +616,7 @@ impl Actor {
                     i.held.insert(env.id.seq, env);
                 }
             }
+            Frame::Peers(ads) => self.gossip_in(peer, ads),
             other => tracing::debug!(peer = %peer.short(), frame = ?other, "unexpected frame dropped"),
         }
     }
@@ -596,9 +636,9 @@ impl Actor {
         }
     }
 
+    /// Note how far `peer`'s stream is delivered: saved, then acknowledged, at the end of the turn.
     fn save_inbound(&mut self, peer: PeerId) {
         let d = self.inbound.get(&peer).map_or(0, |i| i.delivered);
-        self.log_store(self.p.store.save_in_stream(peer, d));
         self.held_acks.insert(peer, d);
     }
 
@@ -770,9 +810,8 @@ impl Actor {
             let o = self.out.entry(peer).or_insert(OutStream { next: 1, acked: 0, sent: 0, progress: Instant::now() });
             let lseq = o.next;
             o.next += 1;
-            let (next, acked) = (o.next, o.acked);
             self.p.store.enqueue(peer, lseq, row, now)?;
-            self.p.store.save_out_stream(peer, next, acked)?;
+            self.dirty_out.insert(peer);
             let in_window = o.sent + 1 == lseq && o.sent - o.acked < self.p.config.window as u64;
             if in_window
                 && self.sessions.contains_key(&peer)

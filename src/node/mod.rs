@@ -94,14 +94,22 @@ impl Node {
         };
         let identity = Identity::open(config.data_dir.as_deref())?;
         let me = identity.id;
-        let store = crate::store::Store::open(config.data_dir.as_deref(), me)?;
+        let store = crate::store::Store::open(config.data_dir.as_deref(), me, &config.room)?;
         let all = iface::scan().map_err(|source| Error::Socket { what: "interface list", source })?;
         let selected = iface::select(&all, &config.interfaces, true)?;
 
         let udp = Arc::new(socket::open(config.discovery_port)?);
         let loopback_only = selected.iter().all(|i| i.loopback);
         let bind_ip = if loopback_only { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
-        let tcp = tokio::net::TcpListener::bind((bind_ip, config.tcp_port)).await.map_err(|source| {
+        let mut tcp = tokio::net::TcpListener::bind((bind_ip, config.tcp_port)).await;
+        if config.tcp_port_fallback && tcp.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::AddrInUse) {
+            tracing::info!(
+                port = config.tcp_port,
+                "the session port is taken (another peer on this computer?); using any free port"
+            );
+            tcp = tokio::net::TcpListener::bind((bind_ip, 0)).await;
+        }
+        let tcp = tcp.map_err(|source| {
             if source.kind() == std::io::ErrorKind::AddrInUse {
                 Error::PortInUse { what: "session (TCP)", port: config.tcp_port, flag: "--tcp-port" }
             } else {
@@ -129,6 +137,7 @@ impl Node {
         let (sess_tx, sess_rx) = mpsc::channel(4096);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (iface_tx, iface_rx) = watch::channel(selected.clone());
+        let iface_watch = iface_rx.clone();
         let cancel = CancellationToken::new();
         let warner = Arc::new(Warner::new(events_tx.clone(), WARN_EVERY));
         let ctx = Arc::new(Ctx {
@@ -198,6 +207,7 @@ impl Node {
             announce_cancel,
             net_cancel,
             wake_announcer: wake,
+            ifaces: iface_watch,
             tasks: vec![announce, listen_task, accept],
         })?;
         let handle = tokio::spawn(actor.run(cmd_rx, heard_rx, sess_rx));

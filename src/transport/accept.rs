@@ -43,8 +43,9 @@ pub async fn run(listener: TcpListener, ctx: Arc<Ctx>, cancel: CancellationToken
         let c = ctx.clone();
         ctx.tracker.spawn(async move {
             let _permit = permit;
+            let local = stream.local_addr().ok();
             match handshake::handshake(stream, &c, false, remote).await {
-                Ok((hello, framed)) => session::run(hello, remote, false, framed, c).await,
+                Ok((hello, framed)) => session::run(hello, remote, local, false, framed, c).await,
                 Err(e) => tracing::debug!(%remote, error = %e, "incoming connection refused"),
             }
         });

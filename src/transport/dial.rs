@@ -1,44 +1,130 @@
 //! Outgoing connections: connect within the handshake timeout, run the handshake, serve the
 //! session. A failure of any step is reported to the actor as `DialFailed`, which decides
 //! whether to try again (with backoff) or to report the peer gone.
+//!
+//! A peer may be known at several addresses (several interfaces, an old and a new lease, what
+//! gossip said): they are tried in order, each with its share of the connect timeout, and the
+//! first that connects is used. Seeds ([`dial_seed`]) are named by host and port: the name is
+//! resolved on every attempt.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpStream;
 
+use super::handshake::HandshakeError;
 use super::{Ctx, SessionMsg, handshake, session};
 use crate::id::PeerId;
+use crate::seeds::{SeedAddr, SeedOutcome};
 
-/// Dial `peer` at `addr` (spawned by the actor on the connection tracker).
-pub async fn dial(peer: PeerId, addr: SocketAddr, ctx: Arc<Ctx>) {
+/// Shortest connect timeout per address when several are tried.
+const MIN_CONNECT: Duration = Duration::from_millis(1000);
+
+/// Connect to the first of `addrs` that answers; Err(why) if none does (or on cancel: None).
+async fn connect_any(addrs: &[SocketAddr], ctx: &Ctx) -> Option<Result<(TcpStream, SocketAddr), String>> {
+    if addrs.is_empty() {
+        return Some(Err("no address".into()));
+    }
+    let each = (ctx.handshake_timeout / addrs.len() as u32).max(MIN_CONNECT.min(ctx.handshake_timeout));
+    let mut why = String::new();
+    for &addr in addrs {
+        let r = tokio::select! {
+            _ = ctx.cancel.cancelled() => return None,
+            r = tokio::time::timeout(each, TcpStream::connect(addr)) => r,
+        };
+        match r {
+            Ok(Ok(s)) => return Some(Ok((s, addr))),
+            Ok(Err(e)) => why = format!("{addr}: {e}"),
+            Err(_) => why = format!("{addr}: connect timed out"),
+        }
+        tracing::debug!(%why, "connect failed");
+    }
+    Some(Err(why))
+}
+
+/// Dial `peer` at `addrs`, in order (spawned by the actor on the connection tracker).
+pub async fn dial(peer: PeerId, addrs: Vec<SocketAddr>, ctx: Arc<Ctx>) {
     let failed = |why: String| {
-        tracing::debug!(peer = %peer.short(), %addr, %why, "dial failed");
+        tracing::debug!(peer = %peer.short(), ?addrs, %why, "dial failed");
         SessionMsg::DialFailed { peer }
     };
     let Ok(_permit) = ctx.limit.clone().try_acquire_owned() else {
         let _ = ctx.actor.send(failed("too many connections".into())).await;
         return;
     };
-    let stream = tokio::select! {
-        _ = ctx.cancel.cancelled() => return,
-        r = tokio::time::timeout(ctx.handshake_timeout, TcpStream::connect(addr)) => r,
+    let (stream, addr) = match connect_any(&addrs, &ctx).await {
+        None => return,
+        Some(Ok(x)) => x,
+        Some(Err(why)) => return drop(ctx.actor.send(failed(why)).await),
     };
-    let stream = match stream {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return drop(ctx.actor.send(failed(e.to_string())).await),
-        Err(_) => return drop(ctx.actor.send(failed("connect timed out".into())).await),
-    };
+    let local = stream.local_addr().ok();
     match handshake::handshake(stream, &ctx, true, addr).await {
         Ok((hello, framed)) => {
             if hello.id != peer {
                 // Someone else answers there now; the session with them is still good.
                 let _ = ctx.actor.send(failed(format!("{} answered", hello.id.short()))).await;
             }
-            session::run(hello, addr, true, framed, ctx).await;
+            session::run(hello, addr, local, true, framed, ctx).await;
         }
         Err(e) => {
             let _ = ctx.actor.send(failed(e.to_string())).await;
+        }
+    }
+}
+
+/// Most addresses tried for one seed name.
+const SEED_ADDRS: usize = 4;
+
+/// Dial seed number `seed` at `at`: resolve the name now (a name may point elsewhere than at
+/// the last attempt), connect to the first address that answers, handshake, serve the session.
+pub async fn dial_seed(seed: usize, at: SeedAddr, ctx: Arc<Ctx>) {
+    let report = |outcome: SeedOutcome| SessionMsg::SeedDialed { seed, outcome };
+    let Ok(_permit) = ctx.limit.clone().try_acquire_owned() else {
+        let _ = ctx.actor.send(report(SeedOutcome::Failed)).await;
+        return;
+    };
+    let lookup = tokio::select! {
+        _ = ctx.cancel.cancelled() => return,
+        r = tokio::time::timeout(ctx.handshake_timeout, tokio::net::lookup_host((at.host.as_str(), at.port))) => r,
+    };
+    let mut addrs: Vec<SocketAddr> = match lookup {
+        Ok(Ok(a)) => a.collect(),
+        Ok(Err(e)) => {
+            tracing::debug!(seed = %at, error = %e, "cannot resolve the seed's name");
+            Vec::new()
+        }
+        Err(_) => {
+            tracing::debug!(seed = %at, "resolving the seed's name timed out");
+            Vec::new()
+        }
+    };
+    addrs.dedup();
+    addrs.truncate(SEED_ADDRS);
+    let (stream, addr) = match connect_any(&addrs, &ctx).await {
+        None => return,
+        Some(Ok(x)) => x,
+        Some(Err(why)) => {
+            tracing::debug!(seed = %at, %why, "seed does not answer");
+            let _ = ctx.actor.send(report(SeedOutcome::Failed)).await;
+            return;
+        }
+    };
+    let local = stream.local_addr().ok();
+    match handshake::handshake(stream, &ctx, true, addr).await {
+        Ok((hello, framed)) => {
+            tracing::debug!(seed = %at, peer = %hello.id.short(), %addr, "seed answered");
+            if ctx.actor.send(report(SeedOutcome::Up(hello.id))).await.is_err() {
+                return;
+            }
+            session::run(hello, addr, local, true, framed, ctx).await;
+        }
+        Err(HandshakeError::SelfId) => {
+            let _ = ctx.actor.send(report(SeedOutcome::Itself)).await;
+        }
+        Err(e) => {
+            tracing::debug!(seed = %at, error = %e, "seed refused the session");
+            let _ = ctx.actor.send(report(SeedOutcome::Failed)).await;
         }
     }
 }

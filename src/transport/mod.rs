@@ -45,6 +45,8 @@ pub struct Up {
     pub hello: Hello,
     /// The peer's socket address.
     pub remote: std::net::SocketAddr,
+    /// Our end's address (a session whose local address vanished is cut: the peer moved us).
+    pub local: Option<std::net::SocketAddr>,
     /// True when this node dialed.
     pub dialer_is_me: bool,
     /// Frames to send to the peer, already encoded. Dropping every sender closes the session
@@ -84,6 +86,13 @@ pub enum SessionMsg {
     DialFailed {
         /// The peer dialed.
         peer: PeerId,
+    },
+    /// A dial of a seed peer ended (sent before the session, if any, reports `Up`).
+    SeedDialed {
+        /// The seed's index in the node's list.
+        seed: usize,
+        /// What came of it.
+        outcome: crate::seeds::SeedOutcome,
     },
 }
 

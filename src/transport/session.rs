@@ -33,14 +33,21 @@ const BATCH: usize = 256;
 static NEXT_SID: AtomicU64 = AtomicU64::new(1);
 
 /// Hand a handshaken connection to the actor and serve it until it ends.
-pub async fn run(hello: Hello, remote: SocketAddr, dialer_is_me: bool, framed: Framed, ctx: Arc<Ctx>) {
+pub async fn run(
+    hello: Hello,
+    remote: SocketAddr,
+    local: Option<SocketAddr>,
+    dialer_is_me: bool,
+    framed: Framed,
+    ctx: Arc<Ctx>,
+) {
     let sid = NEXT_SID.fetch_add(1, Ordering::Relaxed);
     let peer = hello.id;
     let (mut read, write) = framed;
     let (outbox, rx) = mpsc::channel(ctx.outbox_capacity);
     let cancel = ctx.cancel.child_token();
     tracing::debug!(sid, peer = %peer.short(), %remote, dialer_is_me, "session up");
-    let up = Up { sid, hello, remote, dialer_is_me, outbox, cancel: cancel.clone() };
+    let up = Up { sid, hello, remote, local, dialer_is_me, outbox, cancel: cancel.clone() };
     if ctx.actor.send(SessionMsg::Up(up)).await.is_err() {
         return;
     }

@@ -507,18 +507,14 @@ mod tests {
         web.publish(&events.recv().await.unwrap());
         let mut ws = ws_connect(web.local_addr(), Some(&format!("http://{}", web.local_addr()))).await.unwrap();
         assert_eq!(next_json(&mut ws).await["event"], "history");
-        // On this single-threaded runtime the page's task cannot run while we publish.
-        let me = node.id();
+        // Real chats (the history comes from the node's database), then their events published
+        // all at once: on this single-threaded runtime the page's task cannot run meanwhile.
         let n = BROADCAST_CAPACITY as u64 + 100;
         for seq in 1..=n {
-            web.publish(&Event::Message(crate::Message {
-                id: crate::MsgId { author: me, seq },
-                from_name: "Ada".into(),
-                sent_ms: seq,
-                to: None,
-                body: crate::Body::Chat { text: format!("chat {seq}") },
-                own: true,
-            }));
+            node.chat(format!("chat {seq}")).await.unwrap();
+        }
+        while let Ok(e) = events.try_recv() {
+            web.publish(&e);
         }
         let v = next_json(&mut ws).await;
         assert_eq!(v["event"], "history", "after a lag, the history comes first: {v}");

@@ -47,8 +47,8 @@ fn item(m: &Message) -> Value {
 }
 
 /// The exercises of a data dir, optionally one problem only (full id or `<prefix>-<seq>`).
-fn problems(dir: &Path, problem: Option<&str>) -> Result<Vec<ProblemView>, Error> {
-    let store = Store::open_readonly(dir)?;
+fn problems(dir: &Path, room: Option<&str>, problem: Option<&str>) -> Result<Vec<ProblemView>, Error> {
+    let store = Store::open_readonly(dir, room)?;
     let mut ex = Exercises::default();
     for s in store.exercises()? {
         ex.record(&s.message);
@@ -64,8 +64,8 @@ fn problems(dir: &Path, problem: Option<&str>) -> Result<Vec<ProblemView>, Error
 }
 
 /// Write the problems with every answer and its feedback to stdout.
-pub fn export(dir: &Path, format: Format, problem: Option<&str>) -> Result<(), Error> {
-    let list = problems(dir, problem)?;
+pub fn export(dir: &Path, room: Option<&str>, format: Format, problem: Option<&str>) -> Result<(), Error> {
+    let list = problems(dir, room, problem)?;
     let out = std::io::stdout();
     let mut out = out.lock();
     let io = |e: std::io::Error| Error::Storage(format!("cannot write the export: {e}"));
@@ -145,8 +145,8 @@ pub fn export(dir: &Path, format: Format, problem: Option<&str>) -> Result<(), E
 }
 
 /// Print the recent messages as the prompt shows them (or as one JSON `history` event).
-pub fn history(dir: &Path, limit: usize, json: bool) -> Result<(), Error> {
-    let store = Store::open_readonly(dir)?;
+pub fn history(dir: &Path, room: Option<&str>, limit: usize, json: bool) -> Result<(), Error> {
+    let store = Store::open_readonly(dir, room)?;
     let msgs: Vec<Message> = store.history(limit)?.into_iter().map(|s| s.message).collect();
     let mut out = Output::new(json);
     out.history(&msgs);

@@ -14,6 +14,8 @@ use lanpeer::web::Web;
 use lanpeer::{Config, Event, Node};
 use tokio::io::AsyncBufReadExt;
 
+mod configfile;
+mod doctor;
 mod export;
 mod input;
 mod output;
@@ -24,8 +26,17 @@ use output::Output;
 /// lanpeer: chat, exercises, answers and feedback between the computers of one classroom,
 /// with nothing installed but this program.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about = None, args_override_self = true)]
 struct Args {
+    /// Read settings from FILE: `key = value` lines (name, room, iface, port, tcp-port, peer,
+    /// data-dir, role, passphrase-file); flags given here win.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// A peer to contact directly, HOST[:PORT] (a name or an address; PORT is its session port,
+    /// default 5681), for peers that broadcast does not reach (another subnet, a Wi-Fi that
+    /// blocks it). Repeat for more; one is enough to meet everyone it knows.
+    #[arg(long = "peer", value_name = "HOST[:PORT]")]
+    peers: Vec<lanpeer::seeds::SeedAddr>,
     /// Your name as others see it (default: your login name).
     #[arg(long)]
     name: Option<String>,
@@ -39,9 +50,9 @@ struct Args {
     /// UDP port of discovery (the same on every computer of the class).
     #[arg(long, value_name = "UDP_PORT", default_value_t = lanpeer::config::DEFAULT_DISCOVERY_PORT)]
     port: u16,
-    /// TCP port for connections from other peers (default: any free port).
-    #[arg(long, value_name = "PORT", default_value_t = 0)]
-    tcp_port: u16,
+    /// TCP port for connections from other peers (default: 5681 if free, else any free port).
+    #[arg(long, value_name = "PORT")]
+    tcp_port: Option<u16>,
     /// Folder for this peer's identity (default: the per-user data folder of the system).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -65,6 +76,15 @@ struct Args {
     /// With --web: open the page in the browser.
     #[arg(long, requires = "web")]
     open: bool,
+    /// Keep messages for an absent peer this many hours (then they are dropped, with a log line).
+    #[arg(long, value_name = "HOURS", default_value_t = 24.0)]
+    keep_hours: f64,
+    /// Keep at most this many messages per absent peer (the oldest are dropped first).
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    keep_max: usize,
+    /// How many recent chats a late joiner gets from this peer (with every exercise).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    catch_up: usize,
     /// More log on stderr (-v: info, -vv: debug). LANPEER_LOG overrides, e.g. LANPEER_LOG=lanpeer=trace.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -86,6 +106,25 @@ enum Sub {
         /// Only this problem (its id, or the short form the prompt shows).
         #[arg(long, value_name = "ID")]
         problem: Option<String>,
+        /// Only this room (default: every room this data folder was used in).
+        #[arg(long)]
+        room: Option<String>,
+    },
+    /// Say which interfaces and ports a peer would use, and whether the peers named with
+    /// --peer answer: for when peers do not see each other. Sends no beacon.
+    Doctor {
+        /// Interface to check, as for a peer (repeat for several).
+        #[arg(long = "iface", value_name = "IFACE")]
+        ifaces: Vec<String>,
+        /// UDP port of discovery.
+        #[arg(long, value_name = "UDP_PORT", default_value_t = lanpeer::config::DEFAULT_DISCOVERY_PORT)]
+        port: u16,
+        /// Session port to check.
+        #[arg(long, value_name = "PORT", default_value_t = lanpeer::config::DEFAULT_TCP_PORT)]
+        tcp_port: u16,
+        /// A peer to try, HOST[:PORT] (repeat for several).
+        #[arg(long = "peer", value_name = "HOST[:PORT]")]
+        peers: Vec<lanpeer::seeds::SeedAddr>,
     },
     /// Show the recent chat and exercises as the prompt would.
     History {
@@ -98,6 +137,9 @@ enum Sub {
         /// One JSON `history` event instead of lines for people.
         #[arg(long)]
         json: bool,
+        /// Only this room (default: every room this data folder was used in).
+        #[arg(long)]
+        room: Option<String>,
     },
 }
 
@@ -113,10 +155,20 @@ fn data_dir_or_default(d: Option<PathBuf>) -> Result<PathBuf, lanpeer::Error> {
 /// Run a subcommand; `None` when there is none (run a peer).
 fn run_sub(cmd: Sub) -> Result<(), lanpeer::Error> {
     match cmd {
-        Sub::Export { data_dir, format, problem } => {
-            export::export(&data_dir_or_default(data_dir)?, format, problem.as_deref())
+        Sub::Export { data_dir, format, problem, room } => {
+            export::export(&data_dir_or_default(data_dir)?, room.as_deref(), format, problem.as_deref())
         }
-        Sub::History { data_dir, limit, json } => export::history(&data_dir_or_default(data_dir)?, limit, json),
+        Sub::History { data_dir, limit, json, room } => {
+            export::history(&data_dir_or_default(data_dir)?, room.as_deref(), limit, json)
+        }
+        Sub::Doctor { ifaces, port, tcp_port, peers } => {
+            let d = doctor::Doctor { ifaces, port, tcp_port, peers };
+            match doctor::run(&d, &mut std::io::stdout().lock()) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(lanpeer::Error::BadText("the doctor found problems (see above)".into())),
+                Err(e) => Err(lanpeer::Error::BadText(format!("cannot write the report: {e}"))),
+            }
+        }
     }
 }
 
@@ -263,9 +315,14 @@ async fn run(args: Args) -> Result<(), lanpeer::Error> {
         room: args.room,
         interfaces: args.ifaces,
         discovery_port: args.port,
-        tcp_port: args.tcp_port,
+        tcp_port: args.tcp_port.unwrap_or(lanpeer::config::DEFAULT_TCP_PORT),
+        tcp_port_fallback: args.tcp_port.is_none(),
+        seeds: args.peers,
         data_dir: Some(data_dir),
         props,
+        keep_for: std::time::Duration::from_secs_f64(args.keep_hours.clamp(0.0, 24.0 * 365.0) * 3600.0),
+        max_pending_per_peer: args.keep_max,
+        catchup_chats: args.catch_up,
         ..Config::default()
     };
     // One file descriptor per peer of the room: make sure a lecture hall fits.
@@ -361,7 +418,14 @@ async fn run(args: Args) -> Result<(), lanpeer::Error> {
 }
 
 fn main() -> ExitCode {
-    let mut args = Args::parse();
+    let argv = match configfile::expand(std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("lanpeer: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut args = Args::parse_from(argv);
     init_logging(args.verbose);
     if let Some(cmd) = args.command.take() {
         return match run_sub(cmd) {

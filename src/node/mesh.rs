@@ -1,0 +1,167 @@
+//! The node actor's side of "beyond one broadcast domain" (a child module of `actor`, so that it
+//! shares the actor's state without widening it): seed peers, gossip, and sessions cut when the
+//! local address they were bound to vanished.
+//!
+//! Pure decisions on the actor's state; the I/O is a spawned dial or a frame in an outbox, as
+//! everywhere else in the actor.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use super::Actor;
+use crate::codec;
+use crate::discovery::iface::Iface;
+use crate::gossip::{self, Book, Rounds};
+use crate::guard::RateLimiter;
+use crate::id::PeerId;
+use crate::protocol::{Frame, PeerAd};
+use crate::seeds::{SeedOutcome, Seeds};
+use crate::transport::dial;
+
+/// The actor's mesh state.
+pub(super) struct Mesh {
+    /// Peers remembered from gossip and from our sessions.
+    book: Book,
+    /// When the next gossip round is due.
+    rounds: Rounds,
+    /// The seeds, and when to dial each.
+    seeds: Seeds,
+    /// Dials of gossiped or remembered peers (one bucket for all).
+    dials: RateLimiter<()>,
+    /// Our addresses on the selected interfaces, as last published by the announce task.
+    local: Vec<IpAddr>,
+}
+
+impl Mesh {
+    pub(super) fn new(seeds: &[crate::seeds::SeedAddr], ifaces: &[Iface], now: Instant) -> Self {
+        Mesh {
+            book: Book::default(),
+            rounds: Rounds::default(),
+            seeds: Seeds::new(seeds, now),
+            dials: RateLimiter::new(gossip::DIAL_BURST, gossip::DIALS_PER_SEC),
+            local: ifaces.iter().map(|i| IpAddr::V4(i.ip)).collect(),
+        }
+    }
+}
+
+impl Actor {
+    /// On every tick: dial the seeds that are due, bring back remembered peers that fell out of
+    /// the table, and send a gossip round if one is due.
+    pub(super) fn mesh_tick(&mut self, now: Instant) {
+        let sessions = &self.sessions;
+        for (i, at) in self.mesh.seeds.due(now, |p| sessions.contains_key(p)) {
+            tracing::debug!(seed = %at, "dialing seed");
+            self.p.ctx.tracker.spawn(dial::dial_seed(i, at, self.p.ctx.clone()));
+        }
+        let table = &self.table;
+        let back = self.mesh.book.due(now, |id| !table.contains(id));
+        for (id, incarnation, addrs) in back {
+            if !self.mesh.dials.allow((), now) {
+                break;
+            }
+            tracing::debug!(peer = %id.short(), ?addrs, "looking again for a remembered peer");
+            self.table.gossiped(id, incarnation, &addrs, now);
+        }
+        if self.mesh.rounds.due(now) {
+            let peers: Vec<PeerId> = self.sessions.keys().copied().collect();
+            for p in peers {
+                self.gossip_to(p);
+            }
+        }
+    }
+
+    /// A session is up and kept: remember where the peer is, tell it whom we know, and tell
+    /// the others about it (at the next round).
+    pub(super) fn mesh_up(&mut self, peer: PeerId, now: Instant) {
+        if let Some(e) = self.table.get(&peer) {
+            let (inc, addr) = (e.incarnation, e.addr);
+            self.mesh.book.confirm(peer, inc, addr, now);
+        }
+        self.gossip_to(peer);
+        self.mesh.rounds.changed();
+    }
+
+    /// The peer left on purpose: stop looking for it.
+    pub(super) fn mesh_left(&mut self, peer: &PeerId) {
+        self.mesh.book.forget(peer);
+    }
+
+    /// A dial of a seed ended.
+    pub(super) fn seed_dialed(&mut self, seed: usize, outcome: SeedOutcome) {
+        if let Some(at) = self.mesh.seeds.done(seed, outcome, Instant::now()) {
+            tracing::info!(seed = %at, "the peer given as {at} is this peer itself; not dialing it");
+        }
+    }
+
+    /// Send `to` the peers we have a live session with (except itself), at most
+    /// [`gossip::MAX_ADS`], starting at a random one when there are more.
+    fn gossip_to(&mut self, to: PeerId) {
+        let Some(s) = self.sessions.get(&to) else { return };
+        let loopback = s.loopback;
+        let mut ads: Vec<PeerAd> = self
+            .table
+            .connected()
+            .filter(|e| e.id != to && self.sessions.contains_key(&e.id))
+            .filter_map(|e| gossip::ad(e.id, e.incarnation, e.addr.port(), &e.addrs(), loopback))
+            .collect();
+        if ads.is_empty() {
+            return;
+        }
+        if ads.len() > gossip::MAX_ADS {
+            let start = rand::random_range(0..ads.len());
+            ads.rotate_left(start);
+            ads.truncate(gossip::MAX_ADS);
+        }
+        tracing::trace!(peer = %to.short(), n = ads.len(), "gossip sent");
+        if let Ok(f) = codec::encode(&Frame::Peers(ads)) {
+            self.push(to, f);
+        }
+    }
+
+    /// Gossip from `from`, a peer of a live session of this room: remember the peers it names,
+    /// and dial those we do not know (within the dial rate). Nobody is listed before its own
+    /// handshake.
+    pub(super) fn gossip_in(&mut self, from: PeerId, ads: Vec<PeerAd>) {
+        let now = Instant::now();
+        let loopback = self.sessions.get(&from).is_some_and(|s| s.loopback);
+        let mut new = false;
+        for ad in ads.iter().take(gossip::MAX_ADS) {
+            let Some(addrs) = gossip::accept(ad, self.me, loopback) else { continue };
+            self.mesh.book.learn(ad.id, ad.incarnation, &addrs, now);
+            if self.sessions.contains_key(&ad.id) {
+                continue;
+            }
+            if !self.table.contains(&ad.id) && !self.mesh.dials.allow((), now) {
+                tracing::debug!(peer = %ad.id.short(), "gossiped peer not dialed now (dial rate)");
+                continue;
+            }
+            if self.table.gossiped(ad.id, ad.incarnation, &addrs, now) {
+                tracing::debug!(peer = %ad.id.short(), via = %from.short(), ?addrs, "discovered by gossip");
+                new = true;
+            }
+        }
+        if new {
+            self.dial_due(now);
+        }
+    }
+
+    /// The announce task published a new set of interfaces. Sessions bound to an address we no
+    /// longer have cannot carry anything any more: cut them now (rather than after the idle
+    /// timeout), so that both ends redial at once, from and to the new address. Beacon at once
+    /// too: the others learn the new address.
+    pub(super) fn ifaces_changed(&mut self, now_set: &[Iface]) {
+        let ips: Vec<IpAddr> = now_set.iter().map(|i| IpAddr::V4(i.ip)).collect();
+        let gone: Vec<IpAddr> = self.mesh.local.iter().filter(|ip| !ips.contains(ip)).copied().collect();
+        self.mesh.local = ips;
+        if gone.is_empty() {
+            return;
+        }
+        for (peer, s) in &self.sessions {
+            if s.local.is_some_and(|l| gone.contains(&gossip::canonical(l.ip()))) {
+                tracing::info!(peer = %peer.short(), local = ?s.local, "our address on this session is gone; reconnecting");
+                s.cancel.cancel();
+            }
+        }
+        self.p.wake_announcer.notify_one();
+    }
+}
