@@ -24,7 +24,8 @@ pub struct Config {
     /// Room: peers of other rooms are ignored.
     pub room: String,
     /// Interfaces to announce on and accept beacons from, by name (`lo`, `eth0`...).
-    /// Empty means every up, non-loopback IPv4 interface with a broadcast address.
+    /// Empty means every up, non-loopback interface with an IPv4 broadcast address or with an
+    /// IPv6 address and multicast.
     pub interfaces: Vec<String>,
     /// UDP port of discovery (shared by all peers of a LAN, and of one machine).
     pub discovery_port: u16,

@@ -29,7 +29,7 @@ pub enum Error {
     },
     /// No interface to announce on.
     #[error(
-        "no usable network interface is up (an IPv4 address with broadcast is needed); connect to the network, or use --iface lo to try lanpeer on this computer alone"
+        "no usable network interface is up (an IPv4 address with broadcast, or IPv6 with multicast, is needed); connect to the network, or use --iface lo to try lanpeer on this computer alone"
     )]
     NoInterface,
     /// A port is taken by another program.

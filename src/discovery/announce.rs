@@ -8,6 +8,8 @@
 //!
 //! It also owns the interface scan: every `rescan_interval` it looks at the interfaces again and
 //! publishes the new set on a `watch` channel, which the collect-listener reads to filter sources.
+//! It keeps the IPv6 socket's group memberships in step with the set: the group is joined on
+//! every selected interface with an IPv6 address, and left on those that are gone.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,14 +21,19 @@ use tokio_util::sync::CancellationToken;
 
 use super::beacon::Beacon;
 use super::iface::{self, Iface};
+use super::socket;
 
 /// Shortest time between two beacons, when woken by newcomers.
 pub const MIN_GAP: Duration = Duration::from_millis(100);
 
 /// What the announce task needs.
 pub struct Announcer {
-    /// The shared discovery socket.
+    /// The shared discovery socket (IPv4).
     pub socket: Arc<UdpSocket>,
+    /// The shared IPv6 discovery socket, when IPv6 is there.
+    pub socket6: Option<Arc<UdpSocket>>,
+    /// Interface indexes whose group membership the IPv6 socket holds.
+    pub joined: Vec<u32>,
     /// Our beacon (its farewell flag is set at the end).
     pub beacon: Beacon,
     /// The discovery port beacons are sent to.
@@ -53,16 +60,38 @@ fn jittered(d: Duration) -> Duration {
 
 impl Announcer {
     async fn send_all(&self, bytes: &[u8]) {
-        let targets: Vec<SocketAddr> =
-            self.ifaces.borrow().iter().map(|i| SocketAddr::from((i.broadcast, self.port))).collect();
+        let (targets, indexes): (Vec<SocketAddr>, Vec<u32>) = {
+            let ifaces = self.ifaces.borrow();
+            let v4 = ifaces.iter().filter_map(|i| i.broadcast).map(|b| SocketAddr::from((b, self.port))).collect();
+            (v4, iface::v6_indexes(&ifaces))
+        };
         for to in targets {
             if let Err(e) = self.socket.send_to(bytes, to).await {
                 tracing::debug!(%to, error = %e, "beacon not sent");
             }
         }
+        if let Some(s6) = &self.socket6 {
+            for index in indexes {
+                if let Err(e) = socket::send_v6(s6, bytes, index, self.port).await {
+                    tracing::debug!(to = %socket::group_addr(index, self.port), error = %e, "beacon not sent");
+                }
+            }
+        }
     }
 
-    fn rescan_now(&self) {
+    /// Join the group on the selected interfaces that have IPv6, leave it on the others.
+    fn sync_groups(&mut self) {
+        let Some(s6) = &self.socket6 else { return };
+        let wanted = iface::v6_indexes(&self.ifaces.borrow());
+        if wanted.len() == self.joined.len() && wanted.iter().all(|i| self.joined.contains(i)) {
+            return;
+        }
+        for (index, e) in socket::sync_groups(socket2::SockRef::from(&**s6), &mut self.joined, &wanted) {
+            tracing::debug!(index, error = %e, "cannot join the IPv6 discovery group on this interface (yet)");
+        }
+    }
+
+    fn rescan_now(&mut self) {
         let all = match iface::scan() {
             Ok(a) => a,
             Err(e) => {
@@ -84,11 +113,13 @@ impl Announcer {
             *cur = sel;
             true
         });
+        self.sync_groups();
     }
 
     /// Run until `cancel`, then say farewell.
     pub async fn run(mut self, cancel: CancellationToken) {
         let hello = self.beacon.encode_for(self.key.as_deref());
+        self.sync_groups();
         let mut next_scan = Instant::now() + self.rescan;
         loop {
             self.send_all(&hello).await;

@@ -1,5 +1,6 @@
-//! The collect-listener task: receives every datagram on the discovery port and passes the
-//! beacons of the room's other peers to the node actor.
+//! The collect-listener task: receives every datagram on the discovery port (the IPv4 socket
+//! and, when there is one, the IPv6 socket) and passes the beacons of the room's other peers to
+//! the node actor. Both sockets go through the same checks.
 //!
 //! Dropped (debug log, nothing else): datagrams that are not beacons, beacons of another
 //! version or room, our own beacons, and beacons from outside the selected interfaces. Beacons of
@@ -20,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::beacon::{Beacon, tag_ok};
-use super::iface::Iface;
+use super::iface::{self, Iface};
 use crate::guard::{RateLimiter, WarnKind, Warner};
 use crate::id::PeerId;
 
@@ -35,8 +36,10 @@ pub struct Heard {
 
 /// What the listener needs.
 pub struct Listener {
-    /// The shared discovery socket.
+    /// The shared discovery socket (IPv4).
     pub socket: Arc<UdpSocket>,
+    /// The shared IPv6 discovery socket, when IPv6 is there.
+    pub socket6: Option<Arc<UdpSocket>>,
     /// Our id (own beacons are dropped).
     pub me: PeerId,
     /// Our room's tag.
@@ -62,20 +65,31 @@ impl Listener {
     pub async fn run(mut self, cancel: CancellationToken) {
         // Larger than any beacon, so an oversized datagram shows as too long rather than cut.
         let mut buf = [0u8; 256];
+        let mut buf6 = [0u8; 256];
+        let socket = self.socket.clone();
+        let socket6 = self.socket6.clone();
         loop {
-            let (n, from) = tokio::select! {
-                _ = cancel.cancelled() => break,
-                r = self.socket.recv_from(&mut buf) => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        // E.g. ICMP errors surfacing on some platforms: not fatal.
-                        tracing::debug!(error = %e, "discovery receive error");
-                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                        continue;
-                    }
-                },
+            let recv6 = async {
+                match &socket6 {
+                    Some(s) => s.recv_from(&mut buf6).await,
+                    None => std::future::pending().await,
+                }
             };
-            let Some(beacon) = self.check(&buf[..n], from) else { continue };
+            let r = tokio::select! {
+                _ = cancel.cancelled() => break,
+                r = socket.recv_from(&mut buf) => r.map(|(n, from)| (&buf[..n], from)),
+                r = recv6 => r.map(|(n, from)| (&buf6[..n], from)),
+            };
+            let (d, from) = match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // E.g. ICMP errors surfacing on some platforms: not fatal.
+                    tracing::debug!(error = %e, "discovery receive error");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            let Some(beacon) = self.check(d, from) else { continue };
             if self.tx.try_send(Heard { beacon, from }).is_err() {
                 if self.tx.is_closed() {
                     break;
@@ -103,7 +117,10 @@ impl Listener {
             tracing::trace!(%from, "beacon of another room");
             return None;
         }
-        if !self.ifaces.borrow().iter().any(|i| i.contains(from.ip())) {
+        // IPv4: on a selected subnet; IPv6 link-local: on the selected interface whose index is
+        // the source's scope id; other IPv6: on a selected prefix; IPv6 only on links without
+        // a selected IPv4 address (see `iface::hears`).
+        if !iface::hears(&self.ifaces.borrow(), from) {
             tracing::debug!(%from, "beacon from outside the selected interfaces");
             return None;
         }

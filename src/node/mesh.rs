@@ -39,7 +39,7 @@ impl Mesh {
             rounds: Rounds::default(),
             seeds: Seeds::new(seeds, now),
             dials: RateLimiter::new(gossip::DIAL_BURST, gossip::DIALS_PER_SEC),
-            local: ifaces.iter().map(|i| IpAddr::V4(i.ip)).collect(),
+            local: ifaces.iter().map(|i| i.ip).collect(),
         }
     }
 }
@@ -150,7 +150,7 @@ impl Actor {
     /// timeout), so that both ends redial at once, from and to the new address. Beacon at once
     /// too: the others learn the new address.
     pub(super) fn ifaces_changed(&mut self, now_set: &[Iface]) {
-        let ips: Vec<IpAddr> = now_set.iter().map(|i| IpAddr::V4(i.ip)).collect();
+        let ips: Vec<IpAddr> = now_set.iter().map(|i| i.ip).collect();
         let gone: Vec<IpAddr> = self.mesh.local.iter().filter(|ip| !ips.contains(ip)).copied().collect();
         self.mesh.local = ips;
         if gone.is_empty() {

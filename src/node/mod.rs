@@ -6,7 +6,7 @@
 //! oneshot reply, so callers never share a lock with the network tasks. Dropping every handle
 //! stops the node as `shutdown` would.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use tokio::sync::{Mutex, Notify, Semaphore, mpsc, oneshot, watch};
@@ -99,6 +99,19 @@ impl Node {
         let selected = iface::select(&all, &config.interfaces, true)?;
 
         let udp = Arc::new(socket::open(config.discovery_port)?);
+        // IPv6 discovery is an addition: without IPv6 (disabled in the kernel, say) the peer
+        // runs on IPv4 alone, as before.
+        let udp6 = match socket::open_v6(config.discovery_port) {
+            Ok(s) => Some(Arc::new(s)),
+            Err(e) => {
+                if selected.iter().any(|i| i.is_v6()) {
+                    tracing::warn!(error = %e, "no IPv6 discovery socket: peers are found by IPv4 broadcast only");
+                } else {
+                    tracing::debug!(error = %e, "no IPv6 discovery socket");
+                }
+                None
+            }
+        };
         let loopback_only = selected.iter().all(|i| i.loopback);
         let bind_ip = if loopback_only { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
         let mut tcp = tokio::net::TcpListener::bind((bind_ip, config.tcp_port)).await;
@@ -117,7 +130,29 @@ impl Node {
             }
         })?;
         let tcp_port = tcp.local_addr().map_err(|source| Error::Socket { what: "session (TCP)", source })?.port();
-        let listen = SocketAddr::new(IpAddr::V4(selected[0].ip), tcp_port);
+        // The IPv6 listener: same port, `::1` when only loopback is selected, `::` otherwise.
+        let bind6 = if loopback_only { Ipv6Addr::LOCALHOST } else { Ipv6Addr::UNSPECIFIED };
+        let tcp6 = match transport::accept::listen_v6(SocketAddr::from((bind6, tcp_port))) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                if selected.iter().any(|i| i.is_v6()) {
+                    tracing::warn!(error = %e, port = tcp_port, "no IPv6 session listener: peers reach this one over IPv4 only");
+                } else {
+                    tracing::debug!(error = %e, port = tcp_port, "no IPv6 session listener");
+                }
+                None
+            }
+        };
+        // Shown to the user: an IPv4 address first, then a routable IPv6 one, then link-local.
+        let shown = selected
+            .iter()
+            .min_by_key(|i| match i.ip {
+                IpAddr::V4(_) => 0,
+                ip if !iface::is_link_local(ip) => 1,
+                _ => 2,
+            })
+            .expect("select() returned at least one interface");
+        let listen = shown.socket_addr(tcp_port);
 
         let incarnation: u64 = rand::random();
         let hello = Hello {
@@ -166,6 +201,8 @@ impl Node {
         let wake = Arc::new(Notify::new());
         let announcer = Announcer {
             socket: udp.clone(),
+            socket6: udp6.clone(),
+            joined: Vec::new(),
             beacon: Beacon { id: me, incarnation, tcp_port, room_tag: tag, farewell: false },
             port: config.discovery_port,
             wanted: config.interfaces.clone(),
@@ -177,6 +214,7 @@ impl Node {
         };
         let listener = Listener {
             socket: udp,
+            socket6: udp6,
             me,
             room_tag: tag,
             ifaces: iface_rx,
@@ -194,7 +232,7 @@ impl Node {
         let net_cancel = cancel.child_token();
         let announce = tokio::spawn(announcer.run(announce_cancel.clone()));
         let listen_task = tokio::spawn(listener.run(net_cancel.clone()));
-        let accept = tokio::spawn(transport::accept::run(tcp, ctx.clone(), net_cancel.clone()));
+        let accept = tokio::spawn(transport::accept::run(tcp, tcp6, ctx.clone(), net_cancel.clone()));
 
         let actor = actor::Actor::new(actor::Parts {
             identity,

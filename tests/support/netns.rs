@@ -458,6 +458,101 @@ impl Lab {
         Ok(lab)
     }
 
+    /// Like [`Lab::new`], but an IPv6-only LAN: no IPv4 address anywhere (only `lo`'s own
+    /// 127.0.0.1, which default selection skips). Each host's eth0 has its link-local address
+    /// and, with `ula`, `fd00:<ula>::(10+N)/64`; duplicate address detection is off in every
+    /// namespace, so no address is ever `tentative`. Waits until every eth0 is up and has a
+    /// usable (non-tentative) link-local address. `Host::ip` is the ULA, or the link-local
+    /// address without one.
+    pub fn new_v6(prefix: &str, ula: Option<u16>, names: &[&str]) -> Result<Lab, String> {
+        let tag = run_tag(prefix);
+        let dir = std::env::temp_dir().join(format!("lanpeer-netns-{tag}"));
+        let mut lab = Lab {
+            switch: format!("{tag}sw"),
+            tag,
+            namespaces: Vec::new(),
+            hosts: Vec::new(),
+            helpers: Vec::new(),
+            dir,
+        };
+        fs::create_dir_all(&lab.dir).map_err(|e| format!("cannot create {}: {e}", lab.dir.display()))?;
+        let no_dad = |ns: &str| {
+            for key in ["all", "default"] {
+                run("ip", &["netns", "exec", ns, "sysctl", "-qw", &format!("net.ipv6.conf.{key}.accept_dad=0")])?;
+            }
+            Ok::<(), String>(())
+        };
+        let sw = lab.switch.clone();
+        lab.add_ns(&sw)?;
+        // The switch itself takes no part in IPv6 (its ports would get link-local addresses).
+        run("ip", &["netns", "exec", &sw, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"])?;
+        ip(&["-n", &sw, "link", "set", "lo", "up"])?;
+        ip(&["-n", &sw, "link", "add", "br0", "type", "bridge", "stp_state", "0"])?;
+        ip(&["-n", &sw, "link", "set", "br0", "up"])?;
+        for (i, name) in names.iter().enumerate() {
+            let n = i + 1;
+            let ns = format!("{}h{n}", lab.tag);
+            lab.add_ns(&ns)?;
+            no_dad(&ns)?;
+            let port = format!("s{n}");
+            ip(&["-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+            ip(&["-n", &sw, "link", "set", &port, "master", "br0"])?;
+            ip(&["-n", &sw, "link", "set", &port, "up"])?;
+            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+            let mut addr = None;
+            if let Some(u) = ula {
+                let a: std::net::Ipv6Addr = format!("fd00:{u:x}::{:x}", 10 + n).parse().expect("a ULA");
+                ip(&["-n", &ns, "-6", "addr", "add", &format!("{a}/64"), "dev", "eth0", "nodad"])?;
+                addr = Some(IpAddr::V6(a));
+            }
+            ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+            lab.hosts.push(Host {
+                name: name.to_string(),
+                ns,
+                ip: addr.unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)),
+                data_dir: lab.dir.join(format!("host{n}-data")),
+                logs: lab.dir.join(format!("host{n}")),
+                child: None,
+                stdin: None,
+                out: Shared::default(),
+                earlier: Vec::new(),
+                runs: 0,
+                spawned: Instant::now(),
+                id: String::new(),
+                listen: None,
+            });
+        }
+        for i in 0..lab.hosts.len() {
+            lab.wait_carrier(i)?;
+            let ll = lab.wait_link_local(i)?;
+            if ula.is_none() {
+                lab.hosts[i].ip = IpAddr::V6(ll);
+            }
+        }
+        Ok(lab)
+    }
+
+    /// Wait (at most 5 s) until host `i`'s eth0 has a link-local address that is not
+    /// tentative; that address.
+    pub fn wait_link_local(&self, i: usize) -> Result<std::net::Ipv6Addr, String> {
+        let ns = &self.hosts[i].ns;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let show = ip(&["-n", ns, "-6", "addr", "show", "dev", "eth0", "scope", "link"])?;
+            let ready = show
+                .lines()
+                .filter(|l| l.trim_start().starts_with("inet6 ") && !l.contains("tentative"))
+                .find_map(|l| l.split_whitespace().nth(1)?.split('/').next()?.parse().ok());
+            if let Some(a) = ready {
+                return Ok(a);
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("{ns}: no usable link-local address within 5 s: {}", show.trim()));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn add_ns(&mut self, ns: &str) -> Result<(), String> {
         // Recorded first, so that the guard deletes it whatever happens next.
         self.namespaces.push(ns.to_string());

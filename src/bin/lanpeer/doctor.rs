@@ -4,7 +4,9 @@
 //! peers named with `--peer` answer (a TCP connection and the 8-byte preamble exchange: no
 //! session, no handshake, nothing sent on the network but that connection).
 //!
-//! It never sends a beacon or any other datagram.
+//! It never sends a beacon or any other datagram. (Joining the IPv6 discovery group, to check
+//! that it can be joined, makes the system announce the membership on that link by MLD, as a
+//! running peer does; the group is left at once.)
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
@@ -53,13 +55,19 @@ pub fn run(d: &Doctor, out: &mut impl Write) -> std::io::Result<bool> {
     };
     for i in &all {
         let used = selected.contains(i);
+        let (addr, via) = match i.broadcast {
+            Some(b) => (i.ip.to_string(), format!("broadcast {b:<15}")),
+            None => (format!("{}/{}", i.ip, i.prefix), format!("multicast {}%{}", socket::GROUP_V6, i.index)),
+        };
         writeln!(
             out,
-            "  {:<10} {:<15} broadcast {:<15} {}",
+            "  {:<10} {:<15} {} {}",
             i.name,
-            i.ip.to_string(),
-            i.broadcast.to_string(),
-            if used {
+            addr,
+            via,
+            if used && i.is_v6() {
+                "USED: IPv6 beacons go out here, and beacons from this link are heard".to_string()
+            } else if used {
                 "USED: beacons go out here, and beacons from this subnet are heard".to_string()
             } else if i.loopback {
                 "not used (only with --iface lo: peers of this computer only)".to_string()
@@ -69,10 +77,13 @@ pub fn run(d: &Doctor, out: &mut impl Write) -> std::io::Result<bool> {
         )?;
     }
     if all.is_empty() {
-        writeln!(out, "  none found that is up and has an IPv4 broadcast address")?;
+        writeln!(out, "  none found that is up and has an IPv4 broadcast address or IPv6 with multicast")?;
     }
     if !selected.is_empty() {
-        let addrs: Vec<String> = selected.iter().map(|i| i.ip.to_string()).collect();
+        let addrs: Vec<String> = selected
+            .iter()
+            .map(|i| if iface::is_link_local(i.ip) { format!("{}%{}", i.ip, i.name) } else { i.ip.to_string() })
+            .collect();
         writeln!(
             out,
             "  Other peers reach this computer at {} (one of them must be routable from theirs).",
@@ -105,6 +116,44 @@ pub fn run(d: &Doctor, out: &mut impl Write) -> std::io::Result<bool> {
         Err(e) => {
             writeln!(out, "  PROBLEM: the discovery socket does not open: {e}")?;
             ok = false;
+        }
+    }
+    let v6_ifaces = iface::v6_indexes(&selected);
+    if v6_ifaces.is_empty() {
+        writeln!(
+            out,
+            "  IPv6: no selected interface has IPv6 with multicast (lo has none): IPv6 discovery is not used"
+        )?;
+    } else {
+        match socket::open_v6_std(d.port) {
+            Ok(s) => {
+                writeln!(out, "  the IPv6 discovery socket opens ([::]:{}, IPv6 only)", d.port)?;
+                let s = socket2::SockRef::from(&s);
+                for index in v6_ifaces {
+                    let name = selected.iter().find(|i| i.index == index).map_or("?", |i| i.name.as_str());
+                    match socket::join(&s, index) {
+                        Ok(()) => writeln!(
+                            out,
+                            "  {name}: joins the IPv6 multicast group {} (beacons to [{}%{name}]:{})",
+                            socket::GROUP_V6,
+                            socket::GROUP_V6,
+                            d.port
+                        )?,
+                        Err(e) => {
+                            writeln!(
+                                out,
+                                "  PROBLEM: {name}: cannot join the IPv6 multicast group {}: {e}",
+                                socket::GROUP_V6
+                            )?;
+                            ok = false;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                writeln!(out, "  PROBLEM: the IPv6 discovery socket does not open: {e}")?;
+                ok = false;
+            }
         }
     }
     writeln!(
