@@ -96,6 +96,47 @@ pub struct Stored {
     pub received_ms: u64,
 }
 
+/// WAL pages after which the actor's own connection checkpoints (a safety net: the
+/// [`Checkpointer`] thread normally keeps the WAL far smaller).
+const WAL_AUTOCHECKPOINT: i64 = 16_384;
+/// How often the checkpointer thread copies the WAL into the database.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// A thread with a connection of its own that checkpoints the WAL (`PASSIVE`: it never blocks
+/// the writer), so that the checkpoint's page copies and its two fsyncs happen beside the node
+/// actor rather than inside one of its commits. Commits themselves never fsync (WAL with
+/// `synchronous=NORMAL`).
+struct Checkpointer {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Option<Checkpointer> {
+        let conn = Connection::open(path).ok()?;
+        conn.busy_timeout(std::time::Duration::from_millis(100)).ok()?;
+        let (stop, rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("lanpeer-checkpoint".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(CHECKPOINT_EVERY) {
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                }
+            })
+            .ok()?;
+        Some(Checkpointer { stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        let _ = self.stop.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// The open database.
 pub struct Store {
     conn: Connection,
@@ -103,6 +144,9 @@ pub struct Store {
     /// The room whose messages are read and written; `None` (read-only tools): every room.
     room: Option<String>,
     in_tx: bool,
+    /// Rows changed (SQLite's `total_changes`) when the current transaction began.
+    changes_at_begin: u64,
+    _checkpointer: Option<Checkpointer>,
 }
 
 impl std::fmt::Debug for Store {
@@ -123,10 +167,19 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(storage)?;
         if dir.is_some() {
             conn.pragma_update(None, "journal_mode", "WAL").map_err(storage)?;
+            conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT).map_err(storage)?;
         }
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(storage)?;
         conn.execute_batch(SCHEMA).map_err(storage)?;
-        Ok(Store { conn, me, room: Some(room.to_string()), in_tx: false })
+        let checkpointer = dir.and_then(|d| Checkpointer::start(&d.join(DB_FILE)));
+        Ok(Store {
+            conn,
+            me,
+            room: Some(room.to_string()),
+            in_tx: false,
+            changes_at_begin: 0,
+            _checkpointer: checkpointer,
+        })
     }
 
     /// Open the database of `dir` for reading only (export and history, even while a peer runs),
@@ -143,21 +196,28 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(storage)?;
         let me =
             std::fs::read_to_string(dir.join("id")).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(PeerId([0; 16]));
-        Ok(Store { conn, me, room: room.map(str::to_string), in_tx: false })
+        Ok(Store { conn, me, room: room.map(str::to_string), in_tx: false, changes_at_begin: 0, _checkpointer: None })
     }
 
     /// Start grouping writes (no-op when already grouping).
     pub fn begin(&mut self) {
-        if !self.in_tx && self.conn.execute_batch("BEGIN").is_ok() {
+        // Cached statements: no SQL parsing per turn.
+        if !self.in_tx && self.conn.prepare_cached("BEGIN").and_then(|mut st| st.execute([])).is_ok() {
             self.in_tx = true;
+            self.changes_at_begin = self.conn.total_changes();
         }
+    }
+
+    /// Has the current transaction written anything yet?
+    pub fn wrote(&self) -> bool {
+        self.in_tx && self.conn.total_changes() != self.changes_at_begin
     }
 
     /// Make the grouped writes durable.
     pub fn commit(&mut self) -> Result<(), Error> {
         if self.in_tx {
             self.in_tx = false;
-            self.conn.execute_batch("COMMIT").map_err(storage)?;
+            self.conn.prepare_cached("COMMIT").and_then(|mut st| st.execute([])).map_err(storage)?;
         }
         Ok(())
     }

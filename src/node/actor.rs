@@ -153,6 +153,9 @@ pub(super) struct Actor {
     dirty_out: std::collections::HashSet<PeerId>,
     /// Replies to `send` commands, held until the messages are stored.
     held_replies: Vec<HeldReply>,
+    /// Streams with acknowledgements not yet applied to the outbox table: done in a turn that
+    /// writes anyway, or on the tick, so that a turn of acknowledgements alone costs no commit.
+    acked_unsaved: std::collections::HashSet<PeerId>,
     last_purge: Instant,
 }
 
@@ -197,6 +200,7 @@ impl Actor {
             held_events: Vec::new(),
             held_acks: HashMap::new(),
             held_replies: Vec::new(),
+            acked_unsaved: Default::default(),
             dirty_out: Default::default(),
             last_purge: now,
         })
@@ -215,7 +219,23 @@ impl Actor {
     }
 
     /// End of a batch of work: make it durable, then tell the user and acknowledge.
+    /// Forget acknowledged messages in the outbox table (and save those streams' counters).
+    fn save_acked(&mut self) {
+        for peer in std::mem::take(&mut self.acked_unsaved) {
+            if let Some(o) = self.out.get(&peer) {
+                self.log_store(self.p.store.acked(peer, o.acked));
+                self.dirty_out.insert(peer);
+            }
+        }
+    }
+
     fn flush(&mut self) {
+        // Acknowledgements ride along with a turn that commits anyway.
+        if !self.acked_unsaved.is_empty()
+            && (self.p.store.wrote() || !self.dirty_out.is_empty() || !self.held_acks.is_empty())
+        {
+            self.save_acked();
+        }
         // The stream counters of this turn, once per stream rather than once per message.
         for peer in std::mem::take(&mut self.dirty_out) {
             if let Some(o) = self.out.get(&peer) {
@@ -302,6 +322,8 @@ impl Actor {
             }
             self.flush();
         }
+        self.p.store.begin();
+        self.save_acked();
         self.flush();
         self.shutdown(sess).await;
     }
@@ -345,6 +367,7 @@ impl Actor {
 
     fn tick(&mut self) {
         let now = Instant::now();
+        self.save_acked();
         for info in self.table.expire(now) {
             if let Some(s) = self.sessions.remove(&info.id) {
                 s.cancel.cancel();
@@ -560,8 +583,9 @@ impl Actor {
                     o.acked = upto;
                     o.sent = o.sent.max(upto);
                     o.progress = Instant::now();
-                    self.log_store(self.p.store.acked(peer, upto));
-                    self.dirty_out.insert(peer);
+                    // Forgotten on disk lazily (see `save_acked`): losing that to a crash only
+                    // resends what the peer already has, and it drops repeats.
+                    self.acked_unsaved.insert(peer);
                     self.pump(peer);
                 }
             }

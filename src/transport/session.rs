@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -29,6 +30,10 @@ use crate::protocol::{Frame, Hello};
 
 /// Frames written per flush at most.
 const BATCH: usize = 256;
+/// Bytes of frames gathered for one write, about (a frame already taken is always written).
+const BATCH_BYTES: usize = 64 * 1024;
+/// The reader reads the clock at least once per this many frames.
+const STAMP_EVERY: u32 = 64;
 
 static NEXT_SID: AtomicU64 = AtomicU64::new(1);
 
@@ -55,26 +60,52 @@ pub async fn run(
 
     let mut farewell = false;
     let mut eof = false;
+    // No timer per frame: one deadline, moved forward only when it fires and something was
+    // heard since. The clock is read once per socket read (when the read buffer is drained) or
+    // every `STAMP_EVERY` frames, not per frame.
+    let idle_timeout = ctx.idle_timeout;
+    let mut last_heard = Instant::now();
+    let mut unstamped = 0u32;
+    let idle = tokio::time::sleep_until(last_heard + idle_timeout);
+    tokio::pin!(idle);
+    // Registered once for the session's life, not once per frame.
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let next = tokio::select! {
-            _ = cancel.cancelled() => break,
-            r = tokio::time::timeout(ctx.idle_timeout, read.next()) => r,
+            biased;
+            _ = &mut cancelled => break,
+            r = read.next() => r,
+            _ = &mut idle => {
+                let now = Instant::now();
+                if unstamped > 0 {
+                    last_heard = now;
+                    unstamped = 0;
+                }
+                if now.duration_since(last_heard) >= idle_timeout {
+                    tracing::debug!(sid, peer = %peer.short(), "session silent for too long");
+                    break;
+                }
+                idle.as_mut().reset(last_heard + idle_timeout);
+                continue;
+            }
         };
         let bytes = match next {
-            Ok(Some(Ok(b))) => b,
-            Ok(Some(Err(e))) => {
+            Some(Ok(b)) => b,
+            Some(Err(e)) => {
                 tracing::debug!(sid, peer = %peer.short(), error = %e, "session frame error");
                 break;
             }
-            Ok(None) => {
+            None => {
                 eof = true;
                 break;
             }
-            Err(_) => {
-                tracing::debug!(sid, peer = %peer.short(), "session silent for too long");
-                break;
-            }
         };
+        unstamped += 1;
+        if unstamped >= STAMP_EVERY || read.read_buffer().is_empty() {
+            last_heard = Instant::now();
+            unstamped = 0;
+        }
         let msg = match codec::decode::<Frame>(&bytes) {
             Ok(Frame::Ping) => SessionMsg::Heard { peer },
             Ok(Frame::Bye(reason)) => {
@@ -93,8 +124,15 @@ pub async fn run(
             // Everything else (messages, acknowledgements, catch-up) is the actor's business.
             Ok(frame) => SessionMsg::Frame { peer, frame },
         };
+        // Most of the time the actor's queue has room: no await, no select.
+        let msg = match ctx.actor.try_send(msg) {
+            Ok(()) => continue,
+            Err(mpsc::error::TrySendError::Closed(_)) => break,
+            Err(mpsc::error::TrySendError::Full(m)) => m,
+        };
         let sent = tokio::select! {
-            _ = cancel.cancelled() => break,
+            biased;
+            _ = &mut cancelled => break,
             r = ctx.actor.send(msg) => r,
         };
         if sent.is_err() {
@@ -118,41 +156,57 @@ pub async fn run(
 }
 
 async fn write_loop(
-    mut write: FramedWrite<OwnedWriteHalf, NoiseWriter>,
+    write: FramedWrite<OwnedWriteHalf, NoiseWriter>,
     mut rx: mpsc::Receiver<Bytes>,
     keepalive: std::time::Duration,
     cancel: CancellationToken,
 ) {
+    // The frames of one batch go out as few records as they fit in (`encode_batch`), then one
+    // write: the `FramedWrite` of the handshake is taken apart for that.
+    let parts = write.into_parts();
+    let (mut io, mut noise, mut buf) = (parts.io, parts.codec, parts.write_buf);
     let ping = codec::encode(&Frame::Ping).expect("ping encodes");
+    let mut batch: Vec<Bytes> = Vec::with_capacity(BATCH);
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
     let mut last_write = Instant::now();
     loop {
-        let first = tokio::select! {
-            _ = cancel.cancelled() => return,
-            m = rx.recv() => m,
-            _ = tokio::time::sleep_until(last_write + keepalive) => Some(ping.clone()),
-        };
-        let Some(first) = first else {
-            // Every sender dropped: flush and close our half gracefully.
-            let _ = SinkExt::<Bytes>::close(&mut write).await;
-            return;
-        };
-        let mut result = write.feed(first).await;
-        let mut n = 1;
-        while result.is_ok() && n < BATCH {
-            match rx.try_recv() {
-                Ok(b) => {
-                    result = write.feed(b).await;
-                    n += 1;
+        if buf.is_empty() {
+            let first = tokio::select! {
+                biased;
+                _ = &mut cancelled => return,
+                m = rx.recv() => m,
+                _ = tokio::time::sleep_until(last_write + keepalive) => Some(ping.clone()),
+            };
+            let Some(first) = first else {
+                // Every sender dropped: what is queued is written; close our half gracefully.
+                let _ = io.shutdown().await;
+                return;
+            };
+            let mut bytes = first.len();
+            batch.push(first);
+            while batch.len() < BATCH && bytes < BATCH_BYTES {
+                match rx.try_recv() {
+                    Ok(b) => {
+                        bytes += b.len();
+                        batch.push(b);
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => break,
+            }
+            let r = noise.encode_batch(batch.iter().map(|b| &b[..]), &mut buf);
+            batch.clear();
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "session write failed");
+                cancel.cancel();
+                return;
             }
         }
-        if result.is_ok() {
-            result = tokio::select! {
-                _ = cancel.cancelled() => return,
-                r = SinkExt::<Bytes>::flush(&mut write) => r,
-            };
-        }
+        let result = tokio::select! {
+            biased;
+            _ = &mut cancelled => return,
+            r = io.write_all_buf(&mut buf) => r,
+        };
         if let Err(e) = result {
             tracing::debug!(error = %e, "session write failed");
             cancel.cancel();
