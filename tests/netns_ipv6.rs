@@ -118,6 +118,15 @@ fn ipv6_only_lan() {
     );
     let doc = doc.unwrap_or_else(|e| e);
     assert!(doc.contains(&format!("{seed}: a lanpeer peer answers (an open room)")), "{doc}");
+    // And at its link-local address, named with the zone as a user writes it (`%eth0`).
+    let ll = lab.wait_link_local(1).unwrap();
+    let named = format!("[{ll}%eth0]:{}", seed.port());
+    let doc = support::netns::run(
+        "ip",
+        &["netns", "exec", &lab.hosts[0].ns, support::netns::BIN, "doctor", "--peer", &named],
+    );
+    let doc = doc.unwrap_or_else(|e| e);
+    assert!(doc.contains("a lanpeer peer answers (an open room)") && doc.contains(&ll.to_string()), "{doc}");
 
     // ---- A chat reaches both others; a private chat only its addressee.
     let marks: Vec<usize> = lab.hosts.iter().map(|h| h.mark()).collect();
