@@ -635,7 +635,7 @@ async fn bench_fanout(o: &Opts, z: &Zyre) -> Vec<(usize, Duration, Duration)> {
 
 /// Most peers one worker process hosts: 50 peers of a room of 200 hold 50·199 sockets, within
 /// a 20,000 descriptor limit (200 in one process would need 39,800).
-const PER_WORKER: usize = 50;
+const PER_WORKER: usize = 25;
 
 /// Worker mode (`lanpeer_bench --worker PORT ROOM FIRST COUNT`): host COUNT peers of a room,
 /// print `L <idx> <listed>` on every change of a peer's list; stop at end of stdin (or after

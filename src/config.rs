@@ -58,6 +58,8 @@ pub struct Config {
     pub max_frame: usize,
     /// Most TCP connections (handshaking or live) at once.
     pub max_connections: usize,
+    /// Most dials connecting or handshaking at once (the rest wait their turn).
+    pub max_dials: usize,
     /// Frames queued for one peer before the session is closed as too slow.
     pub outbox_capacity: usize,
     /// Longest chat, answer or feedback text, and problem body, in bytes.
@@ -114,6 +116,7 @@ impl Default for Config {
             dial_grace: Duration::from_millis(1500),
             max_frame: 1 << 20,
             max_connections: 1024,
+            max_dials: 16,
             outbox_capacity: 16 * 1024,
             max_text: 256 * 1024,
             keep_for: Duration::from_secs(24 * 3600),

@@ -8,8 +8,10 @@
 //!   a session of the room. Gossip never lists anyone: a gossiped peer is dialed, and listed only
 //!   after its own handshake.
 //! - A [`Frame::Peers`](crate::protocol::Frame::Peers) holds at most [`MAX_ADS`] entries of at
-//!   most [`MAX_AD_ADDRS`] addresses. It is sent when a session starts and when the set of live
-//!   peers changes, at most once per [`ROUND_GAP`] (changes in between are coalesced), and again
+//!   most [`MAX_AD_ADDRS`] addresses. It is sent to a peer when its session starts; when the set
+//!   of live peers changes, to [`NEWS_FANOUT`] sessions picked at random, at most once per
+//!   [`ROUND_GAP`] (changes in between are coalesced): news spreads from peer to peer in a few
+//!   rounds, at a cost that does not grow with the square of the room; and to every session
 //!   every [`REFRESH`].
 //! - A receiver keeps what it learns in a [`Book`] of at most [`MAX_KNOWN`] peers for
 //!   [`REMEMBER_FOR`], dials the ones it does not know (lower id at once, higher id after the
@@ -35,6 +37,17 @@ pub const MAX_KNOWN: usize = 512;
 pub const ROUND_GAP: Duration = Duration::from_secs(1);
 /// A gossip round is sent at least this often while sessions are live.
 pub const REFRESH: Duration = Duration::from_secs(30);
+/// Sessions a round of news (a change of the live peers) goes to, picked at random.
+pub const NEWS_FANOUT: usize = 3;
+
+/// What a gossip round sends, and to whom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Round {
+    /// The periodic refresh: to every session.
+    Full,
+    /// News of a change: to [`NEWS_FANOUT`] sessions at random.
+    News,
+}
 /// A remembered peer not heard of (by gossip or a session) for this long is forgotten.
 pub const REMEMBER_FOR: Duration = Duration::from_secs(600);
 /// Dials started for gossiped or remembered peers: at most this many at once...
@@ -119,14 +132,19 @@ impl Rounds {
 
     /// Is a round due now? If so, it counts as sent.
     pub fn due(&mut self, now: Instant) -> bool {
+        self.next(now).is_some()
+    }
+
+    /// The round due now, if any (it counts as sent).
+    pub fn next(&mut self, now: Instant) -> Option<Round> {
         let gap_ok = self.last.is_none_or(|t| now.saturating_duration_since(t) >= ROUND_GAP);
         let refresh = self.last.is_some_and(|t| now.saturating_duration_since(t) >= REFRESH);
         if gap_ok && (self.dirty || refresh) {
             self.dirty = false;
             self.last = Some(now);
-            return true;
+            return Some(if refresh { Round::Full } else { Round::News });
         }
-        false
+        None
     }
 }
 
@@ -358,7 +376,9 @@ mod tests {
         assert!(!r.due(t + ROUND_GAP / 2), "one round per gap");
         assert!(r.due(t + ROUND_GAP), "coalesced change goes out after the gap");
         assert!(!r.due(t + ROUND_GAP * 2));
-        assert!(r.due(t + ROUND_GAP + REFRESH), "refresh");
+        assert_eq!(r.next(t + ROUND_GAP + REFRESH), Some(Round::Full), "refresh");
+        r.changed();
+        assert_eq!(r.next(t + ROUND_GAP * 2 + REFRESH), Some(Round::News));
     }
 
     #[test]

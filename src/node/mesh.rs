@@ -11,7 +11,7 @@ use std::time::Instant;
 use super::Actor;
 use crate::codec;
 use crate::discovery::iface::Iface;
-use crate::gossip::{self, Book, Rounds};
+use crate::gossip::{self, Book, Round, Rounds};
 use crate::guard::RateLimiter;
 use crate::id::PeerId;
 use crate::protocol::{Frame, PeerAd};
@@ -62,8 +62,16 @@ impl Actor {
             tracing::debug!(peer = %id.short(), ?addrs, "looking again for a remembered peer");
             self.table.gossiped(id, incarnation, &addrs, now);
         }
-        if self.mesh.rounds.due(now) {
-            let peers: Vec<PeerId> = self.sessions.keys().copied().collect();
+        if let Some(round) = self.mesh.rounds.next(now) {
+            let mut peers: Vec<PeerId> = self.sessions.keys().copied().collect();
+            if round == Round::News && peers.len() > gossip::NEWS_FANOUT {
+                // A partial shuffle: the first NEWS_FANOUT are a random sample.
+                for i in 0..gossip::NEWS_FANOUT {
+                    let j = rand::random_range(i..peers.len());
+                    peers.swap(i, j);
+                }
+                peers.truncate(gossip::NEWS_FANOUT);
+            }
             for p in peers {
                 self.gossip_to(p);
             }

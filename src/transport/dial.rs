@@ -53,13 +53,19 @@ pub async fn dial(peer: PeerId, addrs: Vec<SocketAddr>, ctx: Arc<Ctx>) {
         let _ = ctx.actor.send(failed("too many connections".into())).await;
         return;
     };
+    let turn = tokio::select! {
+        _ = ctx.cancel.cancelled() => return,
+        t = ctx.dialing.clone().acquire_owned() => t,
+    };
     let (stream, addr) = match connect_any(&addrs, &ctx).await {
         None => return,
         Some(Ok(x)) => x,
         Some(Err(why)) => return drop(ctx.actor.send(failed(why)).await),
     };
     let local = stream.local_addr().ok();
-    match handshake::handshake(stream, &ctx, true, addr).await {
+    let shaken = handshake::handshake(stream, &ctx, true, addr).await;
+    drop(turn);
+    match shaken {
         Ok((hello, framed)) => {
             if hello.id != peer {
                 // Someone else answers there now; the session with them is still good.

@@ -123,6 +123,11 @@ pub struct Ctx {
     pub cancel: CancellationToken,
     /// Caps concurrent connections.
     pub limit: Arc<Semaphore>,
+    /// Caps the dials connecting or handshaking at once. A handshake costs a few elliptic-curve
+    /// operations; when a whole room starts together, hundreds of them at once would each take
+    /// longer than the handshake timeout on a busy machine and be tried again, forever. Queued
+    /// dials wait for a place before connecting, so the other side's timer does not run.
+    pub dialing: Arc<Semaphore>,
     /// Our static key, and the room's passphrase key if any.
     pub keys: SessionKeys,
     /// Rate-limited warnings for the user (refused peers).
