@@ -78,6 +78,8 @@ async function main() {
   const actions = {
     async open() {
       await open();
+      // Connected is the socket's open; who we are comes with the first message (the history).
+      await page.locator('#whoami').filter({ hasText: 'You are' }).waitFor({ state: 'visible', timeout: WAIT });
       return { title: await page.title(), whoami: await page.locator('#whoami').textContent() };
     },
     async reload() {
