@@ -102,6 +102,8 @@ pub enum Event {
         room: String,
         /// The address its sessions are reached on.
         listen: SocketAddr,
+        /// Its role (`--role`, e.g. `teacher`), if it gave one.
+        role: Option<String>,
     },
     /// A peer's session is up: it can be messaged.
     PeerJoined(PeerInfo),

@@ -229,7 +229,8 @@ impl Node {
         // Ready first: the tasks below may report warnings at once.
         let names: Vec<String> = selected.iter().map(|i| format!("{} {}", i.name, i.ip)).collect();
         tracing::info!(id = %me, %name, room = %config.room, %listen, interfaces = %names.join(", "), "peer up");
-        let _ = events_tx.send(Event::Ready { id: me, name: name.clone(), room: config.room.clone(), listen });
+        let role = crate::web::json::role(&config.props).map(str::to_string);
+        let _ = events_tx.send(Event::Ready { id: me, name: name.clone(), room: config.room.clone(), listen, role });
         let net_cancel = cancel.child_token();
         let announce = tokio::spawn(announcer.run(announce_cancel.clone()));
         let listen_task = tokio::spawn(listener.run(net_cancel.clone()));

@@ -32,8 +32,8 @@ impl History {
     /// received) are kept, the oldest dropped past the limit. Everything else is not kept here.
     pub fn record(&mut self, e: &Event) {
         match e {
-            Event::Ready { id, name, room, .. } => {
-                self.me = Some(Me { id: *id, name: name.clone(), room: room.clone() });
+            Event::Ready { id, name, room, role, .. } => {
+                self.me = Some(Me { id: *id, name: name.clone(), room: room.clone(), role: role.clone() });
             }
             Event::Message(m) if matches!(m.body, Body::Chat { .. }) => {
                 if self.chat.iter().rev().take(64).any(|c| c.id == m.id) {
@@ -87,6 +87,7 @@ mod tests {
             name: "Ada".into(),
             room: "r".into(),
             listen: "127.0.0.1:1".parse().unwrap(),
+            role: None,
         });
         assert_eq!(h.me().map(|m| m.name.as_str()), Some("Ada"));
         for seq in 1..=5 {

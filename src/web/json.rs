@@ -68,6 +68,8 @@ pub struct Me {
     pub name: String,
     /// Its room.
     pub room: String,
+    /// Its role (`--role`), if any.
+    pub role: Option<String>,
 }
 
 /// The role a peer gave in its handshake (`--role`), if any.
@@ -111,9 +113,9 @@ pub fn peer(p: &PeerInfo) -> Value {
 /// One event of the node.
 pub fn event(e: &Event) -> Value {
     match e {
-        Event::Ready { id, name, room, listen } => {
-            json!({"event": "ready", "id": id.to_string(), "name": name, "room": room, "listen": listen.to_string()})
-        }
+        Event::Ready { id, name, room, listen, role } => json!({
+            "event": "ready", "id": id.to_string(), "name": name, "room": room, "listen": listen.to_string(), "role": role,
+        }),
         Event::PeerJoined(p) => {
             let mut v = peer(p);
             v["event"] = json!("peer_joined");
@@ -153,7 +155,7 @@ pub fn problems(list: &[ProblemView]) -> Value {
 pub fn history(me: Option<&Me>, peers: &[PeerInfo], problem_list: &[ProblemView], chat: &[Message]) -> Value {
     json!({
         "event": "history",
-        "me": me.map(|m| json!({"id": m.id.to_string(), "name": m.name, "room": m.room})),
+        "me": me.map(|m| json!({"id": m.id.to_string(), "name": m.name, "room": m.room, "role": m.role})),
         "peers": peers.iter().map(peer).collect::<Vec<_>>(),
         "problems": problems(problem_list),
         "chat": chat.iter().map(message).collect::<Vec<_>>(),
@@ -233,7 +235,7 @@ mod tests {
         let no_role = PeerInfo { props: vec![], ..info.clone() };
         assert_eq!(peer(&no_role)["role"], Value::Null);
 
-        let me = Me { id: PeerId([9; 16]), name: "Ada".into(), room: "5B".into() };
+        let me = Me { id: PeerId([9; 16]), name: "Ada".into(), room: "5B".into(), role: None };
         let chat = vec![msg(5, 1, Body::Chat { text: "hi".into() }, None)];
         let h = history(Some(&me), &[info], &[], &chat);
         assert_eq!(h["event"], "history");

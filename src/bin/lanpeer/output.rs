@@ -85,9 +85,10 @@ impl Output {
         }
         let t = clock(now_ms());
         match e {
-            Event::Ready { id, name, room, listen } => {
+            Event::Ready { id, name, room, listen, role } => {
+                let as_role = role.as_deref().map(|r| format!(", as {r}")).unwrap_or_default();
                 self.line(&format!(
-                    "You are {name} ({}) in room \"{room}\", reachable at {listen}. Type /help for the commands.",
+                    "You are {name} ({}){as_role} in room \"{room}\", reachable at {listen}. Type /help for the commands.",
                     id.short()
                 ));
             }
@@ -259,6 +260,7 @@ mod tests {
                 name: "Ada".into(),
                 room: "5B".into(),
                 listen: "10.0.0.1:4001".parse().unwrap(),
+                role: Some("teacher".into()),
             }),
             json::event(&Event::PeerJoined(teacher.clone())),
             json::event(&Event::PeerLeft { id: student.id, name: "Lea".into(), reason: LeaveReason::Timeout }),
@@ -275,8 +277,9 @@ mod tests {
         objects.iter().map(|v| v.to_string() + "\n").collect()
     }
 
-    /// The objects as the CLI wrote them before it took them from `lanpeer::web::json`.
-    const BEFORE: &str = r#"{"event":"ready","id":"09090909090909090909090909090909","listen":"10.0.0.1:4001","name":"Ada","room":"5B"}
+    /// The objects as the CLI wrote them before it took them from `lanpeer::web::json` (plus
+    /// `role` in `ready`, added since: fields are only ever added).
+    const BEFORE: &str = r#"{"event":"ready","id":"09090909090909090909090909090909","listen":"10.0.0.1:4001","name":"Ada","role":"teacher","room":"5B"}
 {"addr":"10.0.0.2:4000","event":"peer_joined","id":"05050505050505050505050505050505","last_seen_ms":3,"name":"Ms Rivera","role":"teacher","state":"connected"}
 {"event":"peer_left","id":"05050505050505050505050505050505","name":"Lea","reason":"timeout"}
 {"event":"chat","from":"abababababababababababababababab","from_name":"Sam","id":"abababababababababababababababab-7","own":false,"text":"<b>hi</b>","time_ms":1700000000123,"to":"01010101010101010101010101010101"}

@@ -62,6 +62,7 @@
   }
 
   function isTeacher(id) {
+    if (isMe(id)) return state.me.role === 'teacher';
     const p = state.peers.get(id);
     return !!(p && p.role === 'teacher');
   }
@@ -102,7 +103,7 @@
     const list = $('people');
     list.textContent = '';
     if (state.me) {
-      list.append(el('li', { className: 'person me' }, el('span', { className: 'name', text: state.me.name }), el('span', { className: 'you', text: '(you)' })));
+      list.append(el('li', { className: 'person me' }, el('span', { className: 'name', text: state.me.name }), roleBadge(state.me.role), el('span', { className: 'you', text: '(you)' })));
     }
     const peers = [...state.peers.values()].sort((a, b) => {
       const t = (b.role === 'teacher') - (a.role === 'teacher');
