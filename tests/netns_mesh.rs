@@ -24,17 +24,18 @@
 //! `cargo test --test netns_mesh -- --nocapture` shows the figures.
 
 use std::collections::HashMap;
-use std::collections::hash_map::RandomState;
 use std::fs::{self, File};
-use std::hash::{BuildHasher, Hasher};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+mod support;
+use support::netns::{euid, ip, ms, random16, run, text, wait_deadline};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lanpeer");
 
@@ -44,66 +45,6 @@ const MESH_LIMIT: Duration = Duration::from_secs(15);
 const CHAT_LIMIT: Duration = Duration::from_secs(5);
 /// A moved peer is back (listed at its new address by everyone, its message delivered).
 const MOVE_LIMIT: Duration = Duration::from_secs(20);
-
-fn wait_deadline(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
-            _ => return None,
-        }
-    }
-}
-
-/// Run a short command to completion (killed after 10 s); Ok(stdout) or Err(description).
-fn run(program: &str, args: &[&str]) -> Result<String, String> {
-    let shown = format!("`{program} {}`", args.join(" "));
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {shown}: {e}"))?;
-    let Some(status) = wait_deadline(&mut child, Duration::from_secs(10)) else {
-        let _ = child.kill();
-        let _ = wait_deadline(&mut child, Duration::from_secs(2));
-        return Err(format!("{shown} did not finish within 10 s"));
-    };
-    let (mut out, mut err) = (String::new(), String::new());
-    if let Some(mut o) = child.stdout.take() {
-        let _ = o.read_to_string(&mut out);
-    }
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
-    if status.success() { Ok(out) } else { Err(format!("{shown} failed ({status}): {}", err.trim())) }
-}
-
-fn ip(args: &[&str]) -> Result<String, String> {
-    run("ip", args)
-}
-
-fn random16() -> u16 {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
-    h.finish() as u16
-}
-
-fn euid() -> Option<u32> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    line.split_whitespace().nth(2)?.parse().ok()
-}
-
-fn text<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
-fn ms(d: Duration) -> String {
-    format!("{} ms", d.as_millis())
-}
 
 #[derive(Default)]
 struct Output {

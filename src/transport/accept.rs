@@ -42,26 +42,22 @@ pub async fn run(listener: TcpListener, listener6: Option<TcpListener>, ctx: Arc
                 None => std::future::pending().await,
             }
         };
-        let (stream, remote) = tokio::select! {
+        let accepted = tokio::select! {
             _ = cancel.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok(x) => { backoff = Duration::from_millis(10); x }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot accept a connection; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                    continue;
-                }
-            },
-            r = accept6 => match r {
-                Ok(x) => { backoff = Duration::from_millis(10); x }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot accept a connection; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                    continue;
-                }
-            },
+            r = listener.accept() => r,
+            r = accept6 => r,
+        };
+        let (stream, remote) = match accepted {
+            Ok(x) => {
+                backoff = Duration::from_millis(10);
+                x
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot accept a connection; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
         };
         if (ctx.limit_loopback || !remote.ip().is_loopback()) && !per_ip.allow(remote.ip(), Instant::now()) {
             tracing::debug!(%remote, "too many connection attempts from this address; refused");
