@@ -49,6 +49,10 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// A session idle for this long sends a ping.
     pub keepalive: Duration,
+    /// The same while the peer's beacons are heard: they show it is alive (a peer heard neither
+    /// by beacon nor by session for `expiry` is dropped), so the session need not, and pings
+    /// seldom. Its reader then waits this much longer than `expiry` for a frame.
+    pub quiet_keepalive: Duration,
     /// How often the interface list is scanned again.
     pub rescan_interval: Duration,
     /// Wait before the peer with the higher id dials (the lower id dials at once), so that
@@ -112,6 +116,7 @@ impl Default for Config {
             expiry: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(5),
             keepalive: Duration::from_secs(2),
+            quiet_keepalive: Duration::from_secs(15),
             rescan_interval: Duration::from_secs(2),
             dial_grace: Duration::from_millis(1500),
             max_frame: 1 << 20,

@@ -20,6 +20,7 @@
 //! Messages and members carry their room: one data dir may serve several rooms (a teacher with
 //! two classes), and what is offered, shown or addressed in one room never comes from another.
 
+use std::cell::Cell;
 use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -105,9 +106,14 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(5
 /// A thread with a connection of its own that checkpoints the WAL (`PASSIVE`: it never blocks
 /// the writer), so that the checkpoint's page copies and its two fsyncs happen beside the node
 /// actor rather than inside one of its commits. Commits themselves never fsync (WAL with
-/// `synchronous=NORMAL`).
+/// `synchronous=NORMAL`). The thread sleeps until a commit has written something, then
+/// checkpoints at most every [`CHECKPOINT_EVERY`]: an idle peer wakes it never.
 struct Checkpointer {
-    stop: std::sync::mpsc::Sender<()>,
+    /// "A commit wrote", sent only when `dirty` was clear: one wake-up per checkpoint at most,
+    /// never one per commit.
+    wrote: Option<std::sync::mpsc::SyncSender<()>>,
+    /// Written since the thread's last checkpoint began.
+    dirty: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -115,22 +121,51 @@ impl Checkpointer {
     fn start(path: &Path) -> Option<Checkpointer> {
         let conn = Connection::open(path).ok()?;
         conn.busy_timeout(std::time::Duration::from_millis(100)).ok()?;
-        let (stop, rx) = std::sync::mpsc::channel::<()>();
+        let (wrote, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let dirty = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = dirty.clone();
         let thread = std::thread::Builder::new()
             .name("lanpeer-checkpoint".into())
             .spawn(move || {
-                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(CHECKPOINT_EVERY) {
-                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                use std::sync::mpsc::RecvTimeoutError;
+                let checkpoint = || drop(conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())));
+                // Ends when the store is dropped (the sender with it), with a last checkpoint.
+                let mut pending = false;
+                loop {
+                    if !pending && rx.recv().is_err() {
+                        return;
+                    }
+                    flag.store(false, std::sync::atomic::Ordering::SeqCst);
+                    checkpoint();
+                    pending = false;
+                    // A pause between checkpoints; a write meanwhile means one more after it.
+                    let until = std::time::Instant::now() + CHECKPOINT_EVERY;
+                    loop {
+                        match rx.recv_timeout(until.saturating_duration_since(std::time::Instant::now())) {
+                            Ok(()) => pending = true,
+                            Err(RecvTimeoutError::Timeout) => break,
+                            Err(RecvTimeoutError::Disconnected) => return checkpoint(),
+                        }
+                    }
                 }
             })
             .ok()?;
-        Some(Checkpointer { stop, thread: Some(thread) })
+        Some(Checkpointer { wrote: Some(wrote), dirty, thread: Some(thread) })
+    }
+
+    /// A commit wrote: checkpoint soon.
+    fn wrote(&self) {
+        if !self.dirty.swap(true, std::sync::atomic::Ordering::SeqCst)
+            && let Some(w) = &self.wrote
+        {
+            let _ = w.try_send(());
+        }
     }
 }
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        let _ = self.stop.send(());
+        self.wrote = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -143,15 +178,16 @@ pub struct Store {
     me: PeerId,
     /// The room whose messages are read and written; `None` (read-only tools): every room.
     room: Option<String>,
-    in_tx: bool,
-    /// Rows changed (SQLite's `total_changes`) when the current transaction began.
-    changes_at_begin: u64,
-    _checkpointer: Option<Checkpointer>,
+    /// Between [`Store::begin`] and [`Store::commit`]: the first write opens a transaction.
+    grouping: Cell<bool>,
+    /// A transaction is open (it was opened by a write of this group).
+    in_tx: Cell<bool>,
+    checkpointer: Option<Checkpointer>,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("in_tx", &self.in_tx).finish()
+        f.debug_struct("Store").field("in_tx", &self.in_tx.get()).finish()
     }
 }
 
@@ -176,9 +212,9 @@ impl Store {
             conn,
             me,
             room: Some(room.to_string()),
-            in_tx: false,
-            changes_at_begin: 0,
-            _checkpointer: checkpointer,
+            grouping: Cell::new(false),
+            in_tx: Cell::new(false),
+            checkpointer,
         })
     }
 
@@ -196,28 +232,47 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(storage)?;
         let me =
             std::fs::read_to_string(dir.join("id")).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(PeerId([0; 16]));
-        Ok(Store { conn, me, room: room.map(str::to_string), in_tx: false, changes_at_begin: 0, _checkpointer: None })
+        Ok(Store {
+            conn,
+            me,
+            room: room.map(str::to_string),
+            grouping: Cell::new(false),
+            in_tx: Cell::new(false),
+            checkpointer: None,
+        })
     }
 
-    /// Start grouping writes (no-op when already grouping).
+    /// Start grouping writes: the first write after this opens a transaction, which
+    /// [`Store::commit`] ends. A group without writes costs nothing (no `BEGIN`/`COMMIT`): most
+    /// turns of the node (a beacon, a ping) write nothing.
     pub fn begin(&mut self) {
-        // Cached statements: no SQL parsing per turn.
-        if !self.in_tx && self.conn.prepare_cached("BEGIN").and_then(|mut st| st.execute([])).is_ok() {
-            self.in_tx = true;
-            self.changes_at_begin = self.conn.total_changes();
+        self.grouping.set(true);
+    }
+
+    /// Open the group's transaction on its first write (no-op outside a group or when open).
+    fn tx(&self) -> Result<(), Error> {
+        if self.grouping.get() && !self.in_tx.get() {
+            // Cached statement: no SQL parsing per turn.
+            self.conn.prepare_cached("BEGIN").and_then(|mut st| st.execute([])).map_err(storage)?;
+            self.in_tx.set(true);
         }
+        Ok(())
     }
 
-    /// Has the current transaction written anything yet?
+    /// Has the current group written anything yet?
     pub fn wrote(&self) -> bool {
-        self.in_tx && self.conn.total_changes() != self.changes_at_begin
+        self.in_tx.get()
     }
 
-    /// Make the grouped writes durable.
+    /// Make the grouped writes durable, and end the group.
     pub fn commit(&mut self) -> Result<(), Error> {
-        if self.in_tx {
-            self.in_tx = false;
+        self.grouping.set(false);
+        if self.in_tx.get() {
+            self.in_tx.set(false);
             self.conn.prepare_cached("COMMIT").and_then(|mut st| st.execute([])).map_err(storage)?;
+            if let Some(c) = &self.checkpointer {
+                c.wrote();
+            }
         }
         Ok(())
     }
@@ -226,6 +281,7 @@ impl Store {
 
     /// Keep a message. Returns its row number if it is new, `None` if it was already stored.
     pub fn insert(&self, env: &Envelope, env_bytes: &[u8], received_ms: u64) -> Result<Option<i64>, Error> {
+        self.tx()?;
         let (kind, reference, title, text, private) = match &env.body {
             Body::Chat { text } => ("chat", None, None, text.as_str(), false),
             Body::Problem { title, body, private_answers } => {
@@ -373,6 +429,7 @@ impl Store {
 
     /// Remember a peer of the room, seen now.
     pub fn touch_member(&self, id: PeerId, name: &str, now_ms: u64) -> Result<(), Error> {
+        self.tx()?;
         self.conn
             .prepare_cached(
                 "INSERT INTO members (room, id, name, last_seen_ms) VALUES (?4, ?1, ?2, ?3)
@@ -422,6 +479,7 @@ impl Store {
 
     /// Save an outgoing stream's counters.
     pub fn save_out_stream(&self, peer: PeerId, next: u64, acked: u64) -> Result<(), Error> {
+        self.tx()?;
         self.conn
             .prepare_cached(
                 "INSERT INTO out_streams (peer, next_lseq, acked) VALUES (?1, ?2, ?3)
@@ -434,6 +492,7 @@ impl Store {
 
     /// Queue message row `msg` for `peer` as stream number `lseq`.
     pub fn enqueue(&self, peer: PeerId, lseq: u64, msg: i64, now_ms: u64) -> Result<(), Error> {
+        self.tx()?;
         self.conn
             .prepare_cached("INSERT OR REPLACE INTO outbox (peer, lseq, msg, queued_ms) VALUES (?1, ?2, ?3, ?4)")
             .and_then(|mut st| st.execute(params![&peer.0[..], lseq as i64, msg, now_ms as i64]))
@@ -469,6 +528,7 @@ impl Store {
 
     /// `peer` has everything up to `upto`: forget those.
     pub fn acked(&self, peer: PeerId, upto: u64) -> Result<(), Error> {
+        self.tx()?;
         self.conn
             .prepare_cached("DELETE FROM outbox WHERE peer = ?1 AND lseq <= ?2")
             .and_then(|mut st| st.execute(params![&peer.0[..], upto as i64]))
@@ -479,6 +539,7 @@ impl Store {
     /// Drop queued messages older than `before_ms`, and beyond `max_per_peer` for any peer
     /// (oldest first). Returns how many were dropped for whom.
     pub fn purge(&self, before_ms: u64, max_per_peer: usize) -> Result<Vec<(PeerId, u64)>, Error> {
+        self.tx()?;
         let mut dropped: std::collections::HashMap<PeerId, u64> = Default::default();
         {
             let mut st = self
@@ -536,6 +597,7 @@ impl Store {
 
     /// Save how far the stream from `author` has been delivered.
     pub fn save_in_stream(&self, author: PeerId, delivered: u64) -> Result<(), Error> {
+        self.tx()?;
         self.conn
             .prepare_cached(
                 "INSERT INTO in_streams (author, delivered) VALUES (?1, ?2)
@@ -635,5 +697,70 @@ mod tests {
         s.touch_member(peer, "bob", 1000).unwrap();
         assert_eq!(s.members_since(999).unwrap(), vec![(peer, "bob".to_string())]);
         assert!(s.members_since(1001).unwrap().is_empty());
+    }
+}
+
+#[cfg(test)]
+mod lazy_tests {
+    use super::*;
+
+    fn chat(seq: u64) -> (Envelope, Vec<u8>) {
+        let e = Envelope {
+            id: MsgId { author: PeerId([7; 16]), seq },
+            author_name: "n".into(),
+            sent_ms: 5,
+            to: None,
+            body: Body::Chat { text: "x".repeat(200) },
+        };
+        let b = codec::encode(&e).unwrap().to_vec();
+        (e, b)
+    }
+
+    #[test]
+    fn a_group_without_writes_opens_no_transaction_and_a_write_does() {
+        let mut s = Store::open(None, PeerId([1; 16]), "r").unwrap();
+        s.begin();
+        assert!(s.has(&MsgId { author: PeerId([7; 16]), seq: 1 }).is_ok());
+        assert!(!s.wrote(), "a read opened a transaction");
+        s.commit().unwrap();
+        s.begin();
+        let (e, b) = chat(1);
+        s.insert(&e, &b, 1).unwrap();
+        assert!(s.wrote());
+        s.commit().unwrap();
+        assert!(!s.wrote());
+        // Outside a group, writes commit on their own.
+        let (e, b) = chat(2);
+        s.insert(&e, &b, 1).unwrap();
+        assert!(!s.wrote());
+        assert_eq!(s.count().unwrap(), 2);
+    }
+
+    #[test]
+    fn the_checkpointer_copies_committed_writes_into_the_database_file() {
+        let dir = std::env::temp_dir().join(format!("lanpeer-store-ckpt-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join(DB_FILE);
+        let mut s = Store::open(Some(&dir), PeerId([1; 16]), "r").unwrap();
+        let before = std::fs::metadata(&db).unwrap().len();
+        s.begin();
+        for seq in 1..=2000 {
+            let (e, b) = chat(seq);
+            s.insert(&e, &b, 1).unwrap();
+        }
+        s.commit().unwrap();
+        // The rows are in the WAL; the checkpointer, woken by the commit, moves them.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let grown = loop {
+            let now = std::fs::metadata(&db).unwrap().len();
+            if now > before + 200_000 || std::time::Instant::now() > deadline {
+                break now;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(grown > before + 200_000, "database file {before} -> {grown} bytes: no checkpoint");
     }
 }

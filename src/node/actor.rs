@@ -66,6 +66,8 @@ struct Live {
     local: Option<std::net::SocketAddr>,
     /// Both ends on this computer (only then may loopback addresses travel in gossip).
     loopback: bool,
+    /// Its keepalive: quiet while the peer's beacons are heard.
+    liveness: Arc<crate::transport::session::Liveness>,
 }
 
 impl Live {
@@ -131,6 +133,8 @@ pub(super) struct Parts {
     pub wake_announcer: Arc<tokio::sync::Notify>,
     /// The selected interfaces, as the announce task publishes them.
     pub ifaces: tokio::sync::watch::Receiver<Vec<crate::discovery::iface::Iface>>,
+    /// Repeated beacons the listener keeps for the tick.
+    pub latest: Arc<crate::discovery::listen::Latest>,
     pub tasks: Vec<JoinHandle<()>>,
 }
 
@@ -157,6 +161,8 @@ pub(super) struct Actor {
     /// writes anyway, or on the tick, so that a turn of acknowledgements alone costs no commit.
     acked_unsaved: std::collections::HashSet<PeerId>,
     last_purge: Instant,
+    /// When each peer's last beacon was heard (sessions of peers heard lately ping seldom).
+    beaconed: HashMap<PeerId, Instant>,
 }
 
 fn now_ms() -> u64 {
@@ -203,6 +209,7 @@ impl Actor {
             acked_unsaved: Default::default(),
             dirty_out: Default::default(),
             last_purge: now,
+            beaconed: HashMap::new(),
         })
     }
 
@@ -331,7 +338,10 @@ impl Actor {
     // ---- discovery -------------------------------------------------------------------------
 
     fn beacon(&mut self, h: Heard) {
-        match self.table.beacon(&h.beacon, h.from, Instant::now()) {
+        if !h.beacon.farewell {
+            self.beaconed.insert(h.beacon.id, h.at);
+        }
+        match self.table.beacon(&h.beacon, h.from, h.at) {
             BeaconOutcome::New => {
                 tracing::debug!(peer = %h.beacon.id.short(), from = %h.from, "discovered");
                 self.p.wake_announcer.notify_one();
@@ -366,6 +376,9 @@ impl Actor {
     }
 
     fn tick(&mut self) {
+        for h in self.p.latest.take() {
+            self.beacon(h);
+        }
         let now = Instant::now();
         self.save_acked();
         for info in self.table.expire(now) {
@@ -377,6 +390,7 @@ impl Actor {
         }
         self.dial_due(now);
         self.mesh_tick(now);
+        self.keepalives(now);
         // Resend what a live peer has not acknowledged for a while (a frame lost with a session
         // we replaced, say). Duplicates are harmless: the receiver drops them.
         let stale: Vec<PeerId> = self
@@ -410,6 +424,18 @@ impl Actor {
         if now.duration_since(self.last_purge) > PURGE_EVERY {
             self.last_purge = now;
             self.purge();
+        }
+    }
+
+    /// Sessions of peers whose beacons are heard ping seldom: the beacons show the peer lives,
+    /// and a peer heard neither way for `expiry` is dropped ([`PeerTable::expire`]). When the
+    /// beacons stop (a link or subnet that does not carry them, a peer that left), the session
+    /// pings often again, at once.
+    fn keepalives(&mut self, now: Instant) {
+        let fresh = self.p.config.beacon_interval * 3;
+        self.beaconed.retain(|_, at| now.saturating_duration_since(*at) < fresh);
+        for (peer, s) in &self.sessions {
+            s.liveness.set_quiet(self.beaconed.contains_key(peer));
         }
     }
 
@@ -478,13 +504,13 @@ impl Actor {
     /// A session is up: keep it, or, when one is already live with the same incarnation, keep
     /// the one dialed by the lower id (both ends apply the same rule, so both keep the same).
     fn up(&mut self, up: Up) {
-        let Up { sid, hello, remote, local, dialer_is_me, outbox, cancel } = up;
+        let Up { sid, hello, remote, local, dialer_is_me, outbox, cancel, liveness } = up;
         let peer = hello.id;
         if dialer_is_me {
             self.table.dial_done(peer);
         }
         let loopback = remote.ip().is_loopback();
-        let new = Live { sid, incarnation: hello.incarnation, dialer_is_me, outbox, cancel, local, loopback };
+        let new = Live { sid, incarnation: hello.incarnation, dialer_is_me, outbox, cancel, local, loopback, liveness };
         if let Some(cur) = self.sessions.get(&peer)
             && cur.incarnation == hello.incarnation
         {

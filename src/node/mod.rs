@@ -169,6 +169,7 @@ impl Node {
             .ok_or_else(|| Error::BadText("the name, room or role is too long; shorten it".into()))?;
         let (cmd_tx, cmd_rx) = mpsc::channel(1024);
         let (heard_tx, heard_rx) = mpsc::channel(1024);
+        let latest = Arc::new(crate::discovery::listen::Latest::default());
         let (sess_tx, sess_rx) = mpsc::channel(4096);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (iface_tx, iface_rx) = watch::channel(selected.clone());
@@ -181,6 +182,7 @@ impl Node {
             hello: hello_bytes,
             handshake_timeout: config.handshake_timeout,
             keepalive: config.keepalive,
+            quiet_keepalive: config.quiet_keepalive.max(config.keepalive),
             idle_timeout: config.expiry,
             // The codec refuses anything larger, whatever the config says.
             max_frame: config.max_frame.min(codec::MAX_ENCODED),
@@ -220,6 +222,8 @@ impl Node {
             room_tag: tag,
             ifaces: iface_rx,
             tx: heard_tx,
+            latest: latest.clone(),
+            seen: std::collections::HashMap::new(),
             room: config.room.clone(),
             key: room_keys.as_ref().map(|k| k.beacon.clone()),
             per_source: RateLimiter::new(config.beacon_burst_per_ip, config.beacon_per_sec_per_ip),
@@ -248,6 +252,7 @@ impl Node {
             net_cancel,
             wake_announcer: wake,
             ifaces: iface_watch,
+            latest,
             tasks: vec![announce, listen_task, accept],
         })?;
         let handle = tokio::spawn(actor.run(cmd_rx, heard_rx, sess_rx));

@@ -54,6 +54,8 @@ pub struct Up {
     pub outbox: mpsc::Sender<Bytes>,
     /// Cancels the session at once.
     pub cancel: CancellationToken,
+    /// How often the session pings (the actor makes it quiet while beacons are heard).
+    pub liveness: Arc<session::Liveness>,
 }
 
 /// What sessions report to the node actor.
@@ -109,7 +111,10 @@ pub struct Ctx {
     pub handshake_timeout: Duration,
     /// Idle time before a ping.
     pub keepalive: Duration,
-    /// Silence after which a session is dead.
+    /// Idle time before a ping while the peer's beacons are heard (see [`session::Liveness`]).
+    pub quiet_keepalive: Duration,
+    /// Silence after which a session is dead (with the short keepalive; quiet sessions wait
+    /// longer by the difference of the two keepalives).
     pub idle_timeout: Duration,
     /// Largest frame.
     pub max_frame: usize,

@@ -8,10 +8,20 @@
 //! stream, or silence longer than the idle timeout. Undecodable frames are dropped, not fatal, so
 //! a newer peer's new frame kinds do not end the session; but a record that does not decrypt
 //! (altered, replayed, reordered, forged) ends it at once ([`super::noise`]).
+//!
+//! Keepalive ([`Liveness`]): a session that has written nothing for the keepalive interval
+//! pings. The interval is short (2 s) while the session is the only sign that the peer lives, and
+//! long (15 s, "quiet") while the actor hears the peer's beacons, which already prove it every
+//! second: with 100 peers around that is 13 pings a second instead of 100. Each side chooses for
+//! itself, so a side that needs to hear more often must be answered: a peer that receives a ping
+//! and has written nothing on the session for [`ANSWER_AFTER`] answers with a ping (never an
+//! answer to an answer: the first ping was written just before). The reader gives up after
+//! `idle_timeout` of silence, longer by the difference of the intervals while quiet.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -37,6 +47,76 @@ const STAMP_EVERY: u32 = 64;
 
 static NEXT_SID: AtomicU64 = AtomicU64::new(1);
 
+/// A ping is answered when the session has written nothing for this long.
+pub const ANSWER_AFTER: Duration = Duration::from_secs(1);
+
+/// How often a session pings, and whether a ping must be answered: shared by its reader, its
+/// writer and the actor (which makes it quiet while the peer's beacons are heard).
+#[derive(Debug)]
+pub struct Liveness {
+    quiet: AtomicBool,
+    short: Duration,
+    long: Duration,
+    /// Set by the reader (a ping to answer) or the actor (no longer quiet: ping at once).
+    ping_now: AtomicBool,
+    wake: tokio::sync::Notify,
+    /// When the writer last wrote, in ms after `start`.
+    last_write_ms: AtomicU64,
+    start: Instant,
+}
+
+impl Liveness {
+    fn new(short: Duration, long: Duration) -> Liveness {
+        Liveness {
+            quiet: AtomicBool::new(false),
+            short,
+            long,
+            ping_now: AtomicBool::new(false),
+            wake: tokio::sync::Notify::new(),
+            last_write_ms: AtomicU64::new(0),
+            start: Instant::now(),
+        }
+    }
+
+    /// Ping seldom (the peer's beacons are heard) or often (they are not: ping at once, to learn
+    /// soon whether the session still carries).
+    pub fn set_quiet(&self, quiet: bool) {
+        if self.quiet.swap(quiet, Ordering::Relaxed) && !quiet {
+            self.ping_now.store(true, Ordering::Relaxed);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Is the session pinging seldom?
+    pub fn is_quiet(&self) -> bool {
+        self.quiet.load(Ordering::Relaxed)
+    }
+
+    fn interval(&self) -> Duration {
+        if self.is_quiet() { self.long } else { self.short }
+    }
+
+    /// Silence after which the reader gives up.
+    fn idle_timeout(&self, base: Duration) -> Duration {
+        if self.is_quiet() { base + self.long.saturating_sub(self.short) } else { base }
+    }
+
+    fn wrote(&self) {
+        // Whatever was written answers a pending ping.
+        self.ping_now.store(false, Ordering::Relaxed);
+        self.last_write_ms.store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// A ping came in: answer it unless something was written lately.
+    fn pinged(&self) {
+        let since = self.start.elapsed().as_millis() as u64 - self.last_write_ms.load(Ordering::Relaxed);
+        if since >= ANSWER_AFTER.as_millis() as u64 {
+            self.ping_now.store(true, Ordering::Relaxed);
+            self.wake.notify_one();
+        }
+    }
+}
+
 /// Hand a handshaken connection to the actor and serve it until it ends.
 pub async fn run(
     hello: Hello,
@@ -52,21 +132,21 @@ pub async fn run(
     let (outbox, rx) = mpsc::channel(ctx.outbox_capacity);
     let cancel = ctx.cancel.child_token();
     tracing::debug!(sid, peer = %peer.short(), %remote, dialer_is_me, "session up");
-    let up = Up { sid, hello, remote, local, dialer_is_me, outbox, cancel: cancel.clone() };
+    let live = Arc::new(Liveness::new(ctx.keepalive, ctx.quiet_keepalive));
+    let up = Up { sid, hello, remote, local, dialer_is_me, outbox, cancel: cancel.clone(), liveness: live.clone() };
     if ctx.actor.send(SessionMsg::Up(up)).await.is_err() {
         return;
     }
-    let writer = tokio::spawn(write_loop(write, rx, ctx.keepalive, cancel.clone()));
+    let writer = tokio::spawn(write_loop(write, rx, live.clone(), cancel.clone()));
 
     let mut farewell = false;
     let mut eof = false;
     // No timer per frame: one deadline, moved forward only when it fires and something was
     // heard since. The clock is read once per socket read (when the read buffer is drained) or
     // every `STAMP_EVERY` frames, not per frame.
-    let idle_timeout = ctx.idle_timeout;
     let mut last_heard = Instant::now();
     let mut unstamped = 0u32;
-    let idle = tokio::time::sleep_until(last_heard + idle_timeout);
+    let idle = tokio::time::sleep_until(last_heard + live.idle_timeout(ctx.idle_timeout));
     tokio::pin!(idle);
     // Registered once for the session's life, not once per frame.
     let cancelled = cancel.cancelled();
@@ -82,8 +162,9 @@ pub async fn run(
                     last_heard = now;
                     unstamped = 0;
                 }
+                let idle_timeout = live.idle_timeout(ctx.idle_timeout);
                 if now.duration_since(last_heard) >= idle_timeout {
-                    tracing::debug!(sid, peer = %peer.short(), "session silent for too long");
+                    tracing::debug!(sid, peer = %peer.short(), ?idle_timeout, "session silent for too long");
                     break;
                 }
                 idle.as_mut().reset(last_heard + idle_timeout);
@@ -107,7 +188,10 @@ pub async fn run(
             unstamped = 0;
         }
         let msg = match codec::decode::<Frame>(&bytes) {
-            Ok(Frame::Ping) => SessionMsg::Heard { peer },
+            Ok(Frame::Ping) => {
+                live.pinged();
+                SessionMsg::Heard { peer }
+            }
             Ok(Frame::Bye(reason)) => {
                 tracing::debug!(sid, peer = %peer.short(), %reason, "peer closes the session");
                 farewell |= reason == BYE_LEAVING;
@@ -158,7 +242,7 @@ pub async fn run(
 async fn write_loop(
     write: FramedWrite<OwnedWriteHalf, NoiseWriter>,
     mut rx: mpsc::Receiver<Bytes>,
-    keepalive: std::time::Duration,
+    live: Arc<Liveness>,
     cancel: CancellationToken,
 ) {
     // The frames of one batch go out as few records as they fit in (`encode_batch`), then one
@@ -176,7 +260,13 @@ async fn write_loop(
                 biased;
                 _ = &mut cancelled => return,
                 m = rx.recv() => m,
-                _ = tokio::time::sleep_until(last_write + keepalive) => Some(ping.clone()),
+                _ = tokio::time::sleep_until(last_write + live.interval()) => Some(ping.clone()),
+                _ = live.wake.notified() => {
+                    if !live.ping_now.swap(false, Ordering::Relaxed) {
+                        continue;
+                    }
+                    Some(ping.clone())
+                }
             };
             let Some(first) = first else {
                 // Every sender dropped: what is queued is written; close our half gracefully.
@@ -213,5 +303,6 @@ async fn write_loop(
             return;
         }
         last_write = Instant::now();
+        live.wrote();
     }
 }
