@@ -50,6 +50,8 @@ const PURGE_EVERY: Duration = Duration::from_secs(30);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Session reports handled in one transaction at most.
 const BATCH: usize = 256;
+/// An acknowledgement waits this long for more deliveries to cover (see `flush`).
+const ACK_DELAY: Duration = Duration::from_millis(20);
 /// Ids per offer or want frame at most.
 const IDS_PER_FRAME: usize = 4096;
 /// Messages from one author held back while an earlier one is missing, at most.
@@ -153,6 +155,12 @@ pub(super) struct Actor {
     /// Events and acknowledgements held until the current transaction commits.
     held_events: Vec<Event>,
     held_acks: HashMap<PeerId, u64>,
+    /// Acknowledgements delayed by up to `ACK_DELAY` (one frame covers many deliveries), and
+    /// when they are due.
+    ack_later: HashMap<PeerId, u64>,
+    ack_due: Option<Instant>,
+    /// The last acknowledgement sent per stream.
+    acks_sent: HashMap<PeerId, u64>,
     /// Streams whose counters changed this turn (saved once, at the end of the turn).
     dirty_out: std::collections::HashSet<PeerId>,
     /// Replies to `send` commands, held until the messages are stored.
@@ -205,6 +213,9 @@ impl Actor {
             members,
             held_events: Vec::new(),
             held_acks: HashMap::new(),
+            ack_later: HashMap::new(),
+            ack_due: None,
+            acks_sent: HashMap::new(),
             held_replies: Vec::new(),
             acked_unsaved: Default::default(),
             dirty_out: Default::default(),
@@ -266,11 +277,37 @@ impl Actor {
         for e in self.held_events.drain(..) {
             let _ = self.p.events.send(e);
         }
-        let acks: Vec<(PeerId, u64)> = self.held_acks.drain().collect();
-        for (peer, upto) in acks {
-            if let Ok(f) = codec::encode(&Frame::Ack(upto)) {
-                self.push(peer, f);
+        // Delayed acknowledgements: a stream acknowledged within the window's quarter waits up
+        // to ACK_DELAY, so that a burst (or a teacher's fan-out followed by the next) costs the
+        // sender one `Ack` per peer rather than one per turn, and the sender's handling of
+        // acknowledgements does not compete with the delivery of what follows. The sender's
+        // window (4096) and resend timer (3 s) are far above what this holds back.
+        let quarter = (self.p.config.window as u64 / 4).max(1);
+        let now = Instant::now();
+        for (peer, upto) in std::mem::take(&mut self.held_acks) {
+            let sent = self.acks_sent.get(&peer).copied().unwrap_or(0);
+            if upto >= sent + quarter {
+                self.ack_later.remove(&peer);
+                self.send_ack(peer, upto);
+            } else {
+                self.ack_later.insert(peer, upto);
+                self.ack_due.get_or_insert(now + ACK_DELAY);
             }
+        }
+    }
+
+    fn send_ack(&mut self, peer: PeerId, upto: u64) {
+        if let Ok(f) = codec::encode(&Frame::Ack(upto)) {
+            self.push(peer, f);
+        }
+        self.acks_sent.insert(peer, upto);
+    }
+
+    /// Send the delayed acknowledgements.
+    fn send_acks(&mut self) {
+        self.ack_due = None;
+        for (peer, upto) in std::mem::take(&mut self.ack_later) {
+            self.send_ack(peer, upto);
         }
     }
 
@@ -322,6 +359,8 @@ impl Actor {
                     }
                 }
                 _ = tick.tick() => self.tick(),
+                _ = tokio::time::sleep_until(self.ack_due.map_or_else(tokio::time::Instant::now, tokio::time::Instant::from_std)),
+                    if self.ack_due.is_some() => self.send_acks(),
                 Ok(()) = ifaces.changed() => {
                     let now_set = ifaces.borrow_and_update().clone();
                     self.ifaces_changed(&now_set);
@@ -332,6 +371,7 @@ impl Actor {
         self.p.store.begin();
         self.save_acked();
         self.flush();
+        self.send_acks();
         self.shutdown(sess).await;
     }
 
