@@ -4,7 +4,7 @@
 //! cargo bench --bench lanpeer_bench                       # everything, full sizes (a few minutes)
 //! cargo bench --bench lanpeer_bench -- stream fanout --quick
 //! ```
-//! Benchmarks: `stream`, `fanout`, `convergence`, `idle`, `cli`, `zyre` (none named: all).
+//! Benchmarks: `stream`, `fanout`, `convergence`, `store`, `idle`, `cli`, `zyre` (none named: all).
 //! `--quick` uses small sizes (for development).
 //!
 //! NETWORK SAFETY: everything runs on loopback. In-process nodes get `interfaces = ["lo"]`
@@ -300,6 +300,84 @@ fn text(prefix: &str) -> String {
     }
     t.truncate(TEXT_LEN);
     t
+}
+
+// ---- store -----------------------------------------------------------------------------------
+
+/// The history database alone, as the node actor drives it: one message per transaction (a lone
+/// caller awaiting each `chat`, or one message arriving), and many per transaction (a pipelined
+/// stream), in memory and on disk (WAL, synchronous=NORMAL, as the CLI runs). Baseline: the same
+/// encoded envelopes appended to a plain file with one `write` each (the cheapest durable log the
+/// kernel offers without fsync, which the WAL does not do per commit either).
+fn bench_store(o: &Opts) {
+    use lanpeer::codec;
+    use lanpeer::id::{MsgId, PeerId};
+    use lanpeer::protocol::Envelope;
+    use lanpeer::store::Store;
+    let n: u64 = if o.quick { 5_000 } else { 20_000 };
+    let scratch = std::env::temp_dir().join(format!("lanpeer-bench-store-{}", std::process::id()));
+    let author = PeerId([7; 16]);
+    let envs: Vec<(Envelope, Vec<u8>)> = (1..=2 * n)
+        .map(|seq| {
+            let e = Envelope {
+                id: MsgId { author, seq },
+                author_name: "bench".into(),
+                sent_ms: 1,
+                to: None,
+                body: Body::Chat { text: text("store") },
+            };
+            let b = codec::encode(&e).unwrap().to_vec();
+            (e, b)
+        })
+        .collect();
+    // Baseline: append each envelope to a file with its own write(2).
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).unwrap();
+    let raw = {
+        let mut f = std::fs::File::create(scratch.join("log")).unwrap();
+        let t = Instant::now();
+        for (_, b) in &envs[..n as usize] {
+            f.write_all(b).unwrap();
+        }
+        t.elapsed() / n as u32
+    };
+    for durable in [false, true] {
+        let _ = std::fs::remove_dir_all(&scratch);
+        std::fs::create_dir_all(&scratch).unwrap();
+        let mut st = Store::open(durable.then_some(scratch.as_path()), PeerId([1; 16]), "bench").unwrap();
+        let t = Instant::now();
+        for (e, b) in &envs[..n as usize] {
+            st.begin();
+            st.insert(e, b, 1).unwrap();
+            st.save_in_stream(author, e.id.seq).unwrap();
+            st.commit().unwrap();
+        }
+        let one = t.elapsed() / n as u32;
+        let t = Instant::now();
+        for chunk in envs[n as usize..].chunks(256) {
+            st.begin();
+            for (e, b) in chunk {
+                st.insert(e, b, 1).unwrap();
+            }
+            st.save_in_stream(author, chunk.last().unwrap().0.id.seq).unwrap();
+            st.commit().unwrap();
+        }
+        let batched = t.elapsed() / n as u32;
+        drop(st);
+        let place = if durable { "on disk" } else { "in memory" };
+        let base = format!("file append {:.2} us per message (one write each)", raw.as_secs_f64() * 1e6);
+        figure(
+            &format!("store, 1 message per commit, {place}"),
+            format!("{:.2} us", one.as_secs_f64() * 1e6),
+            &[base.clone(), format!("ceiling {}msg/s on one core", rate(1.0 / one.as_secs_f64()))],
+        );
+        figure(
+            &format!("store, 256 per commit, {place}"),
+            format!("{:.2} us", batched.as_secs_f64() * 1e6),
+            &[base, format!("ceiling {}msg/s on one core", rate(1.0 / batched.as_secs_f64()))],
+        );
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
 }
 
 // ---- stream ----------------------------------------------------------------------------------
@@ -1301,6 +1379,10 @@ fn main() {
         rt.block_on(bench_convergence(&o, &z));
     }
     drop(rt);
+    if o.wants("store") {
+        println!("== store: the history database alone (what bounds a durable stream), per message");
+        bench_store(&o);
+    }
     if o.wants("cli") {
         println!("== CLI: two `lanpeer --json --iface lo` processes, chats piped into one, counted on the other");
         bench_cli(&o, lib_rate);
