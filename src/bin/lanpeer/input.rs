@@ -285,7 +285,7 @@ mod tests {
         let t = std::thread::spawn(move || read_lines(std::io::BufReader::new(Typing(keys)), tx));
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         let mut next = || {
-            rt.block_on(tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv()))
+            rt.block_on(async { tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv()).await })
                 .expect("handed over while the reader waits for more input")
         };
         typed.send(b"hello\nagain\n".to_vec()).unwrap();
