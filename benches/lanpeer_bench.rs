@@ -974,8 +974,10 @@ fn die_with_parent(cmd: &mut Command) {
     }
 }
 
-fn lanpeer_exe() -> &'static str {
-    env!("CARGO_BIN_EXE_lanpeer")
+/// The `lanpeer` built with this bench, or LANPEER_BENCH_EXE (to compare with another build in
+/// the same period: the machine's load varies more than the builds do).
+fn lanpeer_exe() -> String {
+    std::env::var("LANPEER_BENCH_EXE").unwrap_or_else(|_| env!("CARGO_BIN_EXE_lanpeer").to_string())
 }
 
 /// Scratch directory for data dirs; removed on drop.
@@ -1064,7 +1066,7 @@ fn bench_cli(o: &Opts, lib_rate: Option<f64>) -> Option<f64> {
     let (port, room) = unique_net("cli");
     let mut kids = Children::default();
     let (a, sa) = spawn_cli(&mut kids, &dir.0, "a", port, &room);
-    let (_b, sb) = spawn_cli(&mut kids, &dir.0, "b", port, &room);
+    let (b, sb) = spawn_cli(&mut kids, &dir.0, "b", port, &room);
     if !wait_until(Duration::from_secs(30), || {
         sa.listed.load(Ordering::Relaxed) == 1 && sb.listed.load(Ordering::Relaxed) == 1
     }) {
@@ -1073,6 +1075,10 @@ fn bench_cli(o: &Opts, lib_rate: Option<f64>) -> Option<f64> {
     }
     sb.target.store(n, Ordering::Relaxed);
     let stdin: ChildStdin = kids.0[a].stdin.take().unwrap();
+    // CPU time of each process over the stream: far less sensitive to the machine's load than the
+    // rate (the CLI's own cost is in it, beside the node's).
+    let pids = [kids.0[a].id(), kids.0[b].id()];
+    let cpu0 = pids.map(cpu_ticks);
     let t0 = Instant::now();
     let writer = std::thread::spawn(move || {
         let mut w = BufWriter::with_capacity(64 * 1024, stdin);
@@ -1095,6 +1101,7 @@ fn bench_cli(o: &Opts, lib_rate: Option<f64>) -> Option<f64> {
         sb.reached.lock().unwrap().is_some() || last.1.elapsed() > Duration::from_secs(10)
     });
     let end = sb.reached.lock().unwrap().unwrap_or_else(Instant::now);
+    let cpu1 = pids.map(cpu_ticks);
     let got = sb.chats_in.load(Ordering::Relaxed);
     let r = got as f64 / (end - t0).as_secs_f64();
     let _stdin = writer.join().ok();
@@ -1107,6 +1114,15 @@ fn bench_cli(o: &Opts, lib_rate: Option<f64>) -> Option<f64> {
             Some(l) => format!("library stream {}msg/s, ratio {:.3}{tag}", rate(l), r / l),
             None => format!("library stream not measured in this run{tag}"),
         }],
+    );
+    let per_msg = |i: usize| match (cpu0[i], cpu1[i]) {
+        (Some(x), Some(y)) if got > 0 => format!("{:.1} µs", (y - x) as f64 / clk_tck() / got as f64 * 1e6),
+        _ => "not measured".to_string(),
+    };
+    figure(
+        "cli CPU per message, sender",
+        per_msg(0),
+        &[format!("receiver {} (user + system time of each process, all threads)", per_msg(1))],
     );
     Some(r)
 }

@@ -167,6 +167,45 @@ fn processes_talk_over_loopback_and_a_crash_is_noticed() {
     assert!(wait_exit(&mut p[1].child, Duration::from_secs(5)).success());
 }
 
+/// Output is written in large pieces, but never held back: an event shows at once when nothing
+/// follows it (an interactive script waits for it), and a burst of lines gives every event, in
+/// order, the last one included.
+#[test]
+fn events_come_at_once_and_none_is_lost_in_a_burst() {
+    let port = 20_000 + rand::random_range(0..40_000u16);
+    let room = format!("cli-{}", rand::random::<u32>());
+    let mut p = spawn("solo", port, &room, &[]);
+    p.wait(T, ev("ready"));
+    // Quick: each answer is waited for with stdin still open (no end of input to flush it).
+    let quick = Duration::from_secs(2);
+    for i in 0..5 {
+        p.send(&format!("/nosuch{i}"));
+        let e =
+            p.wait(quick, |v| v["event"] == "error" && v["message"].as_str().unwrap().contains(&format!("/nosuch{i}")));
+        assert!(e["message"].as_str().unwrap().contains("/help"), "{e}");
+        p.send(&format!("alone {i}"));
+        p.wait(quick, |v| v["event"] == "chat" && v["text"] == format!("alone {i}").as_str() && v["own"] == true);
+    }
+    // A burst in one write: every chat comes back, in order, the last one without delay.
+    let n = 3000;
+    let burst: String = (0..n).map(|i| format!("burst {i:05} {}\n", "z".repeat(80))).collect();
+    let s = p.stdin.as_mut().unwrap();
+    s.write_all(burst.as_bytes()).unwrap();
+    s.flush().unwrap();
+    let last = format!("burst {:05} {}", n - 1, "z".repeat(80));
+    p.wait(Duration::from_secs(30), |v| v["text"] == last.as_str());
+    let texts: Vec<&str> =
+        p.seen.iter().filter_map(|v| v["text"].as_str()).filter(|t| t.starts_with("burst ")).collect();
+    assert_eq!(texts.len(), n);
+    for (i, t) in texts.iter().enumerate() {
+        assert!(t.starts_with(&format!("burst {i:05} ")), "{i}: {t}");
+    }
+    p.send("/peers");
+    p.wait(quick, ev("peers"));
+    p.send("/quit");
+    assert!(wait_exit(&mut p.child, Duration::from_secs(5)).success());
+}
+
 fn wait_exit(c: &mut Child, within: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + within;
     loop {

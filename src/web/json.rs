@@ -129,6 +129,117 @@ pub fn event(e: &Event) -> Value {
     }
 }
 
+/// Append the JSON text of `e` to `out`: byte for byte `event(e).to_string()` (the same fields in
+/// the same, sorted, order), without building a [`Value`] first. A message, the event of every
+/// chat, is written directly (no map, no allocation); the rarer events go through [`event`].
+pub fn write_event(out: &mut Vec<u8>, e: &Event) {
+    match e {
+        Event::Message(m) => write_message(out, m),
+        other => {
+            // Writing to a Vec cannot fail, and a Value always serializes.
+            let _ = serde_json::to_writer(&mut *out, &event(other));
+        }
+    }
+}
+
+/// A string as JSON (quoted and escaped exactly as serde_json does).
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    // Writing to a Vec cannot fail.
+    let _ = serde::Serializer::serialize_str(&mut serde_json::Serializer::new(&mut *out), s);
+}
+
+fn put_u64(out: &mut Vec<u8>, n: u64) {
+    let _ = serde::Serializer::serialize_u64(&mut serde_json::Serializer::new(&mut *out), n);
+}
+
+/// `"<32 lowercase hex digits>"`, as `PeerId`'s `Display`.
+fn put_peer(out: &mut Vec<u8>, p: &PeerId) {
+    out.push(b'"');
+    put_hex(out, p);
+    out.push(b'"');
+}
+
+fn put_hex(out: &mut Vec<u8>, p: &PeerId) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for b in p.0 {
+        out.extend_from_slice(&[HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+    }
+}
+
+/// `"<author>-<seq>"`, as `MsgId`'s `Display`.
+fn put_msg_id(out: &mut Vec<u8>, id: &crate::id::MsgId) {
+    out.push(b'"');
+    put_hex(out, &id.author);
+    out.push(b'-');
+    put_u64(out, id.seq);
+    out.push(b'"');
+}
+
+/// The object of [`message`], its keys in the sorted order of a serde_json map.
+fn write_message(out: &mut Vec<u8>, m: &Message) {
+    // The keys every kind has, in order: [answer_id, body,] event, from, from_name, id, own,
+    // [private_answers, problem_id, text,] time_ms, [title,] to.
+    let (first, event): (Option<(&[u8], &str)>, &[u8]) = match &m.body {
+        Body::Chat { .. } => (None, b"chat"),
+        Body::Problem { body, .. } => (Some((b"body", body)), b"problem"),
+        Body::Answer { .. } => (None, b"answer"),
+        Body::Feedback { .. } => (None, b"feedback"),
+    };
+    out.push(b'{');
+    if let Body::Feedback { answer, .. } = &m.body {
+        out.extend_from_slice(b"\"answer_id\":");
+        put_msg_id(out, answer);
+        out.push(b',');
+    }
+    if let Some((key, value)) = first {
+        out.push(b'"');
+        out.extend_from_slice(key);
+        out.extend_from_slice(b"\":");
+        put_str(out, value);
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"event\":\"");
+    out.extend_from_slice(event);
+    out.extend_from_slice(b"\",\"from\":");
+    put_peer(out, &m.id.author);
+    out.extend_from_slice(b",\"from_name\":");
+    put_str(out, &m.from_name);
+    out.extend_from_slice(b",\"id\":");
+    put_msg_id(out, &m.id);
+    out.extend_from_slice(if m.own { b",\"own\":true" } else { b",\"own\":false" });
+    match &m.body {
+        Body::Chat { text } | Body::Feedback { text, .. } => {
+            out.extend_from_slice(b",\"text\":");
+            put_str(out, text);
+        }
+        Body::Problem { private_answers, .. } => {
+            out.extend_from_slice(if *private_answers {
+                b",\"private_answers\":true"
+            } else {
+                b",\"private_answers\":false"
+            });
+        }
+        Body::Answer { problem, text } => {
+            out.extend_from_slice(b",\"problem_id\":");
+            put_msg_id(out, problem);
+            out.extend_from_slice(b",\"text\":");
+            put_str(out, text);
+        }
+    }
+    out.extend_from_slice(b",\"time_ms\":");
+    put_u64(out, m.sent_ms);
+    if let Body::Problem { title, .. } = &m.body {
+        out.extend_from_slice(b",\"title\":");
+        put_str(out, title);
+    }
+    out.extend_from_slice(b",\"to\":");
+    match &m.to {
+        Some(t) => put_peer(out, t),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.push(b'}');
+}
+
 /// Every problem with its answers, each answer with its feedback.
 pub fn problems(list: &[ProblemView]) -> Value {
     Value::Array(
@@ -263,6 +374,86 @@ mod tests {
         for bad in [r#"{"cmd":"shutdown"}"#, r#"{"cmd":"chat"}"#, r#"{"text":"x"}"#, r#"{"cmd":"chat","text":1}"#, "x"]
         {
             assert!(serde_json::from_str::<Command>(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    fn written(e: &Event) -> String {
+        let mut out = Vec::new();
+        write_event(&mut out, e);
+        String::from_utf8(out).expect("UTF-8")
+    }
+
+    #[test]
+    fn written_events_are_the_values_text() {
+        let p =
+            msg(2, 1, Body::Problem { title: "T\"\\".into(), body: "a\nb\u{1}".into(), private_answers: true }, None);
+        let a = msg(3, u64::MAX, Body::Answer { problem: p.id, text: "x\u{7f}é".into() }, Some(p.id.author));
+        let f = msg(2, 0, Body::Feedback { answer: a.id, text: "\t".into() }, None);
+        let c = msg(0xab, 7, Body::Chat { text: "<b>hi</b> \u{2028}".into() }, Some(PeerId([1; 16])));
+        let info = PeerInfo {
+            id: PeerId([5; 16]),
+            name: "Ms \"R\"".into(),
+            addr: "[fe80::1%2]:4000".parse().unwrap(),
+            state: PeerState::Reconnecting,
+            last_seen_ms: 3,
+            props: vec![("role".into(), "teacher".into())],
+        };
+        let mut events = vec![
+            Event::Ready {
+                id: PeerId([9; 16]),
+                name: "Ada".into(),
+                room: "5B".into(),
+                listen: "10.0.0.1:4001".parse().unwrap(),
+                role: None,
+            },
+            Event::PeerJoined(info.clone()),
+            Event::PeerLeft { id: info.id, name: "Lea".into(), reason: LeaveReason::Restarted },
+            Event::Warning { message: "w\r".into() },
+        ];
+        for own in [false, true] {
+            for m in [&p, &a, &f, &c] {
+                events.push(Event::Message(Message { own, ..m.clone() }));
+            }
+        }
+        for e in &events {
+            assert_eq!(written(e), event(e).to_string());
+        }
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn any_id() -> impl Strategy<Value = MsgId> {
+            (any::<[u8; 16]>(), any::<u64>()).prop_map(|(a, seq)| MsgId { author: PeerId(a), seq })
+        }
+
+        fn any_body() -> impl Strategy<Value = Body> {
+            prop_oneof![
+                any::<String>().prop_map(|text| Body::Chat { text }),
+                (any::<String>(), any::<String>(), any::<bool>())
+                    .prop_map(|(title, body, private_answers)| Body::Problem { title, body, private_answers }),
+                (any_id(), any::<String>()).prop_map(|(problem, text)| Body::Answer { problem, text }),
+                (any_id(), any::<String>()).prop_map(|(answer, text)| Body::Feedback { answer, text }),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+            /// The direct writer and the `Value` give the same bytes, whatever the texts hold.
+            #[test]
+            fn written_messages_are_the_values_text(
+                id in any_id(),
+                from_name in any::<String>(),
+                sent_ms in any::<u64>(),
+                to in proptest::option::of(any::<[u8; 16]>()),
+                body in any_body(),
+                own in any::<bool>(),
+            ) {
+                let e = Event::Message(Message { id, from_name, sent_ms, to: to.map(PeerId), body, own });
+                prop_assert_eq!(written(&e), event(&e).to_string());
+            }
         }
     }
 }

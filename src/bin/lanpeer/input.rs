@@ -117,6 +117,67 @@ pub fn parse(line: &str) -> Result<Input, String> {
     }
 }
 
+/// [`parse`] of a line the caller owns: a chat (the common line) keeps its `String`, no copy.
+pub fn parse_owned(mut line: String) -> Result<Input, String> {
+    let end = line.trim_end_matches(['\r', '\n']).len();
+    line.truncate(end);
+    if !line.starts_with('/') && !line.trim().is_empty() {
+        return Ok(Input::Chat(line));
+    }
+    parse(&line)
+}
+
+/// What the reading thread hands over: lines, parsed, in the order read.
+#[derive(Debug)]
+pub enum Read {
+    /// The lines read since the last hand-over.
+    Lines(Vec<Result<Input, String>>),
+    /// Input could not be read (or is not UTF-8); nothing follows.
+    Failed(std::io::Error),
+}
+
+/// At most this many lines go over in one hand-over.
+pub const BATCH: usize = 512;
+
+/// Read `r` line by line on this (blocking) thread until its end, and hand the parsed lines to
+/// `tx` in batches: what has been read when the reader's buffer runs dry goes over at once (a
+/// line typed alone is not held back), and at most [`BATCH`] at a time (a script piping
+/// thousands of lines needs few hand-overs). Returns at the end of input, after an error, or
+/// when nobody receives any more; the end of input is `tx` dropped.
+pub fn read_lines<R: std::io::Read>(mut r: std::io::BufReader<R>, tx: tokio::sync::mpsc::Sender<Read>) {
+    use std::io::BufRead;
+    let mut batch = Vec::new();
+    loop {
+        let mut raw = Vec::new();
+        let failed = match r.read_until(b'\n', &mut raw) {
+            Ok(0) => None,
+            Ok(_) => match String::from_utf8(raw) {
+                Ok(line) => {
+                    batch.push(parse_owned(line));
+                    if batch.len() < BATCH && !r.buffer().is_empty() {
+                        continue;
+                    }
+                    if tx.blocking_send(Read::Lines(std::mem::take(&mut batch))).is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                Err(_) => Some(std::io::Error::new(std::io::ErrorKind::InvalidData, "the input is not UTF-8")),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => Some(e),
+        };
+        // The end, or an error: what was read before it first.
+        if !batch.is_empty() && tx.blocking_send(Read::Lines(std::mem::take(&mut batch))).is_err() {
+            return;
+        }
+        if let Some(e) = failed {
+            let _ = tx.blocking_send(Read::Failed(e));
+        }
+        return;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,5 +214,87 @@ mod tests {
     #[test]
     fn unescape_keeps_other_backslashes() {
         assert_eq!(unescape(r"a\nb\\n\q\"), "a\nb\\n\\q\\");
+    }
+
+    #[test]
+    fn parse_owned_is_parse() {
+        for l in ["hi", "hi\r\n", " hi \n", "", "  \r\n", "/quit", "/msg bob hi\n", "/x", "a/b", "/problem T | b\\n"] {
+            assert_eq!(parse_owned(l.to_string()), parse(l), "{l:?}");
+        }
+    }
+
+    fn read_all(data: &[u8]) -> Vec<Read> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1000);
+        read_lines(std::io::BufReader::with_capacity(64, data), tx);
+        let mut got = Vec::new();
+        while let Ok(r) = rx.try_recv() {
+            got.push(r);
+        }
+        got
+    }
+
+    #[test]
+    fn every_line_arrives_in_order_in_bounded_batches() {
+        let mut data = String::new();
+        for i in 0..3000 {
+            data.push_str(&format!("line {i}\n"));
+        }
+        data.push_str("/quit\r\nlast, without a newline");
+        let mut lines = Vec::new();
+        for r in read_all(data.as_bytes()) {
+            let Read::Lines(b) = r else { panic!("{r:?}") };
+            assert!(!b.is_empty() && b.len() <= BATCH);
+            lines.extend(b);
+        }
+        assert_eq!(lines.len(), 3002);
+        for (i, l) in lines[..3000].iter().enumerate() {
+            assert_eq!(l, &Ok(Input::Chat(format!("line {i}"))));
+        }
+        assert_eq!(lines[3000], Ok(Input::Quit));
+        assert_eq!(lines[3001], Ok(Input::Chat("last, without a newline".into())));
+    }
+
+    #[test]
+    fn not_utf8_ends_the_input_after_the_lines_before() {
+        let got = read_all(b"one\ntw\xffo\nthree\n");
+        assert!(
+            matches!(&got[..], [Read::Lines(l), Read::Failed(_)] if l == &[Ok(Input::Chat("one".into()))]),
+            "{got:?}"
+        );
+    }
+
+    /// Input that gives some bytes, then blocks until told to go on (a person typing).
+    struct Typing(std::sync::mpsc::Receiver<Vec<u8>>);
+
+    impl std::io::Read for Typing {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match self.0.recv() {
+                Ok(d) => {
+                    buf[..d.len()].copy_from_slice(&d);
+                    Ok(d.len())
+                }
+                Err(_) => Ok(0),
+            }
+        }
+    }
+
+    #[test]
+    fn a_line_is_handed_over_while_the_next_is_not_there_yet() {
+        let (typed, keys) = std::sync::mpsc::channel();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(10);
+        let t = std::thread::spawn(move || read_lines(std::io::BufReader::new(Typing(keys)), tx));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let mut next = || {
+            rt.block_on(async { tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv()).await })
+                .expect("handed over while the reader waits for more input")
+        };
+        typed.send(b"hello\nagain\n".to_vec()).unwrap();
+        let got = next();
+        assert!(matches!(&got, Some(Read::Lines(l)) if l.len() == 2), "{got:?}");
+        typed.send(b"/quit\n".to_vec()).unwrap();
+        assert!(matches!(next(), Some(Read::Lines(l)) if l == [Ok(Input::Quit)]));
+        drop(typed);
+        assert!(next().is_none(), "the end of input closes the channel");
+        t.join().unwrap();
     }
 }

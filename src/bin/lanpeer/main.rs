@@ -7,12 +7,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use futures_util::StreamExt;
 use lanpeer::Body;
 use lanpeer::crypto::Passphrase;
 use lanpeer::web::Web;
 use lanpeer::{Config, Event, Node};
-use tokio::io::AsyncBufReadExt;
 
 mod configfile;
 mod doctor;
@@ -206,14 +204,59 @@ async fn wait_for_signal() {
     }
 }
 
-/// Carry out one line. Returns false when the user leaves.
 /// Messages handed to the node whose confirmation is still to come, oldest first: the CLI does
 /// not wait for each one before reading the next line (a script can pipe thousands), and reports
 /// a refusal when it comes.
-type InFlight = futures_util::stream::FuturesOrdered<lanpeer::Pending>;
+///
+/// The node confirms messages in the order they were submitted, so only the oldest is polled
+/// (and woken on): the others are looked at once it is done, most of them ready by then.
+#[derive(Default)]
+struct InFlight(std::collections::VecDeque<lanpeer::Pending>);
 
-async fn handle(node: &Node, out: &mut Output, line: &str, inflight: &mut InFlight) -> bool {
-    let parsed = match input::parse(line) {
+impl InFlight {
+    fn push_back(&mut self, p: lanpeer::Pending) {
+        self.0.push_back(p);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Wait until the oldest is confirmed (or refused); then take every confirmation that is
+    /// ready, in order, and report each refusal.
+    async fn settle(&mut self, out: &mut Output) {
+        let mut first = true;
+        std::future::poll_fn(|cx| {
+            while let Some(p) = self.0.front_mut() {
+                let r = match p.as_mut().poll(cx) {
+                    std::task::Poll::Ready(r) => r,
+                    std::task::Poll::Pending if first => return std::task::Poll::Pending,
+                    std::task::Poll::Pending => break,
+                };
+                first = false;
+                self.0.pop_front();
+                if let Err(e) = r {
+                    out.error(&e.to_string());
+                }
+            }
+            std::task::Poll::Ready(())
+        })
+        .await
+    }
+
+    /// Wait for every confirmation, in order (reporting each refusal).
+    async fn finish(&mut self, out: &mut Output) {
+        while let Some(p) = self.0.pop_front() {
+            if let Err(e) = p.await {
+                out.error(&e.to_string());
+            }
+        }
+    }
+}
+
+/// Carry out one parsed line. Returns false when the user leaves.
+async fn handle(node: &Node, out: &mut Output, line: Result<Input, String>, inflight: &mut InFlight) -> bool {
+    let parsed = match line {
         Ok(i) => i,
         Err(e) => {
             out.error(&e);
@@ -356,56 +399,63 @@ async fn run(args: Args) -> Result<(), lanpeer::Error> {
     }
     // With the web page, the end of input does not end the peer (the page goes on using it).
     let mut reading = true;
-    let mut inflight = InFlight::new();
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut inflight = InFlight::default();
+    // Stdin is read and parsed on a thread of its own, which hands over lines in batches.
+    let (lines_tx, mut lines) = tokio::sync::mpsc::channel(4);
+    std::thread::Builder::new()
+        .name("lanpeer-stdin".into())
+        .spawn(move || input::read_lines(std::io::BufReader::with_capacity(256 * 1024, std::io::stdin()), lines_tx))
+        .map_err(|e| lanpeer::Error::BadText(format!("cannot start: {e}")))?;
+    let mut ready = Vec::with_capacity(256);
     let signal = wait_for_signal();
     tokio::pin!(signal);
+    // In order: whatever is ready is written to the output buffer; only when nothing more is
+    // ready at once (the last branch) is the buffer written out. So a burst of events costs few
+    // writes, and an event never waits while the peer is idle.
     loop {
         tokio::select! {
-            ev = events.recv() => match ev {
-                Some(e) => {
-                    deliver(&mut out, web.as_ref(), args.open, &e);
-                    // Write whatever else is ready in one go, then flush.
-                    while let Ok(e) = events.try_recv() {
-                        deliver(&mut out, web.as_ref(), args.open, &e);
-                    }
-                    out.flush();
+            biased;
+            _ = &mut signal => break,
+            n = events.recv_many(&mut ready, 256) => {
+                if n == 0 {
+                    break;
                 }
-                None => break,
+                for e in ready.drain(..) {
+                    deliver(&mut out, web.as_ref(), args.open, &e);
+                }
             },
-            line = lines.next_line(), if reading => {
-                let keep = match line {
-                    Ok(Some(l)) => handle(&node, &mut out, &l, &mut inflight).await,
-                    Ok(None) if web.is_some() => {
+            () = inflight.settle(&mut out), if !inflight.is_empty() => {},
+            read = lines.recv(), if reading => {
+                let keep = match read {
+                    Some(input::Read::Lines(batch)) => {
+                        let mut keep = true;
+                        for line in batch {
+                            if !handle(&node, &mut out, line, &mut inflight).await {
+                                keep = false;
+                                break;
+                            }
+                        }
+                        keep
+                    }
+                    None if web.is_some() => {
                         reading = false;
                         true
                     }
-                    Ok(None) => false,
-                    Err(e) => {
+                    None => false,
+                    Some(input::Read::Failed(e)) => {
                         tracing::warn!(error = %e, "cannot read input");
                         false
                     }
                 };
-                out.flush();
                 if !keep {
                     break;
                 }
             },
-            Some(r) = inflight.next(), if !inflight.is_empty() => {
-                if let Err(e) = r {
-                    out.error(&e.to_string());
-                    out.flush();
-                }
-            }
-            _ = &mut signal => break,
+            () = std::future::ready(()), if out.has_pending() => out.flush(),
         }
     }
     // What was typed before leaving is sent before leaving.
-    while let Some(r) = inflight.next().await {
-        if let Err(e) = r {
-            out.error(&e.to_string());
-        }
-    }
+    inflight.finish(&mut out).await;
     node.shutdown().await;
     while let Some(e) = events.recv().await {
         deliver(&mut out, web.as_ref(), false, &e);
@@ -443,9 +493,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = rt.block_on(run(args));
-    // A read of stdin may still be waiting in its thread (Ctrl-C or SIGTERM while the terminal is
-    // open): dropping the runtime would wait for it until Enter. The peer is down; do not wait.
+    // The peer runs on the runtime's worker threads, beside the node's own tasks (not on this
+    // thread, which would be woken from another thread for every event and confirmation).
+    let result = rt.block_on(async {
+        match tokio::spawn(run(args)).await {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(lanpeer::Error::Stopped),
+        }
+    });
+    // The peer is down: do not wait for what may still run (the stdin thread may still wait for
+    // a line, after Ctrl-C or SIGTERM while the terminal is open; it ends with the process).
     rt.shutdown_background();
     match result {
         Ok(()) => ExitCode::SUCCESS,

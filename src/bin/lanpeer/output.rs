@@ -9,10 +9,18 @@ use lanpeer::{Body, Event, Message, PeerInfo, ProblemView};
 use serde_json::{Value, json};
 
 /// The output mode and the stream it writes to.
+///
+/// Lines are gathered in a buffer and written to stdout in large pieces: when the buffer holds
+/// [`WRITE_AT`] bytes, and at every [`Output::flush`]. The caller flushes as soon as it has
+/// nothing more at hand, so an event never waits in the buffer while the peer is idle.
 pub struct Output {
     json: bool,
-    out: std::io::BufWriter<std::io::Stdout>,
+    buf: Vec<u8>,
+    sink: Box<dyn Write + Send>,
 }
+
+/// A buffer this full is written out without waiting for a flush.
+pub const WRITE_AT: usize = 64 * 1024;
 
 /// `s` with every control character but newline and tab replaced by `�`.
 pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
@@ -59,29 +67,56 @@ fn problems_json(list: &[ProblemView]) -> Value {
 impl Output {
     /// Output to stdout, as JSON lines or for people.
     pub fn new(json: bool) -> Self {
-        Output { json, out: std::io::BufWriter::new(std::io::stdout()) }
+        Self::to(json, Box::new(std::io::stdout()))
+    }
+
+    /// Output to any stream.
+    pub fn to(json: bool, sink: Box<dyn Write + Send>) -> Self {
+        Output { json, buf: Vec::with_capacity(WRITE_AT + 4096), sink }
     }
 
     /// One line for people. Control characters from peers (terminal escape sequences, say) are
     /// shown as `�`, so a message can never drive the reader's terminal.
     fn line(&mut self, s: &str) {
-        let _ = writeln!(self.out, "{}", printable(s));
+        let _ = writeln!(self.buf, "{}", printable(s));
+        self.end_line();
     }
 
     fn json(&mut self, v: Value) {
-        let _ = serde_json::to_writer(&mut self.out, &v);
-        let _ = self.out.write_all(b"\n");
+        let _ = serde_json::to_writer(&mut self.buf, &v);
+        self.buf.push(b'\n');
+        self.end_line();
     }
 
-    /// Write out what is buffered.
+    /// A whole line is in the buffer: write it out if the buffer is full enough.
+    fn end_line(&mut self) {
+        if self.buf.len() >= WRITE_AT {
+            self.flush();
+        }
+    }
+
+    /// True when something is buffered, not yet written out.
+    pub fn has_pending(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// Write out what is buffered (whole lines only ever: the buffer ends with a newline).
     pub fn flush(&mut self) {
-        let _ = self.out.flush();
+        if self.buf.is_empty() {
+            return;
+        }
+        // Stdout is line-buffered: a piece that ends with a newline goes straight through it.
+        // A write error (the reader went away) drops the output, as before.
+        let _ = self.sink.write_all(&self.buf).and_then(|()| self.sink.flush());
+        self.buf.clear();
     }
 
     /// One event.
     pub fn event(&mut self, e: &Event) {
         if self.json {
-            return self.json(json::event(e));
+            json::write_event(&mut self.buf, e);
+            self.buf.push(b'\n');
+            return self.end_line();
         }
         let t = clock(now_ms());
         match e {
@@ -223,7 +258,6 @@ impl Output {
 
 #[cfg(test)]
 mod tests {
-    use lanpeer::web::json;
     use lanpeer::{Body, Event, LeaveReason, Message, MsgId, PeerId, PeerInfo, PeerState, ProblemView};
 
     fn msg(author: u8, seq: u64, body: Body, to: Option<PeerId>, own: bool) -> Message {
@@ -237,7 +271,21 @@ mod tests {
         }
     }
 
-    /// Every `--json` object of the CLI, serialized, one per line: the public contract.
+    /// A stream whose bytes the test reads afterwards.
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Every `--json` object of the CLI, as `Output` writes them, one per line: the public contract.
     fn all_objects() -> String {
         let p =
             msg(2, 1, Body::Problem { title: "Loops".into(), body: "a\nb".into(), private_answers: true }, None, true);
@@ -254,27 +302,33 @@ mod tests {
         };
         let student = PeerInfo { props: vec![], state: PeerState::Reconnecting, ..teacher.clone() };
         let list = vec![ProblemView { problem: p.clone(), answers: vec![(a.clone(), vec![f.clone()])] }];
-        let objects = [
-            json::event(&Event::Ready {
+        let sink = Shared::default();
+        let mut out = super::Output::to(true, Box::new(sink.clone()));
+        for e in [
+            Event::Ready {
                 id: PeerId([9; 16]),
                 name: "Ada".into(),
                 room: "5B".into(),
                 listen: "10.0.0.1:4001".parse().unwrap(),
                 role: Some("teacher".into()),
-            }),
-            json::event(&Event::PeerJoined(teacher.clone())),
-            json::event(&Event::PeerLeft { id: student.id, name: "Lea".into(), reason: LeaveReason::Timeout }),
-            json::event(&Event::Message(c.clone())),
-            json::event(&Event::Message(p.clone())),
-            json::event(&Event::Message(a.clone())),
-            json::event(&Event::Message(f.clone())),
-            json::event(&Event::Warning { message: "w".into() }),
-            super::history_json(&[c, p, a, f]),
-            super::peers_json(&[teacher, student]),
-            super::problems_json(&list),
-            super::problems_json(&[]),
-        ];
-        objects.iter().map(|v| v.to_string() + "\n").collect()
+            },
+            Event::PeerJoined(teacher.clone()),
+            Event::PeerLeft { id: student.id, name: "Lea".into(), reason: LeaveReason::Timeout },
+            Event::Message(c.clone()),
+            Event::Message(p.clone()),
+            Event::Message(a.clone()),
+            Event::Message(f.clone()),
+            Event::Warning { message: "w".into() },
+        ] {
+            out.event(&e);
+        }
+        out.history(&[c, p, a, f]);
+        out.peers(&[teacher, student]);
+        out.problems(&list);
+        out.problems(&[]);
+        out.flush();
+        assert!(!out.has_pending());
+        String::from_utf8(sink.0.lock().unwrap().clone()).unwrap()
     }
 
     /// The objects as the CLI wrote them before it took them from `lanpeer::web::json` (plus
@@ -297,6 +351,35 @@ mod tests {
     fn json_objects_are_unchanged() {
         let now = all_objects();
         assert_eq!(now, BEFORE, "the --json objects changed; now:\n{now}");
+    }
+
+    #[test]
+    fn lines_wait_in_the_buffer_until_a_flush_or_a_full_buffer() {
+        let sink = Shared::default();
+        let mut out = super::Output::to(true, Box::new(sink.clone()));
+        let chat = |seq| Event::Message(msg(1, seq, Body::Chat { text: "x".repeat(100) }, None, false));
+        out.event(&chat(0));
+        assert!(out.has_pending());
+        assert!(sink.0.lock().unwrap().is_empty(), "written before the flush");
+        out.flush();
+        assert!(!out.has_pending());
+        let one = sink.0.lock().unwrap().len();
+        assert!(one > 100 && sink.0.lock().unwrap().ends_with(b"\n"));
+        // A long burst goes out in pieces of whole lines, without a flush.
+        let n = 3 * super::WRITE_AT / one;
+        for seq in 1..=n as u64 {
+            out.event(&chat(seq));
+        }
+        let written = sink.0.lock().unwrap().clone();
+        assert!(written.len() > 2 * super::WRITE_AT, "{} bytes written", written.len());
+        assert!(written.ends_with(b"\n"));
+        out.flush();
+        let all = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(all.lines().count(), n + 1);
+        for (i, l) in all.lines().enumerate() {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["id"], format!("{}-{i}", "01".repeat(16)));
+        }
     }
 
     #[test]
