@@ -215,7 +215,11 @@ impl Web {
     /// Give one event of the node to every open page (and to the history of reloaded ones).
     /// Call it with every event, in order, `Ready` first.
     pub fn publish(&self, e: &Event) {
-        let text = Utf8Bytes::from(json::event(e).to_string());
+        let mut buf = Vec::with_capacity(256);
+        json::write_event(&mut buf, e);
+        // `write_event` writes JSON text, which is UTF-8.
+        let text = String::from_utf8(buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        let text = Utf8Bytes::from(text);
         let mut h = self.shared.history.lock().unwrap_or_else(PoisonError::into_inner);
         h.record(e);
         // Sent while holding the history lock, so a page that connects sees each event either in
