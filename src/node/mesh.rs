@@ -17,6 +17,7 @@ use crate::id::PeerId;
 use crate::protocol::{Frame, PeerAd};
 use crate::seeds::{SeedOutcome, Seeds};
 use crate::transport::dial;
+use crate::transport::handshake::{COUNTS, Counts};
 
 /// The actor's mesh state.
 pub(super) struct Mesh {
@@ -87,6 +88,10 @@ impl Actor {
         }
         self.gossip_to(peer);
         self.mesh.rounds.changed();
+        Counts::bump(&COUNTS.kept);
+        // If it was our dial, its place in the dial window is free: start the next one now
+        // rather than at the next tick.
+        self.dial_due(now);
     }
 
     /// The peer left on purpose: stop looking for it.
