@@ -168,6 +168,9 @@ pub struct Book {
 }
 
 fn merge(into: &mut Vec<SocketAddr>, newer: &[SocketAddr]) {
+    if into.starts_with(newer) {
+        return; // nothing new (the common case: gossip repeats what we know)
+    }
     let mut v: Vec<SocketAddr> = newer.to_vec();
     for a in into.iter() {
         if !v.contains(a) {

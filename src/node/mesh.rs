@@ -111,20 +111,23 @@ impl Actor {
     fn gossip_to(&mut self, to: PeerId) {
         let Some(s) = self.sessions.get(&to) else { return };
         let loopback = s.loopback;
-        let mut ads: Vec<PeerAd> = self
-            .table
-            .connected()
-            .filter(|e| e.id != to && self.sessions.contains_key(&e.id))
+        let mut peers: Vec<&crate::peers::Entry> =
+            self.table.connected().filter(|e| e.id != to && self.sessions.contains_key(&e.id)).collect();
+        if peers.len() > gossip::MAX_ADS {
+            let start = rand::random_range(0..peers.len());
+            peers.rotate_left(start);
+        }
+        // Ads are made for the first MAX_ADS peers that have an address that may travel, not for
+        // every peer (this runs for every session that comes up).
+        let ads: Vec<PeerAd> = peers
+            .iter()
             .filter_map(|e| gossip::ad(e.id, e.incarnation, e.addr.port(), &e.addrs(), loopback))
+            .take(gossip::MAX_ADS)
             .collect();
         if ads.is_empty() {
             return;
         }
-        if ads.len() > gossip::MAX_ADS {
-            let start = rand::random_range(0..ads.len());
-            ads.rotate_left(start);
-            ads.truncate(gossip::MAX_ADS);
-        }
+        COUNTS.gossip_ads_out.fetch_add(ads.len() as u64, std::sync::atomic::Ordering::Relaxed);
         tracing::trace!(peer = %to.short(), n = ads.len(), "gossip sent");
         if let Ok(f) = codec::encode(&Frame::Peers(ads)) {
             self.push(to, f);
@@ -138,6 +141,7 @@ impl Actor {
         let now = Instant::now();
         let loopback = self.sessions.get(&from).is_some_and(|s| s.loopback);
         let mut new = false;
+        COUNTS.gossip_ads_in.fetch_add(ads.len().min(gossip::MAX_ADS) as u64, std::sync::atomic::Ordering::Relaxed);
         for ad in ads.iter().take(gossip::MAX_ADS) {
             let Some(addrs) = gossip::accept(ad, self.me, loopback) else { continue };
             self.mesh.book.learn(ad.id, ad.incarnation, &addrs, now);

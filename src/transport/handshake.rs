@@ -86,6 +86,10 @@ pub struct Counts {
     pub ok_us: AtomicU64,
     /// Sessions kept by the node actor (the others of the `ok` ones were duplicates, dropped).
     pub kept: AtomicU64,
+    /// Peers named in gossip frames sent / received.
+    pub gossip_ads_out: AtomicU64,
+    /// (see `gossip_ads_out`)
+    pub gossip_ads_in: AtomicU64,
 }
 
 /// The process-wide [`Counts`].
@@ -100,6 +104,8 @@ pub static COUNTS: Counts = Counts {
     failed: [AtomicU64::new(0), AtomicU64::new(0)],
     ok_us: AtomicU64::new(0),
     kept: AtomicU64::new(0),
+    gossip_ads_out: AtomicU64::new(0),
+    gossip_ads_in: AtomicU64::new(0),
 };
 
 impl Counts {
@@ -126,6 +132,8 @@ impl Counts {
             ("hs_failed_in", g(&self.failed[1])),
             ("hs_ok_us", g(&self.ok_us)),
             ("kept", g(&self.kept)),
+            ("gossip_ads_out", g(&self.gossip_ads_out)),
+            ("gossip_ads_in", g(&self.gossip_ads_in)),
         ]
     }
 }
