@@ -31,6 +31,8 @@ pub(super) struct Mesh {
     dials: RateLimiter<()>,
     /// Our addresses on the selected interfaces, as last published by the announce task.
     local: Vec<IpAddr>,
+    /// When the book last heard that our live peers are alive.
+    touched: Instant,
 }
 
 impl Mesh {
@@ -41,6 +43,7 @@ impl Mesh {
             seeds: Seeds::new(seeds, now),
             dials: RateLimiter::new(gossip::DIAL_BURST, gossip::DIALS_PER_SEC),
             local: ifaces.iter().map(|i| i.ip).collect(),
+            touched: now,
         }
     }
 }
@@ -53,6 +56,14 @@ impl Actor {
         for (i, at) in self.mesh.seeds.due(now, |p| sessions.contains_key(p)) {
             tracing::debug!(seed = %at, "dialing seed");
             self.p.ctx.tracker.spawn(dial::dial_seed(i, at, self.p.ctx.clone()));
+        }
+        if now.saturating_duration_since(self.mesh.touched) >= gossip::REFRESH {
+            // Gossip about peers we have a session with is not read (`gossip_in`): keep them
+            // remembered here instead.
+            self.mesh.touched = now;
+            for id in self.sessions.keys() {
+                self.mesh.book.touch(id, now);
+            }
         }
         let table = &self.table;
         let back = self.mesh.book.due(now, |id| !table.contains(id));
@@ -143,11 +154,14 @@ impl Actor {
         let mut new = false;
         COUNTS.gossip_ads_in.fetch_add(ads.len().min(gossip::MAX_ADS) as u64, std::sync::atomic::Ordering::Relaxed);
         for ad in ads.iter().take(gossip::MAX_ADS) {
-            let Some(addrs) = gossip::accept(ad, self.me, loopback) else { continue };
-            self.mesh.book.learn(ad.id, ad.incarnation, &addrs, now);
             if self.sessions.contains_key(&ad.id) {
+                // Nothing to learn: the book has it from the session (`mesh_up`), and keeps it
+                // while the session lives (`mesh_tick`). Most ads are of such peers (every
+                // session that comes up brings a list), so this is worth skipping.
                 continue;
             }
+            let Some(addrs) = gossip::accept(ad, self.me, loopback) else { continue };
+            self.mesh.book.learn(ad.id, ad.incarnation, &addrs, now);
             if !self.table.contains(&ad.id) && !self.mesh.dials.allow((), now) {
                 tracing::debug!(peer = %ad.id.short(), "gossiped peer not dialed now (dial rate)");
                 continue;
