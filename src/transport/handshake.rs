@@ -68,8 +68,6 @@ pub type Framed = (FramedRead<OwnedReadHalf, NoiseReader>, FramedWrite<OwnedWrit
 pub struct Counts {
     /// Dial tasks started (one per dial the actor decided).
     pub dials: AtomicU64,
-    /// Dials dropped before connecting: a session with the peer came up while they waited.
-    pub dials_skipped: AtomicU64,
     /// Dials whose TCP connect failed (every address).
     pub connect_failed: AtomicU64,
     /// Time dials spent waiting for a place among `max_dials`, in microseconds, summed.
@@ -95,7 +93,6 @@ pub struct Counts {
 /// The process-wide [`Counts`].
 pub static COUNTS: Counts = Counts {
     dials: AtomicU64::new(0),
-    dials_skipped: AtomicU64::new(0),
     connect_failed: AtomicU64::new(0),
     dial_wait_us: AtomicU64::new(0),
     started: [AtomicU64::new(0), AtomicU64::new(0)],
@@ -119,7 +116,6 @@ impl Counts {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         vec![
             ("dials", g(&self.dials)),
-            ("dials_skipped", g(&self.dials_skipped)),
             ("connect_failed", g(&self.connect_failed)),
             ("dial_wait_us", g(&self.dial_wait_us)),
             ("hs_started_out", g(&self.started[0])),
