@@ -715,14 +715,37 @@ async fn bench_fanout(o: &Opts, z: &Zyre) -> Vec<(usize, Duration, Duration)> {
 /// a 20,000 descriptor limit (200 in one process would need 39,800).
 const PER_WORKER: usize = 25;
 
-/// Worker mode (`lanpeer_bench --worker PORT ROOM FIRST COUNT`): host COUNT peers of a room,
-/// print `L <idx> <listed>` on every change of a peer's list; stop at end of stdin (or after
-/// 180 s at most).
+/// The process's connection counts (`lanpeer::transport::handshake::COUNTS`) as one line.
+fn counts_line(tag: &str) -> String {
+    let mut l = tag.to_string();
+    for (k, v) in lanpeer::transport::handshake::COUNTS.snapshot() {
+        l.push_str(&format!(" {k}={v}"));
+    }
+    l
+}
+
+/// Sum `k=v` pairs of a counts line into `into`.
+fn add_counts(line: &str, into: &mut Vec<(String, u64)>) {
+    for kv in line.split_whitespace().skip(1) {
+        let Some((k, v)) = kv.split_once('=') else { continue };
+        let v: u64 = v.parse().unwrap_or(0);
+        match into.iter_mut().find(|(n, _)| n == k) {
+            Some((_, x)) => *x += v,
+            None => into.push((k.to_string(), v)),
+        }
+    }
+}
+
+/// Worker mode (`lanpeer_bench --worker PORT ROOM FIRST COUNT TOTAL`): host COUNT peers of a
+/// room of TOTAL, print `L <idx> <listed>` on every change of a peer's list, `C <counts>` (the
+/// process's connection counts) once all of its peers list TOTAL−1 others, and `S <counts>` at
+/// the end; stop at end of stdin (or after 180 s at most).
 fn worker(args: &[String]) {
     let port: u16 = args[0].parse().unwrap();
     let room = args[1].clone();
     let first: usize = args[2].parse().unwrap();
     let count: usize = args[3].parse().unwrap();
+    let total: usize = args.get(4).and_then(|t| t.parse().ok()).unwrap_or(usize::MAX);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async move {
         let (tx, mut rx) = mpsc::unbounded_channel();
@@ -741,11 +764,18 @@ fn worker(args: &[String]) {
         let stop = tokio::time::sleep(Duration::from_secs(180));
         tokio::pin!(stop);
         let mut out = std::io::stdout();
+        let mut listed = vec![0usize; count];
+        let mut told = false;
         loop {
             tokio::select! {
                 n = rx.recv() => {
                     if let Some(Note::Listed { idx, count }) = n {
                         let _ = writeln!(out, "L {idx} {count}");
+                        listed[idx - first] = count;
+                        if !told && listed.iter().all(|&c| c + 1 >= total) {
+                            told = true;
+                            let _ = writeln!(out, "{}", counts_line("C"));
+                        }
                         let _ = out.flush();
                     }
                 }
@@ -753,8 +783,21 @@ fn worker(args: &[String]) {
                 _ = &mut stop => break,
             }
         }
+        let _ = writeln!(out, "{}", counts_line("S"));
+        let _ = out.flush();
         let _ = tokio::time::timeout(Duration::from_secs(20), join_all(nodes.iter().map(|n| n.shutdown()))).await;
     });
+}
+
+/// Connection counts summed over the workers: when each worker's peers had all converged
+/// (`C` lines), and at the end (`S` lines: the late joiner's dials and accepts on the workers'
+/// side included).
+type Sums = (Vec<(String, u64)>, Vec<(String, u64)>);
+
+fn print_counts(n: usize, c: &Sums) {
+    let show = |v: &[(String, u64)]| v.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+    println!("  connections of {n} (workers summed), at convergence: {}", show(&c.0));
+    println!("  connections of {n} (workers summed), at the end: {}", show(&c.1));
 }
 
 /// `n` peers started together (in worker processes of at most [`PER_WORKER`] peers each): time
@@ -763,13 +806,15 @@ async fn convergence_lib(n: usize) -> (Option<Duration>, Option<Duration>, Strin
     let (port, room) = unique_net("converge");
     let (tx, mut rx) = mpsc::unbounded_channel::<(usize, usize)>();
     let mut kids = Children::default();
+    let counts: Arc<Mutex<Sums>> = Arc::default();
+    let mut readers = Vec::new();
     let workers = n.div_ceil(PER_WORKER);
     let t0 = Instant::now();
     for w in 0..workers {
         let first = w * n / workers;
         let count = (w + 1) * n / workers - first;
         let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.args(["--worker", &port.to_string(), &room, &first.to_string(), &count.to_string()])
+        cmd.args(["--worker", &port.to_string(), &room, &first.to_string(), &count.to_string(), &n.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -778,21 +823,41 @@ async fn convergence_lib(n: usize) -> (Option<Duration>, Option<Duration>, Strin
         let out = c.stdout.take().unwrap();
         kids.add(c);
         let tx = tx.clone();
-        std::thread::spawn(move || {
+        let counts = counts.clone();
+        readers.push(std::thread::spawn(move || {
             for l in BufReader::new(out).lines().map_while(Result::ok) {
+                if l.starts_with("C ") || l.starts_with("S ") {
+                    let mut c = counts.lock().unwrap();
+                    add_counts(&l, if l.starts_with('C') { &mut c.0 } else { &mut c.1 });
+                    continue;
+                }
                 let mut it = l.split_whitespace().skip(1).map(|x| x.parse::<usize>().unwrap_or(0));
                 if let (Some(i), Some(c)) = (it.next(), it.next()) {
                     let _ = tx.send((i, c));
                 }
             }
-        });
+        }));
     }
     let mut listed = vec![0usize; n];
     let deadline = t0 + Duration::from_secs(90);
     let mut all = None;
+    // `LANPEER_BENCH_PROGRESS=1`: print the share of the mesh listed, every 500 ms.
+    let progress = std::env::var_os("LANPEER_BENCH_PROGRESS").is_some();
+    let mut next_progress = t0;
     while all.is_none() {
+        if progress && Instant::now() >= next_progress {
+            next_progress += Duration::from_millis(500);
+            let sum: usize = listed.iter().sum();
+            eprintln!(
+                "  {:6.1} s: {:5.1} % listed",
+                t0.elapsed().as_secs_f64(),
+                100.0 * sum as f64 / (n * (n - 1)) as f64
+            );
+        }
         let left = deadline.saturating_duration_since(Instant::now());
+        let left = if progress { left.min(Duration::from_millis(100)) } else { left };
         match tokio::time::timeout(left, rx.recv()).await {
+            Err(_) if progress && Instant::now() < deadline => {}
             Ok(Some((i, c))) if i < n => {
                 listed[i] = c;
                 if listed.iter().all(|&c| c == n - 1) {
@@ -808,6 +873,10 @@ async fn convergence_lib(n: usize) -> (Option<Duration>, Option<Duration>, Strin
         let ok = listed.iter().filter(|&&c| c == n - 1).count();
         note.push_str(&format!("; only {ok} of {n} converged within 90 s"));
         kids.stop(Duration::from_secs(20));
+        for r in readers {
+            let _ = r.join();
+        }
+        print_counts(n, &counts.lock().unwrap());
         return (None, None, note);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -833,8 +902,14 @@ async fn convergence_lib(n: usize) -> (Option<Duration>, Option<Duration>, Strin
         note.push_str(&format!("; {wrong} of {n} do not list the late joiner within 10 s"));
     }
     s.shutdown().await;
-    let stop = tokio::task::spawn_blocking(move || kids.stop(Duration::from_secs(25)));
+    let stop = tokio::task::spawn_blocking(move || {
+        kids.stop(Duration::from_secs(25));
+        for r in readers {
+            let _ = r.join();
+        }
+    });
     let _ = stop.await;
+    print_counts(n, &counts.lock().unwrap());
     (all, late, note)
 }
 

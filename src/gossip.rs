@@ -168,6 +168,9 @@ pub struct Book {
 }
 
 fn merge(into: &mut Vec<SocketAddr>, newer: &[SocketAddr]) {
+    if into.starts_with(newer) {
+        return; // nothing new (the common case: gossip repeats what we know)
+    }
     let mut v: Vec<SocketAddr> = newer.to_vec();
     for a in into.iter() {
         if !v.contains(a) {
@@ -210,6 +213,13 @@ impl Book {
         if let Some(k) = self.known.get_mut(&id) {
             k.backoff = RETRY_MIN;
             k.next_try = now + RETRY_MIN;
+        }
+    }
+
+    /// `id` is alive (a session of ours with it is live): remember it [`REMEMBER_FOR`] from now.
+    pub fn touch(&mut self, id: &PeerId, now: Instant) {
+        if let Some(k) = self.known.get_mut(id) {
+            k.seen = now;
         }
     }
 
@@ -410,5 +420,22 @@ mod tests {
         let many: Vec<SocketAddr> = (1..=9).map(|i| SocketAddr::from(([10, 0, 0, i], 1))).collect();
         b.learn(id(2), 1, &many, t);
         assert_eq!(b.get(&id(2)).unwrap().addrs.len(), MAX_AD_ADDRS);
+        // Known addresses again, in the same order: nothing changes.
+        b.learn(id(2), 1, &many[..2], t);
+        assert_eq!(b.get(&id(2)).unwrap().addrs, many[..MAX_AD_ADDRS].to_vec());
+    }
+
+    #[test]
+    fn a_touched_peer_is_remembered_from_then() {
+        let mut b = Book::default();
+        let t = Instant::now();
+        b.confirm(id(1), 1, sa("10.0.0.1:1"), t);
+        b.confirm(id(2), 1, sa("10.0.0.2:1"), t);
+        b.touch(&id(1), t + REMEMBER_FOR / 2);
+        b.touch(&id(3), t + REMEMBER_FOR / 2); // unknown: stays unknown
+        b.due(t + REMEMBER_FOR + Duration::from_secs(1), |_| false);
+        assert!(b.get(&id(1)).is_some(), "touched: remembered");
+        assert!(b.get(&id(2)).is_none(), "not heard of for REMEMBER_FOR: forgotten");
+        assert_eq!(b.len(), 1);
     }
 }

@@ -23,6 +23,58 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Addresses remembered per peer (the one to dial first, and others it was heard on).
 pub const MAX_ADDRS: usize = 4;
 
+/// Dials started at once when the table is new (the window then adapts, see [`DialWindow`]).
+pub const DIAL_WINDOW_START: usize = 4;
+/// A dial that ends (session up, or failed) within this widens the window by one.
+pub const DIAL_FAST: Duration = Duration::from_millis(250);
+/// A dial that takes longer than this halves the window (at most once per round of dials).
+pub const DIAL_SLOW: Duration = Duration::from_secs(1);
+
+/// How many dials the table starts at once: an adaptive window, as TCP's congestion window.
+///
+/// A handshake costs a few elliptic-curve operations on both ends. When a whole room starts at
+/// once on machines too slow for it (many peers on one computer, a room of small laptops), every
+/// handshake in flight shares the CPU: with too many at once, each takes longer than the
+/// handshake timeout, fails and is tried again, and the room never forms. More dials in flight
+/// than the CPU can serve add nothing but latency; so the window widens by one for every dial
+/// that ends within [`DIAL_FAST`] (up to `max`: `Config::max_dials`), and halves when one that
+/// started after the last cut takes longer than [`DIAL_SLOW`] (down to 1). On an idle LAN every
+/// handshake takes milliseconds and the window stays wide open.
+///
+/// Dials that do not fit wait in the table, not in a task: when a session with the peer comes up
+/// meanwhile (the other side dialed, after its grace), the dial is never started, instead of
+/// handshaking a second session that one of the two ends would throw away.
+#[derive(Debug, Clone)]
+pub struct DialWindow {
+    size: usize,
+    max: usize,
+    /// When the window was last cut: dials started before then say nothing new.
+    cut_at: Option<Instant>,
+}
+
+impl DialWindow {
+    fn new(max: usize) -> Self {
+        let max = max.max(1);
+        DialWindow { size: DIAL_WINDOW_START.min(max), max, cut_at: None }
+    }
+
+    /// A dial started at `started` ended at `now`.
+    fn ended(&mut self, started: Instant, now: Instant) {
+        let took = now.saturating_duration_since(started);
+        if took <= DIAL_FAST {
+            self.size = (self.size + 1).min(self.max);
+        } else if took > DIAL_SLOW && self.cut_at.is_none_or(|t| started >= t) {
+            self.size = (self.size / 2).max(1);
+            self.cut_at = Some(now);
+        }
+    }
+
+    /// Dials allowed in flight now.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+}
+
 /// One known peer.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -45,8 +97,8 @@ pub struct Entry {
     pub joined: bool,
     /// When to dial it next, if it needs a dial.
     pub next_dial: Option<Instant>,
-    /// A dial is under way.
-    pub dialing: bool,
+    /// A dial is under way (started then).
+    pub dialing: Option<Instant>,
     /// A beacon came since the last dial started (so a failed dial is not the end of it).
     pub beacon_since_dial: bool,
     /// Current wait between dials.
@@ -127,12 +179,24 @@ pub struct PeerTable {
     grace: Duration,
     expiry: Duration,
     peers: HashMap<PeerId, Entry>,
+    window: DialWindow,
 }
 
 impl PeerTable {
-    /// An empty table for peer `me`.
+    /// An empty table for peer `me`, starting at most 16 dials at once.
     pub fn new(me: PeerId, grace: Duration, expiry: Duration) -> Self {
-        PeerTable { me, grace, expiry, peers: HashMap::new() }
+        PeerTable { me, grace, expiry, peers: HashMap::new(), window: DialWindow::new(16) }
+    }
+
+    /// Start at most `max` dials at once (`Config::max_dials`; fewer while dials are slow).
+    pub fn with_max_dials(mut self, max: usize) -> Self {
+        self.window = DialWindow::new(max);
+        self
+    }
+
+    /// The dial window.
+    pub fn window(&self) -> &DialWindow {
+        &self.window
     }
 
     /// The first dial waits `grace` for the peer with the higher id, so that the lower id usually
@@ -152,7 +216,7 @@ impl PeerTable {
             state: PeerState::Discovered,
             joined: false,
             next_dial: Some(self.first_dial_at(b.id, now)),
-            dialing: false,
+            dialing: None,
             beacon_since_dial: true,
             backoff: MIN_BACKOFF,
             props: Vec::new(),
@@ -228,7 +292,7 @@ impl PeerTable {
             state: PeerState::Discovered,
             joined: false,
             next_dial: None,
-            dialing: false,
+            dialing: None,
             beacon_since_dial: false,
             backoff: MIN_BACKOFF,
             props: Vec::new(),
@@ -293,7 +357,7 @@ impl PeerTable {
             state: PeerState::Discovered,
             joined: false,
             next_dial: Some(self.first_dial_at(id, now)),
-            dialing: false,
+            dialing: None,
             beacon_since_dial: true,
             backoff: MIN_BACKOFF,
             props: Vec::new(),
@@ -315,29 +379,50 @@ impl PeerTable {
         self.peers.values().filter(|e| e.state == PeerState::Connected)
     }
 
-    /// Pick the peers whose dial is due, and mark them dialing. Each comes with the addresses
-    /// to try, in order.
+    /// Pick the peers whose dial is due, as many as the dial window has room for (those due
+    /// first, first), and mark them dialing. Each comes with the addresses to try, in order.
+    /// The others stay due: a session that comes up meanwhile (the peer dialed us) spares them.
     pub fn due_dials(&mut self, now: Instant) -> Vec<(PeerId, Vec<SocketAddr>)> {
-        let mut out = Vec::new();
-        for e in self.peers.values_mut() {
-            if e.dialing || e.state == PeerState::Connected {
-                continue;
-            }
-            if matches!(e.next_dial, Some(t) if t <= now) {
-                e.dialing = true;
-                e.beacon_since_dial = false;
-                e.next_dial = None;
-                out.push((e.id, e.addrs()));
-            }
+        let in_flight = self.peers.values().filter(|e| e.dialing.is_some()).count();
+        let room = self.window.size.saturating_sub(in_flight);
+        if room == 0 {
+            return Vec::new();
+        }
+        let mut due: Vec<(Instant, PeerId)> = self
+            .peers
+            .values()
+            .filter(|e| e.dialing.is_none() && e.state != PeerState::Connected)
+            .filter_map(|e| e.next_dial.filter(|t| *t <= now).map(|t| (t, e.id)))
+            .collect();
+        if due.len() > room {
+            due.select_nth_unstable(room - 1);
+            due.truncate(room);
+        }
+        due.sort_unstable();
+        let mut out = Vec::with_capacity(due.len());
+        for (_, id) in due {
+            let e = self.peers.get_mut(&id).expect("present");
+            e.dialing = Some(now);
+            e.beacon_since_dial = false;
+            e.next_dial = None;
+            out.push((e.id, e.addrs()));
         }
         out
+    }
+
+    /// A dial under way ended at `now`: it leaves the window, and its duration adapts it.
+    fn dial_ended(&mut self, id: PeerId, now: Instant) -> Option<&mut Entry> {
+        let e = self.peers.get_mut(&id)?;
+        if let Some(started) = e.dialing.take() {
+            self.window.ended(started, now);
+        }
+        Some(e)
     }
 
     /// A dial ended without a session. Returns the peer to report left, when a listed peer
     /// cannot be reached and has not announced itself since the dial started.
     pub fn dial_failed(&mut self, id: PeerId, now: Instant) -> Option<(PeerInfo, LeaveReason)> {
-        let e = self.peers.get_mut(&id)?;
-        e.dialing = false;
+        let e = self.dial_ended(id, now)?;
         if e.state == PeerState::Connected {
             return None;
         }
@@ -353,9 +438,12 @@ impl PeerTable {
 
     /// A dial ended (successfully or not): it no longer blocks the next one.
     pub fn dial_done(&mut self, id: PeerId) {
-        if let Some(e) = self.peers.get_mut(&id) {
-            e.dialing = false;
-        }
+        self.dial_done_at(id, Instant::now());
+    }
+
+    /// [`Self::dial_done`] at `now`.
+    pub fn dial_done_at(&mut self, id: PeerId, now: Instant) {
+        self.dial_ended(id, now);
     }
 
     /// Session traffic from `id`: it is alive.
@@ -621,6 +709,83 @@ mod tests {
         }
         assert_eq!(t.get(&PeerId([9; 16])).unwrap().addrs().len(), MAX_ADDRS);
         assert_eq!(t.get(&PeerId([9; 16])).unwrap().addr, at(109, 4000));
+    }
+
+    #[test]
+    fn dials_beyond_the_window_wait_and_are_spared_by_a_session() {
+        let mut t = table().with_max_dials(6);
+        let now = Instant::now();
+        // Ten peers with higher ids than ours (5): each is ours to dial at once.
+        for id in 10..20u8 {
+            t.beacon(&beacon(id, 1, false), IP, now + Duration::from_millis(id as u64));
+        }
+        let later = now + Duration::from_millis(50);
+        let first = t.due_dials(later);
+        assert_eq!(first.len(), DIAL_WINDOW_START, "no more than the window at once");
+        // Those due first go first.
+        let ids: Vec<u8> = first.iter().map(|(p, _)| p.0[0]).collect();
+        assert_eq!(ids, vec![10, 11, 12, 13]);
+        assert!(t.due_dials(later).is_empty(), "the window is full");
+        // Peer 14 dials us meanwhile: its session is up, so it is never dialed.
+        t.session_up(&hello(14, 1, "p14"), IP, later);
+        // Our dial of 10 ends quickly: its place is free, and the window widens by one.
+        t.dial_done_at(PeerId([10; 16]), later + Duration::from_millis(10));
+        assert_eq!(t.window().size(), DIAL_WINDOW_START + 1);
+        let next: Vec<u8> = t.due_dials(later).iter().map(|(p, _)| p.0[0]).collect();
+        assert_eq!(next, vec![15, 16], "two places: 14 is spared");
+        // Fast dials widen the window up to the configured maximum, no further.
+        for id in [11u8, 12, 13, 15, 16] {
+            t.dial_done_at(PeerId([id; 16]), later + Duration::from_millis(20));
+        }
+        assert_eq!(t.window().size(), 6);
+        assert_eq!(t.due_dials(later).len(), 3, "17, 18 and 19");
+    }
+
+    #[test]
+    fn slow_dials_halve_the_window_once_per_round() {
+        let mut t = table().with_max_dials(16);
+        let now = Instant::now();
+        for id in 10..40u8 {
+            t.beacon(&beacon(id, 1, false), IP, now);
+        }
+        // Widen it to 8 with four fast dials.
+        for (p, _) in t.due_dials(now) {
+            t.dial_done_at(p, now + Duration::from_millis(1));
+        }
+        assert_eq!(t.window().size(), 8);
+        let round = t.due_dials(now);
+        assert_eq!(round.len(), 8);
+        // The first of them to end takes longer than DIAL_SLOW: the window halves...
+        let slow = now + DIAL_SLOW + Duration::from_millis(1);
+        t.dial_done_at(round[0].0, slow);
+        assert_eq!(t.window().size(), 4);
+        // ...but not again for the dials of the same round (started before the cut), which
+        // were slowed by the same crowd. A failure (a timeout) counts as an end too.
+        t.dial_done_at(round[1].0, slow);
+        assert_eq!(t.dial_failed(round[2].0, slow), None);
+        assert_eq!(t.window().size(), 4);
+        // Five still in flight: nothing starts until fewer than 4 are.
+        assert!(t.due_dials(slow).is_empty());
+        for (p, _) in &round[3..6] {
+            t.dial_done_at(*p, slow);
+        }
+        let late = t.due_dials(slow);
+        assert_eq!(late.len(), 2);
+        // A dial of the new round that is slow too halves it again; never below one.
+        let slower = slow + DIAL_SLOW * 2;
+        t.dial_done_at(late[0].0, slower);
+        assert_eq!(t.window().size(), 2);
+        for p in [round[6].0, round[7].0, late[1].0] {
+            t.dial_done_at(p, slower);
+        }
+        assert_eq!(t.window().size(), 2, "all started before that cut");
+        for _ in 0..3 {
+            let cut = Instant::now() + DIAL_SLOW * 10;
+            if let Some((p, _)) = t.due_dials(cut).first().cloned() {
+                t.dial_done_at(p, cut + DIAL_SLOW * 2);
+            }
+        }
+        assert_eq!(t.window().size(), 1);
     }
 
     fn at9(a: u8, b: u8, c: u8, d: u8) -> SocketAddr {

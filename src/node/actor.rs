@@ -180,7 +180,7 @@ fn now_ms() -> u64 {
 impl Actor {
     pub(super) fn new(p: Parts) -> Result<Self, Error> {
         let me = p.identity.id;
-        let table = PeerTable::new(me, p.config.dial_grace, p.config.expiry);
+        let table = PeerTable::new(me, p.config.dial_grace, p.config.expiry).with_max_dials(p.config.max_dials);
         let mut exercises = Exercises::default();
         for s in p.store.exercises()? {
             exercises.record(&s.message);

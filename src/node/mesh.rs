@@ -17,6 +17,7 @@ use crate::id::PeerId;
 use crate::protocol::{Frame, PeerAd};
 use crate::seeds::{SeedOutcome, Seeds};
 use crate::transport::dial;
+use crate::transport::handshake::{COUNTS, Counts};
 
 /// The actor's mesh state.
 pub(super) struct Mesh {
@@ -30,6 +31,8 @@ pub(super) struct Mesh {
     dials: RateLimiter<()>,
     /// Our addresses on the selected interfaces, as last published by the announce task.
     local: Vec<IpAddr>,
+    /// When the book last heard that our live peers are alive.
+    touched: Instant,
 }
 
 impl Mesh {
@@ -40,6 +43,7 @@ impl Mesh {
             seeds: Seeds::new(seeds, now),
             dials: RateLimiter::new(gossip::DIAL_BURST, gossip::DIALS_PER_SEC),
             local: ifaces.iter().map(|i| i.ip).collect(),
+            touched: now,
         }
     }
 }
@@ -52,6 +56,14 @@ impl Actor {
         for (i, at) in self.mesh.seeds.due(now, |p| sessions.contains_key(p)) {
             tracing::debug!(seed = %at, "dialing seed");
             self.p.ctx.tracker.spawn(dial::dial_seed(i, at, self.p.ctx.clone()));
+        }
+        if now.saturating_duration_since(self.mesh.touched) >= gossip::REFRESH {
+            // Gossip about peers we have a session with is not read (`gossip_in`): keep them
+            // remembered here instead.
+            self.mesh.touched = now;
+            for id in self.sessions.keys() {
+                self.mesh.book.touch(id, now);
+            }
         }
         let table = &self.table;
         let back = self.mesh.book.due(now, |id| !table.contains(id));
@@ -87,6 +99,10 @@ impl Actor {
         }
         self.gossip_to(peer);
         self.mesh.rounds.changed();
+        Counts::bump(&COUNTS.kept);
+        // If it was our dial, its place in the dial window is free: start the next one now
+        // rather than at the next tick.
+        self.dial_due(now);
     }
 
     /// The peer left on purpose: stop looking for it.
@@ -106,20 +122,23 @@ impl Actor {
     fn gossip_to(&mut self, to: PeerId) {
         let Some(s) = self.sessions.get(&to) else { return };
         let loopback = s.loopback;
-        let mut ads: Vec<PeerAd> = self
-            .table
-            .connected()
-            .filter(|e| e.id != to && self.sessions.contains_key(&e.id))
+        let mut peers: Vec<&crate::peers::Entry> =
+            self.table.connected().filter(|e| e.id != to && self.sessions.contains_key(&e.id)).collect();
+        if peers.len() > gossip::MAX_ADS {
+            let start = rand::random_range(0..peers.len());
+            peers.rotate_left(start);
+        }
+        // Ads are made for the first MAX_ADS peers that have an address that may travel, not for
+        // every peer (this runs for every session that comes up).
+        let ads: Vec<PeerAd> = peers
+            .iter()
             .filter_map(|e| gossip::ad(e.id, e.incarnation, e.addr.port(), &e.addrs(), loopback))
+            .take(gossip::MAX_ADS)
             .collect();
         if ads.is_empty() {
             return;
         }
-        if ads.len() > gossip::MAX_ADS {
-            let start = rand::random_range(0..ads.len());
-            ads.rotate_left(start);
-            ads.truncate(gossip::MAX_ADS);
-        }
+        COUNTS.gossip_ads_out.fetch_add(ads.len() as u64, std::sync::atomic::Ordering::Relaxed);
         tracing::trace!(peer = %to.short(), n = ads.len(), "gossip sent");
         if let Ok(f) = codec::encode(&Frame::Peers(ads)) {
             self.push(to, f);
@@ -133,12 +152,16 @@ impl Actor {
         let now = Instant::now();
         let loopback = self.sessions.get(&from).is_some_and(|s| s.loopback);
         let mut new = false;
+        COUNTS.gossip_ads_in.fetch_add(ads.len().min(gossip::MAX_ADS) as u64, std::sync::atomic::Ordering::Relaxed);
         for ad in ads.iter().take(gossip::MAX_ADS) {
-            let Some(addrs) = gossip::accept(ad, self.me, loopback) else { continue };
-            self.mesh.book.learn(ad.id, ad.incarnation, &addrs, now);
             if self.sessions.contains_key(&ad.id) {
+                // Nothing to learn: the book has it from the session (`mesh_up`), and keeps it
+                // while the session lives (`mesh_tick`). Most ads are of such peers (every
+                // session that comes up brings a list), so this is worth skipping.
                 continue;
             }
+            let Some(addrs) = gossip::accept(ad, self.me, loopback) else { continue };
+            self.mesh.book.learn(ad.id, ad.incarnation, &addrs, now);
             if !self.table.contains(&ad.id) && !self.mesh.dials.allow((), now) {
                 tracing::debug!(peer = %ad.id.short(), "gossiped peer not dialed now (dial rate)");
                 continue;

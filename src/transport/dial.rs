@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use super::handshake::HandshakeError;
+use super::handshake::{COUNTS, Counts, HandshakeError};
 use super::{Ctx, SessionMsg, handshake, session};
 use crate::id::PeerId;
 use crate::seeds::{SeedAddr, SeedOutcome};
@@ -53,14 +53,20 @@ pub async fn dial(peer: PeerId, addrs: Vec<SocketAddr>, ctx: Arc<Ctx>) {
         let _ = ctx.actor.send(failed("too many connections".into())).await;
         return;
     };
+    Counts::bump(&COUNTS.dials);
+    let t0 = std::time::Instant::now();
     let turn = tokio::select! {
         _ = ctx.cancel.cancelled() => return,
         t = ctx.dialing.clone().acquire_owned() => t,
     };
+    COUNTS.dial_wait_us.fetch_add(t0.elapsed().as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
     let (stream, addr) = match connect_any(&addrs, &ctx).await {
         None => return,
         Some(Ok(x)) => x,
-        Some(Err(why)) => return drop(ctx.actor.send(failed(why)).await),
+        Some(Err(why)) => {
+            Counts::bump(&COUNTS.connect_failed);
+            return drop(ctx.actor.send(failed(why)).await);
+        }
     };
     let local = stream.local_addr().ok();
     let shaken = handshake::handshake(stream, &ctx, true, addr).await;
