@@ -51,6 +51,8 @@ struct Opts {
     only: Vec<String>,
     /// `--n=10,50`: sizes for fan-out and convergence instead of the defaults.
     sizes: Option<Vec<usize>>,
+    /// `--rounds=N`: fan-out rounds instead of the default (e.g. long enough to profile).
+    rounds: Option<usize>,
 }
 
 impl Opts {
@@ -58,9 +60,11 @@ impl Opts {
         let mut quick = false;
         let mut only = Vec::new();
         let mut sizes = None;
+        let mut rounds = None;
         for a in std::env::args().skip(1) {
             match a.as_str() {
                 "--quick" => quick = true,
+                s if s.starts_with("--rounds=") => rounds = s[9..].parse().ok(),
                 s if s.starts_with("--n=") => {
                     sizes = Some(s[4..].split(',').filter_map(|x| x.parse().ok()).collect());
                 }
@@ -68,7 +72,7 @@ impl Opts {
                 s => only.push(s.to_string()),
             }
         }
-        Opts { quick, only, sizes }
+        Opts { quick, only, sizes, rounds }
     }
 
     fn wants(&self, name: &str) -> bool {
@@ -674,7 +678,7 @@ async fn fanout_raw(n: usize, rounds: usize) -> Vec<Duration> {
 
 async fn bench_fanout(o: &Opts, z: &Zyre) -> Vec<(usize, Duration, Duration)> {
     let sizes: &[usize] = o.sizes.as_deref().unwrap_or(if o.quick { &[10] } else { &[10, 50, 100] });
-    let rounds = if o.quick { 50 } else { 200 };
+    let rounds = o.rounds.unwrap_or(if o.quick { 50 } else { 200 });
     let mut out = Vec::new();
     for &n in sizes {
         let raw = fanout_raw(n, rounds).await;

@@ -52,7 +52,10 @@ CREATE TABLE IF NOT EXISTS messages (
     env BLOB NOT NULL,
     UNIQUE (author, seq)
 );
-CREATE INDEX IF NOT EXISTS messages_room_kind ON messages (room, kind, id);
+-- Exercises only: chats, the bulk, pay no second index (an index on every message cost each
+-- chat a b-tree insert and its page in the WAL, and no query used it).
+DROP INDEX IF EXISTS messages_room_kind;
+CREATE INDEX IF NOT EXISTS messages_exercises ON messages (kind) WHERE kind != 'chat';
 CREATE TABLE IF NOT EXISTS members (
     room TEXT NOT NULL,
     id BLOB NOT NULL,
@@ -77,6 +80,27 @@ CREATE TABLE IF NOT EXISTS in_streams (
     delivered INTEGER NOT NULL
 );
 ";
+
+/// The exercise queries (every exercise; the catch-up list), reading the exercises index when
+/// `indexed`.
+fn queries(indexed: bool) -> (String, String) {
+    let from = if indexed { "messages INDEXED BY messages_exercises" } else { "messages" };
+    let exercises = format!(
+        "SELECT id, env, received_ms FROM {from} WHERE kind != 'chat' AND (?1 IS NULL OR room = ?1) ORDER BY id ASC"
+    );
+    let catchup = format!(
+        "SELECT author, seq FROM (
+            SELECT id, author, seq FROM {from}
+            WHERE recipient IS NULL AND kind != 'chat' AND (?3 IS NULL OR room = ?3)
+            UNION ALL
+            SELECT * FROM (SELECT id, author, seq FROM messages
+                           WHERE recipient IS NULL AND kind = 'chat' AND (?3 IS NULL OR room = ?3)
+                           ORDER BY id DESC LIMIT ?1)
+            ORDER BY id DESC LIMIT ?2
+         ) ORDER BY id ASC"
+    );
+    (exercises, catchup)
+}
 
 fn peer_of(b: Vec<u8>) -> Option<PeerId> {
     <[u8; 16]>::try_from(b.as_slice()).ok().map(PeerId)
@@ -183,6 +207,10 @@ pub struct Store {
     /// A transaction is open (it was opened by a write of this group).
     in_tx: Cell<bool>,
     checkpointer: Option<Checkpointer>,
+    /// The exercise queries, naming the exercises index when the database has it (SQLite's
+    /// planner, without `ANALYZE` statistics, would scan the whole table instead).
+    q_exercises: String,
+    q_catchup: String,
 }
 
 impl std::fmt::Debug for Store {
@@ -215,6 +243,8 @@ impl Store {
             grouping: Cell::new(false),
             in_tx: Cell::new(false),
             checkpointer,
+            q_exercises: queries(true).0,
+            q_catchup: queries(true).1,
         })
     }
 
@@ -232,6 +262,16 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(storage)?;
         let me =
             std::fs::read_to_string(dir.join("id")).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(PeerId([0; 16]));
+        // A database of an older version may lack the exercises index (it is made on the next
+        // read-write open).
+        let indexed = conn
+            .query_row("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'messages_exercises'", [], |_| {
+                Ok(())
+            })
+            .optional()
+            .map_err(storage)?
+            .is_some();
+        let (q_exercises, q_catchup) = queries(indexed);
         Ok(Store {
             conn,
             me,
@@ -239,6 +279,8 @@ impl Store {
             grouping: Cell::new(false),
             in_tx: Cell::new(false),
             checkpointer: None,
+            q_exercises,
+            q_catchup,
         })
     }
 
@@ -371,20 +413,7 @@ impl Store {
     /// The room's catch-up set, oldest first: every problem, answer and feedback meant for the
     /// whole room, and the last `chats` room chats; at most `limit` ids (the newest kept).
     pub fn catchup_ids(&self, chats: usize, limit: usize) -> Result<Vec<MsgId>, Error> {
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "SELECT author, seq FROM (
-                    SELECT id, author, seq FROM messages
-                    WHERE recipient IS NULL AND kind != 'chat' AND (?3 IS NULL OR room = ?3)
-                    UNION ALL
-                    SELECT * FROM (SELECT id, author, seq FROM messages
-                                   WHERE recipient IS NULL AND kind = 'chat' AND (?3 IS NULL OR room = ?3)
-                                   ORDER BY id DESC LIMIT ?1)
-                    ORDER BY id DESC LIMIT ?2
-                 ) ORDER BY id ASC",
-            )
-            .map_err(storage)?;
+        let mut st = self.conn.prepare_cached(&self.q_catchup).map_err(storage)?;
         let rows = st
             .query_map(params![chats as i64, limit as i64, self.room], |r| {
                 Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
@@ -411,10 +440,7 @@ impl Store {
 
     /// Every problem, answer and feedback, oldest first.
     pub fn exercises(&self) -> Result<Vec<Stored>, Error> {
-        self.select(
-            "SELECT id, env, received_ms FROM messages WHERE kind != 'chat' AND (?1 IS NULL OR room = ?1) ORDER BY id ASC",
-            params![self.room],
-        )
+        self.select(&self.q_exercises, params![self.room])
     }
 
     /// Number of messages stored.
@@ -734,6 +760,68 @@ mod lazy_tests {
         s.insert(&e, &b, 1).unwrap();
         assert!(!s.wrote());
         assert_eq!(s.count().unwrap(), 2);
+    }
+
+    #[test]
+    fn chats_pay_one_index_and_the_exercise_queries_use_the_other() {
+        let s = Store::open(None, PeerId([1; 16]), "r").unwrap();
+        // A database made by an older version carries the index on every message: opened again,
+        // it is gone.
+        s.conn.execute_batch("CREATE INDEX messages_room_kind ON messages (room, kind, id)").unwrap();
+        s.conn.execute_batch(SCHEMA).unwrap();
+        let names: Vec<String> = s
+            .conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages'")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(names.contains(&"messages_exercises".to_string()), "{names:?}");
+        assert!(!names.contains(&"messages_room_kind".to_string()), "{names:?}");
+        let plan: Vec<String> = s
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", s.q_exercises))
+            .unwrap()
+            .query_map(params!["r"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(plan.iter().any(|p| p.contains("messages_exercises")), "{plan:?}");
+        let plan: Vec<String> = s
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", s.q_catchup))
+            .unwrap()
+            .query_map(params![100, 5000, "r"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(plan.iter().any(|p| p.contains("messages_exercises")), "{plan:?}");
+    }
+
+    #[test]
+    fn an_older_database_without_the_exercises_index_is_read_by_the_tools() {
+        let dir = std::env::temp_dir().join(format!("lanpeer-store-old-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let s = Store::open(Some(&dir), PeerId([1; 16]), "r").unwrap();
+        let e = Envelope {
+            id: MsgId { author: PeerId([7; 16]), seq: 1 },
+            author_name: "n".into(),
+            sent_ms: 5,
+            to: None,
+            body: Body::Problem { title: "t".into(), body: "b".into(), private_answers: false },
+        };
+        let b = codec::encode(&e).unwrap().to_vec();
+        s.insert(&e, &b, 1).unwrap();
+        s.conn.execute_batch("DROP INDEX messages_exercises").unwrap();
+        drop(s);
+        let ro = Store::open_readonly(&dir, Some("r")).unwrap();
+        let n = ro.exercises().map(|v| v.len());
+        let c = ro.catchup_ids(10, 10).map(|v| v.len());
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(n.unwrap(), 1);
+        assert_eq!(c.unwrap(), 1);
     }
 
     #[test]
