@@ -16,8 +16,11 @@ use crate::crypto::StaticKeys;
 use crate::error::Error;
 use crate::id::PeerId;
 
-/// Sequence numbers reserved per write of the `seq` file.
-pub const SEQ_BLOCK: u64 = 1024;
+/// Sequence numbers reserved per write of the `seq` file. Each reservation is a durable write
+/// (two fsyncs, ≈ 1–2 ms here) taken inside the node actor, so at 100,000 messages a second a
+/// block of 1024 cost ≈ 100 of them a second; 65,536 costs ≈ 1.5. After a crash the numbers of
+/// the unused rest of the block are skipped: ids only need to be unique and increasing.
+pub const SEQ_BLOCK: u64 = 65_536;
 
 /// An open data directory (or an in-memory stand-in), holding the lock for as long as it lives.
 #[derive(Debug)]
