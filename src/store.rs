@@ -211,6 +211,9 @@ pub struct Store {
     /// planner, without `ANALYZE` statistics, would scan the whole table instead).
     q_exercises: String,
     q_catchup: String,
+    /// The last catch-up list, by (chats, limit): every session that comes up is offered it, and
+    /// it changes only when a message is stored (a room of 200 forming offers it 199 times).
+    catchup_memo: std::cell::RefCell<Option<((usize, usize), Vec<MsgId>)>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -234,6 +237,11 @@ impl Store {
             conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT).map_err(storage)?;
         }
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(storage)?;
+        // The temporary b-trees of the catch-up query's ORDER BY stay in memory.
+        conn.pragma_update(None, "temp_store", "MEMORY").map_err(storage)?;
+        // Room for every statement of this file: rusqlite keeps 16 by default, fewer than we
+        // use, and an evicted statement is parsed and planned again on its next use.
+        conn.set_prepared_statement_cache_capacity(64);
         conn.execute_batch(SCHEMA).map_err(storage)?;
         let checkpointer = dir.and_then(|d| Checkpointer::start(&d.join(DB_FILE)));
         Ok(Store {
@@ -245,6 +253,7 @@ impl Store {
             checkpointer,
             q_exercises: queries(true).0,
             q_catchup: queries(true).1,
+            catchup_memo: Default::default(),
         })
     }
 
@@ -281,6 +290,7 @@ impl Store {
             checkpointer: None,
             q_exercises,
             q_catchup,
+            catchup_memo: Default::default(),
         })
     }
 
@@ -357,6 +367,9 @@ impl Store {
                 ])
             })
             .map_err(storage)?;
+        if n == 1 {
+            self.catchup_memo.borrow_mut().take();
+        }
         Ok((n == 1).then(|| self.conn.last_insert_rowid()))
     }
 
@@ -413,6 +426,17 @@ impl Store {
     /// The room's catch-up set, oldest first: every problem, answer and feedback meant for the
     /// whole room, and the last `chats` room chats; at most `limit` ids (the newest kept).
     pub fn catchup_ids(&self, chats: usize, limit: usize) -> Result<Vec<MsgId>, Error> {
+        if let Some((key, ids)) = &*self.catchup_memo.borrow()
+            && *key == (chats, limit)
+        {
+            return Ok(ids.clone());
+        }
+        let ids = self.catchup_query(chats, limit)?;
+        *self.catchup_memo.borrow_mut() = Some(((chats, limit), ids.clone()));
+        Ok(ids)
+    }
+
+    fn catchup_query(&self, chats: usize, limit: usize) -> Result<Vec<MsgId>, Error> {
         let mut st = self.conn.prepare_cached(&self.q_catchup).map_err(storage)?;
         let rows = st
             .query_map(params![chats as i64, limit as i64, self.room], |r| {
@@ -822,6 +846,23 @@ mod lazy_tests {
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(n.unwrap(), 1);
         assert_eq!(c.unwrap(), 1);
+    }
+
+    #[test]
+    fn the_catch_up_list_is_remembered_until_a_message_is_stored() {
+        let s = Store::open(None, PeerId([1; 16]), "r").unwrap();
+        assert!(s.catchup_ids(100, 5000).unwrap().is_empty());
+        let (e, b) = chat(1);
+        s.insert(&e, &b, 1).unwrap();
+        assert_eq!(s.catchup_ids(100, 5000).unwrap(), vec![e.id], "stale list after a new message");
+        // A repeat stores nothing and changes nothing.
+        s.insert(&e, &b, 1).unwrap();
+        assert_eq!(s.catchup_ids(100, 5000).unwrap(), vec![e.id]);
+        // Another size is another list.
+        let (e2, b2) = chat(2);
+        s.insert(&e2, &b2, 1).unwrap();
+        assert_eq!(s.catchup_ids(1, 5000).unwrap(), vec![e2.id]);
+        assert_eq!(s.catchup_ids(100, 5000).unwrap(), vec![e.id, e2.id]);
     }
 
     #[test]
