@@ -81,6 +81,9 @@ CREATE TABLE IF NOT EXISTS in_streams (
 );
 ";
 
+/// A catch-up list and the (chats, limit) it was made for.
+type CatchupMemo = ((usize, usize), Vec<MsgId>);
+
 /// The exercise queries (every exercise; the catch-up list), reading the exercises index when
 /// `indexed`.
 fn queries(indexed: bool) -> (String, String) {
@@ -213,7 +216,7 @@ pub struct Store {
     q_catchup: String,
     /// The last catch-up list, by (chats, limit): every session that comes up is offered it, and
     /// it changes only when a message is stored (a room of 200 forming offers it 199 times).
-    catchup_memo: std::cell::RefCell<Option<((usize, usize), Vec<MsgId>)>>,
+    catchup_memo: std::cell::RefCell<Option<CatchupMemo>>,
 }
 
 impl std::fmt::Debug for Store {
