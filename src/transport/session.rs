@@ -109,7 +109,9 @@ impl Liveness {
 
     /// A ping came in: answer it unless something was written lately.
     fn pinged(&self) {
-        let since = self.start.elapsed().as_millis() as u64 - self.last_write_ms.load(Ordering::Relaxed);
+        // The writer may store a later time than the one read here: saturate, never wrap.
+        let since =
+            (self.start.elapsed().as_millis() as u64).saturating_sub(self.last_write_ms.load(Ordering::Relaxed));
         if since >= ANSWER_AFTER.as_millis() as u64 {
             self.ping_now.store(true, Ordering::Relaxed);
             self.wake.notify_one();
