@@ -13,7 +13,7 @@ use lanpeer::crypto::{SessionKeys, StaticKeys};
 use lanpeer::discovery::beacon::{Beacon, room_tag};
 use lanpeer::protocol::{Frame, Hello, PROTOCOL_VERSION, Preamble};
 use lanpeer::transport::noise::{self, NoiseWriter};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UdpSocket};
 use tokio_util::codec::Encoder;
 
@@ -44,21 +44,6 @@ async fn noise_hello(addr: std::net::SocketAddr, room: &str) -> (TcpStream, Nois
     w.encode(codec::encode(&Frame::Hello(h)).unwrap(), &mut out).unwrap();
     s.write_all(&out).await.unwrap();
     (s, w)
-}
-
-/// Read until the peer closes; true if it closed within `within`.
-async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
-    let mut buf = [0u8; 4096];
-    tokio::time::timeout(within, async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => continue,
-            }
-        }
-    })
-    .await
-    .is_ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

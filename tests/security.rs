@@ -117,21 +117,6 @@ fn hello_of(id: PeerId, room: &str) -> Hello {
     Hello { id, incarnation: 1, name: "raw".into(), room: room.into(), tcp_port: 9, props: vec![] }
 }
 
-/// Read until the node closes; true if it did within `within`.
-async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
-    let mut buf = [0u8; 4096];
-    tokio::time::timeout(within, async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => continue,
-            }
-        }
-    })
-    .await
-    .is_ok()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn altered_and_replayed_records_close_the_session() {
     let (port, room) = unique_net();

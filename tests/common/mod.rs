@@ -104,3 +104,19 @@ pub fn is_text(e: &Event, want: &str) -> bool {
         _ => false,
     }
 }
+
+/// Read a raw connection until the node closes it; true if it did within `within`.
+pub async fn closed_within(s: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(within, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await
+    .is_ok()
+}

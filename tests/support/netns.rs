@@ -214,6 +214,25 @@ pub struct Host {
 }
 
 impl Host {
+    /// Host number `n` of a lab in `dir`, not started.
+    fn new(name: &str, ns: String, ip: IpAddr, dir: &Path, n: usize) -> Host {
+        Host {
+            name: name.to_string(),
+            ns,
+            ip,
+            data_dir: dir.join(format!("host{n}-data")),
+            logs: dir.join(format!("host{n}")),
+            child: None,
+            stdin: None,
+            out: Shared::default(),
+            earlier: Vec::new(),
+            runs: 0,
+            spawned: Instant::now(),
+            id: String::new(),
+            listen: None,
+        }
+    }
+
     /// Start `lanpeer --json --name NAME --data-dir DIR` in this host's namespace, with what
     /// `configure` adds (arguments, environment).
     pub fn spawn_with(&mut self, configure: impl FnOnce(&mut Command)) {
@@ -436,21 +455,7 @@ impl Lab {
             ip(&["-n", &ns, "link", "set", "lo", "up"])?;
             ip(&["-n", &ns, "addr", "add", &format!("{addr}/24"), "brd", "+", "dev", "eth0"])?;
             ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
-            lab.hosts.push(Host {
-                name: name.to_string(),
-                ns,
-                ip: IpAddr::V4(addr),
-                data_dir: lab.dir.join(format!("host{n}-data")),
-                logs: lab.dir.join(format!("host{n}")),
-                child: None,
-                stdin: None,
-                out: Shared::default(),
-                earlier: Vec::new(),
-                runs: 0,
-                spawned: Instant::now(),
-                id: String::new(),
-                listen: None,
-            });
+            lab.hosts.push(Host::new(name, ns, IpAddr::V4(addr), &lab.dir, n));
         }
         for i in 0..lab.hosts.len() {
             lab.wait_carrier(i)?;
@@ -506,21 +511,13 @@ impl Lab {
                 addr = Some(IpAddr::V6(a));
             }
             ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
-            lab.hosts.push(Host {
-                name: name.to_string(),
+            lab.hosts.push(Host::new(
+                name,
                 ns,
-                ip: addr.unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)),
-                data_dir: lab.dir.join(format!("host{n}-data")),
-                logs: lab.dir.join(format!("host{n}")),
-                child: None,
-                stdin: None,
-                out: Shared::default(),
-                earlier: Vec::new(),
-                runs: 0,
-                spawned: Instant::now(),
-                id: String::new(),
-                listen: None,
-            });
+                addr.unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)),
+                &lab.dir,
+                n,
+            ));
         }
         for i in 0..lab.hosts.len() {
             lab.wait_carrier(i)?;
