@@ -583,7 +583,18 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// One chat from node 0 to `n` others, `rounds` times: time until the last has it.
-async fn fanout_lib(n: usize, rounds: usize, durable: bool) -> Option<(Vec<Duration>, usize)> {
+/// CPU time (user + system) of this process so far.
+fn process_cpu() -> Duration {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// Fan-out rounds: latencies, rounds missed, and the process's CPU time per measured round (a
+/// figure that the machine's other load disturbs far less than the latencies).
+async fn fanout_lib(n: usize, rounds: usize, durable: bool) -> Option<(Vec<Duration>, usize, Duration)> {
     let mut s = Swarm::start_with(n + 1, "fanout", true, durable).await;
     let within = Duration::from_secs(60);
     if s.wait_listed(0..n + 1, n, within).await.is_none() {
@@ -594,7 +605,11 @@ async fn fanout_lib(n: usize, rounds: usize, durable: bool) -> Option<(Vec<Durat
     let warm = 5;
     let mut lat = Vec::new();
     let mut missed = 0;
+    let mut cpu0 = process_cpu();
     for r in 0..(rounds + warm) as u64 {
+        if r == warm as u64 {
+            cpu0 = process_cpu();
+        }
         let t0 = Instant::now();
         if s.nodes[0].chat(text(&format!("{r:08}"))).await.is_err() {
             break;
@@ -620,9 +635,10 @@ async fn fanout_lib(n: usize, rounds: usize, durable: bool) -> Option<(Vec<Durat
             _ => missed += 1,
         }
     }
+    let cpu = (process_cpu() - cpu0) / rounds.max(1) as u32;
     s.shutdown().await;
     lat.sort();
-    Some((lat, missed))
+    Some((lat, missed, cpu))
 }
 
 /// Baseline: one sender writes the same 104-byte frame to `n` plain TCP connections (tokio,
@@ -682,7 +698,7 @@ async fn bench_fanout(o: &Opts, z: &Zyre) -> Vec<(usize, Duration, Duration)> {
     let mut out = Vec::new();
     for &n in sizes {
         let raw = fanout_raw(n, rounds).await;
-        let Some((lat, missed)) = fanout_lib(n, rounds, false).await else { continue };
+        let Some((lat, missed, cpu)) = fanout_lib(n, rounds, false).await else { continue };
         let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
         let (r50, r99) = (percentile(&raw, 0.5), percentile(&raw, 0.99));
         let miss =
@@ -708,19 +724,27 @@ async fn bench_fanout(o: &Opts, z: &Zyre) -> Vec<(usize, Duration, Duration)> {
                 zyre_beside(z, &format!("fanout_{n}_p99_ms"), "ms", 1.0, p99.as_secs_f64() * 1e3, false),
             ],
         );
+        figure(
+            &format!("fanout to {n} CPU per round"),
+            ms(cpu),
+            &[format!(
+                "{:.1} us per receiver (the process's user + system time over the rounds, both cores)",
+                cpu.as_secs_f64() * 1e6 / n as f64
+            )],
+        );
         out.push((n, p50, p99));
     }
     // The same with every node's history on disk (as the CLI runs), for the largest size: each
     // receiver's commit then writes the WAL. In a classroom each receiver has its own CPU and
     // disk; here 100 of them share 2 cores.
     if let Some(&n) = sizes.iter().max().filter(|_| !o.quick)
-        && let Some((lat, missed)) = fanout_lib(n, rounds, true).await
+        && let Some((lat, missed, cpu)) = fanout_lib(n, rounds, true).await
     {
         let miss = if missed > 0 { format!(", {missed} rounds MISSED") } else { String::new() };
         figure(
             &format!("fanout to {n} p50, history on disk"),
             ms(percentile(&lat, 0.5)),
-            &[format!("p99 {} ({} rounds{miss})", ms(percentile(&lat, 0.99)), lat.len())],
+            &[format!("p99 {} ({} rounds{miss}), CPU per round {}", ms(percentile(&lat, 0.99)), lat.len(), ms(cpu))],
         );
     }
     out

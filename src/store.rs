@@ -34,6 +34,28 @@ use crate::protocol::{Body, Envelope};
 /// File name of the database in the data dir.
 pub const DB_FILE: &str = "history.db";
 
+/// Process-wide SQLite settings, made once before the first connection opens.
+///
+/// Memory statistics off (`SQLITE_CONFIG_MEMSTATUS`, which SQLite's own documentation recommends
+/// turning off): with them on, every allocation SQLite makes takes one process-wide mutex to count
+/// it. A peer allocates for every statement and every page a transaction journals; where several
+/// peers share a process (the benchmarks, a library user's tests) their actors met on that lock
+/// (the profile of a fan-out to 100 showed futex waits inside the in-memory journal's writes).
+/// The setting can only be made before SQLite initialises: if something else in the process
+/// opened a database first, SQLite refuses it and keeps the default, which is only slower.
+fn configure_sqlite() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: `sqlite3_config` with MEMSTATUS takes one int; called once, before this module
+        // opens any connection. A refusal (already initialised) is harmless.
+        let rc =
+            unsafe { rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0 as std::os::raw::c_int) };
+        if rc != rusqlite::ffi::SQLITE_OK {
+            tracing::debug!(rc, "SQLite was initialised before lanpeer opened its history; memory statistics stay on");
+        }
+    });
+}
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY,
@@ -146,6 +168,7 @@ struct Checkpointer {
 
 impl Checkpointer {
     fn start(path: &Path) -> Option<Checkpointer> {
+        configure_sqlite();
         let conn = Connection::open(path).ok()?;
         conn.busy_timeout(std::time::Duration::from_millis(100)).ok()?;
         let (wrote, rx) = std::sync::mpsc::sync_channel::<()>(1);
@@ -229,6 +252,7 @@ impl Store {
     /// Open (creating) the database of the data dir `dir`, or an in-memory one for `None`, for
     /// the messages of `room`.
     pub fn open(dir: Option<&Path>, me: PeerId, room: &str) -> Result<Store, Error> {
+        configure_sqlite();
         let conn = match dir {
             Some(d) => Connection::open(d.join(DB_FILE)),
             None => Connection::open_in_memory(),
@@ -270,6 +294,7 @@ impl Store {
                 dir.display()
             )));
         }
+        configure_sqlite();
         let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(storage)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(storage)?;
         let me =
@@ -671,6 +696,16 @@ mod tests {
             Envelope { id: MsgId { author: PeerId([author; 16]), seq }, author_name: "n".into(), sent_ms: 5, to, body };
         let b = codec::encode(&e).unwrap().to_vec();
         (e, b)
+    }
+
+    #[test]
+    fn sqlite_does_not_count_memory() {
+        // With memory statistics on, SQLite would take a process-wide mutex on every allocation
+        // (see `configure_sqlite`); off, it reports no memory in use at all.
+        let s = Store::open(None, PeerId([1; 16]), "r").unwrap();
+        let (c, cb) = env(2, 1, None, Body::Chat { text: "hello".into() });
+        s.insert(&c, &cb, 1).unwrap();
+        assert_eq!(unsafe { rusqlite::ffi::sqlite3_memory_used() }, 0);
     }
 
     #[test]
