@@ -529,6 +529,55 @@ impl Lab {
         Ok(lab)
     }
 
+    /// Several subnets joined by a router (broadcast does not cross it): `<tag>r` forwards
+    /// IPv4 and holds one bridge per subnet at `A.B.C.1/24`; subnet `k`'s host N (counting from
+    /// 1 within the subnet) is at `A.B.C.(10+N)/24` with its default route via the router. Hosts
+    /// are numbered across subnets in order. `switch` is the router's namespace.
+    ///
+    /// ```text
+    ///   <tag>r  : ip_forward=1; br0 A.B.C.1/24, br1 D.E.F.1/24 ...
+    ///   <tag>h1 : eth0 A.B.C.11/24, default via A.B.C.1
+    ///   ...
+    /// ```
+    pub fn new_routed(prefix: &str, subnets: &[([u8; 3], &[&str])]) -> Result<Lab, String> {
+        need_root()?;
+        let tag = run_tag(prefix);
+        let dir = std::env::temp_dir().join(format!("lanpeer-netns-{tag}"));
+        let mut lab =
+            Lab { switch: format!("{tag}r"), tag, namespaces: Vec::new(), hosts: Vec::new(), helpers: Vec::new(), dir };
+        fs::create_dir_all(&lab.dir).map_err(|e| format!("cannot create {}: {e}", lab.dir.display()))?;
+        let r = lab.switch.clone();
+        lab.add_ns(&r)?;
+        ip(&["-n", &r, "link", "set", "lo", "up"])?;
+        run("ip", &["netns", "exec", &r, "sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        for (k, (net, names)) in subnets.iter().enumerate() {
+            let br = format!("br{k}");
+            let gw = Ipv4Addr::new(net[0], net[1], net[2], 1);
+            ip(&["-n", &r, "link", "add", &br, "type", "bridge", "stp_state", "0"])?;
+            ip(&["-n", &r, "addr", "add", &format!("{gw}/24"), "brd", "+", "dev", &br])?;
+            ip(&["-n", &r, "link", "set", &br, "up"])?;
+            for (i, name) in names.iter().enumerate() {
+                let n = lab.hosts.len() + 1;
+                let ns = format!("{}h{n}", lab.tag);
+                lab.add_ns(&ns)?;
+                let port = format!("p{n}");
+                let addr = Ipv4Addr::new(net[0], net[1], net[2], 11 + i as u8);
+                ip(&["-n", &r, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+                ip(&["-n", &r, "link", "set", &port, "master", &br])?;
+                ip(&["-n", &r, "link", "set", &port, "up"])?;
+                ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+                ip(&["-n", &ns, "addr", "add", &format!("{addr}/24"), "brd", "+", "dev", "eth0"])?;
+                ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+                ip(&["-n", &ns, "route", "add", "default", "via", &gw.to_string()])?;
+                lab.hosts.push(Host::new(name, ns, IpAddr::V4(addr), &lab.dir, n));
+            }
+        }
+        for i in 0..lab.hosts.len() {
+            lab.wait_carrier(i)?;
+        }
+        Ok(lab)
+    }
+
     /// Wait (at most 5 s) until host `i`'s eth0 has a link-local address that is not
     /// tentative; that address.
     pub fn wait_link_local(&self, i: usize) -> Result<std::net::Ipv6Addr, String> {
