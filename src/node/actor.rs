@@ -70,6 +70,8 @@ struct Live {
     loopback: bool,
     /// Its keepalive: quiet while the peer's beacons are heard.
     liveness: Arc<crate::transport::session::Liveness>,
+    /// When it came up (an established session gives way to a newer one: see `up`).
+    since: Instant,
 }
 
 impl Live {
@@ -550,13 +552,32 @@ impl Actor {
             self.table.dial_done(peer);
         }
         let loopback = remote.ip().is_loopback();
-        let new = Live { sid, incarnation: hello.incarnation, dialer_is_me, outbox, cancel, local, loopback, liveness };
+        let now = Instant::now();
+        let new = Live {
+            sid,
+            incarnation: hello.incarnation,
+            dialer_is_me,
+            outbox,
+            cancel,
+            local,
+            loopback,
+            liveness,
+            since: now,
+        };
         if let Some(cur) = self.sessions.get(&peer)
             && cur.incarnation == hello.incarnation
         {
+            // Two dials that crossed come up close together: keep the one dialed by the lower id
+            // (both sides choose the same). A session that comes up while ours has been up for
+            // longer than a handshake may take means the peer no longer has ours (it moved to
+            // another address, or its end timed out first; a peer with a live session does not
+            // dial): ours is dead, and may stay silent for a while yet (a quiet keepalive waits
+            // 15 s), so the newer one replaces it. Both sides see the same order and nearly the
+            // same ages; should they straddle the limit, each closes one and both dial again.
+            let established = now.saturating_duration_since(cur.since) > self.p.ctx.handshake_timeout;
             let dialer = |mine: bool| if mine { self.me } else { peer };
-            let keep_new = dialer(dialer_is_me) <= dialer(cur.dialer_is_me);
-            tracing::debug!(peer = %peer.short(), keep_new, "two sessions with one peer");
+            let keep_new = established || dialer(dialer_is_me) <= dialer(cur.dialer_is_me);
+            tracing::debug!(peer = %peer.short(), keep_new, established, "two sessions with one peer");
             if !keep_new {
                 new.close(BYE_DUPLICATE);
                 return;
