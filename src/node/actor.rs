@@ -52,6 +52,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 const BATCH: usize = 256;
 /// An acknowledgement waits this long for more deliveries to cover (see `flush`).
 const ACK_DELAY: Duration = Duration::from_millis(20);
+/// How often the delivered positions of the incoming streams are written (see `flush`).
+const IN_SAVE_EVERY: Duration = Duration::from_secs(1);
 /// Ids per offer or want frame at most.
 const IDS_PER_FRAME: usize = 4096;
 /// Messages from one author held back while an earlier one is missing, at most.
@@ -165,6 +167,10 @@ pub(super) struct Actor {
     acks_sent: HashMap<PeerId, u64>,
     /// Streams whose counters changed this turn (saved once, at the end of the turn).
     dirty_out: std::collections::HashSet<PeerId>,
+    /// Delivered positions of incoming streams, committed messages not yet written as counters,
+    /// and when they were last written (see `flush`).
+    in_unsaved: HashMap<PeerId, u64>,
+    in_saved_at: Instant,
     /// Replies to `send` commands, held until the messages are stored.
     held_replies: Vec<HeldReply>,
     /// Streams with acknowledgements not yet applied to the outbox table: done in a turn that
@@ -221,6 +227,8 @@ impl Actor {
             held_replies: Vec::new(),
             acked_unsaved: Default::default(),
             dirty_out: Default::default(),
+            in_unsaved: HashMap::new(),
+            in_saved_at: now,
             last_purge: now,
             beaconed: HashMap::new(),
         })
@@ -250,10 +258,23 @@ impl Actor {
     }
 
     fn flush(&mut self) {
+        self.flush_with(false);
+    }
+
+    /// `flush`, with `last`: write every counter now (the node is stopping).
+    fn flush_with(&mut self, last: bool) {
+        let now = Instant::now();
+        // The delivered positions of the incoming streams: at most once a second, not once per
+        // turn (a receiver's turn is often one message: the counter was a third of its
+        // transaction). They only say where a stream resumes after a restart. A position is
+        // kept here only once its messages are committed, and acknowledgements go out only
+        // after that commit, so a position written late never claims a message that is not
+        // stored. After a crash the written position may be behind: the sender's `Resume`
+        // (its own acknowledged position) moves it on, and what the sender sends again from
+        // there is dropped as already stored (one row per author and number).
+        let save_in = !self.in_unsaved.is_empty() && (last || now.duration_since(self.in_saved_at) >= IN_SAVE_EVERY);
         // Acknowledgements ride along with a turn that commits anyway.
-        if !self.acked_unsaved.is_empty()
-            && (self.p.store.wrote() || !self.dirty_out.is_empty() || !self.held_acks.is_empty())
-        {
+        if !self.acked_unsaved.is_empty() && (self.p.store.wrote() || !self.dirty_out.is_empty() || save_in || last) {
             self.save_acked();
         }
         // The stream counters of this turn, once per stream rather than once per message.
@@ -262,8 +283,11 @@ impl Actor {
                 self.log_store(self.p.store.save_out_stream(peer, o.next, o.acked));
             }
         }
-        for (peer, delivered) in &self.held_acks {
-            self.log_store(self.p.store.save_in_stream(*peer, *delivered));
+        if save_in {
+            self.in_saved_at = now;
+            for (peer, delivered) in std::mem::take(&mut self.in_unsaved) {
+                self.log_store(self.p.store.save_in_stream(peer, delivered));
+            }
         }
         if let Err(e) = self.p.store.commit() {
             tracing::error!(error = %e, "cannot save the history; nothing is acknowledged until it works again");
@@ -285,8 +309,8 @@ impl Actor {
         // acknowledgements does not compete with the delivery of what follows. The sender's
         // window (4096) and resend timer (3 s) are far above what this holds back.
         let quarter = (self.p.config.window as u64 / 4).max(1);
-        let now = Instant::now();
         for (peer, upto) in std::mem::take(&mut self.held_acks) {
+            self.in_unsaved.insert(peer, upto);
             let sent = self.acks_sent.get(&peer).copied().unwrap_or(0);
             if upto >= sent + quarter {
                 self.ack_later.remove(&peer);
@@ -373,6 +397,9 @@ impl Actor {
         self.p.store.begin();
         self.save_acked();
         self.flush();
+        // Every counter, with the positions of the turn just committed.
+        self.p.store.begin();
+        self.flush_with(true);
         self.send_acks();
         self.shutdown(sess).await;
     }
