@@ -1,4 +1,5 @@
-//! The encrypted transport: the Noise handshake (through `snow`) and the record layer that
+//! The encrypted transport: the Noise handshake (through `snow`, with the primitives of
+//! [`super::resolver`]) and the record layer that
 //! carries frames after it.
 //!
 //! Wire, after the two 8-byte preambles (which must name the same mode):
@@ -129,11 +130,8 @@ pub async fn handshake(
 
     let name = if keys.psk.is_some() { NOISE_PSK } else { NOISE_OPEN };
     let step_err = |step: u8| move |error| NoiseError::Handshake { step, error };
-    let mut b = snow::Builder::new(name.parse().expect("valid noise name"))
-        .prologue(&pre)
-        .map_err(step_err(0))?
-        .local_private_key(keys.statics.secret())
-        .map_err(step_err(0))?;
+    let mut b =
+        super::resolver::builder(name, &keys.statics).map_err(step_err(0))?.prologue(&pre).map_err(step_err(0))?;
     if let Some(psk) = &keys.psk {
         b = b.psk(3, psk).map_err(step_err(0))?;
     }
@@ -361,7 +359,7 @@ mod tests {
         let b = StaticKeys::generate();
         let name = if psk.is_some() { NOISE_PSK } else { NOISE_OPEN };
         fn mk<'a>(name: &str, k: &'a StaticKeys, psk: &'a Option<[u8; 32]>) -> snow::Builder<'a> {
-            let b = snow::Builder::new(name.parse().unwrap()).local_private_key(k.secret()).unwrap();
+            let b = crate::transport::resolver::builder(name, k).unwrap();
             match psk {
                 Some(p) => b.psk(3, p).unwrap(),
                 None => b,
@@ -521,8 +519,8 @@ mod tests {
             let name = if psk.is_some() { NOISE_PSK } else { NOISE_OPEN };
             let (a, b) = (StaticKeys::generate(), StaticKeys::generate());
             let mk = |k: &StaticKeys, init: bool| {
-                let mut bld = snow::Builder::new(name.parse().unwrap()).prologue(b"LNPT\x01\x01\0\0").unwrap();
-                bld = bld.local_private_key(k.secret()).unwrap();
+                let mut bld = crate::transport::resolver::builder(name, k).unwrap();
+                bld = bld.prologue(b"LNPT\x01\x01\0\0").unwrap();
                 if let Some(p) = &psk {
                     bld = bld.psk(3, p).unwrap();
                 }
