@@ -50,10 +50,12 @@ impl fmt::Debug for StaticKeys {
 }
 
 impl StaticKeys {
-    /// A fresh random keypair (32 bytes from the operating system's random source).
+    /// A fresh random keypair (32 bytes from the operating system's random source, through the
+    /// same source as the Noise ephemeral keys: not AWS-LC's, whose first use in a process costs
+    /// about 40 ms of entropy gathering, and each new thread's some more).
     pub fn generate() -> StaticKeys {
         let mut secret = Zeroizing::new([0u8; 32]);
-        aws_lc_rs::rand::fill(secret.as_mut()).expect("the OS random source works");
+        crate::transport::resolver::random(secret.as_mut());
         StaticKeys::from_secret(*secret)
     }
 

@@ -31,6 +31,17 @@ pub fn builder<'a>(name: &str, statics: &'a StaticKeys) -> Result<snow::Builder<
         .local_private_key(statics.secret())
 }
 
+/// Fill `out` from snow's default random source (the operating system's: `getrandom`). AWS-LC's
+/// own random generator is never used: its first use in a process spends about 40 ms gathering
+/// jitter entropy, and each new thread's first use more (measured: docs/benchmarks.md, round 4).
+pub fn random(out: &mut [u8]) {
+    DefaultResolver
+        .resolve_rng()
+        .expect("snow's default resolver has a random source")
+        .try_fill_bytes(out)
+        .expect("the OS random source works");
+}
+
 /// AWS-LC's X25519 and ChaCha20-Poly1305, snow's default BLAKE2s and random source.
 #[derive(Default)]
 pub struct Resolver {
