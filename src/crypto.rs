@@ -1,6 +1,7 @@
 //! Keys: the peer's long-term static key (its identity), the room keys derived from a
-//! passphrase, and the Noise protocol names. No cryptography is made here: X25519,
-//! ChaChaPoly and BLAKE2s come from `snow` (Noise), the passphrase KDF is Argon2id (`argon2`),
+//! passphrase, and the Noise protocol names. No cryptography is made here: the Noise protocol
+//! runs in `snow`, with X25519 and ChaChaPoly from AWS-LC (`aws-lc-rs`) and BLAKE2s from snow's
+//! own (see [`crate::transport::resolver`]), the passphrase KDF is Argon2id (`argon2`),
 //! the key expansion HKDF-SHA256 (`hkdf`), and the beacon tag HMAC-SHA256 (`hmac`).
 //!
 //! docs/security.md explains what each key protects.
@@ -13,6 +14,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::id::PeerId;
+use crate::transport::resolver::X25519Key;
 
 /// Noise protocol of open rooms (no passphrase).
 pub const NOISE_OPEN: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
@@ -35,7 +37,8 @@ pub fn peer_id_of(public: &[u8]) -> PeerId {
 /// A long-term X25519 keypair. The secret is wiped from memory when dropped.
 #[derive(Clone)]
 pub struct StaticKeys {
-    secret: Arc<Zeroizing<[u8; 32]>>,
+    /// The key in the form the Noise resolver uses (computed once, reused by every handshake).
+    key: Arc<X25519Key>,
     /// The public key (32 bytes).
     pub public: [u8; 32],
 }
@@ -47,59 +50,38 @@ impl fmt::Debug for StaticKeys {
 }
 
 impl StaticKeys {
-    /// A fresh random keypair.
+    /// A fresh random keypair (32 bytes from the operating system's random source, through the
+    /// same source as the Noise ephemeral keys: not AWS-LC's, whose first use in a process costs
+    /// about 40 ms of entropy gathering, and each new thread's some more).
     pub fn generate() -> StaticKeys {
-        let kp = snow::Builder::new(NOISE_OPEN.parse().expect("valid noise name"))
-            .generate_keypair()
-            .expect("the OS random source works");
         let mut secret = Zeroizing::new([0u8; 32]);
-        secret.copy_from_slice(&kp.private);
-        let mut public = [0u8; 32];
-        public.copy_from_slice(&kp.public);
-        StaticKeys { secret: Arc::new(secret), public }
+        crate::transport::resolver::random(secret.as_mut());
+        StaticKeys::from_secret(*secret)
     }
 
-    /// The keypair of a 32-byte secret key (the public key is computed from it).
+    /// The keypair of a 32-byte secret key (the public key is computed from it, by the same
+    /// X25519 as the Noise handshakes: [`crate::transport::resolver`]).
     pub fn from_secret(secret: [u8; 32]) -> StaticKeys {
         let secret = Zeroizing::new(secret);
-        // X25519 public key = scalar * basepoint. A throwaway Noise handshake computes it with
-        // snow's own X25519, so that no second curve implementation is needed.
-        let public = public_of(&secret);
-        StaticKeys { secret: Arc::new(secret), public }
+        let key = X25519Key::new(&secret);
+        let public = *key.public();
+        StaticKeys { key: Arc::new(key), public }
     }
 
     /// The secret key.
     pub fn secret(&self) -> &[u8; 32] {
-        &self.secret
+        self.key.secret()
+    }
+
+    /// The key in the Noise resolver's form.
+    pub(crate) fn x25519(&self) -> &Arc<X25519Key> {
+        &self.key
     }
 
     /// The peer id of this key.
     pub fn peer_id(&self) -> PeerId {
         peer_id_of(&self.public)
     }
-}
-
-/// The X25519 public key of `secret`, computed by snow's own X25519: a tiny in-memory `XX`
-/// handshake with a throwaway responder, which learns our static public key in message 3. Done
-/// once, when the key file is loaded (a fraction of a millisecond).
-fn public_of(secret: &[u8; 32]) -> [u8; 32] {
-    let params: snow::params::NoiseParams = NOISE_OPEN.parse().expect("valid noise name");
-    let other = snow::Builder::new(params.clone()).generate_keypair().expect("random");
-    let mut i =
-        snow::Builder::new(params.clone()).local_private_key(secret).expect("key").build_initiator().expect("init");
-    let mut r =
-        snow::Builder::new(params).local_private_key(&other.private).expect("key").build_responder().expect("resp");
-    let mut buf = [0u8; 256];
-    let mut pl = [0u8; 256];
-    let n = i.write_message(&[], &mut buf).expect("m1");
-    r.read_message(&buf[..n], &mut pl).expect("m1");
-    let n = r.write_message(&[], &mut buf).expect("m2");
-    i.read_message(&buf[..n], &mut pl).expect("m2");
-    let n = i.write_message(&[], &mut buf).expect("m3");
-    r.read_message(&buf[..n], &mut pl).expect("m3");
-    let mut public = [0u8; 32];
-    public.copy_from_slice(r.get_remote_static().expect("remote static after XX"));
-    public
 }
 
 /// A room passphrase. Never printed (`Debug` hides it) and wiped from memory when dropped.

@@ -194,11 +194,13 @@ fn warn_about(e: &HandshakeError, ctx: &Ctx, remote: SocketAddr) {
 
 async fn exchange(mut stream: TcpStream, ctx: &Ctx, initiator: bool) -> Result<(Hello, Framed), HandshakeError> {
     stream.set_nodelay(true)?;
-    let ts = noise::handshake(&mut stream, initiator, &ctx.keys).await?;
+    let noise::Opened { ts, unsent } = noise::open(&mut stream, initiator, &ctx.keys).await?;
     let proved = noise::remote_static(&ts).map(|k| peer_id_of(&k));
     let (r, w) = stream.into_split();
     let mut read = FramedRead::new(r, NoiseReader::new(ts.clone(), HANDSHAKE_MAX_FRAME));
     let mut write = FramedWrite::new(w, NoiseWriter::new(ts, ctx.max_frame));
+    // The initiator's last handshake message and its hello go in one write.
+    write.write_buffer_mut().extend_from_slice(&unsent);
     write.send(ctx.hello.clone()).await?;
     let bytes = match read.next().await {
         Some(Ok(b)) => b,

@@ -26,6 +26,7 @@ pub mod accept;
 pub mod dial;
 pub mod handshake;
 pub mod noise;
+pub mod resolver;
 pub mod session;
 
 /// Largest frame accepted before the hello is through (a hello is far smaller).

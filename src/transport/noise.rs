@@ -1,4 +1,5 @@
-//! The encrypted transport: the Noise handshake (through `snow`) and the record layer that
+//! The encrypted transport: the Noise handshake (through `snow`, with the primitives of
+//! [`super::resolver`]) and the record layer that
 //! carries frames after it.
 //!
 //! Wire, after the two 8-byte preambles (which must name the same mode):
@@ -91,11 +92,10 @@ pub fn mode_of(keys: &SessionKeys) -> u8 {
     if keys.psk.is_some() { MODE_NOISE_PSK } else { MODE_NOISE }
 }
 
-async fn write_msg(stream: &mut TcpStream, msg: &[u8]) -> std::io::Result<()> {
-    let mut v = Vec::with_capacity(2 + msg.len());
-    v.extend_from_slice(&(msg.len() as u16).to_be_bytes());
-    v.extend_from_slice(msg);
-    stream.write_all(&v).await
+/// Append a handshake message to `out` as it goes on the wire (`len: u16 BE`, then the message).
+fn put_msg(out: &mut Vec<u8>, msg: &[u8]) {
+    out.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+    out.extend_from_slice(msg);
 }
 
 async fn read_msg(stream: &mut TcpStream) -> Result<Vec<u8>, NoiseError> {
@@ -110,6 +110,15 @@ async fn read_msg(stream: &mut TcpStream) -> Result<Vec<u8>, NoiseError> {
     Ok(v)
 }
 
+/// A finished handshake whose last message may not be sent yet ([`open`]).
+pub struct Opened {
+    /// The transport keys; the remote static key is in them.
+    pub ts: Arc<StatelessTransportState>,
+    /// Bytes to write before anything else (the initiator's third message, framed), so that
+    /// they can share one write with the first record. Empty for the responder.
+    pub unsent: Vec<u8>,
+}
+
 /// Exchange preambles and run the Noise `XX` (or `XXpsk3`) handshake on a fresh connection.
 /// The caller bounds the time. Returns the transport keys; the remote static key is in them.
 pub async fn handshake(
@@ -117,41 +126,63 @@ pub async fn handshake(
     initiator: bool,
     keys: &SessionKeys,
 ) -> Result<Arc<StatelessTransportState>, NoiseError> {
+    let o = open(stream, initiator, keys).await?;
+    if !o.unsent.is_empty() {
+        stream.write_all(&o.unsent).await?;
+    }
+    Ok(o.ts)
+}
+
+/// [`handshake`], except that the initiator's third message is handed back unsent, for the
+/// caller to write together with its first record. The bytes on the wire are the same; only
+/// their grouping into writes differs: the initiator writes its preamble and first message at
+/// once (it needs nothing from the other side for them), the responder its preamble at once
+/// (before it reads anything: `lanpeer doctor` waits for it), then its second message.
+/// Nothing is read past the handshake's last message.
+pub async fn open(stream: &mut TcpStream, initiator: bool, keys: &SessionKeys) -> Result<Opened, NoiseError> {
     let ours = Preamble::with_mode(mode_of(keys));
     let pre = ours.to_bytes();
-    stream.write_all(&pre).await?;
-    let mut theirs = [0u8; PREAMBLE_LEN];
-    stream.read_exact(&mut theirs).await?;
-    let theirs = Preamble::parse(&theirs)?;
-    if theirs.mode != ours.mode {
-        return Err(NoiseError::ModeMismatch { ours: ours.mode, theirs: theirs.mode });
-    }
-
     let name = if keys.psk.is_some() { NOISE_PSK } else { NOISE_OPEN };
     let step_err = |step: u8| move |error| NoiseError::Handshake { step, error };
-    let mut b = snow::Builder::new(name.parse().expect("valid noise name"))
-        .prologue(&pre)
-        .map_err(step_err(0))?
-        .local_private_key(keys.statics.secret())
-        .map_err(step_err(0))?;
+    let mut b =
+        super::resolver::builder(name, &keys.statics).map_err(step_err(0))?.prologue(&pre).map_err(step_err(0))?;
     if let Some(psk) = &keys.psk {
         b = b.psk(3, psk).map_err(step_err(0))?;
     }
     let mut hs = if initiator { b.build_initiator() } else { b.build_responder() }.map_err(step_err(0))?;
     let mut buf = [0u8; MAX_HANDSHAKE_MSG];
     let mut payload = [0u8; MAX_HANDSHAKE_MSG];
-    for step in 1..=3u8 {
-        let my_turn = (step % 2 == 1) == initiator;
-        if my_turn {
-            let n = hs.write_message(&[], &mut buf).map_err(step_err(step))?;
-            write_msg(stream, &buf[..n]).await?;
-        } else {
-            let m = read_msg(stream).await?;
-            hs.read_message(&m, &mut payload).map_err(step_err(step))?;
-        }
+    let mut out = Vec::with_capacity(PREAMBLE_LEN + 2 + 96);
+    out.extend_from_slice(&pre);
+    if initiator {
+        let n = hs.write_message(&[], &mut buf).map_err(step_err(1))?;
+        put_msg(&mut out, &buf[..n]);
+    }
+    stream.write_all(&out).await?;
+    let mut theirs = [0u8; PREAMBLE_LEN];
+    stream.read_exact(&mut theirs).await?;
+    let theirs = Preamble::parse(&theirs)?;
+    if theirs.mode != ours.mode {
+        return Err(NoiseError::ModeMismatch { ours: ours.mode, theirs: theirs.mode });
+    }
+    let mut unsent = Vec::new();
+    if initiator {
+        let m = read_msg(stream).await?;
+        hs.read_message(&m, &mut payload).map_err(step_err(2))?;
+        let n = hs.write_message(&[], &mut buf).map_err(step_err(3))?;
+        put_msg(&mut unsent, &buf[..n]);
+    } else {
+        let m = read_msg(stream).await?;
+        hs.read_message(&m, &mut payload).map_err(step_err(1))?;
+        let n = hs.write_message(&[], &mut buf).map_err(step_err(2))?;
+        out.clear();
+        put_msg(&mut out, &buf[..n]);
+        stream.write_all(&out).await?;
+        let m = read_msg(stream).await?;
+        hs.read_message(&m, &mut payload).map_err(step_err(3))?;
     }
     let ts = hs.into_stateless_transport_mode().map_err(step_err(3))?;
-    Ok(Arc::new(ts))
+    Ok(Opened { ts: Arc::new(ts), unsent })
 }
 
 /// The remote static public key of a finished handshake.
@@ -361,7 +392,7 @@ mod tests {
         let b = StaticKeys::generate();
         let name = if psk.is_some() { NOISE_PSK } else { NOISE_OPEN };
         fn mk<'a>(name: &str, k: &'a StaticKeys, psk: &'a Option<[u8; 32]>) -> snow::Builder<'a> {
-            let b = snow::Builder::new(name.parse().unwrap()).local_private_key(k.secret()).unwrap();
+            let b = crate::transport::resolver::builder(name, k).unwrap();
             match psk {
                 Some(p) => b.psk(3, p).unwrap(),
                 None => b,
@@ -521,8 +552,8 @@ mod tests {
             let name = if psk.is_some() { NOISE_PSK } else { NOISE_OPEN };
             let (a, b) = (StaticKeys::generate(), StaticKeys::generate());
             let mk = |k: &StaticKeys, init: bool| {
-                let mut bld = snow::Builder::new(name.parse().unwrap()).prologue(b"LNPT\x01\x01\0\0").unwrap();
-                bld = bld.local_private_key(k.secret()).unwrap();
+                let mut bld = crate::transport::resolver::builder(name, k).unwrap();
+                bld = bld.prologue(b"LNPT\x01\x01\0\0").unwrap();
                 if let Some(p) = &psk {
                     bld = bld.psk(3, p).unwrap();
                 }
