@@ -82,7 +82,29 @@ impl Live {
 }
 
 /// A `send` command's reply, and what to answer once the turn is committed.
-type HeldReply = (tokio::sync::oneshot::Sender<Result<MsgId, Error>>, Result<MsgId, Error>);
+enum HeldReply {
+    One(tokio::sync::oneshot::Sender<Result<MsgId, Error>>, Result<MsgId, Error>),
+    Batch(tokio::sync::oneshot::Sender<Vec<Result<MsgId, Error>>>, Vec<Result<MsgId, Error>>),
+}
+
+impl HeldReply {
+    /// Answer as held (the turn committed).
+    fn send(self) {
+        match self {
+            HeldReply::One(tx, r) => drop(tx.send(r)),
+            HeldReply::Batch(tx, r) => drop(tx.send(r)),
+        }
+    }
+
+    /// The commit failed: nothing of this reply is stored.
+    fn fail(self, e: &Error) {
+        let err = || Err(Error::Storage(e.to_string()));
+        match self {
+            HeldReply::One(tx, _) => drop(tx.send(err())),
+            HeldReply::Batch(tx, r) => drop(tx.send(r.iter().map(|_| err()).collect())),
+        }
+    }
+}
 
 /// Our stream to one peer.
 #[derive(Debug, Clone, Copy)]
@@ -266,13 +288,13 @@ impl Actor {
         if let Err(e) = self.p.store.commit() {
             tracing::error!(error = %e, "cannot save the history; nothing is acknowledged until it works again");
             self.held_acks.clear();
-            for (reply, _) in self.held_replies.drain(..) {
-                let _ = reply.send(Err(Error::Storage(e.to_string())));
+            for reply in self.held_replies.drain(..) {
+                reply.fail(&e);
             }
         }
         // Durable now: the callers may learn their messages' ids.
-        for (reply, r) in self.held_replies.drain(..) {
-            let _ = reply.send(r);
+        for reply in self.held_replies.drain(..) {
+            reply.send();
         }
         for e in self.held_events.drain(..) {
             let _ = self.p.events.send(e);
@@ -330,16 +352,17 @@ impl Actor {
                 c = cmds.recv() => match c {
                     None | Some(Command::Shutdown) => break,
                     Some(c) => {
-                        // Group commit: the commands already waiting share this transaction.
-                        self.command(c);
+                        // Group commit: the commands already waiting share this transaction (up to
+                        // BATCH messages, a batch command counting as its messages).
+                        let mut done = self.command(c);
                         let mut stop = false;
-                        for _ in 1..BATCH {
+                        while done < BATCH {
                             match cmds.try_recv() {
                                 Ok(Command::Shutdown) => {
                                     stop = true;
                                     break;
                                 }
-                                Ok(c) => self.command(c),
+                                Ok(c) => done += self.command(c),
                                 Err(_) => break,
                             }
                         }
@@ -801,13 +824,20 @@ impl Actor {
 
     // ---- commands --------------------------------------------------------------------------
 
-    fn command(&mut self, c: Command) {
+    /// Carry out a command; how many messages it submitted (1 for any other command).
+    fn command(&mut self, c: Command) -> usize {
         let now = Instant::now();
         match c {
             Command::Send { to, body, reply } => {
                 // Answered after the commit (in `flush`), so an id the caller gets is on disk.
                 let r = self.send(to, body);
-                self.held_replies.push((reply, r));
+                self.held_replies.push(HeldReply::One(reply, r));
+            }
+            Command::SendBatch { msgs, reply } => {
+                let n = msgs.len();
+                let r = msgs.into_iter().map(|(to, body)| self.send(to, body)).collect();
+                self.held_replies.push(HeldReply::Batch(reply, r));
+                return n.max(1);
             }
             Command::Peers(r) => {
                 let _ = r.send(self.table.listed(now));
@@ -830,6 +860,7 @@ impl Actor {
             }
             Command::Shutdown => {}
         }
+        1
     }
 
     fn check_text(&self, what: &str, text: &str) -> Result<(), Error> {
