@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{Command, MAX_TITLE};
-use crate::codec;
+use crate::codec::{self, Received};
 use crate::config::Config;
 use crate::discovery::listen::Heard;
 use crate::error::Error;
@@ -124,13 +124,13 @@ struct OutStream {
 struct InStream {
     /// Highest number delivered (everything below it too).
     delivered: u64,
-    /// Messages that arrived ahead of a missing one.
-    ahead: BTreeMap<u64, Envelope>,
+    /// Messages that arrived ahead of a missing one (with their bytes as received).
+    ahead: BTreeMap<u64, (Envelope, Bytes)>,
     /// From the `Resume` of the current session: the last number the peer had used for us.
     resume_last: Option<u64>,
     /// Catch-up messages by this author (relayed by others), held back by author seq until its
     /// own stream has delivered everything older, so that its messages stay in order.
-    held: BTreeMap<u64, Envelope>,
+    held: BTreeMap<u64, (Envelope, Bytes)>,
     /// When the oldest held message came.
     held_since: Option<Instant>,
 }
@@ -373,10 +373,11 @@ impl Actor {
                 },
                 Some(h) = heard.recv() => self.beacon(h),
                 Some(m) = sess.recv() => {
-                    self.session(m);
-                    for _ in 1..BATCH {
+                    // Reports waiting share this transaction (up to BATCH frames about).
+                    let mut done = self.session(m);
+                    while done < BATCH {
                         match sess.try_recv() {
-                            Ok(m) => self.session(m),
+                            Ok(m) => done += self.session(m),
                             Err(_) => break,
                         }
                     }
@@ -523,18 +524,23 @@ impl Actor {
 
     // ---- sessions --------------------------------------------------------------------------
 
-    fn session(&mut self, m: SessionMsg) {
+    /// Handle a session's report; how many frames it carried (1 for any other report).
+    fn session(&mut self, m: SessionMsg) -> usize {
         let now = Instant::now();
         match m {
             SessionMsg::Up(up) => self.up(up),
-            SessionMsg::Frame { peer, frame } => {
+            SessionMsg::Frames { peer, frames } => {
                 self.table.heard(peer, now);
-                self.frame(peer, frame);
+                let n = frames.len();
+                for f in frames {
+                    self.frame(peer, f);
+                }
+                return n.max(1);
             }
             SessionMsg::Heard { peer } => self.table.heard(peer, now),
             SessionMsg::Closed { sid, peer, farewell } => {
                 if self.sessions.get(&peer).is_none_or(|s| s.sid != sid) {
-                    return; // a session we had already replaced or dropped
+                    return 1; // a session we had already replaced or dropped
                 }
                 self.sessions.remove(&peer);
                 self.session_gone(peer);
@@ -551,6 +557,7 @@ impl Actor {
                 }
             }
         }
+        1
     }
 
     /// The live session of `peer` is gone: what it had not acknowledged goes again next time.
@@ -662,9 +669,13 @@ impl Actor {
         }
     }
 
-    fn frame(&mut self, peer: PeerId, frame: Frame) {
+    fn frame(&mut self, peer: PeerId, frame: Received) {
+        let frame = match frame {
+            Received::Message { lseq, env, raw } => return self.stream_message(peer, lseq, env, raw),
+            Received::CatchUp { env, raw } => return self.catch_up(peer, env, raw),
+            Received::Other(f) => f,
+        };
         match frame {
-            Frame::Message { lseq, env } => self.stream_message(peer, lseq, env),
             Frame::Ack(upto) => {
                 let Some(o) = self.out.get_mut(&peer) else { return };
                 let upto = upto.min(o.next - 1);
@@ -708,29 +719,31 @@ impl Actor {
                     }
                 }
             }
-            Frame::CatchUp(env) => {
-                if env.to.is_some() {
-                    tracing::debug!(peer = %peer.short(), "private message offered as catch-up dropped");
-                    return;
-                }
-                let author = env.id.author;
-                // An author we have met may still have older messages for us in its own stream:
-                // hold its newer ones until that stream has caught up (or for `hold_catchup`).
-                let wait = author != self.me
-                    && self.members.contains_key(&author)
-                    && !self.inbound.get(&author).is_some_and(InStream::caught_up);
-                if !wait {
-                    return self.deliver(env, "catch-up");
-                }
-                let i = self.inbound.entry(author).or_default();
-                if i.held.len() < REORDER_MAX {
-                    tracing::trace!(id = %env.id.short(), "catch-up held until its author's stream catches up");
-                    i.held_since.get_or_insert_with(Instant::now);
-                    i.held.insert(env.id.seq, env);
-                }
-            }
             Frame::Peers(ads) => self.gossip_in(peer, ads),
             other => tracing::debug!(peer = %peer.short(), frame = ?other, "unexpected frame dropped"),
+        }
+    }
+
+    /// A room message from `peer`'s store (any author), outside the streams.
+    fn catch_up(&mut self, peer: PeerId, env: Envelope, raw: Bytes) {
+        if env.to.is_some() {
+            tracing::debug!(peer = %peer.short(), "private message offered as catch-up dropped");
+            return;
+        }
+        let author = env.id.author;
+        // An author we have met may still have older messages for us in its own stream:
+        // hold its newer ones until that stream has caught up (or for `hold_catchup`).
+        let wait = author != self.me
+            && self.members.contains_key(&author)
+            && !self.inbound.get(&author).is_some_and(InStream::caught_up);
+        if !wait {
+            return self.deliver(env, raw, "catch-up");
+        }
+        let i = self.inbound.entry(author).or_default();
+        if i.held.len() < REORDER_MAX {
+            tracing::trace!(id = %env.id.short(), "catch-up held until its author's stream catches up");
+            i.held_since.get_or_insert_with(Instant::now);
+            i.held.insert(env.id.seq, (env, raw));
         }
     }
 
@@ -744,8 +757,8 @@ impl Actor {
         i.held_since = None;
         let held = std::mem::take(&mut i.held);
         tracing::debug!(author = %author.short(), n = held.len(), force, "releasing held catch-up");
-        for (_, env) in held {
-            self.deliver(env, "catch-up");
+        for (_, (env, raw)) in held {
+            self.deliver(env, raw, "catch-up");
         }
     }
 
@@ -756,7 +769,7 @@ impl Actor {
     }
 
     /// Message number `lseq` of `peer`'s stream to us.
-    fn stream_message(&mut self, peer: PeerId, lseq: u64, env: Envelope) {
+    fn stream_message(&mut self, peer: PeerId, lseq: u64, env: Envelope, raw: Bytes) {
         if env.id.author != peer {
             tracing::debug!(peer = %peer.short(), author = %env.id.author.short(), "message with another author dropped");
             return;
@@ -769,12 +782,12 @@ impl Actor {
         }
         if lseq > i.delivered + 1 {
             if i.ahead.len() < REORDER_MAX {
-                i.ahead.insert(lseq, env);
+                i.ahead.insert(lseq, (env, raw));
             }
             return;
         }
         i.delivered = lseq;
-        self.deliver(env, "stream");
+        self.deliver(env, raw, "stream");
         self.drain_ahead(peer);
         self.save_inbound(peer);
         self.release_held(peer, false);
@@ -784,20 +797,20 @@ impl Actor {
         loop {
             let Some(i) = self.inbound.get_mut(&peer) else { return };
             let next = i.delivered + 1;
-            let Some(env) = i.ahead.remove(&next) else { return };
+            let Some((env, raw)) = i.ahead.remove(&next) else { return };
             i.delivered = next;
-            self.deliver(env, "stream");
+            self.deliver(env, raw, "stream");
         }
     }
 
-    /// Store a received message and, the first time only, report it.
-    fn deliver(&mut self, env: Envelope, how: &'static str) {
+    /// Store a received message (its bytes as they came: they decode to `env`) and, the first
+    /// time only, report it.
+    fn deliver(&mut self, env: Envelope, raw: Bytes, how: &'static str) {
         if env.to.is_some_and(|to| to != self.me) {
             tracing::debug!(author = %env.id.author.short(), "message for someone else dropped");
             return;
         }
-        let Ok(bytes) = codec::encode(&env) else { return };
-        let Some(row) = self.log_store(self.p.store.insert(&env, &bytes, now_ms())) else { return };
+        let Some(row) = self.log_store(self.p.store.insert(&env, &raw, now_ms())) else { return };
         if row.is_none() {
             tracing::trace!(id = %env.id.short(), how, "duplicate dropped");
             return;
