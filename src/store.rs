@@ -347,7 +347,11 @@ impl Store {
         if self.in_tx.get() {
             let runs = self.write_runs();
             self.in_tx.set(false);
-            runs?;
+            if let Err(e) = runs {
+                // Nothing of this group is kept: the next group starts clean.
+                let _ = self.conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
             self.conn.prepare_cached("COMMIT").and_then(|mut st| st.execute([])).map_err(storage)?;
             if let Some(c) = &self.checkpointer {
                 c.wrote();
