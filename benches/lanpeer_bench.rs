@@ -401,12 +401,23 @@ impl StreamResult {
 
 /// In-flight messages of the pipelined stream (`callers == 0`).
 const PIPELINE: usize = 1024;
+/// Messages per `submit_batch` in the batched stream line.
+const BATCH: usize = 256;
+/// `callers` value of `stream_lib` for one caller of `submit_batch` ([`BATCH`] per call,
+/// [`PIPELINE`] messages in flight).
+const BATCHED: u64 = u64::MAX;
+
+fn ok_count(ids: &[Result<lanpeer::MsgId, lanpeer::Error>]) -> u64 {
+    ids.iter().filter(|r| r.is_ok()).count() as u64
+}
 
 /// `n` chats from node 0 to node 1 by `callers` tasks calling `node.chat`; with `callers == 0`,
-/// one task calling `node.submit` with up to [`PIPELINE`] messages in flight.
+/// one task calling `node.submit` with up to [`PIPELINE`] messages in flight; with
+/// [`BATCHED`], one task calling `node.submit_batch`.
 async fn stream_lib(n: u64, callers: u64, durable: bool) -> Option<StreamResult> {
-    let pipelined = callers == 0;
-    let callers = callers.max(1);
+    let batched = callers == BATCHED;
+    let pipelined = callers == 0 || batched;
+    let callers = if batched { 1 } else { callers.max(1) };
     let mut s = Swarm::start_with(2, "stream", false, durable).await;
     if s.wait_listed(0..2, 1, Duration::from_secs(30)).await.is_none() {
         println!("stream: the two peers did not find each other within 30 s");
@@ -424,6 +435,35 @@ async fn stream_lib(n: u64, callers: u64, durable: bool) -> Option<StreamResult>
         let (node, msg, sent, stop) = (s.nodes[0].clone(), msg.clone(), sent.clone(), stop.clone());
         let share = n / callers + u64::from(c < n % callers);
         tasks.push(tokio::spawn(async move {
+            if batched {
+                use futures_util::StreamExt;
+                let mut inflight: futures_util::stream::FuturesOrdered<lanpeer::PendingBatch> = Default::default();
+                let mut left = share as usize;
+                while left > 0 {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    if inflight.len() >= PIPELINE / BATCH {
+                        match inflight.next().await {
+                            Some(Ok(ids)) => drop(sent.fetch_add(ok_count(&ids), Ordering::Relaxed)),
+                            _ => return,
+                        }
+                    }
+                    let k = left.min(BATCH);
+                    left -= k;
+                    let msgs = (0..k).map(|_| (None, Body::Chat { text: msg.clone() })).collect();
+                    match node.submit_batch(msgs).await {
+                        Ok(p) => inflight.push_back(p),
+                        Err(_) => return,
+                    }
+                }
+                while let Some(r) = inflight.next().await {
+                    if let Ok(ids) = r {
+                        sent.fetch_add(ok_count(&ids), Ordering::Relaxed);
+                    }
+                }
+                return;
+            }
             if pipelined {
                 use futures_util::StreamExt;
                 let mut inflight = futures_util::stream::FuturesOrdered::new();
@@ -492,6 +532,14 @@ async fn stream_lib(n: u64, callers: u64, durable: bool) -> Option<StreamResult>
     Some(r)
 }
 
+/// User + system CPU time of this process so far (every thread).
+fn process_cpu() -> Duration {
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
 /// The physical baseline: a plain length-prefixed TCP sender and receiver (two threads,
 /// 64 KiB buffered writes and reads, 4-byte big-endian length + 100 bytes).
 fn stream_raw(n: u64) -> Duration {
@@ -532,14 +580,26 @@ async fn bench_stream(o: &Opts, z: &Zyre) -> Option<f64> {
     let mut best = None;
     // Durable (a data dir per node, as the CLI runs) for each way of calling; then the pipelined
     // stream again with the history in memory, to show what durability costs.
-    for (callers, durable) in [(1u64, true), (8, true), (0, true), (1, false), (0, false)] {
-        let Some(r) = stream_lib(n, callers, durable).await else { continue };
+    let ways = [(1u64, true), (8, true), (0, true), (1, false), (0, false), (BATCHED, true), (BATCHED, false)];
+    for (callers, durable) in ways {
         let who = match callers {
             0 => format!("1 caller, submit, {PIPELINE} in flight"),
+            BATCHED => format!("1 caller, submit_batch of {BATCH}, {PIPELINE} in flight"),
             1 => "1 caller".to_string(),
             c => format!("{c} callers"),
         };
         let who = format!("{who}, {}", if durable { "history on disk" } else { "history in memory" });
+        // LANPEER_STREAM_LINES=a;b: only the lines whose name holds one of these (A/B runs).
+        if let Ok(f) = std::env::var("LANPEER_STREAM_LINES")
+            && !f.split(';').any(|x| who.contains(x))
+        {
+            continue;
+        }
+        let cpu0 = process_cpu();
+        let Some(r) = stream_lib(n, callers, durable).await else { continue };
+        // CPU of the whole process (both peers, set-up and shutdown included) per message received:
+        // less sensitive than the rate to other work on the machine.
+        let cpu_us = (process_cpu() - cpu0).as_secs_f64() * 1e6 / r.received.max(1) as f64;
         let ours = r.rate();
         if durable {
             // The CLI keeps its history on disk: compare it with the durable library figure.
@@ -559,6 +619,7 @@ async fn bench_stream(o: &Opts, z: &Zyre) -> Option<f64> {
             &format!("stream msgs/s ({who})"),
             format!("{}msg/s", rate(ours)),
             &[
+                format!("CPU {cpu_us:.2} us/msg"),
                 format!("{raw_txt}, ratio {:.3}{tag}", ours / raw_rate),
                 zyre_beside(z, "stream_msgs_per_s", "msg/s", 1.0, ours, true),
             ],

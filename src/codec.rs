@@ -53,6 +53,50 @@ fn prefixed<T: Serialize>(head: &T, tail: &[u8]) -> Result<Bytes, CodecError> {
     Ok(v.into())
 }
 
+/// A frame as received, with the bytes of its envelope kept when it has one (so that a message
+/// received is stored as it came, not encoded again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// `Frame::Message`; `raw` is the envelope's encoding, a slice of the frame.
+    Message {
+        /// Position in the sender's stream.
+        lseq: u64,
+        /// The message.
+        env: crate::protocol::Envelope,
+        /// Its bytes on the wire.
+        raw: Bytes,
+    },
+    /// `Frame::CatchUp`, with the envelope's bytes.
+    CatchUp {
+        /// The message.
+        env: crate::protocol::Envelope,
+        /// Its bytes on the wire.
+        raw: Bytes,
+    },
+    /// Any other frame.
+    Other(crate::protocol::Frame),
+}
+
+/// Decode a frame as [`decode`] would, keeping the envelope bytes of a message or catch-up frame
+/// (bincode writes the variant index, then the fields in order: see [`message_frame`]). Accepts
+/// and refuses exactly what `decode::<Frame>` does.
+pub fn decode_received(bytes: &Bytes) -> Result<Received, CodecError> {
+    use crate::protocol::Frame;
+    let (variant, used): (u32, usize) = bincode::serde::decode_from_slice(bytes, config())?;
+    match variant {
+        1 => {
+            let (lseq, n): (u64, usize) = bincode::serde::decode_from_slice(&bytes[used..], config())?;
+            let raw = bytes.slice(used + n..);
+            Ok(Received::Message { lseq, env: decode(&raw)?, raw })
+        }
+        8 => {
+            let raw = bytes.slice(used..);
+            Ok(Received::CatchUp { env: decode(&raw)?, raw })
+        }
+        _ => Ok(Received::Other(decode::<Frame>(bytes)?)),
+    }
+}
+
 /// Decode a value that must fill `bytes` exactly.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (value, used) = bincode::serde::decode_from_slice(bytes, config())?;

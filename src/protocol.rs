@@ -302,10 +302,32 @@ mod tests {
             let bytes = codec::encode(&f).unwrap();
             for cut in 0..bytes.len() {
                 assert!(codec::decode::<Frame>(&bytes[..cut]).is_err(), "{f:?} cut at {cut}");
+                assert!(codec::decode_received(&bytes.slice(..cut)).is_err(), "{f:?} cut at {cut}");
             }
             let mut long = bytes.to_vec();
             long.push(0);
             assert!(codec::decode::<Frame>(&long).is_err());
+            assert!(codec::decode_received(&long.into()).is_err());
+        }
+    }
+
+    #[test]
+    fn received_frames_keep_the_envelope_bytes() {
+        use codec::Received;
+        for f in sample() {
+            let bytes = codec::encode(&f).unwrap();
+            match (codec::decode_received(&bytes).unwrap(), f) {
+                (Received::Message { lseq, env, raw }, Frame::Message { lseq: l, env: e }) => {
+                    assert_eq!((lseq, &env), (l, &e));
+                    assert_eq!(raw, codec::encode(&e).unwrap());
+                }
+                (Received::CatchUp { env, raw }, Frame::CatchUp(e)) => {
+                    assert_eq!(env, e);
+                    assert_eq!(raw, codec::encode(&e).unwrap());
+                }
+                (Received::Other(got), f) => assert_eq!(got, f),
+                (got, f) => panic!("{f:?} decoded as {got:?}"),
+            }
         }
     }
 

@@ -11,8 +11,10 @@
 //! What is written when:
 //! - a message sent or received for the first time: one row in `messages` (the encoded envelope
 //!   is kept for resending and catch-up);
-//! - a message sent to a peer: one row in `outbox` (peer, stream sequence), deleted when the peer
-//!   acknowledges it, or dropped by age or size with a log line;
+//! - messages sent to a peer: one row in `outbox` per *run* (peer, first stream number, first
+//!   message row, length `n`: stream numbers `lseq..lseq+n` are message rows `msg..msg+n`), so a
+//!   batch of sends in one transaction costs one outbox row per recipient, not one per message;
+//!   trimmed and deleted as the peer acknowledges, or dropped by age or size with a log line;
 //! - `out_streams` / `in_streams`: the counters of each per-peer stream (next number to send,
 //!   highest acknowledged; highest delivered);
 //! - `members`: every peer of the room seen, with its name and when it was last seen.
@@ -90,11 +92,13 @@ CREATE TABLE IF NOT EXISTS out_streams (
     next_lseq INTEGER NOT NULL,
     acked INTEGER NOT NULL
 );
+-- A run of queued messages: stream numbers lseq..lseq+n-1 are message rows msg..msg+n-1.
 CREATE TABLE IF NOT EXISTS outbox (
     peer BLOB NOT NULL,
     lseq INTEGER NOT NULL,
     msg INTEGER NOT NULL REFERENCES messages (id),
     queued_ms INTEGER NOT NULL,
+    n INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (peer, lseq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS in_streams (
@@ -240,6 +244,18 @@ pub struct Store {
     /// The last catch-up list, by (chats, limit): every session that comes up is offered it, and
     /// it changes only when a message is stored (a room of 200 forming offers it 199 times).
     catchup_memo: std::cell::RefCell<Option<CatchupMemo>>,
+    /// Outbox runs of the open group not yet written, per peer (written when the run breaks,
+    /// before any read of the outbox, and before the commit).
+    runs: std::cell::RefCell<std::collections::HashMap<PeerId, Run>>,
+}
+
+/// A run of messages queued for one peer: stream numbers `lseq..lseq+n` are rows `msg..msg+n`.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    lseq: u64,
+    msg: i64,
+    n: u64,
+    queued_ms: u64,
 }
 
 impl std::fmt::Debug for Store {
@@ -270,6 +286,10 @@ impl Store {
         // use, and an evicted statement is parsed and planned again on its next use.
         conn.set_prepared_statement_cache_capacity(64);
         conn.execute_batch(SCHEMA).map_err(storage)?;
+        // A database of an older version has an outbox of one row per message: each is a run of 1.
+        if conn.prepare("SELECT n FROM outbox LIMIT 0").is_err() {
+            conn.execute_batch("ALTER TABLE outbox ADD COLUMN n INTEGER NOT NULL DEFAULT 1").map_err(storage)?;
+        }
         let checkpointer = dir.and_then(|d| Checkpointer::start(&d.join(DB_FILE)));
         Ok(Store {
             conn,
@@ -281,6 +301,7 @@ impl Store {
             q_exercises: queries(true).0,
             q_catchup: queries(true).1,
             catchup_memo: Default::default(),
+            runs: Default::default(),
         })
     }
 
@@ -319,6 +340,7 @@ impl Store {
             q_exercises,
             q_catchup,
             catchup_memo: Default::default(),
+            runs: Default::default(),
         })
     }
 
@@ -348,7 +370,13 @@ impl Store {
     pub fn commit(&mut self) -> Result<(), Error> {
         self.grouping.set(false);
         if self.in_tx.get() {
+            let runs = self.write_runs();
             self.in_tx.set(false);
+            if let Err(e) = runs {
+                // Nothing of this group is kept: the next group starts clean.
+                let _ = self.conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
             self.conn.prepare_cached("COMMIT").and_then(|mut st| st.execute([])).map_err(storage)?;
             if let Some(c) = &self.checkpointer {
                 c.wrote();
@@ -568,23 +596,68 @@ impl Store {
             .map_err(storage)
     }
 
-    /// Queue message row `msg` for `peer` as stream number `lseq`.
+    /// Queue message row `msg` for `peer` as stream number `lseq`. Within a group, a message that
+    /// follows the last one queued for that peer (next number, next row, same millisecond)
+    /// extends its run in memory: the run is written once (see [`Run`]), before the commit.
     pub fn enqueue(&self, peer: PeerId, lseq: u64, msg: i64, now_ms: u64) -> Result<(), Error> {
         self.tx()?;
+        let one = Run { lseq, msg, n: 1, queued_ms: now_ms };
+        if !self.grouping.get() {
+            return self.write_run(peer, one);
+        }
+        let mut runs = self.runs.borrow_mut();
+        match runs.get_mut(&peer) {
+            // Same millisecond too: the age bound drops whole runs, so a run is of one age.
+            Some(r) if r.lseq + r.n == lseq && r.msg + r.n as i64 == msg && r.queued_ms == now_ms => {
+                r.n += 1;
+                Ok(())
+            }
+            Some(r) => {
+                let done = std::mem::replace(r, one);
+                drop(runs);
+                self.write_run(peer, done)
+            }
+            None => {
+                runs.insert(peer, one);
+                Ok(())
+            }
+        }
+    }
+
+    fn write_run(&self, peer: PeerId, r: Run) -> Result<(), Error> {
         self.conn
-            .prepare_cached("INSERT OR REPLACE INTO outbox (peer, lseq, msg, queued_ms) VALUES (?1, ?2, ?3, ?4)")
-            .and_then(|mut st| st.execute(params![&peer.0[..], lseq as i64, msg, now_ms as i64]))
+            .prepare_cached("INSERT OR REPLACE INTO outbox (peer, lseq, msg, queued_ms, n) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .and_then(|mut st| st.execute(params![&peer.0[..], r.lseq as i64, r.msg, r.queued_ms as i64, r.n as i64]))
             .map(|_| ())
             .map_err(storage)
     }
 
+    /// Write the runs held in memory (before a read of the outbox, and before the commit).
+    fn write_runs(&self) -> Result<(), Error> {
+        if self.runs.borrow().is_empty() {
+            return Ok(());
+        }
+        let runs = std::mem::take(&mut *self.runs.borrow_mut());
+        for (peer, r) in runs {
+            self.write_run(peer, r)?;
+        }
+        Ok(())
+    }
+
     /// Up to `limit` queued messages for `peer` after stream number `after`: (number, envelope).
     pub fn pending(&self, peer: PeerId, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, Error> {
+        self.write_runs()?;
+        // The runs from the one that holds `after + 1` on (runs never overlap), each joined with
+        // its range of message rows: both in order, so no sort and LIMIT stops the scan.
         let mut st = self
             .conn
             .prepare_cached(
-                "SELECT o.lseq, m.env FROM outbox o JOIN messages m ON m.id = o.msg
-                 WHERE o.peer = ?1 AND o.lseq > ?2 ORDER BY o.lseq LIMIT ?3",
+                "SELECT o.lseq + (m.id - o.msg), m.env FROM outbox o
+                 JOIN messages m ON m.id BETWEEN o.msg AND o.msg + o.n - 1
+                 WHERE o.peer = ?1
+                   AND o.lseq >= COALESCE((SELECT MAX(lseq) FROM outbox WHERE peer = ?1 AND lseq <= ?2 + 1), 0)
+                   AND o.lseq + (m.id - o.msg) > ?2
+                 ORDER BY o.lseq, m.id LIMIT ?3",
             )
             .map_err(storage)?;
         let rows = st
@@ -597,6 +670,7 @@ impl Store {
 
     /// The lowest stream number still queued for `peer`.
     pub fn first_pending(&self, peer: PeerId) -> Result<Option<u64>, Error> {
+        self.write_runs()?;
         self.conn
             .prepare_cached("SELECT MIN(lseq) FROM outbox WHERE peer = ?1")
             .and_then(|mut st| st.query_row(params![&peer.0[..]], |r| r.get::<_, Option<i64>>(0)))
@@ -604,11 +678,25 @@ impl Store {
             .map_err(storage)
     }
 
-    /// `peer` has everything up to `upto`: forget those.
+    /// `peer` has everything up to `upto`: forget those (whole runs, and the head of the run
+    /// that holds `upto` when it goes on past it).
     pub fn acked(&self, peer: PeerId, upto: u64) -> Result<(), Error> {
         self.tx()?;
+        self.write_runs()?;
         self.conn
-            .prepare_cached("DELETE FROM outbox WHERE peer = ?1 AND lseq <= ?2")
+            .prepare_cached("DELETE FROM outbox WHERE peer = ?1 AND lseq <= ?2 AND lseq + n - 1 <= ?2")
+            .and_then(|mut st| st.execute(params![&peer.0[..], upto as i64]))
+            .map_err(storage)?;
+        self.trim_run(peer, upto)
+    }
+
+    /// Cut the numbers up to `upto` off the run that holds `upto` and goes on past it.
+    fn trim_run(&self, peer: PeerId, upto: u64) -> Result<(), Error> {
+        self.conn
+            .prepare_cached(
+                "UPDATE outbox SET msg = msg + (?2 + 1 - lseq), n = n - (?2 + 1 - lseq), lseq = ?2 + 1
+                 WHERE peer = ?1 AND lseq <= ?2 AND lseq + n - 1 > ?2",
+            )
             .and_then(|mut st| st.execute(params![&peer.0[..], upto as i64]))
             .map(|_| ())
             .map_err(storage)
@@ -618,11 +706,12 @@ impl Store {
     /// (oldest first). Returns how many were dropped for whom.
     pub fn purge(&self, before_ms: u64, max_per_peer: usize) -> Result<Vec<(PeerId, u64)>, Error> {
         self.tx()?;
+        self.write_runs()?;
         let mut dropped: std::collections::HashMap<PeerId, u64> = Default::default();
         {
             let mut st = self
                 .conn
-                .prepare_cached("SELECT peer, COUNT(*) FROM outbox WHERE queued_ms < ?1 GROUP BY peer")
+                .prepare_cached("SELECT peer, SUM(n) FROM outbox WHERE queued_ms < ?1 GROUP BY peer")
                 .map_err(storage)?;
             let rows = st
                 .query_map(params![before_ms as i64], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))
@@ -638,23 +727,31 @@ impl Store {
         let over: Vec<(Vec<u8>, i64)> = {
             let mut st = self
                 .conn
-                .prepare_cached("SELECT peer, COUNT(*) FROM outbox GROUP BY peer HAVING COUNT(*) > ?1")
+                .prepare_cached("SELECT peer, SUM(n) FROM outbox GROUP BY peer HAVING SUM(n) > ?1")
                 .map_err(storage)?;
             let rows = st.query_map(params![max_per_peer as i64], |r| Ok((r.get(0)?, r.get(1)?))).map_err(storage)?;
             rows.collect::<Result<_, _>>().map_err(storage)?
         };
         for (p, n) in over {
             let extra = n - max_per_peer as i64;
-            self.conn
-                .execute(
-                    "DELETE FROM outbox WHERE peer = ?1 AND lseq IN
-                     (SELECT lseq FROM outbox WHERE peer = ?1 ORDER BY lseq LIMIT ?2)",
-                    params![&p[..], extra],
+            let Some(peer) = peer_of(p) else { continue };
+            // The oldest `extra` numbers go: through the number `extra` places after the first.
+            let upto = self
+                .conn
+                .query_row(
+                    "SELECT lseq + (?2 - covered) - 1 FROM (
+                         SELECT lseq, n, SUM(n) OVER (ORDER BY lseq ROWS UNBOUNDED PRECEDING) - n AS covered
+                         FROM outbox WHERE peer = ?1)
+                     WHERE covered < ?2 AND covered + n >= ?2",
+                    params![&peer.0[..], extra],
+                    |r| r.get::<_, i64>(0),
                 )
                 .map_err(storage)?;
-            if let Some(p) = peer_of(p) {
-                *dropped.entry(p).or_default() += extra as u64;
-            }
+            self.conn
+                .execute("DELETE FROM outbox WHERE peer = ?1 AND lseq + n - 1 <= ?2", params![&peer.0[..], upto])
+                .map_err(storage)?;
+            self.trim_run(peer, upto as u64)?;
+            *dropped.entry(peer).or_default() += extra as u64;
         }
         Ok(dropped.into_iter().collect())
     }
@@ -785,6 +882,116 @@ mod tests {
         s.touch_member(peer, "bob", 1000).unwrap();
         assert_eq!(s.members_since(999).unwrap(), vec![(peer, "bob".to_string())]);
         assert!(s.members_since(1001).unwrap().is_empty());
+    }
+}
+
+#[cfg(test)]
+mod run_tests {
+    use super::*;
+
+    fn chat(seq: u64) -> (Envelope, Vec<u8>) {
+        let e = Envelope {
+            id: MsgId { author: PeerId([1; 16]), seq },
+            author_name: "n".into(),
+            sent_ms: 5,
+            to: None,
+            body: Body::Chat { text: format!("m{seq}") },
+        };
+        let b = codec::encode(&e).unwrap().to_vec();
+        (e, b)
+    }
+
+    fn rows(s: &Store) -> i64 {
+        s.conn.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0)).unwrap()
+    }
+
+    fn numbers(s: &Store, peer: PeerId, after: u64, limit: usize) -> Vec<u64> {
+        s.pending(peer, after, limit).unwrap().into_iter().map(|x| x.0).collect()
+    }
+
+    #[test]
+    fn a_turn_of_sends_is_one_outbox_row_per_peer_and_acks_trim_it() {
+        let mut s = Store::open(None, PeerId([1; 16]), "r").unwrap();
+        let (a, b) = (PeerId([8; 16]), PeerId([9; 16]));
+        // Turn 1: 1..=100 to both peers, in one millisecond. Turn 2: 101..=150 (another ms).
+        for (turn, range, ms) in [(1, 1..=100u64, 7u64), (2, 101..=150, 8)] {
+            s.begin();
+            for k in range {
+                let (e, eb) = chat(k);
+                let row = s.insert(&e, &eb, 0).unwrap().unwrap();
+                s.enqueue(a, k, row, ms).unwrap();
+                s.enqueue(b, k, row, ms).unwrap();
+            }
+            s.commit().unwrap();
+            assert_eq!(rows(&s), 2 * turn, "one row per peer per turn");
+        }
+        // Every number maps to its own message, across the two runs.
+        let got = s.pending(a, 95, 10).unwrap();
+        assert_eq!(got.iter().map(|x| x.0).collect::<Vec<_>>(), (96..=105).collect::<Vec<_>>());
+        for (lseq, env) in got {
+            assert_eq!(codec::decode::<Envelope>(&env).unwrap().id.seq, lseq);
+        }
+        // The query walks the runs in order: no sort.
+        let plan: Vec<String> = s
+            .conn
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN {}",
+                "SELECT o.lseq + (m.id - o.msg), m.env FROM outbox o
+                 JOIN messages m ON m.id BETWEEN o.msg AND o.msg + o.n - 1
+                 WHERE o.peer = ?1
+                   AND o.lseq >= COALESCE((SELECT MAX(lseq) FROM outbox WHERE peer = ?1 AND lseq <= ?2 + 1), 0)
+                   AND o.lseq + (m.id - o.msg) > ?2
+                 ORDER BY o.lseq, m.id LIMIT ?3"
+            ))
+            .unwrap()
+            .query_map(params![&a.0[..], 0, 10], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(!plan.iter().any(|p| p.contains("TEMP B-TREE")), "{plan:?}");
+        // A partial acknowledgement trims the run; the next session resumes after it.
+        s.acked(a, 40).unwrap();
+        assert_eq!(s.first_pending(a).unwrap(), Some(41));
+        assert_eq!(numbers(&s, a, 0, 3), vec![41, 42, 43]);
+        assert_eq!(numbers(&s, a, 99, 3), vec![100, 101, 102]);
+        s.acked(a, 100).unwrap();
+        assert_eq!(s.first_pending(a).unwrap(), Some(101));
+        assert_eq!(rows(&s), 3);
+        // The size bound drops the oldest: 150 queued for b and 50 for a, at most 20 kept.
+        let dropped = |v: Vec<(PeerId, u64)>| v.into_iter().collect::<std::collections::HashMap<_, _>>();
+        assert_eq!(dropped(s.purge(0, 20).unwrap()), [(a, 30), (b, 130)].into());
+        assert_eq!(numbers(&s, b, 0, 100), (131..=150).collect::<Vec<_>>());
+        assert_eq!(numbers(&s, a, 0, 100), (131..=150).collect::<Vec<_>>());
+        // The age bound: the runs queued at 8 ms are older than 9.
+        assert_eq!(dropped(s.purge(9, 1000).unwrap()), [(a, 20), (b, 20)].into());
+        assert_eq!(s.first_pending(b).unwrap(), None);
+    }
+
+    #[test]
+    fn an_outbox_of_an_older_version_is_read_as_runs_of_one() {
+        let dir = std::env::temp_dir().join(format!("lanpeer-runs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        {
+            let conn = Connection::open(dir.join(DB_FILE)).unwrap();
+            conn.execute_batch(&SCHEMA.replace("    n INTEGER NOT NULL DEFAULT 1,\n", "")).unwrap();
+            assert!(conn.prepare("SELECT n FROM outbox").is_err(), "the old table has no run length");
+        }
+        let s = Store::open(Some(&dir), PeerId([1; 16]), "r").unwrap();
+        let peer = PeerId([9; 16]);
+        for k in 1..=3u64 {
+            let (e, eb) = chat(k);
+            let row = s.insert(&e, &eb, 0).unwrap().unwrap();
+            s.conn
+                .execute(
+                    "INSERT INTO outbox (peer, lseq, msg, queued_ms) VALUES (?1, ?2, ?3, 0)",
+                    params![&peer.0[..], k as i64, row],
+                )
+                .unwrap();
+        }
+        assert_eq!(numbers(&s, peer, 1, 10), vec![2, 3]);
+        drop(s);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
 

@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{Command, MAX_TITLE};
-use crate::codec;
+use crate::codec::{self, Received};
 use crate::config::Config;
 use crate::discovery::listen::Heard;
 use crate::error::Error;
@@ -86,7 +86,29 @@ impl Live {
 }
 
 /// A `send` command's reply, and what to answer once the turn is committed.
-type HeldReply = (tokio::sync::oneshot::Sender<Result<MsgId, Error>>, Result<MsgId, Error>);
+enum HeldReply {
+    One(tokio::sync::oneshot::Sender<Result<MsgId, Error>>, Result<MsgId, Error>),
+    Batch(tokio::sync::oneshot::Sender<Vec<Result<MsgId, Error>>>, Vec<Result<MsgId, Error>>),
+}
+
+impl HeldReply {
+    /// Answer as held (the turn committed).
+    fn send(self) {
+        match self {
+            HeldReply::One(tx, r) => drop(tx.send(r)),
+            HeldReply::Batch(tx, r) => drop(tx.send(r)),
+        }
+    }
+
+    /// The commit failed: nothing of this reply is stored.
+    fn fail(self, e: &Error) {
+        let err = || Err(Error::Storage(e.to_string()));
+        match self {
+            HeldReply::One(tx, _) => drop(tx.send(err())),
+            HeldReply::Batch(tx, r) => drop(tx.send(r.iter().map(|_| err()).collect())),
+        }
+    }
+}
 
 /// Our stream to one peer.
 #[derive(Debug, Clone, Copy)]
@@ -106,13 +128,13 @@ struct OutStream {
 struct InStream {
     /// Highest number delivered (everything below it too).
     delivered: u64,
-    /// Messages that arrived ahead of a missing one.
-    ahead: BTreeMap<u64, Envelope>,
+    /// Messages that arrived ahead of a missing one (with their bytes as received).
+    ahead: BTreeMap<u64, (Envelope, Bytes)>,
     /// From the `Resume` of the current session: the last number the peer had used for us.
     resume_last: Option<u64>,
     /// Catch-up messages by this author (relayed by others), held back by author seq until its
     /// own stream has delivered everything older, so that its messages stay in order.
-    held: BTreeMap<u64, Envelope>,
+    held: BTreeMap<u64, (Envelope, Bytes)>,
     /// When the oldest held message came.
     held_since: Option<Instant>,
 }
@@ -292,13 +314,13 @@ impl Actor {
         if let Err(e) = self.p.store.commit() {
             tracing::error!(error = %e, "cannot save the history; nothing is acknowledged until it works again");
             self.held_acks.clear();
-            for (reply, _) in self.held_replies.drain(..) {
-                let _ = reply.send(Err(Error::Storage(e.to_string())));
+            for reply in self.held_replies.drain(..) {
+                reply.fail(&e);
             }
         }
         // Durable now: the callers may learn their messages' ids.
-        for (reply, r) in self.held_replies.drain(..) {
-            let _ = reply.send(r);
+        for reply in self.held_replies.drain(..) {
+            reply.send();
         }
         for e in self.held_events.drain(..) {
             let _ = self.p.events.send(e);
@@ -356,16 +378,17 @@ impl Actor {
                 c = cmds.recv() => match c {
                     None | Some(Command::Shutdown) => break,
                     Some(c) => {
-                        // Group commit: the commands already waiting share this transaction.
-                        self.command(c);
+                        // Group commit: the commands already waiting share this transaction (up to
+                        // BATCH messages, a batch command counting as its messages).
+                        let mut done = self.command(c);
                         let mut stop = false;
-                        for _ in 1..BATCH {
+                        while done < BATCH {
                             match cmds.try_recv() {
                                 Ok(Command::Shutdown) => {
                                     stop = true;
                                     break;
                                 }
-                                Ok(c) => self.command(c),
+                                Ok(c) => done += self.command(c),
                                 Err(_) => break,
                             }
                         }
@@ -376,10 +399,11 @@ impl Actor {
                 },
                 Some(h) = heard.recv() => self.beacon(h),
                 Some(m) = sess.recv() => {
-                    self.session(m);
-                    for _ in 1..BATCH {
+                    // Reports waiting share this transaction (up to BATCH frames about).
+                    let mut done = self.session(m);
+                    while done < BATCH {
                         match sess.try_recv() {
-                            Ok(m) => self.session(m),
+                            Ok(m) => done += self.session(m),
                             Err(_) => break,
                         }
                     }
@@ -529,18 +553,23 @@ impl Actor {
 
     // ---- sessions --------------------------------------------------------------------------
 
-    fn session(&mut self, m: SessionMsg) {
+    /// Handle a session's report; how many frames it carried (1 for any other report).
+    fn session(&mut self, m: SessionMsg) -> usize {
         let now = Instant::now();
         match m {
             SessionMsg::Up(up) => self.up(up),
-            SessionMsg::Frame { peer, frame } => {
+            SessionMsg::Frames { peer, frames } => {
                 self.table.heard(peer, now);
-                self.frame(peer, frame);
+                let n = frames.len();
+                for f in frames {
+                    self.frame(peer, f);
+                }
+                return n.max(1);
             }
             SessionMsg::Heard { peer } => self.table.heard(peer, now),
             SessionMsg::Closed { sid, peer, farewell } => {
                 if self.sessions.get(&peer).is_none_or(|s| s.sid != sid) {
-                    return; // a session we had already replaced or dropped
+                    return 1; // a session we had already replaced or dropped
                 }
                 self.sessions.remove(&peer);
                 self.session_gone(peer);
@@ -557,6 +586,7 @@ impl Actor {
                 }
             }
         }
+        1
     }
 
     /// The live session of `peer` is gone: what it had not acknowledged goes again next time.
@@ -687,9 +717,13 @@ impl Actor {
         }
     }
 
-    fn frame(&mut self, peer: PeerId, frame: Frame) {
+    fn frame(&mut self, peer: PeerId, frame: Received) {
+        let frame = match frame {
+            Received::Message { lseq, env, raw } => return self.stream_message(peer, lseq, env, raw),
+            Received::CatchUp { env, raw } => return self.catch_up(peer, env, raw),
+            Received::Other(f) => f,
+        };
         match frame {
-            Frame::Message { lseq, env } => self.stream_message(peer, lseq, env),
             Frame::Ack(upto) => {
                 let Some(o) = self.out.get_mut(&peer) else { return };
                 let upto = upto.min(o.next - 1);
@@ -733,29 +767,31 @@ impl Actor {
                     }
                 }
             }
-            Frame::CatchUp(env) => {
-                if env.to.is_some() {
-                    tracing::debug!(peer = %peer.short(), "private message offered as catch-up dropped");
-                    return;
-                }
-                let author = env.id.author;
-                // An author we have met may still have older messages for us in its own stream:
-                // hold its newer ones until that stream has caught up (or for `hold_catchup`).
-                let wait = author != self.me
-                    && self.members.contains_key(&author)
-                    && !self.inbound.get(&author).is_some_and(InStream::caught_up);
-                if !wait {
-                    return self.deliver(env, "catch-up");
-                }
-                let i = self.inbound.entry(author).or_default();
-                if i.held.len() < REORDER_MAX {
-                    tracing::trace!(id = %env.id.short(), "catch-up held until its author's stream catches up");
-                    i.held_since.get_or_insert_with(Instant::now);
-                    i.held.insert(env.id.seq, env);
-                }
-            }
             Frame::Peers(ads) => self.gossip_in(peer, ads),
             other => tracing::debug!(peer = %peer.short(), frame = ?other, "unexpected frame dropped"),
+        }
+    }
+
+    /// A room message from `peer`'s store (any author), outside the streams.
+    fn catch_up(&mut self, peer: PeerId, env: Envelope, raw: Bytes) {
+        if env.to.is_some() {
+            tracing::debug!(peer = %peer.short(), "private message offered as catch-up dropped");
+            return;
+        }
+        let author = env.id.author;
+        // An author we have met may still have older messages for us in its own stream:
+        // hold its newer ones until that stream has caught up (or for `hold_catchup`).
+        let wait = author != self.me
+            && self.members.contains_key(&author)
+            && !self.inbound.get(&author).is_some_and(InStream::caught_up);
+        if !wait {
+            return self.deliver(env, raw, "catch-up");
+        }
+        let i = self.inbound.entry(author).or_default();
+        if i.held.len() < REORDER_MAX {
+            tracing::trace!(id = %env.id.short(), "catch-up held until its author's stream catches up");
+            i.held_since.get_or_insert_with(Instant::now);
+            i.held.insert(env.id.seq, (env, raw));
         }
     }
 
@@ -769,8 +805,8 @@ impl Actor {
         i.held_since = None;
         let held = std::mem::take(&mut i.held);
         tracing::debug!(author = %author.short(), n = held.len(), force, "releasing held catch-up");
-        for (_, env) in held {
-            self.deliver(env, "catch-up");
+        for (_, (env, raw)) in held {
+            self.deliver(env, raw, "catch-up");
         }
     }
 
@@ -781,7 +817,7 @@ impl Actor {
     }
 
     /// Message number `lseq` of `peer`'s stream to us.
-    fn stream_message(&mut self, peer: PeerId, lseq: u64, env: Envelope) {
+    fn stream_message(&mut self, peer: PeerId, lseq: u64, env: Envelope, raw: Bytes) {
         if env.id.author != peer {
             tracing::debug!(peer = %peer.short(), author = %env.id.author.short(), "message with another author dropped");
             return;
@@ -794,12 +830,12 @@ impl Actor {
         }
         if lseq > i.delivered + 1 {
             if i.ahead.len() < REORDER_MAX {
-                i.ahead.insert(lseq, env);
+                i.ahead.insert(lseq, (env, raw));
             }
             return;
         }
         i.delivered = lseq;
-        self.deliver(env, "stream");
+        self.deliver(env, raw, "stream");
         self.drain_ahead(peer);
         self.save_inbound(peer);
         self.release_held(peer, false);
@@ -809,20 +845,20 @@ impl Actor {
         loop {
             let Some(i) = self.inbound.get_mut(&peer) else { return };
             let next = i.delivered + 1;
-            let Some(env) = i.ahead.remove(&next) else { return };
+            let Some((env, raw)) = i.ahead.remove(&next) else { return };
             i.delivered = next;
-            self.deliver(env, "stream");
+            self.deliver(env, raw, "stream");
         }
     }
 
-    /// Store a received message and, the first time only, report it.
-    fn deliver(&mut self, env: Envelope, how: &'static str) {
+    /// Store a received message (its bytes as they came: they decode to `env`) and, the first
+    /// time only, report it.
+    fn deliver(&mut self, env: Envelope, raw: Bytes, how: &'static str) {
         if env.to.is_some_and(|to| to != self.me) {
             tracing::debug!(author = %env.id.author.short(), "message for someone else dropped");
             return;
         }
-        let Ok(bytes) = codec::encode(&env) else { return };
-        let Some(row) = self.log_store(self.p.store.insert(&env, &bytes, now_ms())) else { return };
+        let Some(row) = self.log_store(self.p.store.insert(&env, &raw, now_ms())) else { return };
         if row.is_none() {
             tracing::trace!(id = %env.id.short(), how, "duplicate dropped");
             return;
@@ -849,13 +885,20 @@ impl Actor {
 
     // ---- commands --------------------------------------------------------------------------
 
-    fn command(&mut self, c: Command) {
+    /// Carry out a command; how many messages it submitted (1 for any other command).
+    fn command(&mut self, c: Command) -> usize {
         let now = Instant::now();
         match c {
             Command::Send { to, body, reply } => {
                 // Answered after the commit (in `flush`), so an id the caller gets is on disk.
                 let r = self.send(to, body);
-                self.held_replies.push((reply, r));
+                self.held_replies.push(HeldReply::One(reply, r));
+            }
+            Command::SendBatch { msgs, reply } => {
+                let n = msgs.len();
+                let r = msgs.into_iter().map(|(to, body)| self.send(to, body)).collect();
+                self.held_replies.push(HeldReply::Batch(reply, r));
+                return n.max(1);
             }
             Command::Peers(r) => {
                 let _ = r.send(self.table.listed(now));
@@ -878,6 +921,7 @@ impl Actor {
             }
             Command::Shutdown => {}
         }
+        1
     }
 
     fn check_text(&self, what: &str, text: &str) -> Result<(), Error> {

@@ -38,10 +38,19 @@ pub type Events = mpsc::UnboundedReceiver<Event>;
 /// A submitted message, not yet confirmed: await it for its id, or for the reason it was refused.
 pub type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Result<MsgId, Error>> + Send>>;
 
+/// A submitted batch, not yet confirmed: await it for each message's id or refusal, in the order
+/// submitted (or for [`Error::Stopped`] when the node is gone).
+pub type PendingBatch =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Result<MsgId, Error>>, Error>> + Send>>;
+
+/// Messages in one [`Node::submit_batch`] at most.
+pub const MAX_BATCH: usize = 4096;
+
 /// A request to the node actor.
 #[derive(Debug)]
 pub(crate) enum Command {
     Send { to: Option<PeerId>, body: Body, reply: oneshot::Sender<Result<MsgId, Error>> },
+    SendBatch { msgs: Vec<(Option<PeerId>, Body)>, reply: oneshot::Sender<Vec<Result<MsgId, Error>>> },
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     Problems(oneshot::Sender<Vec<ProblemView>>),
     History(usize, oneshot::Sender<Result<Vec<crate::event::Message>, Error>>),
@@ -287,6 +296,21 @@ impl Node {
         let (reply, rx) = oneshot::channel();
         self.cmd.send(Command::Send { to, body, reply }).await.map_err(|_| Error::Stopped)?;
         Ok(Box::pin(async move { rx.await.map_err(|_| Error::Stopped)? }))
+    }
+
+    /// Submit several messages as one command: each is checked, stored and sent as [`Node::submit`]
+    /// would (its own id, its own [`Event::Message`], the same order), and the returned
+    /// [`PendingBatch`] resolves, once they are all stored, to one result per message in the order
+    /// given (an id, or why that message was refused; a refusal does not stop the others). At most
+    /// [`MAX_BATCH`] messages (more is refused whole). Batches submitted one after another keep
+    /// their order with each other and with `submit`.
+    pub async fn submit_batch(&self, msgs: Vec<(Option<PeerId>, Body)>) -> Result<PendingBatch, Error> {
+        if msgs.len() > MAX_BATCH {
+            return Err(Error::BadText(format!("a batch holds at most {MAX_BATCH} messages; split it")));
+        }
+        let (reply, rx) = oneshot::channel();
+        self.cmd.send(Command::SendBatch { msgs, reply }).await.map_err(|_| Error::Stopped)?;
+        Ok(Box::pin(async move { rx.await.map_err(|_| Error::Stopped) }))
     }
 
     /// Chat to everyone listed.

@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 use crate::crypto::SessionKeys;
 use crate::guard::Warner;
 use crate::id::PeerId;
-use crate::protocol::{Frame, Hello};
+use crate::protocol::Hello;
 
 pub mod accept;
 pub mod dial;
@@ -64,12 +64,13 @@ pub struct Up {
 pub enum SessionMsg {
     /// A session is up.
     Up(Up),
-    /// A frame for the actor arrived (a message, an acknowledgement, a catch-up offer...).
-    Frame {
-        /// The peer it came from (as its hello said).
+    /// Frames for the actor arrived (messages, acknowledgements, catch-up offers...): those the
+    /// reader had at hand at once (up to a record's worth), in order, in one report.
+    Frames {
+        /// The peer they came from (as its hello said).
         peer: PeerId,
-        /// The frame.
-        frame: Frame,
+        /// The frames, in the order received.
+        frames: Vec<crate::codec::Received>,
     },
     /// The peer showed it is alive (a ping).
     Heard {

@@ -336,6 +336,14 @@ impl NoiseReader {
     }
 }
 
+impl NoiseReader {
+    /// The next frame already decrypted (the rest of the last record), without reading or
+    /// decrypting more: lets a reader take every frame of a record at once.
+    pub fn buffered_frame(&mut self) -> std::io::Result<Option<Bytes>> {
+        self.frame().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+}
+
 impl Decoder for NoiseReader {
     type Item = Bytes;
     type Error = std::io::Error;

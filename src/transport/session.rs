@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use super::handshake::Framed;
 use super::noise::NoiseWriter;
 use super::{BYE_LEAVING, Ctx, SessionMsg, Up};
-use crate::codec;
+use crate::codec::{self, Received};
 use crate::protocol::{Frame, Hello};
 
 /// Frames written per flush at most.
@@ -44,6 +44,8 @@ const BATCH: usize = 256;
 const BATCH_BYTES: usize = 64 * 1024;
 /// The reader reads the clock at least once per this many frames.
 const STAMP_EVERY: u32 = 64;
+/// Frames in one report to the actor at most (the rest of the record goes in the next).
+const REPORT_MAX: usize = 1024;
 
 static NEXT_SID: AtomicU64 = AtomicU64::new(1);
 
@@ -143,6 +145,8 @@ pub async fn run(
 
     let mut farewell = false;
     let mut eof = false;
+    // A frame header over the limit in the rest of a record: the session ends after the report.
+    let mut broken = false;
     // No timer per frame: one deadline, moved forward only when it fires and something was
     // heard since. The clock is read once per socket read (when the read buffer is drained) or
     // every `STAMP_EVERY` frames, not per frame.
@@ -184,34 +188,56 @@ pub async fn run(
                 break;
             }
         };
-        unstamped += 1;
+        // This frame and the others already decrypted (the rest of its record) go to the actor
+        // in one report: one channel message per record rather than per frame.
+        let mut frames = Vec::new();
+        let mut pinged = false;
+        let mut next = Some(bytes);
+        while let Some(bytes) = next {
+            unstamped += 1;
+            match codec::decode_received(&bytes) {
+                Ok(Received::Other(Frame::Ping)) => {
+                    live.pinged();
+                    pinged = true;
+                }
+                Ok(Received::Other(Frame::Bye(reason))) => {
+                    tracing::debug!(sid, peer = %peer.short(), %reason, "peer closes the session");
+                    farewell |= reason == BYE_LEAVING;
+                }
+                Ok(Received::Other(Frame::Hello(_))) => {
+                    tracing::debug!(sid, peer = %peer.short(), "second hello dropped");
+                }
+                Err(e) => {
+                    tracing::debug!(sid, peer = %peer.short(), error = %e, len = bytes.len(), "undecodable frame dropped");
+                }
+                // Everything else (messages, acknowledgements, catch-up) is the actor's business.
+                Ok(r) => frames.push(r),
+            }
+            if frames.len() >= REPORT_MAX {
+                break;
+            }
+            next = match read.decoder_mut().buffered_frame() {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::debug!(sid, peer = %peer.short(), error = %e, "session frame error");
+                    broken = true;
+                    None
+                }
+            };
+        }
         if unstamped >= STAMP_EVERY || read.read_buffer().is_empty() {
             last_heard = Instant::now();
             unstamped = 0;
         }
-        let msg = match codec::decode::<Frame>(&bytes) {
-            Ok(Frame::Ping) => {
-                live.pinged();
-                SessionMsg::Heard { peer }
-            }
-            Ok(Frame::Bye(reason)) => {
-                tracing::debug!(sid, peer = %peer.short(), %reason, "peer closes the session");
-                farewell |= reason == BYE_LEAVING;
-                continue;
-            }
-            Ok(Frame::Hello(_)) => {
-                tracing::debug!(sid, peer = %peer.short(), "second hello dropped");
-                continue;
-            }
-            Err(e) => {
-                tracing::debug!(sid, peer = %peer.short(), error = %e, len = bytes.len(), "undecodable frame dropped");
-                continue;
-            }
-            // Everything else (messages, acknowledgements, catch-up) is the actor's business.
-            Ok(frame) => SessionMsg::Frame { peer, frame },
+        let msg = match (frames.is_empty(), pinged) {
+            (false, _) => SessionMsg::Frames { peer, frames },
+            (true, true) => SessionMsg::Heard { peer },
+            (true, false) if broken => break,
+            (true, false) => continue,
         };
         // Most of the time the actor's queue has room: no await, no select.
         let msg = match ctx.actor.try_send(msg) {
+            Ok(()) if broken => break,
             Ok(()) => continue,
             Err(mpsc::error::TrySendError::Closed(_)) => break,
             Err(mpsc::error::TrySendError::Full(m)) => m,
@@ -221,7 +247,7 @@ pub async fn run(
             _ = &mut cancelled => break,
             r = ctx.actor.send(msg) => r,
         };
-        if sent.is_err() {
+        if sent.is_err() || broken {
             break;
         }
     }
