@@ -644,17 +644,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// One chat from node 0 to `n` others, `rounds` times: time until the last has it.
-/// CPU time (user + system) of this process so far.
-fn process_cpu() -> Duration {
-    // SAFETY: getrusage fills the struct it is given.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(u.ru_utime) + tv(u.ru_stime)
-}
-
-/// Fan-out rounds: latencies, rounds missed, and the process's CPU time per measured round (a
-/// figure that the machine's other load disturbs far less than the latencies).
+/// Returns the latencies, the rounds missed, and the process's CPU time per measured round (a
+/// figure that the machine's other load disturbs less than the latencies).
 async fn fanout_lib(n: usize, rounds: usize, durable: bool) -> Option<(Vec<Duration>, usize, Duration)> {
     let mut s = Swarm::start_with(n + 1, "fanout", true, durable).await;
     let within = Duration::from_secs(60);
