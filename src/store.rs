@@ -569,7 +569,19 @@ impl Store {
 
     /// Every outgoing stream: (peer, next number, highest acknowledged).
     pub fn out_streams(&self) -> Result<Vec<(PeerId, u64, u64)>, Error> {
-        let mut st = self.conn.prepare_cached("SELECT peer, next_lseq, acked FROM out_streams").map_err(storage)?;
+        // The saved counters lag behind the sends (a send writes only its outbox row; the
+        // counters are written with acknowledgements and drops, which delete rows): the next
+        // number is one past the highest queued, if that is higher than the saved one.
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT peer, MAX(next_lseq), MAX(acked) FROM (
+                     SELECT peer, next_lseq, acked FROM out_streams
+                     UNION ALL
+                     SELECT peer, MAX(lseq + n), 0 FROM outbox GROUP BY peer
+                 ) GROUP BY peer",
+            )
+            .map_err(storage)?;
         let rows = st
             .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
             .map_err(storage)?;
@@ -882,6 +894,35 @@ mod tests {
         s.touch_member(peer, "bob", 1000).unwrap();
         assert_eq!(s.members_since(999).unwrap(), vec![(peer, "bob".to_string())]);
         assert!(s.members_since(1001).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_next_stream_number_comes_from_the_outbox_when_the_counter_lags() {
+        // A send writes only its outbox row; the counter is written with acknowledgements. A
+        // restart must never number a new message with a number already used.
+        let mut s = Store::open(None, PeerId([1; 16]), "r").unwrap();
+        let (p, q) = (PeerId([8; 16]), PeerId([9; 16]));
+        s.begin();
+        s.save_out_stream(p, 3, 2).unwrap();
+        for k in 1..=6u64 {
+            let (c, cb) = env(1, k, None, Body::Chat { text: format!("m{k}") });
+            let row = s.insert(&c, &cb, 0).unwrap().unwrap();
+            // p: numbers 3..=8 (the counter says 3); q: 1..=6, never saved.
+            s.enqueue(p, k + 2, row, 5).unwrap();
+            s.enqueue(q, k, row, 5).unwrap();
+        }
+        s.commit().unwrap();
+        let mut o = s.out_streams().unwrap();
+        o.sort();
+        assert_eq!(o, vec![(p, 9, 2), (q, 7, 0)]);
+        // Everything acknowledged and the rows gone: the counter, written then, still holds.
+        s.begin();
+        s.acked(p, 8).unwrap();
+        s.save_out_stream(p, 9, 8).unwrap();
+        s.commit().unwrap();
+        let mut o = s.out_streams().unwrap();
+        o.sort();
+        assert_eq!(o, vec![(p, 9, 8), (q, 7, 0)]);
     }
 }
 

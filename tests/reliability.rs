@@ -123,6 +123,38 @@ async fn a_late_joiner_catches_up_on_exercises_and_recent_chat() {
     late.node.shutdown().await;
 }
 
+/// The sender restarts while its messages wait for an absent peer: its stream counters were not
+/// written with those sends (only their outbox rows), and the messages it sends after the restart
+/// must follow them, not take their numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_restarted_with_messages_queued_numbers_on_after_them() {
+    let (port, room) = unique_net();
+    let (da, db) = (data_dir("a"), data_dir("b"));
+    let mut a = start_with(with_dir("a", port, &room, &da)).await;
+    let b = start_with(with_dir("b", port, &room, &db)).await;
+    wait_listed(&a, 1, T).await;
+    b.node.shutdown().await;
+    wait_for(&mut a, T, |e| matches!(e, Event::PeerLeft { .. })).await;
+    for k in 0..10 {
+        a.node.chat(format!("before restart {k}")).await.unwrap();
+    }
+    a.node.shutdown().await;
+    let a = start_with(with_dir("a", port, &room, &da)).await;
+    for k in 0..10 {
+        a.node.chat(format!("after restart {k}")).await.unwrap();
+    }
+    let mut b = start_with(with_dir("b", port, &room, &db)).await;
+    let got = collect(&mut b, 20, T).await;
+    let want: Vec<String> =
+        (0..10).map(|k| format!("before restart {k}")).chain((0..10).map(|k| format!("after restart {k}"))).collect();
+    assert_eq!(got, want, "everything, once, in the order sent");
+    assert_none(&mut b, Duration::from_millis(800), |e| matches!(e, Event::Message(m) if !m.own)).await;
+    a.node.shutdown().await;
+    b.node.shutdown().await;
+    let _ = std::fs::remove_dir_all(da);
+    let _ = std::fs::remove_dir_all(db);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_peer_keeps_its_history_and_replays_nothing() {
     let (port, room) = unique_net();

@@ -540,6 +540,8 @@ impl Actor {
         };
         for (peer, n) in dropped {
             tracing::warn!(peer = %peer.short(), dropped = n, "messages kept for an absent peer were dropped (too old or too many)");
+            // The dropped rows may have been the last record of how far the stream went.
+            self.dirty_out.insert(peer);
         }
         let now = now_ms();
         let live: Vec<PeerId> = self.sessions.keys().copied().collect();
@@ -992,8 +994,9 @@ impl Actor {
             let o = self.out.entry(peer).or_insert(OutStream { next: 1, acked: 0, sent: 0, progress: Instant::now() });
             let lseq = o.next;
             o.next += 1;
+            // The stream's counter is not written here: the outbox row says how far it went (see
+            // `Store::out_streams`), and it is written with the acknowledgements.
             self.p.store.enqueue(peer, lseq, row, now)?;
-            self.dirty_out.insert(peer);
             let in_window = o.sent + 1 == lseq && o.sent - o.acked < self.p.config.window as u64;
             if in_window
                 && self.sessions.contains_key(&peer)
