@@ -196,3 +196,35 @@ async fn more_than_a_window_flows_in_order() {
     a.node.shutdown().await;
     b.node.shutdown().await;
 }
+
+/// `submit_batch`: one result per message in order, a refused message does not stop the others,
+/// and the peer gets the stored ones once, in order, each as its own event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_stored_and_delivered_in_order_with_refusals_in_place() {
+    let (port, room) = unique_net();
+    let a = start("a", port, &room).await;
+    let mut b = start("b", port, &room).await;
+    wait_listed(&a, 1, T).await;
+    let mut msgs: Vec<(Option<lanpeer::PeerId>, Body)> =
+        (0..300).map(|k| (None, Body::Chat { text: format!("batch {k}") })).collect();
+    msgs[7].1 = Body::Chat { text: "   ".into() };
+    msgs[200].0 = Some(lanpeer::PeerId([0x42; 16]));
+    let results = a.node.submit_batch(msgs).await.unwrap().await.unwrap();
+    assert_eq!(results.len(), 300);
+    for (k, r) in results.iter().enumerate() {
+        match k {
+            7 => assert!(matches!(r, Err(lanpeer::Error::BadText(_))), "{k}: {r:?}"),
+            200 => assert!(matches!(r, Err(lanpeer::Error::UnknownPeer(_))), "{k}: {r:?}"),
+            _ => assert!(r.is_ok(), "{k}: {r:?}"),
+        }
+    }
+    let ids: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert!(ids.windows(2).all(|w| w[0].seq < w[1].seq), "ids in the order submitted");
+    let got = collect(&mut b, 298, T).await;
+    let want: Vec<String> = (0..300).filter(|k| *k != 7 && *k != 200).map(|k| format!("batch {k}")).collect();
+    assert_eq!(got, want);
+    let too_many = vec![(None, Body::Chat { text: "x".into() }); lanpeer::node::MAX_BATCH + 1];
+    assert!(matches!(a.node.submit_batch(too_many).await, Err(lanpeer::Error::BadText(_))));
+    a.node.shutdown().await;
+    b.node.shutdown().await;
+}
