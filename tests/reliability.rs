@@ -47,8 +47,18 @@ async fn collect(p: &mut Peer, n: usize, within: Duration) -> Vec<String> {
     got
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn messages_for_an_absent_peer_arrive_when_it_returns() {
+/// Peer `a` running and peer `b` away: both with a data dir, they met, then `b` stopped and `a`
+/// saw it leave (so `b` is a member that messages are kept for).
+struct Away {
+    a: Peer,
+    port: u16,
+    room: String,
+    da: PathBuf,
+    db: PathBuf,
+    b_id: lanpeer::PeerId,
+}
+
+async fn b_away() -> Away {
     let (port, room) = unique_net();
     let (da, db) = (data_dir("a"), data_dir("b"));
     let mut a = start_with(with_dir("a", port, &room, &da)).await;
@@ -57,6 +67,12 @@ async fn messages_for_an_absent_peer_arrive_when_it_returns() {
     let b_id = b.node.id();
     b.node.shutdown().await;
     wait_for(&mut a, T, |e| matches!(e, Event::PeerLeft { .. })).await;
+    Away { a, port, room, da, db, b_id }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_for_an_absent_peer_arrive_when_it_returns() {
+    let Away { a, port, room, da, db, b_id } = b_away().await;
 
     // b is away: chats, a problem and a private message are kept for it.
     for k in 0..20 {
@@ -128,13 +144,7 @@ async fn a_late_joiner_catches_up_on_exercises_and_recent_chat() {
 /// must follow them, not take their numbers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sender_restarted_with_messages_queued_numbers_on_after_them() {
-    let (port, room) = unique_net();
-    let (da, db) = (data_dir("a"), data_dir("b"));
-    let mut a = start_with(with_dir("a", port, &room, &da)).await;
-    let b = start_with(with_dir("b", port, &room, &db)).await;
-    wait_listed(&a, 1, T).await;
-    b.node.shutdown().await;
-    wait_for(&mut a, T, |e| matches!(e, Event::PeerLeft { .. })).await;
+    let Away { a, port, room, da, db, .. } = b_away().await;
     for k in 0..10 {
         a.node.chat(format!("before restart {k}")).await.unwrap();
     }
