@@ -668,8 +668,12 @@ impl Actor {
 
     /// A new session: tell the peer where our stream to it resumes, and send what it lacks.
     fn start_stream(&mut self, peer: PeerId) {
-        let first = self.log_store(self.p.store.first_pending(peer)).flatten();
         let o = self.out.entry(peer).or_insert(OutStream { next: 1, acked: 0, sent: 0, progress: Instant::now() });
+        // Nothing sent beyond what is acknowledged (every session of a room that is forming):
+        // nothing is queued, no need to ask the database.
+        let first =
+            if o.next - 1 <= o.acked { None } else { self.log_store(self.p.store.first_pending(peer)).flatten() };
+        let o = self.out.get_mut(&peer).expect("just inserted");
         // Everything below the first queued message is acknowledged or was dropped.
         let done = first.map_or(o.next - 1, |f| f - 1).max(o.acked);
         o.acked = done;
