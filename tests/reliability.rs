@@ -47,6 +47,23 @@ async fn collect(p: &mut Peer, n: usize, within: Duration) -> Vec<String> {
     got
 }
 
+/// `p` receives `want` (texts), once each and in this order, and then nothing more (no repeat by
+/// catch-up or resend).
+async fn exactly(p: &mut Peer, want: &[String]) {
+    let got = collect(p, want.len(), T).await;
+    assert_eq!(got, want, "everything, once, in the order sent");
+    assert_none(p, Duration::from_millis(800), |e| matches!(e, Event::Message(m) if !m.own)).await;
+}
+
+/// Stop both peers and remove their data dirs.
+async fn end(a: Peer, b: Peer, dirs: &[PathBuf]) {
+    a.node.shutdown().await;
+    b.node.shutdown().await;
+    for d in dirs {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
 /// Peer `a` running and peer `b` away: both with a data dir, they met, then `b` stopped and `a`
 /// saw it leave (so `b` is a member that messages are kept for).
 struct Away {
@@ -83,17 +100,11 @@ async fn messages_for_an_absent_peer_arrive_when_it_returns() {
 
     let mut b = start_with(with_dir("b", port, &room, &db)).await;
     assert_eq!(b.node.id(), b_id);
-    let got = collect(&mut b, 22, T).await;
     let mut want: Vec<String> = (0..20).map(|k| format!("while away {k}")).collect();
     want.push("Away problem".into());
     want.push("for b, privately".into());
-    assert_eq!(got, want, "everything, once, in the order sent");
-    // Nothing more comes (no duplicates by catch-up or resend).
-    assert_none(&mut b, Duration::from_millis(800), |e| matches!(e, Event::Message(m) if !m.own)).await;
-    a.node.shutdown().await;
-    b.node.shutdown().await;
-    let _ = std::fs::remove_dir_all(da);
-    let _ = std::fs::remove_dir_all(db);
+    exactly(&mut b, &want).await;
+    end(a, b, &[da, db]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,15 +165,10 @@ async fn a_sender_restarted_with_messages_queued_numbers_on_after_them() {
         a.node.chat(format!("after restart {k}")).await.unwrap();
     }
     let mut b = start_with(with_dir("b", port, &room, &db)).await;
-    let got = collect(&mut b, 20, T).await;
     let want: Vec<String> =
         (0..10).map(|k| format!("before restart {k}")).chain((0..10).map(|k| format!("after restart {k}"))).collect();
-    assert_eq!(got, want, "everything, once, in the order sent");
-    assert_none(&mut b, Duration::from_millis(800), |e| matches!(e, Event::Message(m) if !m.own)).await;
-    a.node.shutdown().await;
-    b.node.shutdown().await;
-    let _ = std::fs::remove_dir_all(da);
-    let _ = std::fs::remove_dir_all(db);
+    exactly(&mut b, &want).await;
+    end(a, b, &[da, db]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
