@@ -800,7 +800,8 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn env(author: u8, seq: u64, to: Option<PeerId>, body: Body) -> (Envelope, Vec<u8>) {
+    /// A message from `author` number `seq`, and its encoding (for every test module here).
+    pub(super) fn env(author: u8, seq: u64, to: Option<PeerId>, body: Body) -> (Envelope, Vec<u8>) {
         let e =
             Envelope { id: MsgId { author: PeerId([author; 16]), seq }, author_name: "n".into(), sent_ms: 5, to, body };
         let b = codec::encode(&e).unwrap().to_vec();
@@ -931,15 +932,7 @@ mod run_tests {
     use super::*;
 
     fn chat(seq: u64) -> (Envelope, Vec<u8>) {
-        let e = Envelope {
-            id: MsgId { author: PeerId([1; 16]), seq },
-            author_name: "n".into(),
-            sent_ms: 5,
-            to: None,
-            body: Body::Chat { text: format!("m{seq}") },
-        };
-        let b = codec::encode(&e).unwrap().to_vec();
-        (e, b)
+        super::tests::env(1, seq, None, Body::Chat { text: format!("m{seq}") })
     }
 
     fn rows(s: &Store) -> i64 {
@@ -1041,15 +1034,7 @@ mod lazy_tests {
     use super::*;
 
     fn chat(seq: u64) -> (Envelope, Vec<u8>) {
-        let e = Envelope {
-            id: MsgId { author: PeerId([7; 16]), seq },
-            author_name: "n".into(),
-            sent_ms: 5,
-            to: None,
-            body: Body::Chat { text: "x".repeat(200) },
-        };
-        let b = codec::encode(&e).unwrap().to_vec();
-        (e, b)
+        super::tests::env(7, seq, None, Body::Chat { text: "x".repeat(200) })
     }
 
     #[test]
