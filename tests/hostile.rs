@@ -48,10 +48,7 @@ async fn noise_hello(addr: std::net::SocketAddr, room: &str) -> (TcpStream, Nois
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_datagrams_are_dropped() {
-    let (port, room) = unique_net();
-    let a = start("a", port, &room).await;
-    let mut b = start("b", port, &room).await;
-    wait_listed(&a, 1, T).await;
+    let (port, room, a, mut b) = two_met(T).await;
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let to = ("127.0.0.1", port);
     let good = Beacon {

@@ -217,10 +217,7 @@ async fn more_than_a_window_flows_in_order() {
 /// and the peer gets the stored ones once, in order, each as its own event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_is_stored_and_delivered_in_order_with_refusals_in_place() {
-    let (port, room) = unique_net();
-    let a = start("a", port, &room).await;
-    let mut b = start("b", port, &room).await;
-    wait_listed(&a, 1, T).await;
+    let (_, _, a, mut b) = two_met(T).await;
     let mut msgs: Vec<(Option<lanpeer::PeerId>, Body)> =
         (0..300).map(|k| (None, Body::Chat { text: format!("batch {k}") })).collect();
     msgs[7].1 = Body::Chat { text: "   ".into() };

@@ -163,10 +163,7 @@ async fn altered_and_replayed_records_close_the_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ids_must_match_keys_and_plain_sessions_are_refused() {
-    let (port, room) = unique_net();
-    let a = start("a", port, &room).await;
-    let mut b = start("b", port, &room).await;
-    wait_listed(&a, 1, T).await;
+    let (_, room, a, mut b) = two_met(T).await;
     let addr = a.node.listen_addr();
 
     // Claiming b's id with another key: refused before any listing.

@@ -295,6 +295,18 @@ mod tests {
         }
     }
 
+    /// A teacher (peer id 5s) called `name`, at `addr`, in `state`.
+    fn teacher(name: &str, addr: &str, state: PeerState) -> PeerInfo {
+        PeerInfo {
+            id: PeerId([5; 16]),
+            name: name.into(),
+            addr: addr.parse().unwrap(),
+            state,
+            last_seen_ms: 3,
+            props: vec![("role".into(), "teacher".into())],
+        }
+    }
+
     #[test]
     fn messages_have_the_cli_fields_and_text_stays_text() {
         let m = msg(0xab, 7, Body::Chat { text: "<script>alert(1)</script>".into() }, Some(PeerId([1; 16])));
@@ -330,14 +342,7 @@ mod tests {
 
     #[test]
     fn events_and_history() {
-        let info = PeerInfo {
-            id: PeerId([5; 16]),
-            name: "Ms Rivera".into(),
-            addr: "10.0.0.2:4000".parse().unwrap(),
-            state: PeerState::Connected,
-            last_seen_ms: 3,
-            props: vec![("role".into(), "teacher".into())],
-        };
+        let info = teacher("Ms Rivera", "10.0.0.2:4000", PeerState::Connected);
         let v = event(&Event::PeerJoined(info.clone()));
         assert_eq!((v["event"].as_str(), v["role"].as_str()), (Some("peer_joined"), Some("teacher")));
         assert_eq!(v["addr"], "10.0.0.2:4000");
@@ -390,14 +395,7 @@ mod tests {
         let a = msg(3, u64::MAX, Body::Answer { problem: p.id, text: "x\u{7f}é".into() }, Some(p.id.author));
         let f = msg(2, 0, Body::Feedback { answer: a.id, text: "\t".into() }, None);
         let c = msg(0xab, 7, Body::Chat { text: "<b>hi</b> \u{2028}".into() }, Some(PeerId([1; 16])));
-        let info = PeerInfo {
-            id: PeerId([5; 16]),
-            name: "Ms \"R\"".into(),
-            addr: "[fe80::1%2]:4000".parse().unwrap(),
-            state: PeerState::Reconnecting,
-            last_seen_ms: 3,
-            props: vec![("role".into(), "teacher".into())],
-        };
+        let info = teacher("Ms \"R\"", "[fe80::1%2]:4000", PeerState::Reconnecting);
         let mut events = vec![
             Event::Ready {
                 id: PeerId([9; 16]),

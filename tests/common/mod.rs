@@ -76,6 +76,16 @@ pub async fn wait_listed(peer: &Peer, n: usize, within: Duration) {
     }
 }
 
+/// Two peers, "a" and "b", in a room and on a discovery port of their own, once `a` lists `b`
+/// (within `within`): (port, room, a, b).
+pub async fn two_met(within: Duration) -> (u16, String, Peer, Peer) {
+    let (port, room) = unique_net();
+    let a = start("a", port, &room).await;
+    let b = start("b", port, &room).await;
+    wait_listed(&a, 1, within).await;
+    (port, room, a, b)
+}
+
 /// No event matching `pred` arrives within `within`.
 pub async fn assert_none(peer: &mut Peer, within: Duration, mut pred: impl FnMut(&Event) -> bool) {
     let r = tokio::time::timeout(within, async {
