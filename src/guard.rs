@@ -66,6 +66,8 @@ pub enum WarnKind {
     TheyHavePassphrase,
     /// Too many connection attempts or beacons from one address.
     Flood,
+    /// The history cannot be written (a full disk, say); reported about no address.
+    Storage,
 }
 
 /// Sends [`Event::Warning`]s, at most one per kind and address per `every`, and at most

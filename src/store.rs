@@ -366,23 +366,40 @@ impl Store {
         self.in_tx.get()
     }
 
-    /// Make the grouped writes durable, and end the group.
+    /// Make the grouped writes durable, and end the group. On an error nothing of the group is
+    /// kept (see [`Store::rollback`]).
     pub fn commit(&mut self) -> Result<(), Error> {
+        if !self.in_tx.get() {
+            self.grouping.set(false);
+            return Ok(());
+        }
+        let done = self.write_runs().and_then(|()| {
+            self.conn.prepare_cached("COMMIT").and_then(|mut st| st.execute([])).map(drop).map_err(storage)
+        });
+        if let Err(e) = done {
+            self.rollback();
+            return Err(e);
+        }
+        self.in_tx.set(false);
         self.grouping.set(false);
-        if self.in_tx.get() {
-            let runs = self.write_runs();
-            self.in_tx.set(false);
-            if let Err(e) = runs {
-                // Nothing of this group is kept: the next group starts clean.
-                let _ = self.conn.execute_batch("ROLLBACK");
-                return Err(e);
-            }
-            self.conn.prepare_cached("COMMIT").and_then(|mut st| st.execute([])).map_err(storage)?;
-            if let Some(c) = &self.checkpointer {
-                c.wrote();
-            }
+        if let Some(c) = &self.checkpointer {
+            c.wrote();
         }
         Ok(())
+    }
+
+    /// Drop the group's writes and end it: a write of the group failed, and a group is kept
+    /// whole or not at all (the node then acknowledges and reports nothing of it).
+    pub fn rollback(&mut self) {
+        self.grouping.set(false);
+        self.runs.borrow_mut().clear();
+        // It may name messages of the group.
+        self.catchup_memo.borrow_mut().take();
+        // SQLite ends the transaction itself after some failures (a full disk), not all (a busy
+        // database).
+        if self.in_tx.replace(false) && !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
     }
 
     // ---- messages ----------------------------------------------------------------------------

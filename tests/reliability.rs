@@ -241,3 +241,156 @@ async fn a_batch_is_stored_and_delivered_in_order_with_refusals_in_place() {
     a.node.shutdown().await;
     b.node.shutdown().await;
 }
+
+/// A peer whose history database was deleted (its identity kept) numbers its stream to us from 1
+/// again: its new messages must not be taken for ones we have and dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_whose_history_was_deleted_is_heard_again() {
+    let (port, room) = unique_net();
+    let (da, db) = (data_dir("a"), data_dir("b"));
+    let a = start_with(with_dir("a", port, &room, &da)).await;
+    let mut b = start_with(with_dir("b", port, &room, &db)).await;
+    wait_listed(&a, 1, T).await;
+    for k in 0..5 {
+        a.node.chat(format!("first life {k}")).await.unwrap();
+    }
+    collect(&mut b, 5, T).await;
+    let a_id = a.node.id();
+    a.node.shutdown().await;
+    for f in ["history.db", "history.db-wal", "history.db-shm"] {
+        let _ = std::fs::remove_file(da.join(f));
+    }
+    let a = start_with(with_dir("a", port, &room, &da)).await;
+    assert_eq!(a.node.id(), a_id, "the same identity, a new history");
+    wait_listed(&a, 1, T).await;
+    a.node.chat("after the reset").await.unwrap();
+    exactly(&mut b, &["after the reset".to_string()]).await;
+    end(a, b, &[da, db]).await;
+}
+
+/// A small tmpfs of our own (the test runs as root, as CI does), filled up on demand.
+struct TinyDisk {
+    path: PathBuf,
+}
+
+impl TinyDisk {
+    fn mount(bytes: u64) -> Self {
+        let path = data_dir("disk");
+        std::fs::create_dir_all(&path).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "this test mounts a small tmpfs at {}: run it as root", path.display());
+        TinyDisk { path }
+    }
+
+    /// Take every free byte.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.path.join("filler")).unwrap();
+        for size in [64 << 10, 4 << 10, 1] {
+            let chunk = vec![0u8; size];
+            while f.write_all(&chunk).is_ok() {}
+        }
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.path.join("filler")).unwrap();
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.path).status();
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// The receiver's disk is full: it acknowledges and reports nothing it could not store, says so
+/// in one sentence, and once there is space again every message arrives, once and in order, and
+/// is in its history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_loses_nothing() {
+    let disk = TinyDisk::mount(8 << 20);
+    let (port, room) = unique_net();
+    let mut cfg = config("a", port, &room);
+    cfg.resend_after = Duration::from_millis(300);
+    let a = start_with(cfg).await;
+    let mut b = start_with(with_dir("b", port, &room, &disk.path.join("b"))).await;
+    wait_listed(&a, 1, T).await;
+    disk.fill();
+    // 200 messages of 2 kB: far more than the database's journal has room for.
+    const N: usize = 200;
+    let want: Vec<String> = (0..N).map(|k| format!("{k:04} {}", "x".repeat(2000))).collect();
+    for t in &want {
+        a.node.chat(t.clone()).await.unwrap();
+    }
+    let mut got = Vec::new();
+    let mut warned = false;
+    tokio::time::timeout(T, async {
+        while !warned {
+            match b.events.recv().await {
+                Some(Event::Message(m)) if !m.own => got.push(m),
+                Some(Event::Warning { message }) => warned = message.contains("disk"),
+                Some(_) => {}
+                None => panic!("b: events ended"),
+            }
+        }
+    })
+    .await
+    .expect("b warns that it cannot save (did the disk fill up?)");
+    assert!(got.len() < N, "b reported messages it could not store");
+    // Still full: nothing more is reported.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    disk.free();
+    let rest = collect(&mut b, N - got.len(), T).await;
+    let mut texts: Vec<String> = got
+        .into_iter()
+        .map(|m| match m.body {
+            Body::Chat { text } => text,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    texts.extend(rest);
+    assert_eq!(texts, want, "every message once, in order");
+    assert_none(&mut b, Duration::from_millis(800), |e| matches!(e, Event::Message(m) if !m.own)).await;
+    let h = b.node.history(N + 10).await.unwrap();
+    let stored: Vec<&Body> = h.iter().map(|m| &m.body).collect();
+    let want_bodies: Vec<Body> = want.iter().map(|t| Body::Chat { text: t.clone() }).collect();
+    assert_eq!(stored, want_bodies.iter().collect::<Vec<_>>(), "all in b's history");
+    a.node.shutdown().await;
+    b.node.shutdown().await;
+    drop(disk);
+}
+
+/// The sender's disk is full: a message it cannot store is refused and never leaves (a peer
+/// never sees what its author has no record of), and what it sends afterwards arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_with_a_full_disk_refuses_and_sends_nothing() {
+    let disk = TinyDisk::mount(8 << 20);
+    let (port, room) = unique_net();
+    let a = start_with(with_dir("a", port, &room, &disk.path.join("a"))).await;
+    let mut b = start("b", port, &room).await;
+    wait_listed(&a, 1, T).await;
+    disk.fill();
+    let mut want = Vec::new();
+    let mut refused = 0;
+    for k in 0..200 {
+        let text = format!("{k:04} {}", "x".repeat(2000));
+        match a.node.chat(text.clone()).await {
+            Ok(_) => want.push(text),
+            Err(lanpeer::Error::Storage(_)) => refused += 1,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert!(refused > 0, "no message was refused: did the disk fill up?");
+    disk.free();
+    a.node.chat("after the disk was freed").await.unwrap();
+    want.push("after the disk was freed".into());
+    exactly(&mut b, &want).await;
+    a.node.shutdown().await;
+    b.node.shutdown().await;
+    drop(disk);
+}

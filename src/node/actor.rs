@@ -128,6 +128,9 @@ struct OutStream {
 struct InStream {
     /// Highest number delivered (everything below it too).
     delivered: u64,
+    /// `delivered` as of the last transaction that committed: where it goes back to when the
+    /// current one fails (see `flush_with`).
+    saved: u64,
     /// Messages that arrived ahead of a missing one (with their bytes as received).
     ahead: BTreeMap<u64, (Envelope, Bytes)>,
     /// From the `Resume` of the current session: the last number the peer had used for us.
@@ -201,6 +204,12 @@ pub(super) struct Actor {
     last_purge: Instant,
     /// When each peer's last beacon was heard (sessions of peers heard lately ping seldom).
     beaconed: HashMap<PeerId, Instant>,
+    /// A store call of the current turn failed: the turn is rolled back, not committed.
+    failed: std::cell::Cell<bool>,
+    /// Our messages of this turn, sent once the turn commits: (peer, stream number, envelope).
+    held_frames: Vec<(PeerId, u64, Bytes)>,
+    /// The streams that numbered messages this turn, with their `next` before it.
+    numbered: HashMap<PeerId, u64>,
 }
 
 fn now_ms() -> u64 {
@@ -226,7 +235,7 @@ impl Actor {
             .store
             .in_streams()?
             .into_iter()
-            .map(|(peer, delivered)| (peer, InStream { delivered, ..Default::default() }))
+            .map(|(peer, delivered)| (peer, InStream { delivered, saved: delivered, ..Default::default() }))
             .collect();
         let since = now_ms().saturating_sub(p.config.keep_for.as_millis() as u64);
         let members = p.store.members_since(since)?.into_iter().map(|(id, _)| (id, now_ms())).collect();
@@ -253,6 +262,9 @@ impl Actor {
             in_saved_at: now,
             last_purge: now,
             beaconed: HashMap::new(),
+            failed: Default::default(),
+            held_frames: Vec::new(),
+            numbered: HashMap::new(),
         })
     }
 
@@ -306,24 +318,46 @@ impl Actor {
             }
         }
         if save_in {
+            for (peer, delivered) in &self.in_unsaved {
+                self.log_store(self.p.store.save_in_stream(*peer, *delivered));
+            }
+        }
+        // A turn is kept whole or not at all: a failed write (a full disk, say) rolls it back.
+        let done = if self.failed.take() {
+            self.p.store.rollback();
+            Err(Error::Storage("a write failed".into()))
+        } else {
+            self.p.store.commit()
+        };
+        if let Err(e) = done {
+            return self.turn_failed(&e);
+        }
+        if save_in {
             self.in_saved_at = now;
-            for (peer, delivered) in std::mem::take(&mut self.in_unsaved) {
-                self.log_store(self.p.store.save_in_stream(peer, delivered));
-            }
+            self.in_unsaved.clear();
         }
-        if let Err(e) = self.p.store.commit() {
-            tracing::error!(error = %e, "cannot save the history; nothing is acknowledged until it works again");
-            self.held_acks.clear();
-            for reply in self.held_replies.drain(..) {
-                reply.fail(&e);
-            }
-        }
-        // Durable now: the callers may learn their messages' ids.
+        self.numbered.clear();
+        // Durable now: the callers may learn their messages' ids, and our messages may leave
+        // (never before they are stored: a number a peer has seen is never given to another
+        // message, even when the turn fails or the process dies).
         for reply in self.held_replies.drain(..) {
             reply.send();
         }
         for e in self.held_events.drain(..) {
             let _ = self.p.events.send(e);
+        }
+        let window = self.p.config.window as u64;
+        for (peer, lseq, env) in std::mem::take(&mut self.held_frames) {
+            let Some(o) = self.out.get(&peer) else { continue };
+            if o.sent + 1 == lseq
+                && o.sent - o.acked < window
+                && self.sessions.contains_key(&peer)
+                && let Ok(f) = codec::message_frame(lseq, &env)
+                && self.push(peer, f)
+                && let Some(o) = self.out.get_mut(&peer)
+            {
+                o.sent = lseq;
+            }
         }
         // Delayed acknowledgements: a stream acknowledged within the window's quarter waits up
         // to ACK_DELAY, so that a burst (or a teacher's fan-out followed by the next) costs the
@@ -332,6 +366,9 @@ impl Actor {
         // window (4096) and resend timer (3 s) are far above what this holds back.
         let quarter = (self.p.config.window as u64 / 4).max(1);
         for (peer, upto) in std::mem::take(&mut self.held_acks) {
+            if let Some(i) = self.inbound.get_mut(&peer) {
+                i.saved = upto;
+            }
             self.in_unsaved.insert(peer, upto);
             let sent = self.acks_sent.get(&peer).copied().unwrap_or(0);
             if upto >= sent + quarter {
@@ -342,6 +379,51 @@ impl Actor {
                 self.ack_due.get_or_insert(now + ACK_DELAY);
             }
         }
+    }
+
+    /// The turn's writes were rolled back: undo what it did in memory, so that what it received
+    /// comes again (nothing of it was acknowledged) and what it sent is refused (nothing of it
+    /// left), and say so once in a while.
+    fn turn_failed(&mut self, e: &Error) {
+        tracing::error!(error = %e, "cannot save the history; nothing is acknowledged or sent until it works again");
+        self.p.ctx.warner.warn(crate::guard::WarnKind::Storage, std::net::Ipv4Addr::UNSPECIFIED.into(), || {
+            "cannot save messages on this computer (is the disk full?); nothing is lost, \
+             messages arrive once there is space again: free some disk space"
+                .to_string()
+        });
+        // Received: back to the last committed position; the senders resend what they do not
+        // see acknowledged.
+        for (peer, _) in self.held_acks.drain() {
+            if let Some(i) = self.inbound.get_mut(&peer) {
+                i.delivered = i.saved;
+            }
+        }
+        // Sent: nothing left, so the numbers are given again.
+        self.held_frames.clear();
+        for (peer, next) in self.numbered.drain() {
+            if let Some(o) = self.out.get_mut(&peer) {
+                o.next = next;
+            }
+        }
+        for reply in self.held_replies.drain(..) {
+            reply.fail(e);
+        }
+        // Messages are reported once stored: these were not (they come again, or were refused).
+        let before = self.held_events.len();
+        self.held_events.retain(|e| !matches!(e, Event::Message(_)));
+        if self.held_events.len() != before {
+            let mut exercises = Exercises::default();
+            for s in self.p.store.exercises().unwrap_or_default() {
+                exercises.record(&s.message);
+            }
+            self.exercises = exercises;
+        }
+        for e in self.held_events.drain(..) {
+            let _ = self.p.events.send(e);
+        }
+        // The acknowledgement and counter writes of the turn are lost too: write them again with
+        // the next turn that commits (all of them: rare, and harmless twice).
+        self.acked_unsaved.extend(self.out.keys().copied());
     }
 
     fn send_ack(&mut self, peer: PeerId, upto: u64) {
@@ -359,8 +441,18 @@ impl Actor {
         }
     }
 
+    /// A store call's result; an error is logged and fails the turn (see `flush_with`).
     fn log_store<T>(&self, r: Result<T, Error>) -> Option<T> {
-        r.map_err(|e| tracing::error!(error = %e, "history database")).ok()
+        self.checked(r).map_err(|e| tracing::error!(error = %e, "history database")).ok()
+    }
+
+    /// A store call's result; an error fails the turn: nothing of it is kept, acknowledged,
+    /// sent or reported (see `flush_with`).
+    fn checked<T>(&self, r: Result<T, Error>) -> Result<T, Error> {
+        if r.is_err() {
+            self.failed.set(true);
+        }
+        r
     }
 
     pub(super) async fn run(
@@ -747,6 +839,18 @@ impl Actor {
                 let i = self.inbound.entry(peer).or_default();
                 i.resume_last = Some(last);
                 tracing::debug!(peer = %peer.short(), delivered = i.delivered, done, last, "stream resumes");
+                if last < i.delivered {
+                    // Its stream to us ends below what we delivered: it lost the end of its
+                    // history (a new database under the same identity, say). What we have stays
+                    // (by message id); its numbers count again from where it is, or we would
+                    // take its next messages for ones we have and drop them.
+                    tracing::warn!(peer = %peer.short(), delivered = i.delivered, last, "peer's stream went back; following it");
+                    i.delivered = last;
+                    i.ahead.clear();
+                    self.acks_sent.insert(peer, last);
+                    self.save_inbound(peer);
+                }
+                let i = self.inbound.entry(peer).or_default();
                 if done > i.delivered {
                     i.delivered = done;
                     i.ahead.retain(|k, _| *k > done);
@@ -987,8 +1091,9 @@ impl Actor {
         if bytes.len() + 16 > self.p.ctx.max_frame {
             return Err(Error::BadText("the message is too large; shorten it".into()));
         }
-        let row =
-            self.p.store.insert(&env, &bytes, now)?.ok_or_else(|| Error::Storage("message id used twice".into()))?;
+        let row = self
+            .checked(self.p.store.insert(&env, &bytes, now))?
+            .ok_or_else(|| Error::Storage("message id used twice".into()))?;
         let recipients: Vec<PeerId> = match to {
             Some(t) if t == self.me => vec![],
             Some(t) => vec![t],
@@ -997,19 +1102,13 @@ impl Actor {
         for peer in recipients {
             let o = self.out.entry(peer).or_insert(OutStream { next: 1, acked: 0, sent: 0, progress: Instant::now() });
             let lseq = o.next;
+            self.numbered.entry(peer).or_insert(lseq);
             o.next += 1;
             // The stream's counter is not written here: the outbox row says how far it went (see
             // `Store::out_streams`), and it is written with the acknowledgements.
-            self.p.store.enqueue(peer, lseq, row, now)?;
-            let in_window = o.sent + 1 == lseq && o.sent - o.acked < self.p.config.window as u64;
-            if in_window
-                && self.sessions.contains_key(&peer)
-                && let Ok(f) = codec::message_frame(lseq, &bytes)
-                && self.push(peer, f)
-                && let Some(o) = self.out.get_mut(&peer)
-            {
-                o.sent = lseq;
-            }
+            self.checked(self.p.store.enqueue(peer, lseq, row, now))?;
+            // Sent once the turn commits (`flush_with`).
+            self.held_frames.push((peer, lseq, bytes.clone()));
         }
         let m = Message { id, from_name: env.author_name, sent_ms: env.sent_ms, to, body: env.body, own: true };
         self.exercises.record(&m);
