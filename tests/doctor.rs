@@ -1,6 +1,8 @@
 //! `lanpeer doctor` on loopback only (`--iface lo`): it must report the interface it would use,
 //! the ports, and whether a peer answers, without starting a peer or sending a beacon.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -98,4 +100,26 @@ fn doctor_on_loopback() {
 
     drop(peer);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The doctor checks the data folder: it can be written, and its disk has room (a full disk is a
+/// problem said in plain words).
+#[test]
+fn doctor_checks_the_data_folder() {
+    let port = 20_000 + (std::process::id() % 20_000) as u16 + 1;
+    let dir = std::env::temp_dir().join(format!("lanpeer-doctor-data-{}", std::process::id()));
+    let (ok, out) = doctor(&["--iface", "lo", "--port", &port.to_string(), "--data-dir", &dir.display().to_string()]);
+    assert!(ok, "{out}");
+    assert!(out.contains(&format!("History (data folder {})", dir.display())), "{out}");
+    assert!(out.contains("can be written") && out.contains("MiB free on its disk"), "{out}");
+    assert!(!dir.exists(), "the doctor creates no folder");
+
+    // A small disk: little room left, then none.
+    let disk = common::TinyDisk::mount(4 << 20);
+    let small = disk.path.join("data").display().to_string();
+    let (ok, out) = doctor(&["--iface", "lo", "--port", &port.to_string(), "--data-dir", &small]);
+    assert!(!ok && out.contains("PROBLEM: only 4 MiB free") && out.contains("free some disk space"), "{out}");
+    disk.fill();
+    let (ok, out) = doctor(&["--iface", "lo", "--port", &port.to_string(), "--data-dir", &small]);
+    assert!(!ok && out.contains("PROBLEM: its disk is full") && out.contains("free some disk space"), "{out}");
 }

@@ -268,46 +268,6 @@ async fn a_peer_whose_history_was_deleted_is_heard_again() {
     end(a, b, &[da, db]).await;
 }
 
-/// A small tmpfs of our own (the test runs as root, as CI does), filled up on demand.
-struct TinyDisk {
-    path: PathBuf,
-}
-
-impl TinyDisk {
-    fn mount(bytes: u64) -> Self {
-        let path = data_dir("disk");
-        std::fs::create_dir_all(&path).unwrap();
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
-            .arg(&path)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "this test mounts a small tmpfs at {}: run it as root", path.display());
-        TinyDisk { path }
-    }
-
-    /// Take every free byte.
-    fn fill(&self) {
-        use std::io::Write;
-        let mut f = std::fs::File::create(self.path.join("filler")).unwrap();
-        for size in [64 << 10, 4 << 10, 1] {
-            let chunk = vec![0u8; size];
-            while f.write_all(&chunk).is_ok() {}
-        }
-    }
-
-    fn free(&self) {
-        std::fs::remove_file(self.path.join("filler")).unwrap();
-    }
-}
-
-impl Drop for TinyDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.path).status();
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
 /// The receiver's disk is full: it acknowledges and reports nothing it could not store, says so
 /// in one sentence, and once there is space again every message arrives, once and in order, and
 /// is in its history.

@@ -130,3 +130,43 @@ pub async fn closed_within(s: &mut tokio::net::TcpStream, within: Duration) -> b
     .await
     .is_ok()
 }
+
+/// A small tmpfs of our own (the test runs as root, as CI does), filled up on demand.
+pub struct TinyDisk {
+    pub path: std::path::PathBuf,
+}
+
+impl TinyDisk {
+    pub fn mount(bytes: u64) -> Self {
+        let path = std::env::temp_dir().join(format!("lanpeer-disk-{}-{}", std::process::id(), rand::random::<u32>()));
+        std::fs::create_dir_all(&path).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "this test mounts a small tmpfs at {}: run it as root", path.display());
+        TinyDisk { path }
+    }
+
+    /// Take every free byte.
+    pub fn fill(&self) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.path.join("filler")).unwrap();
+        for size in [64 << 10, 4 << 10, 1] {
+            let chunk = vec![0u8; size];
+            while f.write_all(&chunk).is_ok() {}
+        }
+    }
+
+    pub fn free(&self) {
+        std::fs::remove_file(self.path.join("filler")).unwrap();
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.path).status();
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}

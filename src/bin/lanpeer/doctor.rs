@@ -4,12 +4,16 @@
 //! peers named with `--peer` answer (a TCP connection and the 8-byte preamble exchange: no
 //! session, no handshake, nothing sent on the network but that connection).
 //!
+//! It also says where the history is kept, whether it can be written there, and how much disk
+//! space is left (a peer whose disk is full stores, acknowledges and shows nothing new).
+//!
 //! It never sends a beacon or any other datagram. (Joining the IPv6 discovery group, to check
 //! that it can be joined, makes the system announce the membership on that link by MLD, as a
 //! running peer does; the group is left at once.)
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use lanpeer::discovery::{iface, socket};
@@ -18,6 +22,9 @@ use lanpeer::seeds::SeedAddr;
 
 /// How long a peer has to answer.
 const ANSWER_WITHIN: Duration = Duration::from_secs(3);
+/// Less free space than this in the data folder is a problem: a day of a busy room's chat fits
+/// many times over, but the disk is close to full.
+const LOW_SPACE: u64 = 100 << 20;
 
 /// What to check.
 pub struct Doctor {
@@ -29,6 +36,8 @@ pub struct Doctor {
     pub tcp_port: u16,
     /// Peers to try.
     pub peers: Vec<SeedAddr>,
+    /// The data folder a peer would use (none: this system has no default one).
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Run the checks, print the findings; Ok(true) when nothing is wrong.
@@ -182,6 +191,9 @@ pub fn run(d: &Doctor, out: &mut impl Write) -> std::io::Result<bool> {
         }
     }
 
+    // ---- History.
+    ok &= history(d.data_dir.as_deref(), out)?;
+
     // ---- Peers.
     for p in &d.peers {
         writeln!(out, "\nPeer {p}:")?;
@@ -209,6 +221,79 @@ pub fn run(d: &Doctor, out: &mut impl Write) -> std::io::Result<bool> {
 
     writeln!(out, "\n{}", if ok { "Nothing wrong found." } else { "Problems found: see the lines marked PROBLEM." })?;
     Ok(ok)
+}
+
+/// Where the history is kept, whether it can be written, and the free space there; true when
+/// nothing is wrong. Creates nothing but a probe file, removed at once.
+fn history(dir: Option<&Path>, out: &mut impl Write) -> std::io::Result<bool> {
+    let Some(dir) = dir else {
+        writeln!(out, "\nHistory:\n  PROBLEM: this system has no per-user data folder; choose one with --data-dir")?;
+        return Ok(false);
+    };
+    writeln!(out, "\nHistory (data folder {}):", dir.display())?;
+    // A peer creates the folder if need be: test the nearest part of it that exists.
+    let Some(existing) = dir.ancestors().find(|p| p.is_dir()) else {
+        writeln!(out, "  PROBLEM: no part of this path exists; choose another folder with --data-dir")?;
+        return Ok(false);
+    };
+    let probe = existing.join(format!(".lanpeer-doctor-{}", std::process::id()));
+    let written = std::fs::write(&probe, b"lanpeer doctor");
+    let _ = std::fs::remove_file(&probe);
+    if let Err(e) = &written
+        && e.kind() == std::io::ErrorKind::StorageFull
+    {
+        writeln!(
+            out,
+            "  PROBLEM: its disk is full: new messages wait unsaved (nothing is lost, but nothing new is shown); free some disk space"
+        )?;
+        return Ok(false);
+    }
+    if let Err(e) = written {
+        writeln!(
+            out,
+            "  PROBLEM: cannot write in {} ({e}): messages could not be saved; choose another folder with --data-dir",
+            existing.display()
+        )?;
+        return Ok(false);
+    }
+    writeln!(out, "  {} can be written", existing.display())?;
+    match free_space(existing) {
+        Some(free) if free < LOW_SPACE => {
+            writeln!(
+                out,
+                "  PROBLEM: only {} MiB free on its disk: once it is full, new messages wait unsaved\n  \
+                 (nothing is lost, but nothing new is shown); free some disk space",
+                free >> 20
+            )?;
+            Ok(false)
+        }
+        Some(free) => {
+            writeln!(out, "  {} MiB free on its disk", free >> 20)?;
+            Ok(true)
+        }
+        None => {
+            writeln!(out, "  (free space not checked on this system)")?;
+            Ok(true)
+        }
+    }
+}
+
+/// Bytes an unprivileged user may still write on the file system of `p`.
+#[cfg(unix)]
+fn free_space(p: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(p.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `path` is a NUL-terminated string and `st` a plain C struct statvfs fills in.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+#[cfg(not(unix))]
+fn free_space(_: &Path) -> Option<u64> {
+    None
 }
 
 /// Connect to `a` and exchange preambles: (what happened, in words; whether a peer answered).

@@ -123,6 +123,9 @@ enum Sub {
         /// A peer to try, HOST[:PORT] (repeat for several).
         #[arg(long = "peer", value_name = "HOST[:PORT]")]
         peers: Vec<lanpeer::seeds::SeedAddr>,
+        /// The data folder to check (default: as for the peer).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
     },
     /// Show the recent chat and exercises as the prompt would.
     History {
@@ -159,8 +162,9 @@ fn run_sub(cmd: Sub) -> Result<(), lanpeer::Error> {
         Sub::History { data_dir, limit, json, room } => {
             export::history(&data_dir_or_default(data_dir)?, room.as_deref(), limit, json)
         }
-        Sub::Doctor { ifaces, port, tcp_port, peers } => {
-            let d = doctor::Doctor { ifaces, port, tcp_port, peers };
+        Sub::Doctor { ifaces, port, tcp_port, peers, data_dir } => {
+            let data_dir = data_dir.or_else(lanpeer::config::default_data_dir);
+            let d = doctor::Doctor { ifaces, port, tcp_port, peers, data_dir };
             match doctor::run(&d, &mut std::io::stdout().lock()) {
                 Ok(true) => Ok(()),
                 Ok(false) => Err(lanpeer::Error::BadText("the doctor found problems (see above)".into())),
