@@ -268,6 +268,29 @@ async fn a_peer_whose_history_was_deleted_is_heard_again() {
     end(a, b, &[da, db]).await;
 }
 
+/// The texts (titles) of the messages `p` receives until it warns that its disk is full.
+async fn until_warned(p: &mut Peer) -> Vec<String> {
+    let mut got = Vec::new();
+    let mut warned = false;
+    tokio::time::timeout(T, async {
+        while !warned {
+            match p.events.recv().await {
+                Some(Event::Message(m)) if !m.own => got.push(match m.body {
+                    Body::Chat { text } => text,
+                    Body::Problem { title, .. } => title,
+                    other => panic!("unexpected {other:?}"),
+                }),
+                Some(Event::Warning { message }) => warned = message.contains("disk"),
+                Some(_) => {}
+                None => panic!("events ended"),
+            }
+        }
+    })
+    .await
+    .expect("a warning that it cannot save (did the disk fill up?)");
+    got
+}
+
 /// The receiver's disk is full: it acknowledges and reports nothing it could not store, says so
 /// in one sentence, and once there is space again every message arrives, once and in order, and
 /// is in its history.
@@ -287,32 +310,12 @@ async fn a_full_disk_loses_nothing() {
     for t in &want {
         a.node.chat(t.clone()).await.unwrap();
     }
-    let mut got = Vec::new();
-    let mut warned = false;
-    tokio::time::timeout(T, async {
-        while !warned {
-            match b.events.recv().await {
-                Some(Event::Message(m)) if !m.own => got.push(m),
-                Some(Event::Warning { message }) => warned = message.contains("disk"),
-                Some(_) => {}
-                None => panic!("b: events ended"),
-            }
-        }
-    })
-    .await
-    .expect("b warns that it cannot save (did the disk fill up?)");
-    assert!(got.len() < N, "b reported messages it could not store");
+    let mut texts = until_warned(&mut b).await;
+    assert!(texts.len() < N, "b reported messages it could not store");
     // Still full: nothing more is reported.
     tokio::time::sleep(Duration::from_millis(700)).await;
     disk.free();
-    let rest = collect(&mut b, N - got.len(), T).await;
-    let mut texts: Vec<String> = got
-        .into_iter()
-        .map(|m| match m.body {
-            Body::Chat { text } => text,
-            other => panic!("unexpected {other:?}"),
-        })
-        .collect();
+    let rest = collect(&mut b, N - texts.len(), T).await;
     texts.extend(rest);
     assert_eq!(texts, want, "every message once, in order");
     assert_none(&mut b, Duration::from_millis(800), |e| matches!(e, Event::Message(m) if !m.own)).await;
@@ -352,5 +355,41 @@ async fn a_sender_with_a_full_disk_refuses_and_sends_nothing() {
     exactly(&mut b, &want).await;
     a.node.shutdown().await;
     b.node.shutdown().await;
+    drop(disk);
+}
+
+/// A late joiner's disk fills up while it catches up: what it could not store is stored once
+/// there is space again, without waiting for a new session (the peers offer catch-up once per
+/// session, and no stream resends it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_during_catch_up_loses_nothing() {
+    let (port, room) = unique_net();
+    let da = data_dir("a");
+    let a = start_with(with_dir("a", port, &room, &da)).await;
+    const N: usize = 40;
+    let mut want: Vec<String> = (0..N).map(|k| format!("Problem {k:02}")).collect();
+    // 40 problems of 12 kB: far more than the journal has room for.
+    let body = "y".repeat(12_000);
+    for t in &want {
+        a.node.post_problem(t.clone(), body.clone(), false).await.unwrap();
+    }
+    a.node.shutdown().await;
+    // b starts alone, its disk fills up, then a comes back and offers it the exercises.
+    let disk = TinyDisk::mount(8 << 20);
+    let mut b = start_with(with_dir("b", port, &room, &disk.path.join("b"))).await;
+    disk.fill();
+    let a = start_with(with_dir("a", port, &room, &da)).await;
+    let mut got = until_warned(&mut b).await;
+    assert!(got.len() < N, "b reported catch-up it could not store");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    disk.free();
+    let rest = collect(&mut b, N - got.len(), T).await;
+    got.extend(rest);
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "every problem, once");
+    assert_none(&mut b, Duration::from_millis(800), |e| matches!(e, Event::Message(m) if !m.own)).await;
+    assert_eq!(b.node.problems().await.unwrap().len(), N, "all in b's exercises");
+    end(a, b, &[da]).await;
     drop(disk);
 }

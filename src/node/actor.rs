@@ -58,6 +58,9 @@ const IN_SAVE_EVERY: Duration = Duration::from_secs(1);
 const IDS_PER_FRAME: usize = 4096;
 /// Messages from one author held back while an earlier one is missing, at most.
 const REORDER_MAX: usize = 4096;
+/// Catch-up messages kept to store again after a turn that failed, at most (beyond: the peers
+/// offer them again with their next session).
+const RETRY_MAX: usize = 10_000;
 
 /// The session kept for a peer.
 struct Live {
@@ -210,6 +213,10 @@ pub(super) struct Actor {
     held_frames: Vec<(PeerId, u64, Bytes)>,
     /// The streams that numbered messages this turn, with their `next` before it.
     numbered: HashMap<PeerId, u64>,
+    /// Catch-up messages stored this turn (their envelopes), and those of failed turns, stored
+    /// again on the tick: no stream resends them (see `turn_failed`).
+    caught: Vec<Bytes>,
+    retry: Vec<Bytes>,
 }
 
 fn now_ms() -> u64 {
@@ -265,6 +272,8 @@ impl Actor {
             failed: Default::default(),
             held_frames: Vec::new(),
             numbered: HashMap::new(),
+            caught: Vec::new(),
+            retry: Vec::new(),
         })
     }
 
@@ -337,6 +346,7 @@ impl Actor {
             self.in_unsaved.clear();
         }
         self.numbered.clear();
+        self.caught.clear();
         // Durable now: the callers may learn their messages' ids, and our messages may leave
         // (never before they are stored: a number a peer has seen is never given to another
         // message, even when the turn fails or the process dies).
@@ -398,6 +408,16 @@ impl Actor {
                 i.delivered = i.saved;
             }
         }
+        // Caught up: stored again on the tick (the peer that offered them will not resend them).
+        let room = RETRY_MAX.saturating_sub(self.retry.len());
+        if self.caught.len() > room {
+            tracing::warn!(
+                dropped = self.caught.len() - room,
+                "catch-up not stored; offered again with the next session"
+            );
+        }
+        let caught: Vec<Bytes> = self.caught.drain(..).take(room).collect();
+        self.retry.extend(caught);
         // Sent: nothing left, so the numbers are given again.
         self.held_frames.clear();
         for (peer, next) in self.numbered.drain() {
@@ -605,6 +625,12 @@ impl Actor {
             .collect();
         for author in overdue {
             self.release_held(author, true);
+        }
+        // Catch-up that a failed turn could not store.
+        for raw in std::mem::take(&mut self.retry) {
+            if let Ok(env) = codec::decode::<Envelope>(&raw) {
+                self.deliver(env, raw, "catch-up again");
+            }
         }
         if now.duration_since(self.last_purge) > PURGE_EVERY {
             self.last_purge = now;
@@ -968,10 +994,18 @@ impl Actor {
             tracing::debug!(author = %env.id.author.short(), "message for someone else dropped");
             return;
         }
-        let Some(row) = self.log_store(self.p.store.insert(&env, &raw, now_ms())) else { return };
-        if row.is_none() {
-            tracing::trace!(id = %env.id.short(), how, "duplicate dropped");
-            return;
+        let stored = self.log_store(self.p.store.insert(&env, &raw, now_ms()));
+        // Catch-up is offered once per session: if this turn fails, it is stored again.
+        if how != "stream" && stored != Some(None) {
+            self.caught.push(raw);
+        }
+        match stored {
+            None => return,
+            Some(None) => {
+                tracing::trace!(id = %env.id.short(), how, "duplicate dropped");
+                return;
+            }
+            Some(Some(_)) => {}
         }
         let from_name = self.table.get(&env.id.author).map(|e| e.name.clone()).unwrap_or(env.author_name);
         let m = Message { id: env.id, from_name, sent_ms: env.sent_ms, to: env.to, body: env.body, own: false };
