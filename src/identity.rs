@@ -161,17 +161,18 @@ impl Identity {
         Ok(())
     }
 
-    /// The next message sequence number: never handed out twice, restarts included.
-    pub fn next_seq(&mut self) -> u64 {
-        if self.next_seq >= self.reserved_until
-            && let Err(e) = self.reserve()
-        {
-            tracing::warn!(error = %e, "cannot save the message counter; ids may repeat after a restart");
-            self.reserved_until = self.next_seq + SEQ_BLOCK;
+    /// The next message sequence number: never handed out twice, restarts included. An error
+    /// when the counter's next block cannot be reserved on disk (a full disk): a number not
+    /// reserved could be given again after a restart, and peers that had the first message with
+    /// that id would drop the second as one they have.
+    pub fn next_seq(&mut self) -> Result<u64, Error> {
+        if self.next_seq >= self.reserved_until {
+            self.reserve()
+                .map_err(|e| Error::Storage(format!("cannot save the message counter ({e}); is the disk full?")))?;
         }
         let s = self.next_seq;
         self.next_seq += 1;
-        s
+        Ok(s)
     }
 }
 
@@ -188,7 +189,7 @@ mod tests {
             assert!(matches!(Identity::open(Some(&dir)), Err(Error::DataDirInUse(_))));
             let mut last = 0;
             for _ in 0..(SEQ_BLOCK + 5) {
-                let s = a.next_seq();
+                let s = a.next_seq().unwrap();
                 assert!(s > last);
                 last = s;
             }
@@ -196,7 +197,7 @@ mod tests {
         };
         let mut b = Identity::open(Some(&dir)).unwrap();
         assert_eq!(b.id, id);
-        assert!(b.next_seq() > last, "sequence numbers must not repeat after a restart");
+        assert!(b.next_seq().unwrap() > last, "sequence numbers must not repeat after a restart");
         drop(b);
         fs::remove_dir_all(&dir).unwrap();
     }
@@ -241,7 +242,28 @@ mod tests {
         assert_ne!(a.id, old);
         assert_eq!(a.id, a.keys.peer_id());
         assert!(dir.join("key").exists());
-        assert!(a.next_seq() >= 5000, "the message counter is kept");
+        assert!(a.next_seq().unwrap() >= 5000, "the message counter is kept");
+        drop(a);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A counter block that cannot be reserved refuses the number instead of risking it again
+    /// after a restart; once the disk takes writes again, numbering goes on.
+    #[test]
+    fn a_counter_that_cannot_be_saved_refuses_numbers() {
+        let dir = std::env::temp_dir().join(format!("lanpeer-seq-full-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let mut a = Identity::open(Some(&dir)).unwrap();
+        a.next_seq = a.reserved_until;
+        let want = a.next_seq;
+        // The counter's file cannot be replaced (a folder in its place stands for a full disk).
+        fs::remove_file(dir.join("seq")).unwrap();
+        fs::create_dir_all(dir.join("seq").join("x")).unwrap();
+        assert!(matches!(a.next_seq(), Err(Error::Storage(_))));
+        fs::remove_dir_all(dir.join("seq")).unwrap();
+        assert_eq!(a.next_seq().unwrap(), want, "no number was used up");
+        let saved: u64 = fs::read_to_string(dir.join("seq")).unwrap().trim().parse().unwrap();
+        assert_eq!(saved, want + SEQ_BLOCK);
         drop(a);
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -1118,7 +1118,7 @@ impl Actor {
             let name = self.table.get(&t).map(|e| e.name.clone()).unwrap_or_else(|| t.short());
             return Err(Error::UnknownPeer(name));
         }
-        let id = MsgId { author: self.me, seq: self.p.identity.next_seq() };
+        let id = MsgId { author: self.me, seq: self.p.identity.next_seq()? };
         let now = now_ms();
         let env = Envelope { id, author_name: self.p.name.clone(), sent_ms: now, to, body };
         let bytes = codec::encode(&env).map_err(|_| Error::BadText("the message is too large; shorten it".into()))?;
