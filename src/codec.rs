@@ -4,7 +4,7 @@
 //! touches this file alone. Decoding is bounded: bincode is given a byte limit so that a length
 //! field in hostile input can never make it allocate more than the frame it came in.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -51,6 +51,80 @@ fn prefixed<T: Serialize>(head: &T, tail: &[u8]) -> Result<Bytes, CodecError> {
     let mut v = bincode::serde::encode_to_vec(head, config())?;
     v.extend_from_slice(tail);
     Ok(v.into())
+}
+
+/// Bytes a fresh [`Arena`] chunk holds (a chunk is shared by the frames cut from it, and freed
+/// when the last of them is dropped).
+const ARENA_CHUNK: usize = 32 * 1024;
+
+/// A reused encode buffer for the frames and envelopes a node sends: each value is encoded at the
+/// end of one large buffer and cut off as a [`Bytes`] that shares it, so that encoding a message
+/// costs no allocation of its own (a `Vec` per value, grown several times, did). A new chunk is
+/// allocated when the current one is full; the old one lives on until its last frame is dropped
+/// (frames are short-lived: held for the turn, then written out by the session).
+///
+/// The bytes are the same as those of [`encode`], [`message_frame`] and [`catchup_frame`].
+#[derive(Debug, Default)]
+pub struct Arena {
+    buf: BytesMut,
+}
+
+/// bincode's output into the arena's buffer.
+struct ArenaWriter<'a>(&'a mut BytesMut);
+
+impl bincode::enc::write::Writer for ArenaWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+impl Arena {
+    /// An empty arena (its first chunk is allocated by its first use).
+    pub fn new() -> Arena {
+        Arena::default()
+    }
+
+    /// Room for a value of `hint` bytes about, in the current chunk or a new one.
+    fn room(&mut self, hint: usize) {
+        debug_assert!(self.buf.is_empty());
+        if self.buf.capacity() < hint.max(256) {
+            // The chunk's frames keep the old allocation alive; this one is new.
+            self.buf = BytesMut::with_capacity(ARENA_CHUNK.max(hint));
+        }
+    }
+
+    fn put<T: Serialize>(&mut self, value: &T) -> Result<(), CodecError> {
+        let r = bincode::serde::encode_into_writer(value, ArenaWriter(&mut self.buf), config());
+        if r.is_err() {
+            self.buf.clear();
+        }
+        Ok(r?)
+    }
+
+    /// The bytes of `value`, as [`encode`] gives them.
+    pub fn encode<T: Serialize>(&mut self, value: &T) -> Result<Bytes, CodecError> {
+        self.room(0);
+        self.put(value)?;
+        Ok(self.buf.split().freeze())
+    }
+
+    /// [`message_frame`], from the arena.
+    pub fn message_frame(&mut self, lseq: u64, env: &[u8]) -> Result<Bytes, CodecError> {
+        self.prefixed(&(1u32, lseq), env)
+    }
+
+    /// [`catchup_frame`], from the arena.
+    pub fn catchup_frame(&mut self, env: &[u8]) -> Result<Bytes, CodecError> {
+        self.prefixed(&8u32, env)
+    }
+
+    fn prefixed<T: Serialize>(&mut self, head: &T, tail: &[u8]) -> Result<Bytes, CodecError> {
+        self.room(tail.len() + 16);
+        self.put(head)?;
+        self.buf.extend_from_slice(tail);
+        Ok(self.buf.split().freeze())
+    }
 }
 
 /// A frame as received, with the bytes of its envelope kept when it has one (so that a message
@@ -104,4 +178,45 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
         return Err(CodecError::Trailing(bytes.len() - used));
     }
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::{MsgId, PeerId};
+    use crate::protocol::{Body, Envelope, Frame};
+
+    fn env(seq: u64, text: &str) -> Envelope {
+        Envelope {
+            id: MsgId { author: PeerId([3; 16]), seq },
+            author_name: "ann".into(),
+            sent_ms: 1_700_000_000_000 + seq,
+            to: None,
+            body: Body::Chat { text: text.into() },
+        }
+    }
+
+    #[test]
+    fn the_arena_encodes_as_the_functions_do_across_chunks() {
+        let mut a = Arena::new();
+        let mut kept = Vec::new();
+        // Enough to fill several chunks, with a value larger than a chunk among them.
+        for seq in 1..2000u64 {
+            let text = if seq == 700 { "y".repeat(3 * ARENA_CHUNK) } else { "x".repeat((seq % 300) as usize + 1) };
+            let e = env(seq, &text);
+            let bytes = a.encode(&e).unwrap();
+            assert_eq!(bytes, encode(&e).unwrap());
+            let f = a.message_frame(seq * 7, &bytes).unwrap();
+            assert_eq!(f, message_frame(seq * 7, &bytes).unwrap());
+            assert_eq!(f, encode(&Frame::Message { lseq: seq * 7, env: e.clone() }).unwrap());
+            let c = a.catchup_frame(&bytes).unwrap();
+            assert_eq!(c, catchup_frame(&bytes).unwrap());
+            kept.push((seq, e, bytes, f));
+        }
+        // Frames cut earlier are not disturbed by the later ones.
+        for (seq, e, bytes, f) in kept {
+            assert_eq!(decode::<Envelope>(&bytes).unwrap(), e);
+            assert_eq!(decode::<Frame>(&f).unwrap(), Frame::Message { lseq: seq * 7, env: e });
+        }
+    }
 }
