@@ -80,6 +80,20 @@ struct Live {
 }
 
 impl Live {
+    /// Queue an encoded frame for `peer` (this session's peer); false if the session is gone or
+    /// was too slow (then it is closed).
+    fn push(&self, peer: PeerId, frame: Bytes) -> bool {
+        match self.outbox.try_send(frame) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                tracing::warn!(peer = %peer.short(), "peer is not reading; closing its session");
+                self.cancel.cancel();
+                false
+            }
+            Err(TrySendError::Closed(_)) => false,
+        }
+    }
+
     /// Close gracefully: say why, then drop the outbox so the writer flushes and ends.
     fn close(self, reason: &str) {
         if let Ok(bye) = codec::encode(&Frame::Bye(reason.to_string())) {
@@ -217,6 +231,10 @@ pub(super) struct Actor {
     /// again on the tick: no stream resends them (see `turn_failed`).
     caught: Vec<Bytes>,
     retry: Vec<Bytes>,
+    /// The encode buffer of the frames and envelopes we send (no allocation per message).
+    arena: codec::Arena,
+    /// The addressees of the message being sent (kept for its capacity).
+    targets: Vec<PeerId>,
 }
 
 fn now_ms() -> u64 {
@@ -274,6 +292,8 @@ impl Actor {
             numbered: HashMap::new(),
             caught: Vec::new(),
             retry: Vec::new(),
+            arena: codec::Arena::new(),
+            targets: Vec::new(),
         })
     }
 
@@ -357,18 +377,19 @@ impl Actor {
             let _ = self.p.events.send(e);
         }
         let window = self.p.config.window as u64;
-        for (peer, lseq, env) in std::mem::take(&mut self.held_frames) {
-            let Some(o) = self.out.get(&peer) else { continue };
+        let mut frames = std::mem::take(&mut self.held_frames);
+        for (peer, lseq, env) in frames.drain(..) {
+            let (Some(o), Some(s)) = (self.out.get_mut(&peer), self.sessions.get(&peer)) else { continue };
             if o.sent + 1 == lseq
                 && o.sent - o.acked < window
-                && self.sessions.contains_key(&peer)
-                && let Ok(f) = codec::message_frame(lseq, &env)
-                && self.push(peer, f)
-                && let Some(o) = self.out.get_mut(&peer)
+                && let Ok(f) = self.arena.message_frame(lseq, &env)
+                && s.push(peer, f)
             {
                 o.sent = lseq;
             }
         }
+        // Kept for its capacity.
+        self.held_frames = frames;
         // Delayed acknowledgements: a stream acknowledged within the window's quarter waits up
         // to ACK_DELAY, so that a burst (or a teacher's fan-out followed by the next) costs the
         // sender one `Ack` per peer rather than one per turn, and the sender's handling of
@@ -447,7 +468,7 @@ impl Actor {
     }
 
     fn send_ack(&mut self, peer: PeerId, upto: u64) {
-        if let Ok(f) = codec::encode(&Frame::Ack(upto)) {
+        if let Ok(f) = self.arena.encode(&Frame::Ack(upto)) {
             self.push(peer, f);
         }
         self.acks_sent.insert(peer, upto);
@@ -817,7 +838,7 @@ impl Actor {
         }
         let Some(batch) = self.log_store(self.p.store.pending(peer, o.sent, room as usize)) else { return };
         for (lseq, env) in batch {
-            let Ok(f) = codec::message_frame(lseq, &env) else { return };
+            let Ok(f) = self.arena.message_frame(lseq, &env) else { return };
             if !self.push(peer, f) {
                 return;
             }
@@ -897,7 +918,7 @@ impl Actor {
             Frame::Want(ids) => {
                 for id in ids.into_iter().take(self.p.config.catchup_max) {
                     let Some(Some(env)) = self.log_store(self.p.store.room_envelope(&id)) else { continue };
-                    let Ok(f) = codec::catchup_frame(&env) else { continue };
+                    let Ok(f) = self.arena.catchup_frame(&env) else { continue };
                     if !self.push(peer, f) {
                         break;
                     }
@@ -971,7 +992,14 @@ impl Actor {
             return;
         }
         i.delivered = lseq;
+        // The usual case, nothing held back behind it: no more lookups of the stream (what
+        // `drain_ahead`, `save_inbound` and `release_held` would find is nothing to do).
+        let alone = i.ahead.is_empty() && i.held.is_empty();
         self.deliver(env, raw, "stream");
+        if alone {
+            self.held_acks.insert(peer, lseq);
+            return;
+        }
         self.drain_ahead(peer);
         self.save_inbound(peer);
         self.release_held(peer, false);
@@ -1007,7 +1035,11 @@ impl Actor {
             }
             Some(Some(_)) => {}
         }
-        let from_name = self.table.get(&env.id.author).map(|e| e.name.clone()).unwrap_or(env.author_name);
+        // The name the author goes by now; the envelope's own when it is the same (no copy).
+        let from_name = match self.table.get(&env.id.author) {
+            Some(e) if e.name != env.author_name => e.name.clone(),
+            _ => env.author_name,
+        };
         let m = Message { id: env.id, from_name, sent_ms: env.sent_ms, to: env.to, body: env.body, own: false };
         self.exercises.record(&m);
         self.emit(Event::Message(m));
@@ -1015,16 +1047,7 @@ impl Actor {
 
     /// Queue an encoded frame for `peer`; false if it has no live session or was too slow.
     fn push(&mut self, peer: PeerId, frame: Bytes) -> bool {
-        let Some(s) = self.sessions.get(&peer) else { return false };
-        match s.outbox.try_send(frame) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
-                tracing::warn!(peer = %peer.short(), "peer is not reading; closing its session");
-                s.cancel.cancel();
-                false
-            }
-            Err(TrySendError::Closed(_)) => false,
-        }
+        self.sessions.get(&peer).is_some_and(|s| s.push(peer, frame))
     }
 
     // ---- commands --------------------------------------------------------------------------
@@ -1121,19 +1144,34 @@ impl Actor {
         let id = MsgId { author: self.me, seq: self.p.identity.next_seq()? };
         let now = now_ms();
         let env = Envelope { id, author_name: self.p.name.clone(), sent_ms: now, to, body };
-        let bytes = codec::encode(&env).map_err(|_| Error::BadText("the message is too large; shorten it".into()))?;
+        let bytes =
+            self.arena.encode(&env).map_err(|_| Error::BadText("the message is too large; shorten it".into()))?;
         if bytes.len() + 16 > self.p.ctx.max_frame {
             return Err(Error::BadText("the message is too large; shorten it".into()));
         }
         let row = self
             .checked(self.p.store.insert(&env, &bytes, now))?
             .ok_or_else(|| Error::Storage("message id used twice".into()))?;
-        let recipients: Vec<PeerId> = match to {
-            Some(t) if t == self.me => vec![],
-            Some(t) => vec![t],
-            None => self.members.keys().copied().filter(|p| *p != self.me).collect(),
-        };
-        for peer in recipients {
+        let mut recipients = std::mem::take(&mut self.targets);
+        recipients.clear();
+        match to {
+            Some(t) if t == self.me => {}
+            Some(t) => recipients.push(t),
+            None => recipients.extend(self.members.keys().copied().filter(|p| *p != self.me)),
+        }
+        let queued = self.queue(&recipients, row, &bytes, now);
+        self.targets = recipients;
+        queued?;
+        let m = Message { id, from_name: env.author_name, sent_ms: env.sent_ms, to, body: env.body, own: true };
+        self.exercises.record(&m);
+        self.emit(Event::Message(m));
+        Ok(id)
+    }
+
+    /// Give our message (row `row`, encoded `bytes`) the next number of each recipient's stream
+    /// and queue it there; it is sent once the turn commits (`flush_with`).
+    fn queue(&mut self, recipients: &[PeerId], row: i64, bytes: &Bytes, now: u64) -> Result<(), Error> {
+        for &peer in recipients {
             let o = self.out.entry(peer).or_insert(OutStream { next: 1, acked: 0, sent: 0, progress: Instant::now() });
             let lseq = o.next;
             self.numbered.entry(peer).or_insert(lseq);
@@ -1141,13 +1179,9 @@ impl Actor {
             // The stream's counter is not written here: the outbox row says how far it went (see
             // `Store::out_streams`), and it is written with the acknowledgements.
             self.checked(self.p.store.enqueue(peer, lseq, row, now))?;
-            // Sent once the turn commits (`flush_with`).
             self.held_frames.push((peer, lseq, bytes.clone()));
         }
-        let m = Message { id, from_name: env.author_name, sent_ms: env.sent_ms, to, body: env.body, own: true };
-        self.exercises.record(&m);
-        self.emit(Event::Message(m));
-        Ok(id)
+        Ok(())
     }
 
     // ---- shutdown --------------------------------------------------------------------------
