@@ -226,6 +226,127 @@ impl Drop for Checkpointer {
     }
 }
 
+/// The message INSERT of [`Store::insert`] (parameters: see there).
+const INSERT_MESSAGE: &str = "INSERT OR IGNORE INTO messages
+     (author, seq, author_name, sent_ms, received_ms, recipient, kind, ref, title, text, private_answers, env, room)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+
+/// A value bound to a parameter of the raw INSERT.
+enum Param<'a> {
+    Null,
+    Int(i64),
+    Text(&'a str),
+    Blob(&'a [u8]),
+}
+
+impl<'a> Param<'a> {
+    fn text_or_null(t: Option<&'a str>) -> Param<'a> {
+        t.map_or(Param::Null, Param::Text)
+    }
+}
+
+/// The message INSERT, prepared once and kept for the life of the store: every message sent or
+/// received is one, and through `prepare_cached` each paid a lookup in rusqlite's statement cache
+/// (hashing the SQL text twice, a new `Arc<str>` of it, clearing the bindings) besides the bind
+/// calls. Held as a raw SQLite statement, since a rusqlite `Statement` borrows its `Connection`
+/// and cannot live beside it in the same struct.
+///
+/// Invariants (what makes the `unsafe` below sound): the statement is prepared on the store's own
+/// connection, used only through `&Store` (which is not `Sync`: one thread at a time), always
+/// reset after a step, and finalized in `Store`'s `Drop` before the connection closes.
+struct RawInsert(std::ptr::NonNull<rusqlite::ffi::sqlite3_stmt>);
+
+impl RawInsert {
+    /// The error SQLite reports for `code` on `db`, as rusqlite makes it.
+    ///
+    /// # Safety
+    /// `db` is an open connection.
+    unsafe fn error(db: *mut rusqlite::ffi::sqlite3, code: std::os::raw::c_int) -> Error {
+        use rusqlite::ffi;
+        // SAFETY: `db` is open (the caller's promise); the strings SQLite returns are
+        // NUL-terminated and copied before any other call on `db`.
+        let msg = unsafe {
+            let p = if ffi::sqlite3_errcode(db) == code { ffi::sqlite3_errmsg(db) } else { ffi::sqlite3_errstr(code) };
+            (!p.is_null()).then(|| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
+        };
+        storage(rusqlite::Error::SqliteFailure(ffi::Error::new(code), msg))
+    }
+
+    fn prepare(conn: &Connection) -> Result<RawInsert, Error> {
+        use rusqlite::ffi;
+        let mut stmt = std::ptr::null_mut();
+        // SAFETY: the handle is the open connection's; the SQL is passed with its length (no NUL
+        // needed); `stmt` receives the statement or null.
+        let rc = unsafe {
+            let db = conn.handle();
+            let rc = ffi::sqlite3_prepare_v3(
+                db,
+                INSERT_MESSAGE.as_ptr().cast(),
+                INSERT_MESSAGE.len() as std::os::raw::c_int,
+                ffi::SQLITE_PREPARE_PERSISTENT as std::os::raw::c_uint,
+                &mut stmt,
+                std::ptr::null_mut(),
+            );
+            if rc != ffi::SQLITE_OK {
+                ffi::sqlite3_finalize(stmt);
+                return Err(RawInsert::error(db, rc));
+            }
+            rc
+        };
+        std::ptr::NonNull::new(stmt)
+            .map(RawInsert)
+            .ok_or_else(|| storage(rusqlite::Error::SqliteFailure(ffi::Error::new(rc), None)))
+    }
+
+    /// Bind `params` (in order, from parameter 1), step once and reset: the number of rows
+    /// changed. `conn` is the connection the statement was prepared on.
+    fn execute(&self, conn: &Connection, params: &[Param<'_>]) -> Result<u64, Error> {
+        use rusqlite::ffi;
+        let stmt = self.0.as_ptr();
+        // SAFETY: `stmt` is a live statement of `conn` (the invariants above), not running (reset
+        // after every step). Text and blobs are bound `SQLITE_TRANSIENT`: SQLite copies them, so
+        // no binding outlives the borrowed values. Empty ones point at a static (never read).
+        unsafe {
+            let db = conn.handle();
+            for (i, p) in params.iter().enumerate() {
+                let i = i as std::os::raw::c_int + 1;
+                let rc = match p {
+                    Param::Null => ffi::sqlite3_bind_null(stmt, i),
+                    Param::Int(v) => ffi::sqlite3_bind_int64(stmt, i, *v),
+                    Param::Text(t) => {
+                        let ptr = if t.is_empty() { c"".as_ptr() } else { t.as_ptr().cast() };
+                        let utf8 = ffi::SQLITE_UTF8 as std::os::raw::c_uchar;
+                        ffi::sqlite3_bind_text64(stmt, i, ptr, t.len() as u64, ffi::SQLITE_TRANSIENT(), utf8)
+                    }
+                    Param::Blob(b) => {
+                        if b.is_empty() {
+                            ffi::sqlite3_bind_zeroblob(stmt, i, 0)
+                        } else {
+                            ffi::sqlite3_bind_blob64(
+                                stmt,
+                                i,
+                                b.as_ptr().cast(),
+                                b.len() as u64,
+                                ffi::SQLITE_TRANSIENT(),
+                            )
+                        }
+                    }
+                };
+                if rc != ffi::SQLITE_OK {
+                    return Err(RawInsert::error(db, rc));
+                }
+            }
+            let step = ffi::sqlite3_step(stmt);
+            let reset = ffi::sqlite3_reset(stmt);
+            match step {
+                ffi::SQLITE_DONE if reset == ffi::SQLITE_OK => Ok(ffi::sqlite3_changes64(db) as u64),
+                ffi::SQLITE_DONE => Err(RawInsert::error(db, reset)),
+                _ => Err(RawInsert::error(db, step)),
+            }
+        }
+    }
+}
+
 /// The open database.
 pub struct Store {
     conn: Connection,
@@ -247,6 +368,25 @@ pub struct Store {
     /// Outbox runs of the open group not yet written, per peer (written when the run breaks,
     /// before any read of the outbox, and before the commit).
     runs: std::cell::RefCell<std::collections::HashMap<PeerId, Run>>,
+    /// The message INSERT, prepared on first use (see [`RawInsert`]).
+    insert_stmt: std::cell::OnceCell<RawInsert>,
+}
+
+// SAFETY: the only field that is not `Send` by itself is the raw INSERT statement. It belongs to
+// `conn`, which is `Send` and moves with it; `Store` is not `Sync` (its `Cell`s), so the
+// statement and its connection are only ever used by the one thread that holds the store (SQLite
+// is built thread-safe, and a connection may move between threads between calls).
+unsafe impl Send for Store {}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some(st) = self.insert_stmt.take() {
+            // SAFETY: the statement is this connection's and is not used again; finalized before
+            // the connection (a field, dropped after this) closes, which would refuse to close
+            // with a statement still open.
+            unsafe { rusqlite::ffi::sqlite3_finalize(st.0.as_ptr()) };
+        }
+    }
 }
 
 /// A run of messages queued for one peer: stream numbers `lseq..lseq+n` are rows `msg..msg+n`.
@@ -302,6 +442,7 @@ impl Store {
             q_catchup: queries(true).1,
             catchup_memo: Default::default(),
             runs: Default::default(),
+            insert_stmt: Default::default(),
         })
     }
 
@@ -341,6 +482,7 @@ impl Store {
             q_catchup,
             catchup_memo: Default::default(),
             runs: Default::default(),
+            insert_stmt: Default::default(),
         })
     }
 
@@ -415,31 +557,31 @@ impl Store {
             Body::Answer { problem, text } => ("answer", Some(problem.to_string()), None, text.as_str(), false),
             Body::Feedback { answer, text } => ("feedback", Some(answer.to_string()), None, text.as_str(), false),
         };
-        let n = self
-            .conn
-            .prepare_cached(
-                "INSERT OR IGNORE INTO messages
-                 (author, seq, author_name, sent_ms, received_ms, recipient, kind, ref, title, text, private_answers, env, room)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-            )
-            .and_then(|mut st| {
-                st.execute(params![
-                    &env.id.author.0[..],
-                    env.id.seq as i64,
-                    env.author_name,
-                    env.sent_ms as i64,
-                    received_ms as i64,
-                    env.to.map(|t| t.0.to_vec()),
-                    kind,
-                    reference,
-                    title,
-                    text,
-                    private,
-                    env_bytes,
-                    self.room.as_deref().unwrap_or(""),
-                ])
-            })
-            .map_err(storage)?;
+        let st = match self.insert_stmt.get() {
+            Some(st) => st,
+            None => {
+                let st = RawInsert::prepare(&self.conn)?;
+                self.insert_stmt.get_or_init(|| st)
+            }
+        };
+        let n = st.execute(
+            &self.conn,
+            &[
+                Param::Blob(&env.id.author.0),
+                Param::Int(env.id.seq as i64),
+                Param::Text(&env.author_name),
+                Param::Int(env.sent_ms as i64),
+                Param::Int(received_ms as i64),
+                env.to.as_ref().map_or(Param::Null, |t| Param::Blob(&t.0)),
+                Param::Text(kind),
+                Param::text_or_null(reference.as_deref()),
+                Param::text_or_null(title),
+                Param::Text(text),
+                Param::Int(i64::from(private)),
+                Param::Blob(env_bytes),
+                Param::Text(self.room.as_deref().unwrap_or("")),
+            ],
+        )?;
         if n == 1 {
             self.catchup_memo.borrow_mut().take();
         }
@@ -1179,5 +1321,125 @@ mod lazy_tests {
         drop(s);
         let _ = std::fs::remove_dir_all(&dir);
         assert!(grown > before + 200_000, "database file {before} -> {grown} bytes: no checkpoint");
+    }
+}
+
+#[cfg(test)]
+mod raw_insert_tests {
+    use super::*;
+
+    fn row(s: &Store, author: u8, seq: u64) -> Vec<Option<String>> {
+        s.conn
+            .query_row(
+                "SELECT quote(author), author_name, sent_ms, received_ms, quote(recipient), kind, ref, title, text,
+                        private_answers, quote(env), room
+                 FROM messages WHERE author = ?1 AND seq = ?2",
+                params![&[author; 16][..], seq as i64],
+                |r| (0..12).map(|i| r.get::<_, Option<rusqlite::types::Value>>(i)).collect::<Result<Vec<_>, _>>(),
+            )
+            .unwrap()
+            .into_iter()
+            .map(|v| match v {
+                None | Some(rusqlite::types::Value::Null) => None,
+                Some(rusqlite::types::Value::Integer(i)) => Some(i.to_string()),
+                Some(rusqlite::types::Value::Text(t)) => Some(t),
+                Some(other) => Some(format!("{other:?}")),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_kept_insert_writes_every_column_as_rusqlite_did_and_stays_usable() {
+        let s = Store::open(None, PeerId([1; 16]), "5A").unwrap();
+        let to = PeerId([4; 16]);
+        let (p, pb) = super::tests::env(
+            2,
+            1,
+            None,
+            Body::Problem { title: "t".into(), body: String::new(), private_answers: true },
+        );
+        let (a, ab) = super::tests::env(3, 9, Some(to), Body::Answer { problem: p.id, text: "42".into() });
+        assert_eq!(s.insert(&p, &pb, 77).unwrap(), Some(1));
+        assert_eq!(s.insert(&a, &ab, 78).unwrap(), Some(2));
+        // A repeat changes nothing and says so, however often.
+        for _ in 0..3 {
+            assert_eq!(s.insert(&p, &pb, 79).unwrap(), None);
+        }
+        let hex = |b: &[u8]| format!("X'{}'", hex::encode_upper(b));
+        let some = |t: &str| Some(t.to_string());
+        assert_eq!(
+            row(&s, 2, 1),
+            vec![
+                Some(hex(&[2; 16])),
+                some("n"),
+                some("5"),
+                some("77"),
+                some("NULL"),
+                some("problem"),
+                None,
+                some("t"),
+                some(""),
+                some("1"),
+                Some(hex(&pb)),
+                some("5A")
+            ]
+        );
+        assert_eq!(
+            row(&s, 3, 9),
+            vec![
+                Some(hex(&[3; 16])),
+                some("n"),
+                some("5"),
+                some("78"),
+                Some(hex(&to.0)),
+                some("answer"),
+                Some(p.id.to_string()),
+                None,
+                some("42"),
+                some("0"),
+                Some(hex(&ab)),
+                some("5A")
+            ]
+        );
+        assert_eq!(s.history(10).unwrap().len(), 2);
+        // Still prepared after a change of schema (SQLite prepares it again by itself).
+        s.conn.execute_batch("CREATE INDEX by_sent ON messages (sent_ms)").unwrap();
+        let (c, cb) = super::tests::env(2, 2, None, Body::Chat { text: "after".into() });
+        assert_eq!(s.insert(&c, &cb, 80).unwrap(), Some(3));
+    }
+
+    #[test]
+    fn an_insert_that_fails_says_why_and_the_store_closes_cleanly() {
+        let dir = std::env::temp_dir().join(format!("lanpeer-raw-insert-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (c, cb) = super::tests::env(2, 1, None, Body::Chat { text: "x".into() });
+        // Opened, used, dropped many times: the statement is finalized before its connection
+        // closes (rusqlite would panic on a connection that cannot close).
+        for seq in 1..=20u64 {
+            let s = Store::open(Some(&dir), PeerId([1; 16]), "r").unwrap();
+            let (c, cb) = super::tests::env(2, seq, None, Body::Chat { text: "x".into() });
+            assert!(s.insert(&c, &cb, 1).unwrap().is_some());
+        }
+        let ro = Store::open_readonly(&dir, Some("r")).unwrap();
+        let (c2, cb2) = super::tests::env(2, 99, None, Body::Chat { text: "x".into() });
+        let e = ro.insert(&c2, &cb2, 1).unwrap_err().to_string();
+        assert!(e.contains("readonly"), "{e}");
+        // Used after a failure: reset, and still refusing for the same reason.
+        let e = ro.insert(&c, &cb, 1).unwrap_err().to_string();
+        assert!(e.contains("readonly"), "{e}");
+        assert_eq!(ro.count().unwrap(), 20);
+        drop(ro);
+        // A store moves between threads (the node's runtime may run its actor on any worker).
+        let s = Store::open(Some(&dir), PeerId([1; 16]), "r").unwrap();
+        let n = std::thread::spawn(move || {
+            let (c3, cb3) = super::tests::env(2, 100, None, Body::Chat { text: "y".into() });
+            s.insert(&c3, &cb3, 1).unwrap();
+            s.count().unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(n, 21);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
