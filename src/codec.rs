@@ -47,8 +47,14 @@ pub fn catchup_frame(env: &[u8]) -> Result<Bytes, CodecError> {
     prefixed(&8u32, env)
 }
 
+/// `head` then `tail`, in one allocation of the exact size (a frame may wait long in the outbox
+/// of a slow peer: it holds its own bytes and nothing more).
 fn prefixed<T: Serialize>(head: &T, tail: &[u8]) -> Result<Bytes, CodecError> {
-    let mut v = bincode::serde::encode_to_vec(head, config())?;
+    // The heads are a variant index and a stream number: 5 + 9 bytes at most as varints.
+    let mut h = [0u8; 16];
+    let n = bincode::serde::encode_into_slice(head, &mut h, config())?;
+    let mut v = Vec::with_capacity(n + tail.len());
+    v.extend_from_slice(&h[..n]);
     v.extend_from_slice(tail);
     Ok(v.into())
 }
@@ -57,13 +63,18 @@ fn prefixed<T: Serialize>(head: &T, tail: &[u8]) -> Result<Bytes, CodecError> {
 /// when the last of them is dropped).
 const ARENA_CHUNK: usize = 32 * 1024;
 
-/// A reused encode buffer for the frames and envelopes a node sends: each value is encoded at the
-/// end of one large buffer and cut off as a [`Bytes`] that shares it, so that encoding a message
-/// costs no allocation of its own (a `Vec` per value, grown several times, did). A new chunk is
-/// allocated when the current one is full; the old one lives on until its last frame is dropped
-/// (frames are short-lived: held for the turn, then written out by the session).
+/// A reused encode buffer for the envelopes a node sends: each is encoded at the end of one large
+/// buffer and cut off as a [`Bytes`] that shares it, so that encoding a message costs no
+/// allocation of its own (a `Vec` per value, grown five or six times on the way, did). A new
+/// chunk is allocated when the current one is full; the old one lives on until the last value cut
+/// from it is dropped.
 ///
-/// The bytes are the same as those of [`encode`], [`message_frame`] and [`catchup_frame`].
+/// Only for values that live no longer than the actor's turn (an envelope is stored, then framed
+/// for each addressee at the commit, then dropped). Not for frames: a frame may wait in the outbox
+/// of a peer that does not read, and would keep a whole chunk, filled with other peers' frames,
+/// alive with it; frames get one allocation of their own exact size ([`message_frame`]).
+///
+/// The bytes are the same as those of [`encode`].
 #[derive(Debug, Default)]
 pub struct Arena {
     buf: BytesMut,
@@ -85,44 +96,19 @@ impl Arena {
         Arena::default()
     }
 
-    /// Room for a value of `hint` bytes about, in the current chunk or a new one.
-    fn room(&mut self, hint: usize) {
-        debug_assert!(self.buf.is_empty());
-        if self.buf.capacity() < hint.max(256) {
-            // The chunk's frames keep the old allocation alive; this one is new.
-            self.buf = BytesMut::with_capacity(ARENA_CHUNK.max(hint));
-        }
-    }
-
-    fn put<T: Serialize>(&mut self, value: &T) -> Result<(), CodecError> {
-        let r = bincode::serde::encode_into_writer(value, ArenaWriter(&mut self.buf), config());
-        if r.is_err() {
-            self.buf.clear();
-        }
-        Ok(r?)
-    }
-
     /// The bytes of `value`, as [`encode`] gives them.
     pub fn encode<T: Serialize>(&mut self, value: &T) -> Result<Bytes, CodecError> {
-        self.room(0);
-        self.put(value)?;
-        Ok(self.buf.split().freeze())
-    }
-
-    /// [`message_frame`], from the arena.
-    pub fn message_frame(&mut self, lseq: u64, env: &[u8]) -> Result<Bytes, CodecError> {
-        self.prefixed(&(1u32, lseq), env)
-    }
-
-    /// [`catchup_frame`], from the arena.
-    pub fn catchup_frame(&mut self, env: &[u8]) -> Result<Bytes, CodecError> {
-        self.prefixed(&8u32, env)
-    }
-
-    fn prefixed<T: Serialize>(&mut self, head: &T, tail: &[u8]) -> Result<Bytes, CodecError> {
-        self.room(tail.len() + 16);
-        self.put(head)?;
-        self.buf.extend_from_slice(tail);
+        debug_assert!(self.buf.is_empty());
+        if self.buf.capacity() < 256 {
+            // The values cut from the old chunk keep it alive; this one is new. A larger value
+            // grows it as it is written.
+            self.buf = BytesMut::with_capacity(ARENA_CHUNK);
+        }
+        let r = bincode::serde::encode_into_writer(value, ArenaWriter(&mut self.buf), config());
+        if let Err(e) = r {
+            self.buf.clear();
+            return Err(e.into());
+        }
         Ok(self.buf.split().freeze())
     }
 }
@@ -197,7 +183,7 @@ mod tests {
     }
 
     #[test]
-    fn the_arena_encodes_as_the_functions_do_across_chunks() {
+    fn the_arena_encodes_as_encode_does_across_chunks_and_frames_are_exact() {
         let mut a = Arena::new();
         let mut kept = Vec::new();
         // Enough to fill several chunks, with a value larger than a chunk among them.
@@ -206,17 +192,21 @@ mod tests {
             let e = env(seq, &text);
             let bytes = a.encode(&e).unwrap();
             assert_eq!(bytes, encode(&e).unwrap());
-            let f = a.message_frame(seq * 7, &bytes).unwrap();
-            assert_eq!(f, message_frame(seq * 7, &bytes).unwrap());
-            assert_eq!(f, encode(&Frame::Message { lseq: seq * 7, env: e.clone() }).unwrap());
-            let c = a.catchup_frame(&bytes).unwrap();
-            assert_eq!(c, catchup_frame(&bytes).unwrap());
-            kept.push((seq, e, bytes, f));
+            let lseq = if seq == 5 { u64::MAX } else { seq * 7 };
+            let f = message_frame(lseq, &bytes).unwrap();
+            assert_eq!(f, encode(&Frame::Message { lseq, env: e.clone() }).unwrap());
+            assert_eq!(catchup_frame(&bytes).unwrap(), encode(&Frame::CatchUp(e.clone())).unwrap());
+            kept.push((lseq, e, bytes, f));
         }
         // Frames cut earlier are not disturbed by the later ones.
-        for (seq, e, bytes, f) in kept {
+        for (lseq, e, bytes, f) in kept {
             assert_eq!(decode::<Envelope>(&bytes).unwrap(), e);
-            assert_eq!(decode::<Frame>(&f).unwrap(), Frame::Message { lseq: seq * 7, env: e });
+            assert_eq!(decode::<Frame>(&f).unwrap(), Frame::Message { lseq, env: e });
         }
+        // Refused (or not) as `encode` does; a refused value leaves nothing behind.
+        let huge = env(1, &"z".repeat(MAX_ENCODED + 1));
+        assert_eq!(a.encode(&huge).is_err(), encode(&huge).is_err());
+        let e = env(2, "after");
+        assert_eq!(a.encode(&e).unwrap(), encode(&e).unwrap());
     }
 }

@@ -231,7 +231,8 @@ pub(super) struct Actor {
     /// again on the tick: no stream resends them (see `turn_failed`).
     caught: Vec<Bytes>,
     retry: Vec<Bytes>,
-    /// The encode buffer of the frames and envelopes we send (no allocation per message).
+    /// The encode buffer of the envelopes we send (no allocation per message; not for frames,
+    /// see `codec::Arena`).
     arena: codec::Arena,
     /// The addressees of the message being sent (kept for its capacity).
     targets: Vec<PeerId>,
@@ -382,7 +383,7 @@ impl Actor {
             let (Some(o), Some(s)) = (self.out.get_mut(&peer), self.sessions.get(&peer)) else { continue };
             if o.sent + 1 == lseq
                 && o.sent - o.acked < window
-                && let Ok(f) = self.arena.message_frame(lseq, &env)
+                && let Ok(f) = codec::message_frame(lseq, &env)
                 && s.push(peer, f)
             {
                 o.sent = lseq;
@@ -468,7 +469,7 @@ impl Actor {
     }
 
     fn send_ack(&mut self, peer: PeerId, upto: u64) {
-        if let Ok(f) = self.arena.encode(&Frame::Ack(upto)) {
+        if let Ok(f) = codec::encode(&Frame::Ack(upto)) {
             self.push(peer, f);
         }
         self.acks_sent.insert(peer, upto);
@@ -838,7 +839,7 @@ impl Actor {
         }
         let Some(batch) = self.log_store(self.p.store.pending(peer, o.sent, room as usize)) else { return };
         for (lseq, env) in batch {
-            let Ok(f) = self.arena.message_frame(lseq, &env) else { return };
+            let Ok(f) = codec::message_frame(lseq, &env) else { return };
             if !self.push(peer, f) {
                 return;
             }
@@ -918,7 +919,7 @@ impl Actor {
             Frame::Want(ids) => {
                 for id in ids.into_iter().take(self.p.config.catchup_max) {
                     let Some(Some(env)) = self.log_store(self.p.store.room_envelope(&id)) else { continue };
-                    let Ok(f) = self.arena.catchup_frame(&env) else { continue };
+                    let Ok(f) = codec::catchup_frame(&env) else { continue };
                     if !self.push(peer, f) {
                         break;
                     }
