@@ -59,7 +59,7 @@ fn prefixed<T: Serialize>(head: &T, tail: &[u8]) -> Result<Bytes, CodecError> {
     Ok(v.into())
 }
 
-/// Bytes a fresh [`Arena`] chunk holds (a chunk is shared by the frames cut from it, and freed
+/// Bytes a fresh [`Arena`] chunk holds (a chunk is shared by the values cut from it, and freed
 /// when the last of them is dropped).
 const ARENA_CHUNK: usize = 32 * 1024;
 
