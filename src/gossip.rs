@@ -87,6 +87,30 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Are `a` and `b` in one subnet of `prefix` bits? Addresses of two families never are
+/// (IPv4-mapped IPv6 addresses count as IPv4).
+pub fn same_subnet(a: IpAddr, b: IpAddr, prefix: u8) -> bool {
+    match (canonical(a), canonical(b)) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            let m = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix.min(32))) };
+            u32::from(a) & m == u32::from(b) & m
+        }
+        (IpAddr::V6(a), IpAddr::V6(b)) => {
+            let m = if prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix.min(128))) };
+            u128::from(a) & m == u128::from(b) & m
+        }
+        _ => false,
+    }
+}
+
+/// Does a receiver at `receiver` hear the beacons of a peer at `peer` itself? True when one of
+/// our own subnets (`local`: our address and prefix on each selected interface) holds both:
+/// they share a broadcast domain, so news of that peer needs no gossip (section 14.2). A
+/// receiver beyond a router (on none of our subnets) is told about everyone.
+pub fn hears_itself(receiver: IpAddr, peer: IpAddr, local: &[(IpAddr, u8)]) -> bool {
+    local.iter().any(|&(ip, prefix)| same_subnet(ip, receiver, prefix) && same_subnet(ip, peer, prefix))
+}
+
 /// The gossip entry for a peer we have a live session with, as sent to a receiver on a
 /// loopback session or not. `None` when no address of it may travel.
 pub fn ad(id: PeerId, incarnation: u64, tcp_port: u16, addrs: &[SocketAddr], loopback_session: bool) -> Option<PeerAd> {
@@ -291,6 +315,28 @@ mod tests {
         assert!(!usable("::ffff:127.0.0.1".parse().unwrap(), false));
         assert!(usable("::ffff:10.0.0.1".parse().unwrap(), false));
         assert_eq!(canonical("::ffff:10.0.0.1".parse().unwrap()), "10.0.0.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn subnets_and_who_hears_whom() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(same_subnet(ip("10.77.1.11"), ip("10.77.1.200"), 24));
+        assert!(!same_subnet(ip("10.77.1.11"), ip("10.77.2.11"), 24));
+        assert!(same_subnet(ip("10.77.1.11"), ip("10.77.2.11"), 16));
+        assert!(same_subnet(ip("10.0.0.1"), ip("192.168.0.1"), 0));
+        assert!(same_subnet(ip("::ffff:10.77.1.1"), ip("10.77.1.2"), 24), "mapped is IPv4");
+        assert!(!same_subnet(ip("10.77.1.1"), ip("fd00::1"), 0), "two families");
+        assert!(same_subnet(ip("fd00::1"), ip("fd00::2"), 64));
+        assert!(!same_subnet(ip("fd00::1"), ip("fd00:0:0:1::2"), 64));
+        assert!(same_subnet(ip("127.0.0.1"), ip("127.0.0.1"), 8));
+        // A seed on two subnets (10.77.1.0/24 and 10.77.2.0/24).
+        let local = [(ip("10.77.1.11"), 24), (ip("10.77.2.1"), 24)];
+        assert!(hears_itself(ip("10.77.1.12"), ip("10.77.1.13"), &local), "one subnet: beacons do");
+        assert!(hears_itself(ip("10.77.2.5"), ip("10.77.2.6"), &local));
+        assert!(!hears_itself(ip("10.77.1.12"), ip("10.77.2.6"), &local), "across the router");
+        assert!(!hears_itself(ip("10.9.0.5"), ip("10.9.0.6"), &local), "a subnet that is not ours: unknown mask");
+        assert!(hears_itself(ip("127.0.0.1"), ip("127.0.0.1"), &[(ip("127.0.0.1"), 8)]), "loopback");
+        assert!(!hears_itself(ip("127.0.0.1"), ip("127.0.0.1"), &[]));
     }
 
     #[test]
