@@ -2,9 +2,11 @@
 //! interval with ±20% jitter (so that a room of peers started together does not beacon in
 //! lock-step), and two farewell beacons when the node stops.
 //!
-//! When the actor hears a newcomer it wakes this task, which answers with a beacon at once (at
-//! most one per [`MIN_GAP`]): a peer started a moment after us learns of us in milliseconds,
-//! not at our next interval.
+//! When the actor hears a newcomer it wakes this task, which answers with a beacon at once: a
+//! peer started a moment after us learns of us in milliseconds, not at our next interval. While
+//! newcomers keep coming (a room started together), such beacons back off: the gap after the
+//! last one is [`MIN_GAP`], then doubles up to [`MAX_GAP`], and is back to [`MIN_GAP`] once a
+//! whole interval passed without a newcomer.
 //!
 //! It also owns the interface scan: every `rescan_interval` it looks at the interfaces again and
 //! publishes the new set on a `watch` channel, which the collect-listener reads to filter sources.
@@ -22,9 +24,18 @@ use tokio_util::sync::CancellationToken;
 use super::beacon::Beacon;
 use super::iface::{self, Iface};
 use super::socket;
+use crate::transport::handshake::{COUNTS, Counts};
 
 /// Shortest time between two beacons, when woken by newcomers.
 pub const MIN_GAP: Duration = Duration::from_millis(100);
+/// Longest gap between two beacons woken by newcomers, while they keep coming.
+pub const MAX_GAP: Duration = Duration::from_millis(400);
+
+/// The gap before the next beacon woken by a newcomer: [`MIN_GAP`] after a quiet interval,
+/// then twice the previous one, at most [`MAX_GAP`].
+fn next_gap(gap: Duration) -> Duration {
+    (gap * 2).min(MAX_GAP)
+}
 
 /// What the announce task needs.
 pub struct Announcer {
@@ -121,17 +132,24 @@ impl Announcer {
         let hello = self.beacon.encode_for(self.key.as_deref());
         self.sync_groups();
         let mut next_scan = Instant::now() + self.rescan;
+        let mut gap = MIN_GAP;
         loop {
             self.send_all(&hello).await;
+            Counts::bump(&COUNTS.beacons);
             let sent = Instant::now();
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = tokio::time::sleep(jittered(self.interval)) => {}
+                _ = tokio::time::sleep(jittered(self.interval)) => gap = MIN_GAP,
                 _ = self.wake.notified() => {
                     let since = sent.elapsed();
-                    if since < MIN_GAP {
-                        tokio::time::sleep(MIN_GAP - since).await;
+                    if since < gap {
+                        tokio::select! {
+                            _ = cancel.cancelled() => break,
+                            _ = tokio::time::sleep(gap - since) => {}
+                        }
                     }
+                    gap = next_gap(gap);
+                    Counts::bump(&COUNTS.beacons_newcomer);
                 }
             }
             if Instant::now() >= next_scan {
@@ -146,5 +164,30 @@ impl Announcer {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tracing::debug!("announce task stopped after farewell");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newcomer_beacons_back_off_to_max_gap() {
+        let mut g = MIN_GAP;
+        let mut seen = vec![g];
+        for _ in 0..5 {
+            g = next_gap(g);
+            seen.push(g);
+        }
+        let ms: Vec<u128> = seen.iter().map(|d| d.as_millis()).collect();
+        assert_eq!(ms, vec![100, 200, 400, 400, 400, 400]);
+    }
+
+    #[test]
+    fn jitter_stays_within_a_fifth() {
+        for _ in 0..200 {
+            let d = jittered(Duration::from_secs(1)).as_millis();
+            assert!((800..=1200).contains(&d), "{d}");
+        }
     }
 }

@@ -132,11 +132,8 @@ impl Actor {
         let hears = |e: &crate::peers::Entry| {
             !all && rx.is_some_and(|rx| gossip::hears_itself(rx, gossip::canonical(e.addr.ip()), subnets))
         };
-        let mut peers: Vec<&crate::peers::Entry> = self
-            .table
-            .connected()
-            .filter(|e| e.id != to && self.sessions.contains_key(&e.id) && !hears(e))
-            .collect();
+        let mut peers: Vec<&crate::peers::Entry> =
+            self.table.connected().filter(|e| e.id != to && self.sessions.contains_key(&e.id) && !hears(e)).collect();
         if peers.len() > gossip::MAX_ADS {
             let start = rand::random_range(0..peers.len());
             peers.rotate_left(start);
