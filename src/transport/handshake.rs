@@ -61,9 +61,9 @@ pub enum HandshakeError {
 /// Both halves of an open connection, framed and encrypted.
 pub type Framed = (FramedRead<OwnedReadHalf, NoiseReader>, FramedWrite<OwnedWriteHalf, NoiseWriter>);
 
-/// How many connections this process opened and how they ended, and how much it gossiped and beaconed: diagnostics for the
-/// convergence benchmark (which sums them over its worker processes) and for debugging a room
-/// that forms slowly. Process-wide, shared by every node of the process; relaxed atomics.
+/// How many connections this process opened and how they ended, how much it gossiped and how
+/// often it beaconed: diagnostics for the convergence benchmark (which sums them over its worker
+/// processes) and for debugging a room that forms slowly. Process-wide, shared by every node of the process; relaxed atomics.
 #[derive(Debug)]
 pub struct Counts {
     /// Dial tasks started (one per dial the actor decided).
