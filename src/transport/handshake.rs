@@ -92,6 +92,9 @@ pub struct Counts {
     pub beacons: AtomicU64,
     /// ...of which rounds sent early because a newcomer was heard.
     pub beacons_newcomer: AtomicU64,
+    /// Handshakes where the acceptor found the dialer's preamble and message 1 there already,
+    /// and so sent its preamble and message 2 in one write.
+    pub merged_msg2: AtomicU64,
 }
 
 /// The process-wide [`Counts`].
@@ -109,6 +112,7 @@ pub static COUNTS: Counts = Counts {
     gossip_ads_in: AtomicU64::new(0),
     beacons: AtomicU64::new(0),
     beacons_newcomer: AtomicU64::new(0),
+    merged_msg2: AtomicU64::new(0),
 };
 
 impl Counts {
@@ -138,6 +142,7 @@ impl Counts {
             ("gossip_ads_in", g(&self.gossip_ads_in)),
             ("beacons", g(&self.beacons)),
             ("beacons_newcomer", g(&self.beacons_newcomer)),
+            ("merged_msg2", g(&self.merged_msg2)),
         ]
     }
 }
