@@ -145,6 +145,9 @@ pub fn accept(ad: &PeerAd, me: PeerId, loopback_session: bool) -> Option<Vec<Soc
 #[derive(Debug, Default)]
 pub struct Rounds {
     last: Option<Instant>,
+    /// When the next full round is due ([`REFRESH`] after the first round, then after each
+    /// full one): news rounds do not put it off.
+    full_at: Option<Instant>,
     dirty: bool,
 }
 
@@ -162,10 +165,13 @@ impl Rounds {
     /// The round due now, if any (it counts as sent).
     pub fn next(&mut self, now: Instant) -> Option<Round> {
         let gap_ok = self.last.is_none_or(|t| now.saturating_duration_since(t) >= ROUND_GAP);
-        let refresh = self.last.is_some_and(|t| now.saturating_duration_since(t) >= REFRESH);
+        let refresh = self.full_at.is_some_and(|t| now >= t);
         if gap_ok && (self.dirty || refresh) {
             self.dirty = false;
             self.last = Some(now);
+            if refresh || self.full_at.is_none() {
+                self.full_at = Some(now + REFRESH);
+            }
             return Some(if refresh { Round::Full } else { Round::News });
         }
         None
@@ -435,6 +441,15 @@ mod tests {
         assert_eq!(r.next(t + ROUND_GAP + REFRESH), Some(Round::Full), "refresh");
         r.changed();
         assert_eq!(r.next(t + ROUND_GAP * 2 + REFRESH), Some(Round::News));
+        // News every second does not put off the refresh.
+        let mut fulls = 0;
+        for s in 3..(3 + 2 * REFRESH.as_secs()) {
+            r.changed();
+            if r.next(t + REFRESH + ROUND_GAP * s as u32) == Some(Round::Full) {
+                fulls += 1;
+            }
+        }
+        assert_eq!(fulls, 2, "a full round every REFRESH while news keeps coming");
     }
 
     #[test]
