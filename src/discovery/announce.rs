@@ -5,8 +5,9 @@
 //! When the actor hears a newcomer it wakes this task, which answers with a beacon at once: a
 //! peer started a moment after us learns of us in milliseconds, not at our next interval. While
 //! newcomers keep coming (a room started together), such beacons back off: the gap after the
-//! last one is [`MIN_GAP`], then doubles up to [`MAX_GAP`], and is back to [`MIN_GAP`] once a
-//! whole interval passed without a newcomer.
+//! last one is [`MIN_GAP`], then doubles up to [`MAX_GAP`], and is back to [`MIN_GAP`] after a
+//! periodic beacon (a whole interval without a newcomer) or when a newcomer comes twice the gap
+//! or more after the last beacon (it is then answered at once).
 //!
 //! It also owns the interface scan: every `rescan_interval` it looks at the interfaces again and
 //! publishes the new set on a `watch` channel, which the collect-listener reads to filter sources.
@@ -35,6 +36,13 @@ pub const MAX_GAP: Duration = Duration::from_millis(400);
 /// then twice the previous one, at most [`MAX_GAP`].
 fn next_gap(gap: Duration) -> Duration {
     (gap * 2).min(MAX_GAP)
+}
+
+/// A newcomer was heard `since` after our last beacon, with `gap` the current gap: how long to
+/// wait before beaconing, and the gap after that beacon. Twice the gap or more since the last
+/// beacon: the burst is over, answer at once and start again from [`MIN_GAP`].
+fn on_newcomer(gap: Duration, since: Duration) -> (Duration, Duration) {
+    if since >= gap * 2 { (Duration::ZERO, MIN_GAP) } else { (gap.saturating_sub(since), next_gap(gap)) }
 }
 
 /// What the announce task needs.
@@ -141,14 +149,14 @@ impl Announcer {
                 _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(jittered(self.interval)) => gap = MIN_GAP,
                 _ = self.wake.notified() => {
-                    let since = sent.elapsed();
-                    if since < gap {
+                    let wait;
+                    (wait, gap) = on_newcomer(gap, sent.elapsed());
+                    if !wait.is_zero() {
                         tokio::select! {
                             _ = cancel.cancelled() => break,
-                            _ = tokio::time::sleep(gap - since) => {}
+                            _ = tokio::time::sleep(wait) => {}
                         }
                     }
-                    gap = next_gap(gap);
                     Counts::bump(&COUNTS.beacons_newcomer);
                 }
             }
@@ -181,6 +189,17 @@ mod tests {
         }
         let ms: Vec<u128> = seen.iter().map(|d| d.as_millis()).collect();
         assert_eq!(ms, vec![100, 200, 400, 400, 400, 400]);
+        let ms = Duration::from_millis;
+        // A burst: each newcomer right after our beacon.
+        assert_eq!(on_newcomer(MIN_GAP, ms(1)), (ms(99), ms(200)));
+        assert_eq!(on_newcomer(ms(200), ms(1)), (ms(199), ms(400)));
+        assert_eq!(on_newcomer(ms(400), ms(1)), (ms(399), ms(400)));
+        assert_eq!(on_newcomer(ms(400), ms(300)), (ms(100), ms(400)));
+        assert_eq!(on_newcomer(ms(400), ms(500)), (ms(0), ms(400)), "past the gap: at once");
+        // Over: none for twice the gap.
+        assert_eq!(on_newcomer(ms(400), ms(800)), (ms(0), MIN_GAP));
+        assert_eq!(on_newcomer(MIN_GAP, ms(150)), (ms(0), ms(200)));
+        assert_eq!(on_newcomer(MIN_GAP, ms(5000)), (ms(0), MIN_GAP), "a late joiner to a settled room");
     }
 
     #[test]
