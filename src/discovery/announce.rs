@@ -6,8 +6,8 @@
 //! peer started a moment after us learns of us in milliseconds, not at our next interval. While
 //! newcomers keep coming (a room started together), such beacons back off: the gap after the
 //! last one is [`MIN_GAP`], then doubles up to [`MAX_GAP`], and is back to [`MIN_GAP`] after a
-//! periodic beacon (a whole interval without a newcomer) or when a newcomer comes twice the gap
-//! or more after the last beacon (it is then answered at once).
+//! periodic beacon (a whole interval without a newcomer) or when a newcomer comes [`MIN_GAP`]
+//! or more after the last beacon (it is then answered at once): see [`on_newcomer`].
 //!
 //! It also owns the interface scan: every `rescan_interval` it looks at the interfaces again and
 //! publishes the new set on a `watch` channel, which the collect-listener reads to filter sources.
@@ -39,10 +39,12 @@ fn next_gap(gap: Duration) -> Duration {
 }
 
 /// A newcomer was heard `since` after our last beacon, with `gap` the current gap: how long to
-/// wait before beaconing, and the gap after that beacon. Twice the gap or more since the last
-/// beacon: the burst is over, answer at once and start again from [`MIN_GAP`].
+/// wait before beaconing, and the gap after that beacon. In a burst, newcomers heard while we
+/// waited are there at once after the beacon (`since` ≈ 0): the gap doubles. One heard
+/// [`MIN_GAP`] or more after the beacon came after a lull: answered at once, and the gap starts
+/// again from [`MIN_GAP`]. So newcomers at least [`MIN_GAP`] apart are each answered at once.
 fn on_newcomer(gap: Duration, since: Duration) -> (Duration, Duration) {
-    if since >= gap * 2 { (Duration::ZERO, MIN_GAP) } else { (gap.saturating_sub(since), next_gap(gap)) }
+    if since >= MIN_GAP { (Duration::ZERO, MIN_GAP) } else { (gap.saturating_sub(since), next_gap(gap)) }
 }
 
 /// What the announce task needs.
@@ -194,12 +196,13 @@ mod tests {
         assert_eq!(on_newcomer(MIN_GAP, ms(1)), (ms(99), ms(200)));
         assert_eq!(on_newcomer(ms(200), ms(1)), (ms(199), ms(400)));
         assert_eq!(on_newcomer(ms(400), ms(1)), (ms(399), ms(400)));
-        assert_eq!(on_newcomer(ms(400), ms(300)), (ms(100), ms(400)));
-        assert_eq!(on_newcomer(ms(400), ms(500)), (ms(0), ms(400)), "past the gap: at once");
-        // Over: none for twice the gap.
-        assert_eq!(on_newcomer(ms(400), ms(800)), (ms(0), MIN_GAP));
-        assert_eq!(on_newcomer(MIN_GAP, ms(150)), (ms(0), ms(200)));
+        assert_eq!(on_newcomer(ms(400), ms(99)), (ms(301), ms(400)));
+        // After a lull of MIN_GAP or more: at once, and the gap starts again.
+        assert_eq!(on_newcomer(ms(400), ms(100)), (ms(0), MIN_GAP));
+        assert_eq!(on_newcomer(ms(400), ms(300)), (ms(0), MIN_GAP));
+        assert_eq!(on_newcomer(MIN_GAP, ms(150)), (ms(0), MIN_GAP), "newcomers 150 ms apart: each at once");
         assert_eq!(on_newcomer(MIN_GAP, ms(5000)), (ms(0), MIN_GAP), "a late joiner to a settled room");
+        assert_eq!(on_newcomer(MIN_GAP, ms(40)), (ms(60), ms(200)), "right after a beacon: 100 ms after it");
     }
 
     #[test]
