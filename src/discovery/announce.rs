@@ -2,12 +2,9 @@
 //! interval with ±20% jitter (so that a room of peers started together does not beacon in
 //! lock-step), and two farewell beacons when the node stops.
 //!
-//! When the actor hears a newcomer it wakes this task, which answers with a beacon at once: a
-//! peer started a moment after us learns of us in milliseconds, not at our next interval. While
-//! newcomers keep coming (a room started together), such beacons back off: the gap after the
-//! last one is [`MIN_GAP`], then doubles up to [`MAX_GAP`], and is back to [`MIN_GAP`] after a
-//! periodic beacon (a whole interval without a newcomer) or when a newcomer comes [`MIN_GAP`]
-//! or more after the last beacon (it is then answered at once): see [`on_newcomer`].
+//! When the actor hears a newcomer it wakes this task, which answers with a beacon at once (at
+//! most one per [`MIN_GAP`]): a peer started a moment after us learns of us in milliseconds,
+//! not at our next interval.
 //!
 //! It also owns the interface scan: every `rescan_interval` it looks at the interfaces again and
 //! publishes the new set on a `watch` channel, which the collect-listener reads to filter sources.
@@ -29,23 +26,6 @@ use crate::transport::handshake::{COUNTS, Counts};
 
 /// Shortest time between two beacons, when woken by newcomers.
 pub const MIN_GAP: Duration = Duration::from_millis(100);
-/// Longest gap between two beacons woken by newcomers, while they keep coming.
-pub const MAX_GAP: Duration = Duration::from_millis(400);
-
-/// The gap before the next beacon woken by a newcomer: [`MIN_GAP`] after a quiet interval,
-/// then twice the previous one, at most [`MAX_GAP`].
-fn next_gap(gap: Duration) -> Duration {
-    (gap * 2).min(MAX_GAP)
-}
-
-/// A newcomer was heard `since` after our last beacon, with `gap` the current gap: how long to
-/// wait before beaconing, and the gap after that beacon. In a burst, newcomers heard while we
-/// waited are there at once after the beacon (`since` ≈ 0): the gap doubles. One heard
-/// [`MIN_GAP`] or more after the beacon came after a lull: answered at once, and the gap starts
-/// again from [`MIN_GAP`]. So newcomers at least [`MIN_GAP`] apart are each answered at once.
-fn on_newcomer(gap: Duration, since: Duration) -> (Duration, Duration) {
-    if since >= MIN_GAP { (Duration::ZERO, MIN_GAP) } else { (gap.saturating_sub(since), next_gap(gap)) }
-}
 
 /// What the announce task needs.
 pub struct Announcer {
@@ -142,21 +122,19 @@ impl Announcer {
         let hello = self.beacon.encode_for(self.key.as_deref());
         self.sync_groups();
         let mut next_scan = Instant::now() + self.rescan;
-        let mut gap = MIN_GAP;
         loop {
             self.send_all(&hello).await;
             Counts::bump(&COUNTS.beacons);
             let sent = Instant::now();
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = tokio::time::sleep(jittered(self.interval)) => gap = MIN_GAP,
+                _ = tokio::time::sleep(jittered(self.interval)) => {}
                 _ = self.wake.notified() => {
-                    let wait;
-                    (wait, gap) = on_newcomer(gap, sent.elapsed());
-                    if !wait.is_zero() {
+                    let since = sent.elapsed();
+                    if since < MIN_GAP {
                         tokio::select! {
                             _ = cancel.cancelled() => break,
-                            _ = tokio::time::sleep(wait) => {}
+                            _ = tokio::time::sleep(MIN_GAP - since) => {}
                         }
                     }
                     Counts::bump(&COUNTS.beacons_newcomer);
@@ -180,30 +158,6 @@ impl Announcer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn newcomer_beacons_back_off_to_max_gap() {
-        let mut g = MIN_GAP;
-        let mut seen = vec![g];
-        for _ in 0..5 {
-            g = next_gap(g);
-            seen.push(g);
-        }
-        let ms: Vec<u128> = seen.iter().map(|d| d.as_millis()).collect();
-        assert_eq!(ms, vec![100, 200, 400, 400, 400, 400]);
-        let ms = Duration::from_millis;
-        // A burst: each newcomer right after our beacon.
-        assert_eq!(on_newcomer(MIN_GAP, ms(1)), (ms(99), ms(200)));
-        assert_eq!(on_newcomer(ms(200), ms(1)), (ms(199), ms(400)));
-        assert_eq!(on_newcomer(ms(400), ms(1)), (ms(399), ms(400)));
-        assert_eq!(on_newcomer(ms(400), ms(99)), (ms(301), ms(400)));
-        // After a lull of MIN_GAP or more: at once, and the gap starts again.
-        assert_eq!(on_newcomer(ms(400), ms(100)), (ms(0), MIN_GAP));
-        assert_eq!(on_newcomer(ms(400), ms(300)), (ms(0), MIN_GAP));
-        assert_eq!(on_newcomer(MIN_GAP, ms(150)), (ms(0), MIN_GAP), "newcomers 150 ms apart: each at once");
-        assert_eq!(on_newcomer(MIN_GAP, ms(5000)), (ms(0), MIN_GAP), "a late joiner to a settled room");
-        assert_eq!(on_newcomer(MIN_GAP, ms(40)), (ms(60), ms(200)), "right after a beacon: 100 ms after it");
-    }
 
     #[test]
     fn jitter_stays_within_a_fifth() {
