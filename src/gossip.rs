@@ -87,6 +87,30 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Are `a` and `b` in one subnet of `prefix` bits? Addresses of two families never are
+/// (IPv4-mapped IPv6 addresses count as IPv4).
+pub fn same_subnet(a: IpAddr, b: IpAddr, prefix: u8) -> bool {
+    match (canonical(a), canonical(b)) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            let m = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix.min(32))) };
+            u32::from(a) & m == u32::from(b) & m
+        }
+        (IpAddr::V6(a), IpAddr::V6(b)) => {
+            let m = if prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix.min(128))) };
+            u128::from(a) & m == u128::from(b) & m
+        }
+        _ => false,
+    }
+}
+
+/// Does a receiver at `receiver` hear the beacons of a peer at `peer` itself? True when one of
+/// our own subnets (`local`: our address and prefix on each selected interface) holds both:
+/// they share a broadcast domain, so news of that peer needs no gossip (section 14.2). A
+/// receiver beyond a router (on none of our subnets) is told about everyone.
+pub fn hears_itself(receiver: IpAddr, peer: IpAddr, local: &[(IpAddr, u8)]) -> bool {
+    local.iter().any(|&(ip, prefix)| same_subnet(ip, receiver, prefix) && same_subnet(ip, peer, prefix))
+}
+
 /// The gossip entry for a peer we have a live session with, as sent to a receiver on a
 /// loopback session or not. `None` when no address of it may travel.
 pub fn ad(id: PeerId, incarnation: u64, tcp_port: u16, addrs: &[SocketAddr], loopback_session: bool) -> Option<PeerAd> {
@@ -121,6 +145,9 @@ pub fn accept(ad: &PeerAd, me: PeerId, loopback_session: bool) -> Option<Vec<Soc
 #[derive(Debug, Default)]
 pub struct Rounds {
     last: Option<Instant>,
+    /// When the next full round is due ([`REFRESH`] after the first round, then after each
+    /// full one): news rounds do not put it off.
+    full_at: Option<Instant>,
     dirty: bool,
 }
 
@@ -138,10 +165,13 @@ impl Rounds {
     /// The round due now, if any (it counts as sent).
     pub fn next(&mut self, now: Instant) -> Option<Round> {
         let gap_ok = self.last.is_none_or(|t| now.saturating_duration_since(t) >= ROUND_GAP);
-        let refresh = self.last.is_some_and(|t| now.saturating_duration_since(t) >= REFRESH);
+        let refresh = self.full_at.is_some_and(|t| now >= t);
         if gap_ok && (self.dirty || refresh) {
             self.dirty = false;
             self.last = Some(now);
+            if refresh || self.full_at.is_none() {
+                self.full_at = Some(now + REFRESH);
+            }
             return Some(if refresh { Round::Full } else { Round::News });
         }
         None
@@ -294,6 +324,28 @@ mod tests {
     }
 
     #[test]
+    fn subnets_and_who_hears_whom() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(same_subnet(ip("10.77.1.11"), ip("10.77.1.200"), 24));
+        assert!(!same_subnet(ip("10.77.1.11"), ip("10.77.2.11"), 24));
+        assert!(same_subnet(ip("10.77.1.11"), ip("10.77.2.11"), 16));
+        assert!(same_subnet(ip("10.0.0.1"), ip("192.168.0.1"), 0));
+        assert!(same_subnet(ip("::ffff:10.77.1.1"), ip("10.77.1.2"), 24), "mapped is IPv4");
+        assert!(!same_subnet(ip("10.77.1.1"), ip("fd00::1"), 0), "two families");
+        assert!(same_subnet(ip("fd00::1"), ip("fd00::2"), 64));
+        assert!(!same_subnet(ip("fd00::1"), ip("fd00:0:0:1::2"), 64));
+        assert!(same_subnet(ip("127.0.0.1"), ip("127.0.0.1"), 8));
+        // A seed on two subnets (10.77.1.0/24 and 10.77.2.0/24).
+        let local = [(ip("10.77.1.11"), 24), (ip("10.77.2.1"), 24)];
+        assert!(hears_itself(ip("10.77.1.12"), ip("10.77.1.13"), &local), "one subnet: beacons do");
+        assert!(hears_itself(ip("10.77.2.5"), ip("10.77.2.6"), &local));
+        assert!(!hears_itself(ip("10.77.1.12"), ip("10.77.2.6"), &local), "across the router");
+        assert!(!hears_itself(ip("10.9.0.5"), ip("10.9.0.6"), &local), "a subnet that is not ours: unknown mask");
+        assert!(hears_itself(ip("127.0.0.1"), ip("127.0.0.1"), &[(ip("127.0.0.1"), 8)]), "loopback");
+        assert!(!hears_itself(ip("127.0.0.1"), ip("127.0.0.1"), &[]));
+    }
+
+    #[test]
     fn ads_are_bounded_and_cleaned() {
         let addrs: Vec<SocketAddr> = [
             "[fe80::1%2]:9",
@@ -389,6 +441,15 @@ mod tests {
         assert_eq!(r.next(t + ROUND_GAP + REFRESH), Some(Round::Full), "refresh");
         r.changed();
         assert_eq!(r.next(t + ROUND_GAP * 2 + REFRESH), Some(Round::News));
+        // News every second does not put off the refresh.
+        let mut fulls = 0;
+        for s in 3..(3 + 2 * REFRESH.as_secs()) {
+            r.changed();
+            if r.next(t + REFRESH + ROUND_GAP * s as u32) == Some(Round::Full) {
+                fulls += 1;
+            }
+        }
+        assert_eq!(fulls, 2, "a full round every REFRESH while news keeps coming");
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! lock-step), and two farewell beacons when the node stops.
 //!
 //! When the actor hears a newcomer it wakes this task, which answers with a beacon at once (at
-//! most one per [`MIN_GAP`]): a peer started a moment after us learns of us in milliseconds,
-//! not at our next interval.
+//! most one such beacon per [`MIN_GAP`]; periodic beacons do not count): a peer started a moment
+//! after us learns of us in milliseconds, not at our next interval.
 //!
 //! It also owns the interface scan: every `rescan_interval` it looks at the interfaces again and
 //! publishes the new set on a `watch` channel, which the collect-listener reads to filter sources.
@@ -22,8 +22,9 @@ use tokio_util::sync::CancellationToken;
 use super::beacon::Beacon;
 use super::iface::{self, Iface};
 use super::socket;
+use crate::transport::handshake::{COUNTS, Counts};
 
-/// Shortest time between two beacons, when woken by newcomers.
+/// Shortest time between two beacons sent for newcomers.
 pub const MIN_GAP: Duration = Duration::from_millis(100);
 
 /// What the announce task needs.
@@ -50,6 +51,13 @@ pub struct Announcer {
     pub wake: Arc<Notify>,
     /// The beacon key of a passphrase room: beacons then carry a tag.
     pub key: Option<zeroize::Zeroizing<[u8; 32]>>,
+}
+
+/// How long to wait before a beacon for a newcomer, `since` the last beacon for a newcomer
+/// (`None`: there was none). At once, unless one went out less than [`MIN_GAP`] ago: periodic
+/// beacons do not count, so every peer of a settled room answers a late joiner at once.
+fn newcomer_wait(since: Option<Duration>) -> Duration {
+    since.map_or(Duration::ZERO, |s| MIN_GAP.saturating_sub(s))
 }
 
 fn jittered(d: Duration) -> Duration {
@@ -121,17 +129,29 @@ impl Announcer {
         let hello = self.beacon.encode_for(self.key.as_deref());
         self.sync_groups();
         let mut next_scan = Instant::now() + self.rescan;
+        // When the last beacon for a newcomer went out.
+        let mut answered: Option<Instant> = None;
+        let mut woken = false;
         loop {
             self.send_all(&hello).await;
-            let sent = Instant::now();
+            Counts::bump(&COUNTS.beacons);
+            if woken {
+                answered = Some(Instant::now());
+                woken = false;
+            }
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(jittered(self.interval)) => {}
                 _ = self.wake.notified() => {
-                    let since = sent.elapsed();
-                    if since < MIN_GAP {
-                        tokio::time::sleep(MIN_GAP - since).await;
+                    let wait = newcomer_wait(answered.map(|t| t.elapsed()));
+                    if !wait.is_zero() {
+                        tokio::select! {
+                            _ = cancel.cancelled() => break,
+                            _ = tokio::time::sleep(wait) => {}
+                        }
                     }
+                    woken = true;
+                    Counts::bump(&COUNTS.beacons_newcomer);
                 }
             }
             if Instant::now() >= next_scan {
@@ -146,5 +166,27 @@ impl Announcer {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tracing::debug!("announce task stopped after farewell");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newcomers_are_answered_at_once_then_every_min_gap() {
+        let ms = Duration::from_millis;
+        assert_eq!(newcomer_wait(None), Duration::ZERO, "the first newcomer");
+        assert_eq!(newcomer_wait(Some(ms(5000))), Duration::ZERO, "a late joiner to a settled room");
+        assert_eq!(newcomer_wait(Some(ms(100))), Duration::ZERO);
+        assert_eq!(newcomer_wait(Some(ms(30))), ms(70), "a burst: one per MIN_GAP");
+    }
+
+    #[test]
+    fn jitter_stays_within_a_fifth() {
+        for _ in 0..200 {
+            let d = jittered(Duration::from_secs(1)).as_millis();
+            assert!((800..=1200).contains(&d), "{d}");
+        }
     }
 }

@@ -31,6 +31,8 @@ pub(super) struct Mesh {
     dials: RateLimiter<()>,
     /// Our addresses on the selected interfaces, as last published by the announce task.
     local: Vec<IpAddr>,
+    /// The same with their prefix lengths: our subnets (see [`gossip::hears_itself`]).
+    subnets: Vec<(IpAddr, u8)>,
     /// When the book last heard that our live peers are alive.
     touched: Instant,
 }
@@ -43,6 +45,7 @@ impl Mesh {
             seeds: Seeds::new(seeds, now),
             dials: RateLimiter::new(gossip::DIAL_BURST, gossip::DIALS_PER_SEC),
             local: ifaces.iter().map(|i| i.ip).collect(),
+            subnets: ifaces.iter().map(|i| (i.ip, i.prefix)).collect(),
             touched: now,
         }
     }
@@ -85,7 +88,7 @@ impl Actor {
                 peers.truncate(gossip::NEWS_FANOUT);
             }
             for p in peers {
-                self.gossip_to(p);
+                self.gossip_to(p, round == Round::Full);
             }
         }
     }
@@ -97,7 +100,7 @@ impl Actor {
             let (inc, addr) = (e.incarnation, e.addr);
             self.mesh.book.confirm(peer, inc, addr, now);
         }
-        self.gossip_to(peer);
+        self.gossip_to(peer, false);
         self.mesh.rounds.changed();
         Counts::bump(&COUNTS.kept);
         // If it was our dial, its place in the dial window is free: start the next one now
@@ -118,12 +121,19 @@ impl Actor {
     }
 
     /// Send `to` the peers we have a live session with (except itself), at most
-    /// [`gossip::MAX_ADS`], starting at a random one when there are more.
-    fn gossip_to(&mut self, to: PeerId) {
+    /// [`gossip::MAX_ADS`], starting at a random one when there are more. Unless `all` (the
+    /// periodic refresh), not the peers on a subnet of ours that `to` is on too: it hears their
+    /// beacons itself (in a room of one subnet, this is nearly all gossip).
+    fn gossip_to(&mut self, to: PeerId, all: bool) {
         let Some(s) = self.sessions.get(&to) else { return };
         let loopback = s.loopback;
+        let rx = self.table.get(&to).map(|e| gossip::canonical(e.addr.ip()));
+        let subnets = &self.mesh.subnets;
+        let hears = |e: &crate::peers::Entry| {
+            !all && rx.is_some_and(|rx| gossip::hears_itself(rx, gossip::canonical(e.addr.ip()), subnets))
+        };
         let mut peers: Vec<&crate::peers::Entry> =
-            self.table.connected().filter(|e| e.id != to && self.sessions.contains_key(&e.id)).collect();
+            self.table.connected().filter(|e| e.id != to && self.sessions.contains_key(&e.id) && !hears(e)).collect();
         if peers.len() > gossip::MAX_ADS {
             let start = rand::random_range(0..peers.len());
             peers.rotate_left(start);
@@ -182,6 +192,7 @@ impl Actor {
     /// too: the others learn the new address.
     pub(super) fn ifaces_changed(&mut self, now_set: &[Iface]) {
         let ips: Vec<IpAddr> = now_set.iter().map(|i| i.ip).collect();
+        self.mesh.subnets = now_set.iter().map(|i| (i.ip, i.prefix)).collect();
         let gone: Vec<IpAddr> = self.mesh.local.iter().filter(|ip| !ips.contains(ip)).copied().collect();
         self.mesh.local = ips;
         if gone.is_empty() {

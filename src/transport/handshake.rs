@@ -61,9 +61,9 @@ pub enum HandshakeError {
 /// Both halves of an open connection, framed and encrypted.
 pub type Framed = (FramedRead<OwnedReadHalf, NoiseReader>, FramedWrite<OwnedWriteHalf, NoiseWriter>);
 
-/// How many connections this process opened and how they ended: diagnostics for the
-/// convergence benchmark (which sums them over its worker processes) and for debugging a room
-/// that forms slowly. Process-wide, shared by every node of the process; relaxed atomics.
+/// How many connections this process opened and how they ended, how much it gossiped and how
+/// often it beaconed: diagnostics for the convergence benchmark (which sums them over its worker
+/// processes) and for debugging a room that forms slowly. Process-wide, shared by every node of the process; relaxed atomics.
 #[derive(Debug)]
 pub struct Counts {
     /// Dial tasks started (one per dial the actor decided).
@@ -88,6 +88,13 @@ pub struct Counts {
     pub gossip_ads_out: AtomicU64,
     /// (see `gossip_ads_out`)
     pub gossip_ads_in: AtomicU64,
+    /// Beacon rounds sent (each: the beacon on every selected interface), all of them...
+    pub beacons: AtomicU64,
+    /// ...of which rounds sent early because a newcomer was heard.
+    pub beacons_newcomer: AtomicU64,
+    /// Handshakes where the acceptor found the dialer's preamble and message 1 there already,
+    /// and so sent its preamble and message 2 in one write.
+    pub merged_msg2: AtomicU64,
 }
 
 /// The process-wide [`Counts`].
@@ -103,6 +110,9 @@ pub static COUNTS: Counts = Counts {
     kept: AtomicU64::new(0),
     gossip_ads_out: AtomicU64::new(0),
     gossip_ads_in: AtomicU64::new(0),
+    beacons: AtomicU64::new(0),
+    beacons_newcomer: AtomicU64::new(0),
+    merged_msg2: AtomicU64::new(0),
 };
 
 impl Counts {
@@ -130,6 +140,9 @@ impl Counts {
             ("kept", g(&self.kept)),
             ("gossip_ads_out", g(&self.gossip_ads_out)),
             ("gossip_ads_in", g(&self.gossip_ads_in)),
+            ("beacons", g(&self.beacons)),
+            ("beacons_newcomer", g(&self.beacons_newcomer)),
+            ("merged_msg2", g(&self.merged_msg2)),
         ]
     }
 }

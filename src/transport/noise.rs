@@ -27,6 +27,7 @@ use tokio_util::codec::{Decoder, Encoder};
 
 use crate::crypto::{NOISE_OPEN, NOISE_PSK, SessionKeys};
 use crate::protocol::{MODE_NOISE, MODE_NOISE_PSK, PREAMBLE_LEN, Preamble, PreambleError};
+use crate::transport::handshake::COUNTS;
 
 /// Largest Noise message (handshake or transport), from the Noise specification.
 pub const MAX_NOISE_MSG: usize = 65535;
@@ -98,6 +99,23 @@ fn put_msg(out: &mut Vec<u8>, msg: &[u8]) {
     out.extend_from_slice(msg);
 }
 
+/// Read into `buf` what has arrived already, without waiting: plain non-blocking reads on the
+/// socket (tokio keeps it non-blocking), until `buf` is full or nothing more is there. Returns
+/// how many bytes were read. An error or the end of the stream stops it too: the awaited read
+/// that follows sees them.
+fn read_ready(stream: &TcpStream, buf: &mut [u8]) -> usize {
+    use std::io::Read;
+    let sock = socket2::SockRef::from(stream);
+    let mut n = 0;
+    while n < buf.len() {
+        match (&*sock).read(&mut buf[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    n
+}
+
 async fn read_msg(stream: &mut TcpStream) -> Result<Vec<u8>, NoiseError> {
     let mut len = [0u8; 2];
     stream.read_exact(&mut len).await?;
@@ -136,8 +154,10 @@ pub async fn handshake(
 /// [`handshake`], except that the initiator's third message is handed back unsent, for the
 /// caller to write together with its first record. The bytes on the wire are the same; only
 /// their grouping into writes differs: the initiator writes its preamble and first message at
-/// once (it needs nothing from the other side for them), the responder its preamble at once
-/// (before it reads anything: `lanpeer doctor` waits for it), then its second message.
+/// once (it needs nothing from the other side for them). The responder writes its preamble and
+/// second message at once when the initiator's preamble and first message are there already;
+/// else its preamble at once (before it waits for anything: `lanpeer doctor` waits for it),
+/// then its second message.
 /// Nothing is read past the handshake's last message.
 pub async fn open(stream: &mut TcpStream, initiator: bool, keys: &SessionKeys) -> Result<Opened, NoiseError> {
     let ours = Preamble::with_mode(mode_of(keys));
@@ -154,28 +174,67 @@ pub async fn open(stream: &mut TcpStream, initiator: bool, keys: &SessionKeys) -
     let mut payload = [0u8; MAX_HANDSHAKE_MSG];
     let mut out = Vec::with_capacity(PREAMBLE_LEN + 2 + 96);
     out.extend_from_slice(&pre);
+    let mut unsent = Vec::new();
     if initiator {
         let n = hs.write_message(&[], &mut buf).map_err(step_err(1))?;
         put_msg(&mut out, &buf[..n]);
-    }
-    stream.write_all(&out).await?;
-    let mut theirs = [0u8; PREAMBLE_LEN];
-    stream.read_exact(&mut theirs).await?;
-    let theirs = Preamble::parse(&theirs)?;
-    if theirs.mode != ours.mode {
-        return Err(NoiseError::ModeMismatch { ours: ours.mode, theirs: theirs.mode });
-    }
-    let mut unsent = Vec::new();
-    if initiator {
+        stream.write_all(&out).await?;
+        let mut theirs = [0u8; PREAMBLE_LEN];
+        stream.read_exact(&mut theirs).await?;
+        let theirs = Preamble::parse(&theirs)?;
+        if theirs.mode != ours.mode {
+            return Err(NoiseError::ModeMismatch { ours: ours.mode, theirs: theirs.mode });
+        }
         let m = read_msg(stream).await?;
         hs.read_message(&m, &mut payload).map_err(step_err(2))?;
         let n = hs.write_message(&[], &mut buf).map_err(step_err(3))?;
         put_msg(&mut unsent, &buf[..n]);
     } else {
-        let m = read_msg(stream).await?;
+        // The dialer writes its preamble and message 1 at once, so they are usually here
+        // already (the connection waited in the accept queue). Then our preamble and message 2
+        // go in one write. Else our preamble goes now, before we wait for anything (13.3).
+        let mut head = [0u8; PREAMBLE_LEN + 2];
+        let have = read_ready(stream, &mut head);
+        let mut m = Vec::new();
+        let mut got = 0;
+        if have == head.len() {
+            let len = u16::from_be_bytes([head[PREAMBLE_LEN], head[PREAMBLE_LEN + 1]]) as usize;
+            if (1..=MAX_HANDSHAKE_MSG).contains(&len) {
+                m = vec![0u8; len];
+                got = read_ready(stream, &mut m);
+            }
+        }
+        let early = got > 0 && got == m.len();
+        if early {
+            COUNTS.merged_msg2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        } else {
+            stream.write_all(&out).await?;
+            out.clear();
+        }
+        if have < PREAMBLE_LEN {
+            stream.read_exact(&mut head[have..PREAMBLE_LEN]).await?;
+        }
+        let (pre_theirs, _) = head.split_first_chunk::<PREAMBLE_LEN>().expect("head holds a preamble");
+        match Preamble::parse(pre_theirs) {
+            Ok(t) if t.mode == ours.mode => {}
+            r => {
+                if early {
+                    // Not sent yet: the dialer learns our mode all the same.
+                    stream.write_all(&out).await?;
+                }
+                let theirs = r?;
+                return Err(NoiseError::ModeMismatch { ours: ours.mode, theirs: theirs.mode });
+            }
+        }
+        stream.read_exact(&mut head[have.max(PREAMBLE_LEN)..]).await?;
+        let len = u16::from_be_bytes([head[PREAMBLE_LEN], head[PREAMBLE_LEN + 1]]) as usize;
+        if len == 0 || len > MAX_HANDSHAKE_MSG {
+            return Err(NoiseError::HandshakeSize(len));
+        }
+        m.resize(len, 0);
+        stream.read_exact(&mut m[got..]).await?;
         hs.read_message(&m, &mut payload).map_err(step_err(1))?;
         let n = hs.write_message(&[], &mut buf).map_err(step_err(2))?;
-        out.clear();
         put_msg(&mut out, &buf[..n]);
         stream.write_all(&out).await?;
         let m = read_msg(stream).await?;
@@ -419,6 +478,67 @@ mod tests {
         assert_eq!(i.get_remote_static().unwrap(), &b.public);
         assert_eq!(r.get_remote_static().unwrap(), &a.public);
         (Arc::new(i.into_stateless_transport_mode().unwrap()), Arc::new(r.into_stateless_transport_mode().unwrap()))
+    }
+
+    fn keys(psk: Option<[u8; 32]>) -> SessionKeys {
+        SessionKeys { statics: StaticKeys::generate(), psk: psk.map(zeroize::Zeroizing::new) }
+    }
+
+    async fn tcp_pair() -> (TcpStream, tokio::net::TcpListener) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        (c, l)
+    }
+
+    /// The dialer's preamble and message 1 are there before the acceptor starts: it answers
+    /// with its preamble and message 2 in one write, and both ends agree.
+    #[tokio::test]
+    async fn acceptor_merges_preamble_and_message_2_when_message_1_is_there() {
+        for psk in [None, Some([7u8; 32])] {
+            let (mut c, l) = tcp_pair().await;
+            let (ka, kb) = (keys(psk), keys(psk));
+            let (pa, pb) = (ka.statics.public, kb.statics.public);
+            let dialer = tokio::spawn(async move { handshake(&mut c, true, &ka).await });
+            let (mut s, _) = l.accept().await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await; // message 1 arrives
+            let before = COUNTS.merged_msg2.load(std::sync::atomic::Ordering::Relaxed);
+            let ts_b = handshake(&mut s, false, &kb).await.unwrap();
+            assert!(COUNTS.merged_msg2.load(std::sync::atomic::Ordering::Relaxed) > before, "merged");
+            let ts_a = dialer.await.unwrap().unwrap();
+            assert_eq!(remote_static(&ts_b), Some(pa));
+            assert_eq!(remote_static(&ts_a), Some(pb));
+        }
+    }
+
+    /// A dialer that sends its preamble alone and waits (as `lanpeer doctor` does) gets the
+    /// acceptor's preamble: the acceptor waits for nothing before it.
+    #[tokio::test]
+    async fn acceptor_sends_its_preamble_before_message_1() {
+        let (mut c, l) = tcp_pair().await;
+        let kb = keys(None);
+        let (mut s, _) = l.accept().await.unwrap();
+        let acceptor = tokio::spawn(async move { handshake(&mut s, false, &kb).await.map(|_| ()) });
+        c.write_all(&Preamble::with_mode(MODE_NOISE).to_bytes()).await.unwrap();
+        let mut got = [0u8; PREAMBLE_LEN];
+        tokio::time::timeout(std::time::Duration::from_secs(5), c.read_exact(&mut got)).await.unwrap().unwrap();
+        assert_eq!(Preamble::parse(&got).unwrap().mode, MODE_NOISE);
+        drop(c);
+        assert!(acceptor.await.unwrap().is_err(), "closed before message 1");
+    }
+
+    /// Another mode, found on the merged path: the dialer still gets our preamble, so it too
+    /// knows why (and can tell its user about the passphrase).
+    #[tokio::test]
+    async fn mode_mismatch_on_the_merged_path_still_sends_our_preamble() {
+        let (mut c, l) = tcp_pair().await;
+        let (ka, kb) = (keys(Some([1u8; 32])), keys(None));
+        let dialer = tokio::spawn(async move { handshake(&mut c, true, &ka).await.map(|_| ()) });
+        let (mut s, _) = l.accept().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let e = handshake(&mut s, false, &kb).await.map(|_| ()).unwrap_err();
+        assert!(matches!(e, NoiseError::ModeMismatch { ours: MODE_NOISE, theirs: MODE_NOISE_PSK }), "{e}");
+        let e = dialer.await.unwrap().unwrap_err();
+        assert!(matches!(e, NoiseError::ModeMismatch { ours: MODE_NOISE_PSK, theirs: MODE_NOISE }), "{e}");
     }
 
     fn drain(r: &mut NoiseReader, wire: &mut BytesMut) -> Result<Vec<Bytes>, std::io::Error> {
