@@ -29,9 +29,8 @@ pub(super) struct Mesh {
     seeds: Seeds,
     /// Dials of gossiped or remembered peers (one bucket for all).
     dials: RateLimiter<()>,
-    /// Our addresses on the selected interfaces, as last published by the announce task.
-    local: Vec<IpAddr>,
-    /// The same with their prefix lengths: our subnets (see [`gossip::hears_itself`]).
+    /// Our addresses on the selected interfaces with their prefix lengths, as last published by
+    /// the announce task: our subnets (see [`gossip::hears_itself`]).
     subnets: Vec<(IpAddr, u8)>,
     /// When the book last heard that our live peers are alive.
     touched: Instant,
@@ -44,7 +43,6 @@ impl Mesh {
             rounds: Rounds::default(),
             seeds: Seeds::new(seeds, now),
             dials: RateLimiter::new(gossip::DIAL_BURST, gossip::DIALS_PER_SEC),
-            local: ifaces.iter().map(|i| i.ip).collect(),
             subnets: ifaces.iter().map(|i| (i.ip, i.prefix)).collect(),
             touched: now,
         }
@@ -191,10 +189,10 @@ impl Actor {
     /// timeout), so that both ends redial at once, from and to the new address. Beacon at once
     /// too: the others learn the new address.
     pub(super) fn ifaces_changed(&mut self, now_set: &[Iface]) {
-        let ips: Vec<IpAddr> = now_set.iter().map(|i| i.ip).collect();
-        self.mesh.subnets = now_set.iter().map(|i| (i.ip, i.prefix)).collect();
-        let gone: Vec<IpAddr> = self.mesh.local.iter().filter(|ip| !ips.contains(ip)).copied().collect();
-        self.mesh.local = ips;
+        let subnets: Vec<(IpAddr, u8)> = now_set.iter().map(|i| (i.ip, i.prefix)).collect();
+        let gone: Vec<IpAddr> =
+            self.mesh.subnets.iter().map(|s| s.0).filter(|ip| !subnets.iter().any(|s| s.0 == *ip)).collect();
+        self.mesh.subnets = subnets;
         if gone.is_empty() {
             return;
         }
