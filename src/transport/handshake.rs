@@ -15,7 +15,7 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 
 use futures_util::{SinkExt, StreamExt};
 
-use super::noise::{self, NoiseError, NoiseReader, NoiseWriter};
+use super::noise::{self, NoiseError, NoiseReader, NoiseWriter, Prefixed};
 use super::{Ctx, HANDSHAKE_MAX_FRAME};
 use crate::codec;
 use crate::crypto::peer_id_of;
@@ -59,7 +59,7 @@ pub enum HandshakeError {
 }
 
 /// Both halves of an open connection, framed and encrypted.
-pub type Framed = (FramedRead<OwnedReadHalf, NoiseReader>, FramedWrite<OwnedWriteHalf, NoiseWriter>);
+pub type Framed = (FramedRead<Prefixed<OwnedReadHalf>, NoiseReader>, FramedWrite<OwnedWriteHalf, NoiseWriter>);
 
 /// How many connections this process opened and how they ended, how much it gossiped and how
 /// often it beaconed: diagnostics for the convergence benchmark (which sums them over its worker
@@ -207,10 +207,11 @@ fn warn_about(e: &HandshakeError, ctx: &Ctx, remote: SocketAddr) {
 
 async fn exchange(mut stream: TcpStream, ctx: &Ctx, initiator: bool) -> Result<(Hello, Framed), HandshakeError> {
     stream.set_nodelay(true)?;
-    let noise::Opened { ts, unsent } = noise::open(&mut stream, initiator, &ctx.keys).await?;
+    let noise::Opened { ts, unsent, rest } = noise::open(&mut stream, initiator, &ctx.keys).await?;
     let proved = noise::remote_static(&ts).map(|k| peer_id_of(&k));
     let (r, w) = stream.into_split();
-    let mut read = FramedRead::new(r, NoiseReader::new(ts.clone(), HANDSHAKE_MAX_FRAME));
+    // What the handshake read past its end (the dialer's hello, sent with message 3) is read first.
+    let mut read = FramedRead::new(Prefixed::new(rest, r), NoiseReader::new(ts.clone(), HANDSHAKE_MAX_FRAME));
     let mut write = FramedWrite::new(w, NoiseWriter::new(ts, ctx.max_frame));
     // The initiator's last handshake message and its hello go in one write.
     write.write_buffer_mut().extend_from_slice(&unsent);
