@@ -583,6 +583,30 @@ mod tests {
         assert!(matches!(e, NoiseError::ModeMismatch { ours: MODE_NOISE_PSK, theirs: MODE_NOISE }), "{e}");
     }
 
+    /// The dialer's first record goes with message 3: the acceptor's handshake reads what came
+    /// and hands back what lies past message 3; read through [`Prefixed`], nothing is lost.
+    #[tokio::test]
+    async fn bytes_past_message_3_are_handed_back() {
+        let (mut c, l) = tcp_pair().await;
+        let (ka, kb) = (keys(None), keys(None));
+        let extra = b"the first record, say";
+        let dialer = tokio::spawn(async move {
+            let o = open(&mut c, true, &ka).await.unwrap();
+            let mut w = o.unsent;
+            w.extend_from_slice(extra);
+            c.write_all(&w).await.unwrap();
+            c
+        });
+        let (mut s, _) = l.accept().await.unwrap();
+        let o = open(&mut s, false, &kb).await.unwrap();
+        assert!(o.rest.len() <= extra.len());
+        let mut r = Prefixed::new(o.rest, s);
+        let mut got = vec![0u8; extra.len()];
+        r.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got[..], &extra[..]);
+        drop(dialer.await.unwrap());
+    }
+
     fn drain(r: &mut NoiseReader, wire: &mut BytesMut) -> Result<Vec<Bytes>, std::io::Error> {
         let mut out = Vec::new();
         while let Some(f) = r.decode(wire)? {
