@@ -99,25 +99,24 @@ pub struct Listener {
 impl Listener {
     /// Run until `cancel`.
     pub async fn run(mut self, cancel: CancellationToken) {
-        // Larger than any beacon, so an oversized datagram shows as too long rather than cut.
-        let mut buf = [0u8; 256];
-        let mut buf6 = [0u8; 256];
+        let mut batch = Batch::default();
+        let mut batch6 = Batch::default();
         let socket = self.socket.clone();
         let socket6 = self.socket6.clone();
         loop {
             let recv6 = async {
                 match &socket6 {
-                    Some(s) => s.recv_from(&mut buf6).await,
+                    Some(s) => recv_batch(s, &mut batch6).await,
                     None => std::future::pending().await,
                 }
             };
             let r = tokio::select! {
                 _ = cancel.cancelled() => break,
-                r = socket.recv_from(&mut buf) => r.map(|(n, from)| (&buf[..n], from)),
-                r = recv6 => r.map(|(n, from)| (&buf6[..n], from)),
+                r = recv_batch(&socket, &mut batch) => r.map(|()| &batch),
+                r = recv6 => r.map(|()| &batch6),
             };
-            let (d, from) = match r {
-                Ok(x) => x,
+            let got = match r {
+                Ok(b) => b,
                 Err(e) => {
                     // E.g. ICMP errors surfacing on some platforms: not fatal.
                     tracing::debug!(error = %e, "discovery receive error");
@@ -125,24 +124,37 @@ impl Listener {
                     continue;
                 }
             };
-            let Some(beacon) = self.check(d, from) else { continue };
-            let heard = Heard { beacon, from, at: Instant::now() };
-            if self.seen.get(&(beacon.id, from)) == Some(&beacon) {
-                self.latest.put(heard);
-                continue;
-            }
-            if self.seen.len() >= MAX_SEEN {
-                self.seen.clear();
-            }
-            self.seen.insert((beacon.id, from), beacon);
-            if self.tx.try_send(heard).is_err() {
-                if self.tx.is_closed() {
-                    break;
+            let (n, bufs, lens, froms) = (got.n, got.bufs, got.lens, got.froms);
+            for i in 0..n {
+                if !self.datagram(&bufs[i][..lens[i]], froms[i]) {
+                    tracing::debug!("listener task stopped");
+                    return;
                 }
-                tracing::debug!(%from, "beacon dropped: node busy");
             }
         }
         tracing::debug!("listener task stopped");
+    }
+
+    /// Handle one datagram; false when the node is gone.
+    fn datagram(&mut self, d: &[u8], from: Option<SocketAddr>) -> bool {
+        let Some(from) = from else { return true };
+        let Some(beacon) = self.check(d, from) else { return true };
+        let heard = Heard { beacon, from, at: Instant::now() };
+        if self.seen.get(&(beacon.id, from)) == Some(&beacon) {
+            self.latest.put(heard);
+            return true;
+        }
+        if self.seen.len() >= MAX_SEEN {
+            self.seen.clear();
+        }
+        self.seen.insert((beacon.id, from), beacon);
+        if self.tx.try_send(heard).is_err() {
+            if self.tx.is_closed() {
+                return false;
+            }
+            tracing::debug!(%from, "beacon dropped: node busy");
+        }
+        true
     }
 
     /// The beacon in `d`, if it is one of our room's that we should pass on.
@@ -201,5 +213,116 @@ impl Listener {
             }
             (None, false) => Some(beacon),
         }
+    }
+}
+
+/// Datagrams taken per read at most.
+const BATCH: usize = 8;
+/// Bytes kept of a datagram: larger than any beacon, so an oversized datagram shows as too long
+/// rather than cut.
+const DATAGRAM: usize = 256;
+
+/// The datagrams of one read.
+#[derive(Clone, Copy)]
+struct Batch {
+    n: usize,
+    bufs: [[u8; DATAGRAM]; BATCH],
+    lens: [usize; BATCH],
+    froms: [Option<SocketAddr>; BATCH],
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch { n: 0, bufs: [[0; DATAGRAM]; BATCH], lens: [0; BATCH], froms: [None; BATCH] }
+    }
+}
+
+/// Wait for datagrams and take those queued, up to [`BATCH`], in one `recvmmsg`. When it takes
+/// fewer than it could, the queue was empty: the socket is marked not ready without the read
+/// that would find it so (`recv_from` in a loop costs a second syscall per beacon, the
+/// `EWOULDBLOCK`). A datagram that comes after that read wakes the socket again (the readiness
+/// that tokio clears is the one seen before the read).
+#[cfg(target_os = "linux")]
+async fn recv_batch(sock: &UdpSocket, b: &mut Batch) -> std::io::Result<()> {
+    use tokio::io::Interest;
+    loop {
+        sock.readable().await?;
+        b.n = 0;
+        let r = sock.try_io(Interest::READABLE, || {
+            b.n = recvmmsg(sock, b)?;
+            if b.n < BATCH { Err(std::io::ErrorKind::WouldBlock.into()) } else { Ok(()) }
+        });
+        match r {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if b.n > 0 {
+                    return Ok(());
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// (Elsewhere: one datagram per read.)
+#[cfg(not(target_os = "linux"))]
+async fn recv_batch(sock: &UdpSocket, b: &mut Batch) -> std::io::Result<()> {
+    let (n, from) = sock.recv_from(&mut b.bufs[0]).await?;
+    b.n = 1;
+    b.lens[0] = n;
+    b.froms[0] = Some(from);
+    Ok(())
+}
+
+/// `recvmmsg(MSG_DONTWAIT)` into `b`: how many datagrams (an error if none was there).
+#[cfg(target_os = "linux")]
+fn recvmmsg(sock: &UdpSocket, b: &mut Batch) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: all-zero is a valid value of these plain C structs.
+    let mut names: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
+    let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+    let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    for i in 0..BATCH {
+        iov[i] = libc::iovec { iov_base: b.bufs[i].as_mut_ptr().cast(), iov_len: DATAGRAM };
+        hdrs[i].msg_hdr.msg_name = (&mut names[i] as *mut libc::sockaddr_storage).cast();
+        hdrs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        hdrs[i].msg_hdr.msg_iov = &mut iov[i];
+        hdrs[i].msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: every header points at a live buffer of the length given and at a name of the
+    // length given; the kernel writes at most that much.
+    let n = unsafe {
+        libc::recvmmsg(sock.as_raw_fd(), hdrs.as_mut_ptr(), BATCH as _, libc::MSG_DONTWAIT, std::ptr::null_mut())
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let n = n as usize;
+    for i in 0..n {
+        b.lens[i] = (hdrs[i].msg_len as usize).min(DATAGRAM);
+        b.froms[i] = socket_addr(&names[i]);
+    }
+    Ok(n)
+}
+
+/// The address the kernel wrote (IPv4 or IPv6), as `recv_from` gives it.
+#[cfg(target_os = "linux")]
+fn socket_addr(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+    match i32::from(s.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a `sockaddr_in`, which it is large
+            // and aligned enough for.
+            let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(a.sin_port))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, a `sockaddr_in6`.
+            let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(SocketAddrV6::new(ip, u16::from_be(a.sin6_port), a.sin6_flowinfo, a.sin6_scope_id)))
+        }
+        _ => None,
     }
 }

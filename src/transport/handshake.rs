@@ -13,9 +13,9 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 
-use super::noise::{self, NoiseError, NoiseReader, NoiseWriter};
+use super::noise::{self, NoiseError, NoiseReader, NoiseWriter, Prefixed};
 use super::{Ctx, HANDSHAKE_MAX_FRAME};
 use crate::codec;
 use crate::crypto::peer_id_of;
@@ -59,7 +59,7 @@ pub enum HandshakeError {
 }
 
 /// Both halves of an open connection, framed and encrypted.
-pub type Framed = (FramedRead<OwnedReadHalf, NoiseReader>, FramedWrite<OwnedWriteHalf, NoiseWriter>);
+pub type Framed = (FramedRead<Prefixed<OwnedReadHalf>, NoiseReader>, FramedWrite<OwnedWriteHalf, NoiseWriter>);
 
 /// How many connections this process opened and how they ended, how much it gossiped and how
 /// often it beaconed: diagnostics for the convergence benchmark (which sums them over its worker
@@ -95,6 +95,9 @@ pub struct Counts {
     /// Handshakes where the acceptor found the dialer's preamble and message 1 there already,
     /// and so sent its preamble and message 2 in one write.
     pub merged_msg2: AtomicU64,
+    /// Handshakes where the acceptor found the dialer's hello there already, and so held its own
+    /// back to send it with the session's first frames, in one write.
+    pub held_hello: AtomicU64,
 }
 
 /// The process-wide [`Counts`].
@@ -113,6 +116,7 @@ pub static COUNTS: Counts = Counts {
     beacons: AtomicU64::new(0),
     beacons_newcomer: AtomicU64::new(0),
     merged_msg2: AtomicU64::new(0),
+    held_hello: AtomicU64::new(0),
 };
 
 impl Counts {
@@ -143,6 +147,7 @@ impl Counts {
             ("beacons", g(&self.beacons)),
             ("beacons_newcomer", g(&self.beacons_newcomer)),
             ("merged_msg2", g(&self.merged_msg2)),
+            ("held_hello", g(&self.held_hello)),
         ]
     }
 }
@@ -207,15 +212,52 @@ fn warn_about(e: &HandshakeError, ctx: &Ctx, remote: SocketAddr) {
 
 async fn exchange(mut stream: TcpStream, ctx: &Ctx, initiator: bool) -> Result<(Hello, Framed), HandshakeError> {
     stream.set_nodelay(true)?;
-    let noise::Opened { ts, unsent } = noise::open(&mut stream, initiator, &ctx.keys).await?;
+    let noise::Opened { ts, unsent, rest } = noise::open(&mut stream, initiator, &ctx.keys).await?;
     let proved = noise::remote_static(&ts).map(|k| peer_id_of(&k));
     let (r, w) = stream.into_split();
-    let mut read = FramedRead::new(r, NoiseReader::new(ts.clone(), HANDSHAKE_MAX_FRAME));
+    // What the handshake read past its end (the dialer's hello, sent with message 3) is read first.
+    let mut read = FramedRead::new(Prefixed::new(rest, r), NoiseReader::new(ts.clone(), HANDSHAKE_MAX_FRAME));
     let mut write = FramedWrite::new(w, NoiseWriter::new(ts, ctx.max_frame));
     // The initiator's last handshake message and its hello go in one write.
     write.write_buffer_mut().extend_from_slice(&unsent);
-    write.send(ctx.hello.clone()).await?;
-    let bytes = match read.next().await {
+    // The acceptor whose dialer's hello is here already (it came with message 3) holds its own
+    // hello back: the session's writer sends it with the first frames the node queues (`Resume`,
+    // or a `Bye`), in one write. Otherwise the hello goes now: the dialer may wait for it.
+    let early = if initiator { None } else { read.next().now_or_never().flatten() };
+    let held = early.is_some();
+    let next = match early {
+        Some(r) => {
+            Counts::bump(&COUNTS.held_hello);
+            write.feed(ctx.hello.clone()).await?;
+            Some(r)
+        }
+        None => {
+            write.send(ctx.hello.clone()).await?;
+            read.next().await
+        }
+    };
+    match check(next, proved, ctx) {
+        Ok(hello) => {
+            read.decoder_mut().set_max_frame(ctx.max_frame);
+            Ok((hello, (read, write)))
+        }
+        Err(e) => {
+            if held {
+                // The dialer learns who we are all the same (another room, say).
+                let _ = write.flush().await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The other side's hello, checked against the key it proved and our room, and cleaned.
+fn check(
+    next: Option<Result<bytes::Bytes, std::io::Error>>,
+    proved: Option<crate::id::PeerId>,
+    ctx: &Ctx,
+) -> Result<Hello, HandshakeError> {
+    let bytes = match next {
         Some(Ok(b)) => b,
         Some(Err(e)) => return Err(HandshakeError::Hello(e.to_string())),
         None => return Err(HandshakeError::Hello("closed before hello".into())),
@@ -248,6 +290,5 @@ async fn exchange(mut stream: TcpStream, ctx: &Ctx, initiator: bool) -> Result<(
         hello.name = format!("peer-{}", hello.id.short());
     }
     hello.props.truncate(MAX_PROPS);
-    read.decoder_mut().set_max_frame(ctx.max_frame);
-    Ok((hello, (read, write)))
+    Ok(hello)
 }

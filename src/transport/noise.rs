@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use snow::StatelessTransportState;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -99,33 +99,49 @@ fn put_msg(out: &mut Vec<u8>, msg: &[u8]) {
     out.extend_from_slice(msg);
 }
 
-/// Read into `buf` what has arrived already, without waiting: plain non-blocking reads on the
-/// socket (tokio keeps it non-blocking), until `buf` is full or nothing more is there. Returns
-/// how many bytes were read. An error or the end of the stream stops it too: the awaited read
-/// that follows sees them.
-fn read_ready(stream: &TcpStream, buf: &mut [u8]) -> usize {
+/// Bytes asked of the socket at a time during the handshake: everything the other side sent at
+/// once fits (a preamble and a handshake message, or message 3 and the first record).
+const READ_CHUNK: usize = 2048;
+
+/// Append to `buf` what has arrived already, without waiting: one plain non-blocking read on the
+/// socket (tokio keeps it non-blocking). An error or the end of the stream stops it too: the
+/// awaited read that follows sees them.
+fn read_ready(stream: &TcpStream, buf: &mut BytesMut) {
     use std::io::Read;
     let sock = socket2::SockRef::from(stream);
-    let mut n = 0;
-    while n < buf.len() {
-        match (&*sock).read(&mut buf[n..]) {
-            Ok(0) | Err(_) => break,
-            Ok(k) => n += k,
-        }
+    let mut chunk = [0u8; READ_CHUNK];
+    if let Ok(n) = (&*sock).read(&mut chunk) {
+        buf.extend_from_slice(&chunk[..n]);
     }
-    n
 }
 
-async fn read_msg(stream: &mut TcpStream) -> Result<Vec<u8>, NoiseError> {
-    let mut len = [0u8; 2];
-    stream.read_exact(&mut len).await?;
-    let len = u16::from_be_bytes(len) as usize;
+/// Read until `buf` holds at least `need` bytes, each read taking whatever has arrived (so a
+/// preamble and the message behind it, sent at once, cost one read, not three).
+async fn fill(stream: &mut TcpStream, buf: &mut BytesMut, need: usize) -> Result<(), NoiseError> {
+    while buf.len() < need {
+        buf.reserve(READ_CHUNK.max(need - buf.len()));
+        if stream.read_buf(buf).await? == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+    }
+    Ok(())
+}
+
+/// The length of the handshake message at the start of `buf`, if its length prefix is there.
+fn msg_len(buf: &[u8]) -> Option<usize> {
+    (buf.len() >= 2).then(|| u16::from_be_bytes([buf[0], buf[1]]) as usize)
+}
+
+/// The next handshake message (`len: u16 BE`, then `len` bytes), from `buf` and what arrives.
+async fn read_msg(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<BytesMut, NoiseError> {
+    fill(stream, buf, 2).await?;
+    let len = msg_len(buf).expect("filled");
     if len == 0 || len > MAX_HANDSHAKE_MSG {
         return Err(NoiseError::HandshakeSize(len));
     }
-    let mut v = vec![0u8; len];
-    stream.read_exact(&mut v).await?;
-    Ok(v)
+    fill(stream, buf, 2 + len).await?;
+    buf.advance(2);
+    Ok(buf.split_to(len))
 }
 
 /// A finished handshake whose last message may not be sent yet ([`open`]).
@@ -135,10 +151,16 @@ pub struct Opened {
     /// Bytes to write before anything else (the initiator's third message, framed), so that
     /// they can share one write with the first record. Empty for the responder.
     pub unsent: Vec<u8>,
+    /// Bytes read past the handshake's last message (the start of the other side's records:
+    /// the initiator sends its first one with message 3), to be read before the socket.
+    pub rest: BytesMut,
 }
 
 /// Exchange preambles and run the Noise `XX` (or `XXpsk3`) handshake on a fresh connection.
 /// The caller bounds the time. Returns the transport keys; the remote static key is in them.
+/// Bytes read past the last handshake message are dropped: for an initiator there are none (the
+/// responder sends nothing more until it has message 3); a responder that goes on reading
+/// records uses [`open`].
 pub async fn handshake(
     stream: &mut TcpStream,
     initiator: bool,
@@ -152,13 +174,13 @@ pub async fn handshake(
 }
 
 /// [`handshake`], except that the initiator's third message is handed back unsent, for the
-/// caller to write together with its first record. The bytes on the wire are the same; only
-/// their grouping into writes differs: the initiator writes its preamble and first message at
-/// once (it needs nothing from the other side for them). The responder writes its preamble and
-/// second message at once when the initiator's preamble and first message are there already;
-/// else its preamble at once (before it waits for anything: `lanpeer doctor` waits for it),
-/// then its second message.
-/// Nothing is read past the handshake's last message.
+/// caller to write together with its first record, and the bytes read past the last message
+/// are handed back too. The bytes on the wire are the same; only their grouping into writes and
+/// reads differs: the initiator writes its preamble and first message at once (it needs nothing
+/// from the other side for them). The responder writes its preamble and second message at once
+/// when the initiator's preamble and first message are there already; else its preamble at once
+/// (before it waits for anything: `lanpeer doctor` waits for it), then its second message. Each
+/// read takes what has arrived, so that what came in one segment costs one read.
 pub async fn open(stream: &mut TcpStream, initiator: bool, keys: &SessionKeys) -> Result<Opened, NoiseError> {
     let ours = Preamble::with_mode(mode_of(keys));
     let pre = ours.to_bytes();
@@ -175,17 +197,18 @@ pub async fn open(stream: &mut TcpStream, initiator: bool, keys: &SessionKeys) -
     let mut out = Vec::with_capacity(PREAMBLE_LEN + 2 + 96);
     out.extend_from_slice(&pre);
     let mut unsent = Vec::new();
+    let mut inbox = BytesMut::new();
     if initiator {
         let n = hs.write_message(&[], &mut buf).map_err(step_err(1))?;
         put_msg(&mut out, &buf[..n]);
         stream.write_all(&out).await?;
-        let mut theirs = [0u8; PREAMBLE_LEN];
-        stream.read_exact(&mut theirs).await?;
-        let theirs = Preamble::parse(&theirs)?;
+        fill(stream, &mut inbox, PREAMBLE_LEN).await?;
+        let theirs = Preamble::parse(inbox.first_chunk::<PREAMBLE_LEN>().expect("filled"))?;
         if theirs.mode != ours.mode {
             return Err(NoiseError::ModeMismatch { ours: ours.mode, theirs: theirs.mode });
         }
-        let m = read_msg(stream).await?;
+        inbox.advance(PREAMBLE_LEN);
+        let m = read_msg(stream, &mut inbox).await?;
         hs.read_message(&m, &mut payload).map_err(step_err(2))?;
         let n = hs.write_message(&[], &mut buf).map_err(step_err(3))?;
         put_msg(&mut unsent, &buf[..n]);
@@ -193,29 +216,18 @@ pub async fn open(stream: &mut TcpStream, initiator: bool, keys: &SessionKeys) -
         // The dialer writes its preamble and message 1 at once, so they are usually here
         // already (the connection waited in the accept queue). Then our preamble and message 2
         // go in one write. Else our preamble goes now, before we wait for anything (13.3).
-        let mut head = [0u8; PREAMBLE_LEN + 2];
-        let have = read_ready(stream, &mut head);
-        let mut m = Vec::new();
-        let mut got = 0;
-        if have == head.len() {
-            let len = u16::from_be_bytes([head[PREAMBLE_LEN], head[PREAMBLE_LEN + 1]]) as usize;
-            if (1..=MAX_HANDSHAKE_MSG).contains(&len) {
-                m = vec![0u8; len];
-                got = read_ready(stream, &mut m);
-            }
-        }
-        let early = got > 0 && got == m.len();
+        read_ready(stream, &mut inbox);
+        let early = inbox.len() >= PREAMBLE_LEN + 2
+            && msg_len(&inbox[PREAMBLE_LEN..])
+                .is_some_and(|len| (1..=MAX_HANDSHAKE_MSG).contains(&len) && inbox.len() >= PREAMBLE_LEN + 2 + len);
         if early {
             COUNTS.merged_msg2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         } else {
             stream.write_all(&out).await?;
             out.clear();
         }
-        if have < PREAMBLE_LEN {
-            stream.read_exact(&mut head[have..PREAMBLE_LEN]).await?;
-        }
-        let (pre_theirs, _) = head.split_first_chunk::<PREAMBLE_LEN>().expect("head holds a preamble");
-        match Preamble::parse(pre_theirs) {
+        fill(stream, &mut inbox, PREAMBLE_LEN).await?;
+        match Preamble::parse(inbox.first_chunk::<PREAMBLE_LEN>().expect("filled")) {
             Ok(t) if t.mode == ours.mode => {}
             r => {
                 if early {
@@ -226,22 +238,52 @@ pub async fn open(stream: &mut TcpStream, initiator: bool, keys: &SessionKeys) -
                 return Err(NoiseError::ModeMismatch { ours: ours.mode, theirs: theirs.mode });
             }
         }
-        stream.read_exact(&mut head[have.max(PREAMBLE_LEN)..]).await?;
-        let len = u16::from_be_bytes([head[PREAMBLE_LEN], head[PREAMBLE_LEN + 1]]) as usize;
-        if len == 0 || len > MAX_HANDSHAKE_MSG {
-            return Err(NoiseError::HandshakeSize(len));
-        }
-        m.resize(len, 0);
-        stream.read_exact(&mut m[got..]).await?;
+        inbox.advance(PREAMBLE_LEN);
+        let m = read_msg(stream, &mut inbox).await?;
         hs.read_message(&m, &mut payload).map_err(step_err(1))?;
         let n = hs.write_message(&[], &mut buf).map_err(step_err(2))?;
         put_msg(&mut out, &buf[..n]);
         stream.write_all(&out).await?;
-        let m = read_msg(stream).await?;
+        let m = read_msg(stream, &mut inbox).await?;
         hs.read_message(&m, &mut payload).map_err(step_err(3))?;
     }
     let ts = hs.into_stateless_transport_mode().map_err(step_err(3))?;
-    Ok(Opened { ts: Arc::new(ts), unsent })
+    Ok(Opened { ts: Arc::new(ts), unsent, rest: inbox })
+}
+
+/// A reader that yields `head` first, then what `inner` reads: the bytes the handshake read past
+/// its end come first, so that none is lost and none waits for the socket.
+#[derive(Debug)]
+pub struct Prefixed<R> {
+    head: BytesMut,
+    inner: R,
+}
+
+impl<R> Prefixed<R> {
+    /// `head`, then `inner`.
+    pub fn new(head: BytesMut, inner: R) -> Self {
+        Prefixed { head, inner }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Prefixed<R> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let me = self.get_mut();
+        if me.head.is_empty() {
+            return std::pin::Pin::new(&mut me.inner).poll_read(cx, out);
+        }
+        let n = me.head.len().min(out.remaining());
+        out.put_slice(&me.head[..n]);
+        me.head.advance(n);
+        if me.head.is_empty() {
+            me.head = BytesMut::new(); // give the memory back
+        }
+        std::task::Poll::Ready(Ok(()))
+    }
 }
 
 /// The remote static public key of a finished handshake.
@@ -539,6 +581,30 @@ mod tests {
         assert!(matches!(e, NoiseError::ModeMismatch { ours: MODE_NOISE, theirs: MODE_NOISE_PSK }), "{e}");
         let e = dialer.await.unwrap().unwrap_err();
         assert!(matches!(e, NoiseError::ModeMismatch { ours: MODE_NOISE_PSK, theirs: MODE_NOISE }), "{e}");
+    }
+
+    /// The dialer's first record goes with message 3: the acceptor's handshake reads what came
+    /// and hands back what lies past message 3; read through [`Prefixed`], nothing is lost.
+    #[tokio::test]
+    async fn bytes_past_message_3_are_handed_back() {
+        let (mut c, l) = tcp_pair().await;
+        let (ka, kb) = (keys(None), keys(None));
+        let extra = b"the first record, say";
+        let dialer = tokio::spawn(async move {
+            let o = open(&mut c, true, &ka).await.unwrap();
+            let mut w = o.unsent;
+            w.extend_from_slice(extra);
+            c.write_all(&w).await.unwrap();
+            c
+        });
+        let (mut s, _) = l.accept().await.unwrap();
+        let o = open(&mut s, false, &kb).await.unwrap();
+        assert!(o.rest.len() <= extra.len());
+        let mut r = Prefixed::new(o.rest, s);
+        let mut got = vec![0u8; extra.len()];
+        r.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got[..], &extra[..]);
+        drop(dialer.await.unwrap());
     }
 
     fn drain(r: &mut NoiseReader, wire: &mut BytesMut) -> Result<Vec<Bytes>, std::io::Error> {

@@ -282,8 +282,10 @@ async fn write_loop(
     let cancelled = cancel.cancelled();
     tokio::pin!(cancelled);
     let mut last_write = Instant::now();
+    // An acceptor's hello held back by the handshake: it goes with the first frames queued.
+    let mut held = !buf.is_empty();
     loop {
-        if buf.is_empty() {
+        if buf.is_empty() || std::mem::take(&mut held) {
             let first = tokio::select! {
                 biased;
                 _ = &mut cancelled => return,
@@ -298,6 +300,9 @@ async fn write_loop(
             };
             let Some(first) = first else {
                 // Every sender dropped: what is queued is written; close our half gracefully.
+                if !buf.is_empty() {
+                    let _ = io.write_all_buf(&mut buf).await;
+                }
                 let _ = io.shutdown().await;
                 return;
             };
