@@ -15,6 +15,7 @@
 //! also when the test panics. Every wait has a deadline.
 //!
 //! Run: `cargo test --test netns -- --nocapture` (as root) to see the measured figures.
+#![cfg(target_os = "linux")]
 
 mod support;
 

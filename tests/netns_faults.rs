@@ -23,6 +23,7 @@
 //! Every wait has a deadline. `LANPEER_KEEP_LOGS=1` keeps the logs of a passing run too.
 //!
 //! Run: `cargo test --test netns_faults -- --nocapture` (as root) to see the figures.
+#![cfg(target_os = "linux")]
 
 mod support;
 

@@ -11,6 +11,7 @@
 //! Needs root and `ip` (iproute2); fails without them unless `LANPEER_SKIP_NETNS=1`. The lab
 //! ([`support::netns::Lab`]) kills every child and deletes every namespace, also on panic;
 //! every wait has a deadline. `cargo test --test netns_ipv6 -- --nocapture` shows the figures.
+#![cfg(target_os = "linux")]
 
 mod support;
 

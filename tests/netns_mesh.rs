@@ -23,6 +23,7 @@
 //! Needs root and `ip` (iproute2); fails without them unless `LANPEER_SKIP_NETNS=1`. The lab's
 //! guard kills every child and deletes every namespace, also on panic; every wait has a deadline.
 //! `cargo test --test netns_mesh -- --nocapture` shows the figures.
+#![cfg(target_os = "linux")]
 
 use std::collections::HashMap;
 use std::thread;

@@ -20,6 +20,7 @@
 //! `LANPEER_SKIP_NETNS=1` is set. A guard kills every child and deletes every namespace, also on
 //! panic; every wait has a deadline. `cargo test --test netns_security -- --nocapture` shows the
 //! measured figures.
+#![cfg(target_os = "linux")]
 
 mod support;
 

@@ -21,6 +21,7 @@
 //! laptop-width one is also written to docs/web.png.
 //!
 //! Run: `cargo test --test netns_web -- --nocapture` (as root) to see the measured times.
+#![cfg(target_os = "linux")]
 
 mod support;
 

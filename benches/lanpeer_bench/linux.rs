@@ -1,26 +1,5 @@
-//! lanpeer benchmarks (issue 6): every figure beside a baseline measured in the same run.
-//!
-//! ```sh
-//! cargo bench --bench lanpeer_bench                       # everything, full sizes (a few minutes)
-//! cargo bench --bench lanpeer_bench -- stream fanout --quick
-//! ```
-//! Benchmarks: `stream`, `fanout`, `convergence`, `store`, `idle`, `cli`, `zyre` (none named: all).
-//! `--quick` uses small sizes (for development).
-//!
-//! NETWORK SAFETY: everything runs on loopback. In-process nodes get `interfaces = ["lo"]`
-//! (asserted before every start), CLI peers get `--iface lo`, plain sockets use 127.0.0.1. Each
-//! run uses a random discovery port and a unique room. Every load is bounded in count and time.
-//! Child processes are killed by a Drop guard (also on panic) and get PR_SET_PDEATHSIG, so they
-//! die with the bench even if it is killed. The Python Zyre comparison runs only inside a fresh
-//! network namespace that has nothing but `lo` (see benches/zyre_bench.py).
-//!
-//! Timers: the library and CLI peers run with the DEFAULT Config (beacon every 1 s ±20%, dial
-//! grace 1.5 s, keepalive 1 s, expiry 5 s): the figures are what a user gets.
-//!
-//! The process raises its RLIMIT_NOFILE (soft, and hard when root and allowed): 100 peers in
-//! one process (fan-out) hold 101·100 = 10,100 TCP sockets. The convergence runs put at most
-//! 50 peers in one worker process (50·199 sockets for a room of 200), because 200 peers in one
-//! process would need 39,800 descriptors, more than the 20,000 hard limit of this container.
+//! The benchmarks themselves (Linux: they read `/proc`, make network namespaces and use
+//! `PR_SET_PDEATHSIG`). See `main.rs` for what they measure and how they stay on loopback.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -37,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-#[path = "../src/rlimit.rs"]
+#[path = "../../src/rlimit.rs"]
 #[allow(dead_code)]
 mod rlimit;
 
@@ -1521,7 +1500,7 @@ fn raise_fd_limit() -> String {
     }
 }
 
-fn main() {
+pub fn main() {
     // The library's warnings (e.g. "peer is not reading; closing its session") on stderr.
     let filter = tracing_subscriber::EnvFilter::try_from_env("LANPEER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
