@@ -783,8 +783,8 @@ async fn bench_fanout(o: &Opts, z: &Zyre) -> Vec<(usize, Duration, Duration)> {
 
 // ---- convergence -----------------------------------------------------------------------------
 
-/// Most peers one worker process hosts: 50 peers of a room of 200 hold 50·199 sockets, within
-/// a 20,000 descriptor limit (200 in one process would need 39,800).
+/// Most peers one worker process hosts: 25 peers of a room of 200 hold 25·199 sockets, well
+/// within a 20,000 descriptor limit (200 in one process would need 39,800).
 const PER_WORKER: usize = 25;
 
 /// The process's connection counts (`lanpeer::transport::handshake::COUNTS`) as one line.

@@ -19,7 +19,7 @@
 //!
 //! The process raises its RLIMIT_NOFILE (soft, and hard when root and allowed): 100 peers in
 //! one process (fan-out) hold 101·100 = 10,100 TCP sockets. The convergence runs put at most
-//! 50 peers in one worker process (50·199 sockets for a room of 200), because 200 peers in one
+//! 25 peers in one worker process (25·199 sockets for a room of 200), because 200 peers in one
 //! process would need 39,800 descriptors, more than the 20,000 hard limit of this container.
 
 #[cfg(target_os = "linux")]
