@@ -267,11 +267,40 @@ async fn recv_batch(sock: &UdpSocket, b: &mut Batch) -> std::io::Result<()> {
 /// (Elsewhere: one datagram per read.)
 #[cfg(not(target_os = "linux"))]
 async fn recv_batch(sock: &UdpSocket, b: &mut Batch) -> std::io::Result<()> {
-    let (n, from) = sock.recv_from(&mut b.bufs[0]).await?;
-    b.n = 1;
-    b.lens[0] = n;
-    b.froms[0] = Some(from);
-    Ok(())
+    recv_one(sock, b).await
+}
+
+/// One datagram per read, with `recv_from`: the way of every system but Linux, and built for
+/// the tests on Linux too, which run it (tests below).
+///
+/// A datagram larger than the buffer is not an error of the socket: Linux cuts it to the
+/// buffer, but Windows drops it and fails the read (`WSAEMSGSIZE`). There it reads as nothing
+/// taken, not as a failed read (which makes the listener pause): a flood of large datagrams must
+/// not slow the reading of beacons.
+#[cfg(any(test, not(target_os = "linux")))]
+async fn recv_one(sock: &UdpSocket, b: &mut Batch) -> std::io::Result<()> {
+    b.n = 0;
+    match sock.recv_from(&mut b.bufs[0]).await {
+        Ok((n, from)) => {
+            b.n = 1;
+            b.lens[0] = n;
+            b.froms[0] = Some(from);
+            Ok(())
+        }
+        Err(e) if too_big(&e) => {
+            tracing::debug!("oversized datagram dropped");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Did the read fail because the datagram was larger than the buffer (Windows only)?
+#[cfg(any(test, not(target_os = "linux")))]
+fn too_big(e: &std::io::Error) -> bool {
+    /// `WSAEMSGSIZE`.
+    const WSAEMSGSIZE: i32 = 10040;
+    cfg!(windows) && e.raw_os_error() == Some(WSAEMSGSIZE)
 }
 
 /// `recvmmsg(MSG_DONTWAIT)` into `b`: how many datagrams (an error if none was there).
@@ -324,5 +353,72 @@ fn socket_addr(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
             Some(SocketAddr::V6(SocketAddrV6::new(ip, u16::from_be(a.sin6_port), a.sin6_flowinfo, a.sin6_scope_id)))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Datagrams of these lengths, from `from` to `to`; the longest is over [`DATAGRAM`].
+    const LENS: [usize; 4] = [1, 100, DATAGRAM, DATAGRAM + 50];
+
+    async fn pair(local: IpAddr) -> Option<(UdpSocket, UdpSocket)> {
+        let to = UdpSocket::bind((local, 0)).await.ok()?;
+        let from = UdpSocket::bind((local, 0)).await.ok()?;
+        for (i, len) in LENS.iter().enumerate() {
+            from.send_to(&vec![i as u8; *len], to.local_addr().ok()?).await.ok()?;
+        }
+        Some((to, from))
+    }
+
+    /// What a read gave: (first byte, length, source) per datagram.
+    fn got(b: &Batch) -> Vec<(u8, usize, Option<SocketAddr>)> {
+        (0..b.n).map(|i| (b.bufs[i][0], b.lens[i], b.froms[i])).collect()
+    }
+
+    fn expected(from: SocketAddr) -> Vec<(u8, usize, Option<SocketAddr>)> {
+        LENS.iter().enumerate().map(|(i, len)| (i as u8, (*len).min(DATAGRAM), Some(from))).collect()
+    }
+
+    /// Both ways of reading (the Linux batch and the one-by-one of the other systems) give every
+    /// datagram whole, in order, with its source, an oversized one cut to the buffer, over IPv4
+    /// and IPv6 loopback.
+    #[tokio::test]
+    async fn both_ways_of_reading_give_each_datagram_with_its_source() {
+        let locals = [IpAddr::from([127, 0, 0, 1]), IpAddr::from(std::net::Ipv6Addr::LOCALHOST)];
+        let mut tried = 0;
+        for local in locals {
+            // IPv6 loopback may be off (some containers): then IPv4 alone.
+            let Some((to, from)) = pair(local).await else { continue };
+            tried += 1;
+            let from = from.local_addr().unwrap();
+            let mut b = Batch::default();
+            let mut one_by_one = Vec::new();
+            while one_by_one.len() < LENS.len() {
+                recv_one(&to, &mut b).await.unwrap();
+                assert_eq!(b.n, 1, "recv_one takes one datagram per read");
+                one_by_one.extend(got(&b));
+            }
+            assert_eq!(one_by_one, expected(from), "{local}: one by one");
+
+            let Some((to, sender)) = pair(local).await else { continue };
+            let from = sender.local_addr().unwrap();
+            let mut batched = Vec::new();
+            while batched.len() < LENS.len() {
+                recv_batch(&to, &mut b).await.unwrap();
+                assert!(b.n >= 1, "a read that returns took something");
+                batched.extend(got(&b));
+            }
+            assert_eq!(batched, expected(from), "{local}: batched");
+        }
+        assert!(tried >= 1, "IPv4 loopback must be there");
+    }
+
+    #[test]
+    fn only_a_windows_size_error_counts_as_an_oversized_datagram() {
+        let e = std::io::Error::from_raw_os_error(10040);
+        assert_eq!(too_big(&e), cfg!(windows));
+        assert!(!too_big(&std::io::Error::from(std::io::ErrorKind::ConnectionReset)));
     }
 }
