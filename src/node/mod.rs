@@ -123,13 +123,13 @@ impl Node {
         };
         let loopback_only = selected.iter().all(|i| i.loopback);
         let bind_ip = if loopback_only { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
-        let mut tcp = tokio::net::TcpListener::bind((bind_ip, config.tcp_port)).await;
+        let mut tcp = transport::accept::listen(SocketAddr::from((bind_ip, config.tcp_port)));
         if config.tcp_port_fallback && tcp.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::AddrInUse) {
             tracing::info!(
                 port = config.tcp_port,
                 "the session port is taken (another peer on this computer?); using any free port"
             );
-            tcp = tokio::net::TcpListener::bind((bind_ip, 0)).await;
+            tcp = transport::accept::listen(SocketAddr::from((bind_ip, 0)));
         }
         let tcp = tcp.map_err(|source| {
             if source.kind() == std::io::ErrorKind::AddrInUse {
@@ -141,7 +141,7 @@ impl Node {
         let tcp_port = tcp.local_addr().map_err(|source| Error::Socket { what: "session (TCP)", source })?.port();
         // The IPv6 listener: same port, `::1` when only loopback is selected, `::` otherwise.
         let bind6 = if loopback_only { Ipv6Addr::LOCALHOST } else { Ipv6Addr::UNSPECIFIED };
-        let tcp6 = match transport::accept::listen_v6(SocketAddr::from((bind6, tcp_port))) {
+        let tcp6 = match transport::accept::listen(SocketAddr::from((bind6, tcp_port))) {
             Ok(l) => Some(l),
             Err(e) => {
                 if selected.iter().any(|i| i.is_v6()) {
