@@ -213,6 +213,43 @@ async fn more_than_a_window_flows_in_order() {
     b.node.shutdown().await;
 }
 
+/// A sender far ahead of a small window keeps what waits in memory only up to a bound (8 MiB),
+/// and reads the rest back from the store: here the stream goes from memory, then from the store
+/// (what did not fit), then from memory again behind it. Everything arrives once, in order, whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_far_ahead_of_the_window_sends_everything_in_order() {
+    let (port, room) = unique_net();
+    let mut cfg = config("a", port, &room);
+    cfg.window = 16;
+    // No resend within the test: a message skipped would stall the stream, not come late.
+    cfg.resend_after = Duration::from_secs(300);
+    let a = start_with(cfg).await;
+    let mut b = start("b", port, &room).await;
+    wait_listed(&a, 1, T).await;
+    const N: usize = 400;
+    let text = |k: usize| format!("{k:04} {}", "x".repeat(100_000));
+    let submit = |range: std::ops::Range<usize>| {
+        let msgs = range.map(|k| (None, Body::Chat { text: text(k) })).collect();
+        let node = a.node.clone();
+        async move {
+            let results = node.submit_batch(msgs).await.unwrap().await.unwrap();
+            assert!(results.iter().all(|r| r.is_ok()));
+        }
+    };
+    // 300 wait: about 80 fit in memory, the other 200 are in the store only.
+    submit(0..300).await;
+    // Once those in memory went, 100 more: kept in memory again, behind those in the store.
+    let mut got = collect(&mut b, 110, Duration::from_secs(30)).await;
+    submit(300..N).await;
+    got.extend(collect(&mut b, N - 110, Duration::from_secs(30)).await);
+    let heads: Vec<&str> = got.iter().map(|t| &t[..4]).collect();
+    let want: Vec<String> = (0..N).map(|k| format!("{k:04}")).collect();
+    assert_eq!(heads, want, "every message once, in order");
+    assert!(got.iter().enumerate().all(|(k, t)| *t == text(k)), "every message whole");
+    a.node.shutdown().await;
+    b.node.shutdown().await;
+}
+
 /// `submit_batch`: one result per message in order, a refused message does not stop the others,
 /// and the peer gets the stored ones once, in order, each as its own event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,6 +41,8 @@ use crate::transport::{BYE_DUPLICATE, BYE_LEAVING, Ctx, SessionMsg, Up, dial};
 
 #[path = "mesh.rs"]
 mod mesh;
+#[path = "unsent.rs"]
+mod unsent;
 
 /// How often the actor expires peers, starts due dials and checks for resends.
 const TICK: Duration = Duration::from_millis(200);
@@ -225,6 +227,9 @@ pub(super) struct Actor {
     failed: std::cell::Cell<bool>,
     /// Our messages of this turn, sent once the turn commits: (peer, stream number, envelope).
     held_frames: Vec<(PeerId, u64, Bytes)>,
+    /// Committed frames of ours that wait for room in a peer's window (a bounded cache of the
+    /// outbox table, see `unsent`).
+    unsent: unsent::Unsent,
     /// The streams that numbered messages this turn, with their `next` before it.
     numbered: HashMap<PeerId, u64>,
     /// Catch-up messages stored this turn (their envelopes), and those of failed turns, stored
@@ -290,6 +295,7 @@ impl Actor {
             beaconed: HashMap::new(),
             failed: Default::default(),
             held_frames: Vec::new(),
+            unsent: unsent::Unsent::new(),
             numbered: HashMap::new(),
             caught: Vec::new(),
             retry: Vec::new(),
@@ -380,13 +386,16 @@ impl Actor {
         let window = self.p.config.window as u64;
         let mut frames = std::mem::take(&mut self.held_frames);
         for (peer, lseq, env) in frames.drain(..) {
+            // Without a session the outbox table has it, for the next one.
             let (Some(o), Some(s)) = (self.out.get_mut(&peer), self.sessions.get(&peer)) else { continue };
-            if o.sent + 1 == lseq
-                && o.sent - o.acked < window
-                && let Ok(f) = codec::message_frame(lseq, &env)
-                && s.push(peer, f)
-            {
-                o.sent = lseq;
+            let Ok(f) = codec::message_frame(lseq, &env) else { continue };
+            if o.sent + 1 == lseq && o.sent - o.acked < window {
+                if s.push(peer, f) {
+                    o.sent = lseq;
+                }
+            } else {
+                // The window is full: `pump` sends it when the peer acknowledges.
+                self.unsent.keep(peer, lseq, f);
             }
         }
         // Kept for its capacity.
@@ -680,6 +689,7 @@ impl Actor {
         };
         for (peer, n) in dropped {
             tracing::warn!(peer = %peer.short(), dropped = n, "messages kept for an absent peer were dropped (too old or too many)");
+            self.unsent.forget(peer);
             // The dropped rows may have been the last record of how far the stream went.
             self.dirty_out.insert(peer);
         }
@@ -736,6 +746,7 @@ impl Actor {
         if let Some(o) = self.out.get_mut(&peer) {
             o.sent = o.acked;
         }
+        self.unsent.forget(peer);
         if let Some(i) = self.inbound.get_mut(&peer) {
             i.ahead.clear();
             i.resume_last = None;
@@ -827,24 +838,49 @@ impl Actor {
     }
 
     /// Send queued messages to `peer`, as far as its window allows.
+    /// The frames kept in `unsent` go from memory; the numbers before them (and all of them
+    /// when nothing is kept) are read from the store.
     fn pump(&mut self, peer: PeerId) {
         if !self.sessions.contains_key(&peer) {
             return;
         }
         let window = self.p.config.window as u64;
-        let Some(o) = self.out.get(&peer).copied() else { return };
-        let room = window.saturating_sub(o.sent - o.acked);
-        if room == 0 || o.sent + 1 >= o.next {
-            return;
-        }
-        let Some(batch) = self.log_store(self.p.store.pending(peer, o.sent, room as usize)) else { return };
-        for (lseq, env) in batch {
-            let Ok(f) = codec::message_frame(lseq, &env) else { return };
-            if !self.push(peer, f) {
+        loop {
+            let Some(o) = self.out.get(&peer).copied() else { return };
+            let room = window.saturating_sub(o.sent - o.acked);
+            if room == 0 || o.sent + 1 >= o.next {
                 return;
             }
-            if let Some(o) = self.out.get_mut(&peer) {
-                o.sent = lseq;
+            let kept = self.unsent.first_after(peer, o.sent);
+            if kept == Some(o.sent + 1) {
+                let mut sent = o.sent;
+                while sent - o.sent < room
+                    && let Some(f) = self.unsent.take(peer, sent + 1)
+                {
+                    if !self.push(peer, f) {
+                        return;
+                    }
+                    sent += 1;
+                }
+                if let Some(o) = self.out.get_mut(&peer) {
+                    o.sent = sent;
+                }
+                continue;
+            }
+            // From the store: up to the kept run, or as far as the window allows.
+            let limit = kept.map_or(room, |k| room.min(k - o.sent - 1));
+            let Some(batch) = self.log_store(self.p.store.pending(peer, o.sent, limit as usize)) else { return };
+            if batch.is_empty() {
+                return;
+            }
+            for (lseq, env) in batch {
+                let Ok(f) = codec::message_frame(lseq, &env) else { return };
+                if !self.push(peer, f) {
+                    return;
+                }
+                if let Some(o) = self.out.get_mut(&peer) {
+                    o.sent = lseq;
+                }
             }
         }
     }
