@@ -250,6 +250,48 @@ async fn a_sender_far_ahead_of_the_window_sends_everything_in_order() {
     b.node.shutdown().await;
 }
 
+/// The receiver restarts while the sender holds frames for it in memory (past the window): they
+/// are dropped with the session, and the new session sends the rest from the store, once each,
+/// in order, after what the receiver had already stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_restarted_mid_stream_gets_the_rest_once_in_order() {
+    let (port, room) = unique_net();
+    let db = data_dir("mid");
+    let mut cfg = config("a", port, &room);
+    cfg.window = 16;
+    let a = start_with(cfg).await;
+    let mut b = start_with(with_dir("b", port, &room, &db)).await;
+    wait_listed(&a, 1, T).await;
+    const N: usize = 200;
+    let text = |k: usize| format!("{k:04} {}", "y".repeat(50_000));
+    let msgs = (0..N).map(|k| (None, Body::Chat { text: text(k) })).collect();
+    let results = a.node.submit_batch(msgs).await.unwrap().await.unwrap();
+    assert!(results.iter().all(|r| r.is_ok()));
+    let mut got = collect(&mut b, 40, T).await;
+    b.node.shutdown().await;
+    // What b reported before it stopped, up to the end of its events.
+    while let Ok(Some(e)) = tokio::time::timeout(T, b.events.recv()).await {
+        if let Event::Message(m) = e
+            && !m.own
+            && let Body::Chat { text } = m.body
+        {
+            got.push(text);
+        }
+    }
+    let mut b = start_with(with_dir("b", port, &room, &db)).await;
+    let before = got.len();
+    assert!(before < N, "b stopped before the end of the stream ({before} of {N})");
+    got.extend(collect(&mut b, N - before, Duration::from_secs(30)).await);
+    assert_none(&mut b, Duration::from_millis(800), |e| matches!(e, Event::Message(m) if !m.own)).await;
+    let heads: Vec<&str> = got.iter().map(|t| &t[..4]).collect();
+    let want: Vec<String> = (0..N).map(|k| format!("{k:04}")).collect();
+    assert_eq!(heads, want, "every message once, in order, across the restart");
+    assert!(got.iter().enumerate().all(|(k, t)| *t == text(k)), "every message whole");
+    a.node.shutdown().await;
+    b.node.shutdown().await;
+    let _ = std::fs::remove_dir_all(db);
+}
+
 /// `submit_batch`: one result per message in order, a refused message does not stop the others,
 /// and the peer gets the stored ones once, in order, each as its own event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
