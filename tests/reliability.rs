@@ -213,6 +213,15 @@ async fn more_than_a_window_flows_in_order() {
     b.node.shutdown().await;
 }
 
+/// `got` is messages 0..n, each once, in order, each whole (`text(k)`: message k, which starts
+/// with its 4-digit number).
+fn numbered_in_order(got: &[String], n: usize, text: impl Fn(usize) -> String) {
+    let heads: Vec<&str> = got.iter().map(|t| &t[..4]).collect();
+    let want: Vec<String> = (0..n).map(|k| format!("{k:04}")).collect();
+    assert_eq!(heads, want, "every message once, in order");
+    assert!(got.iter().enumerate().all(|(k, t)| *t == text(k)), "every message whole");
+}
+
 /// A sender far ahead of a small window keeps what waits in memory only up to a bound (8 MiB),
 /// and reads the rest back from the store: here the stream goes from memory, then from the store
 /// (what did not fit), then from memory again behind it. Everything arrives once, in order, whole.
@@ -242,10 +251,7 @@ async fn a_sender_far_ahead_of_the_window_sends_everything_in_order() {
     let mut got = collect(&mut b, 110, Duration::from_secs(30)).await;
     submit(300..N).await;
     got.extend(collect(&mut b, N - 110, Duration::from_secs(30)).await);
-    let heads: Vec<&str> = got.iter().map(|t| &t[..4]).collect();
-    let want: Vec<String> = (0..N).map(|k| format!("{k:04}")).collect();
-    assert_eq!(heads, want, "every message once, in order");
-    assert!(got.iter().enumerate().all(|(k, t)| *t == text(k)), "every message whole");
+    numbered_in_order(&got, N, text);
     a.node.shutdown().await;
     b.node.shutdown().await;
 }
@@ -283,10 +289,7 @@ async fn a_receiver_restarted_mid_stream_gets_the_rest_once_in_order() {
     assert!(before < N, "b stopped before the end of the stream ({before} of {N})");
     got.extend(collect(&mut b, N - before, Duration::from_secs(30)).await);
     assert_none(&mut b, Duration::from_millis(800), |e| matches!(e, Event::Message(m) if !m.own)).await;
-    let heads: Vec<&str> = got.iter().map(|t| &t[..4]).collect();
-    let want: Vec<String> = (0..N).map(|k| format!("{k:04}")).collect();
-    assert_eq!(heads, want, "every message once, in order, across the restart");
-    assert!(got.iter().enumerate().all(|(k, t)| *t == text(k)), "every message whole");
+    numbered_in_order(&got, N, text);
     a.node.shutdown().await;
     b.node.shutdown().await;
     let _ = std::fs::remove_dir_all(db);
