@@ -854,16 +854,21 @@ impl Actor {
             let kept = self.unsent.first_after(peer, o.sent);
             if kept == Some(o.sent + 1) {
                 let mut sent = o.sent;
+                let mut pushed = true;
                 while sent - o.sent < room
                     && let Some(f) = self.unsent.take(peer, sent + 1)
                 {
-                    if !self.push(peer, f) {
-                        return;
+                    pushed = self.push(peer, f);
+                    if !pushed {
+                        break;
                     }
                     sent += 1;
                 }
                 if let Some(o) = self.out.get_mut(&peer) {
                     o.sent = sent;
+                }
+                if !pushed {
+                    return;
                 }
                 continue;
             }
