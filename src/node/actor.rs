@@ -388,12 +388,15 @@ impl Actor {
         for (peer, lseq, env) in frames.drain(..) {
             // Without a session the outbox table has it, for the next one.
             let (Some(o), Some(s)) = (self.out.get_mut(&peer), self.sessions.get(&peer)) else { continue };
-            let Ok(f) = codec::message_frame(lseq, &env) else { continue };
             if o.sent + 1 == lseq && o.sent - o.acked < window {
-                if s.push(peer, f) {
+                if let Ok(f) = codec::message_frame(lseq, &env)
+                    && s.push(peer, f)
+                {
                     o.sent = lseq;
                 }
-            } else {
+            } else if self.unsent.fits(peer, lseq, env.len())
+                && let Ok(f) = codec::message_frame(lseq, &env)
+            {
                 // The window is full: `pump` sends it when the peer acknowledges.
                 self.unsent.keep(peer, lseq, f);
             }

@@ -41,16 +41,20 @@ impl Unsent {
         Unsent { runs: HashMap::new(), bytes: 0, max_bytes }
     }
 
+    /// Could a frame of at least `len` bytes, number `lseq` of `peer`'s stream, be kept? (So
+    /// that a frame is not encoded only to be refused.)
+    pub fn fits(&self, peer: PeerId, lseq: u64, len: usize) -> bool {
+        self.bytes + len <= self.max_bytes
+            && self.runs.get(&peer).and_then(|r| r.back()).is_none_or(|(last, _)| last + 1 == lseq)
+    }
+
     /// Keep `frame`, number `lseq` of `peer`'s stream, if it extends that peer's run (or starts
     /// one) and fits. Returns whether it was kept.
     pub fn keep(&mut self, peer: PeerId, lseq: u64, frame: Bytes) -> bool {
-        if self.bytes + frame.len() > self.max_bytes {
+        if !self.fits(peer, lseq, frame.len()) {
             return false;
         }
         let run = self.runs.entry(peer).or_default();
-        if run.back().is_some_and(|(last, _)| last + 1 != lseq) {
-            return false;
-        }
         self.bytes += frame.len();
         run.push_back((lseq, frame));
         true
