@@ -15,7 +15,7 @@
 //! network namespace that has nothing but `lo` (see benches/zyre_bench.py).
 //!
 //! Timers: the library and CLI peers run with the DEFAULT Config (beacon every 1 s ±20%, dial
-//! grace 1.5 s, keepalive 1 s, expiry 5 s): the figures are what a user gets.
+//! grace 1.5 s, keepalive 2 s, expiry 5 s): the figures are what a user gets.
 //!
 //! The process raises its RLIMIT_NOFILE (soft, and hard when root and allowed): 100 peers in
 //! one process (fan-out) hold 101·100 = 10,100 TCP sockets. The convergence runs put at most

@@ -4,8 +4,8 @@
 //! Why: a sender that runs ahead of its receiver (a long stream, a slow laptop) used to leave
 //! everything past the window in the outbox table only, and each acknowledgement then read the
 //! next messages back from SQLite, rebuilt their envelopes and encoded them again: 12 % of the
-//! CPU of a pipelined stream (profile in docs/benchmarks.md, round 7). The frames were in hand
-//! when the turn committed; this keeps them.
+//! CPU of a pipelined stream (profile in docs/benchmarks-history.md, round 7). The frames were
+//! in hand when the turn committed; this keeps them.
 //!
 //! Only a cache: the outbox table still has every message, and whatever is not here is read from
 //! it as before. Per peer it holds one run of consecutive stream numbers, so that the actor sends
