@@ -27,6 +27,10 @@ const TEXT_LEN: usize = 100;
 
 struct Opts {
     quick: bool,
+    /// Run by `cargo test` (no `--bench` argument) or with `--smoke`: tiny sizes and no Zyre, to
+    /// prove that every benchmark still runs to its end and that the library delivers everything
+    /// it measures (any failure makes the process exit with status 1). Its figures mean nothing.
+    smoke: bool,
     only: Vec<String>,
     /// `--n=10,50`: sizes for fan-out and convergence instead of the defaults.
     sizes: Option<Vec<usize>>,
@@ -37,26 +41,52 @@ struct Opts {
 impl Opts {
     fn parse() -> Opts {
         let mut quick = false;
+        let mut bench = false;
+        let mut smoke = false;
         let mut only = Vec::new();
         let mut sizes = None;
         let mut rounds = None;
         for a in std::env::args().skip(1) {
             match a.as_str() {
                 "--quick" => quick = true,
+                "--bench" => bench = true, // cargo bench passes it; cargo test does not
+                "--smoke" => smoke = true,
                 s if s.starts_with("--rounds=") => rounds = s[9..].parse().ok(),
                 s if s.starts_with("--n=") => {
                     sizes = Some(s[4..].split(',').filter_map(|x| x.parse().ok()).collect());
                 }
-                s if s.starts_with('-') => {} // cargo passes --bench
+                s if s.starts_with('-') => {} // e.g. cargo test's --nocapture
                 s => only.push(s.to_string()),
             }
         }
-        Opts { quick, only, sizes, rounds }
+        Opts { quick, smoke: smoke || !bench, only, sizes, rounds }
     }
 
     fn wants(&self, name: &str) -> bool {
-        self.only.is_empty() || self.only.iter().any(|o| o == name)
+        // The smoke run never measures Zyre: it needs pyre and a network namespace, and minutes.
+        (self.only.is_empty() || self.only.iter().any(|o| o == name)) && !(self.smoke && name == "zyre")
     }
+
+    /// The full size, the `--quick` one, or the smoke run's.
+    fn size<T>(&self, full: T, quick: T, smoke: T) -> T {
+        if self.smoke {
+            smoke
+        } else if self.quick {
+            quick
+        } else {
+            full
+        }
+    }
+}
+
+/// How many things went wrong in this run (a peer not found, a message not delivered, a room
+/// that did not converge): the process exits with status 1 when any did.
+static FAILURES: AtomicUsize = AtomicUsize::new(0);
+
+/// Reports one failure on its own line and counts it.
+fn failed(what: impl std::fmt::Display) {
+    FAILURES.fetch_add(1, Ordering::Relaxed);
+    println!("FAILED: {what}");
 }
 
 /// Figures of the Python Zyre run, by key (see benches/zyre_bench.py).
@@ -297,7 +327,7 @@ fn bench_store(o: &Opts) {
     use lanpeer::id::{MsgId, PeerId};
     use lanpeer::protocol::Envelope;
     use lanpeer::store::Store;
-    let n: u64 = if o.quick { 5_000 } else { 20_000 };
+    let n: u64 = o.size(20_000, 5_000, 300);
     let scratch = std::env::temp_dir().join(format!("lanpeer-bench-store-{}", std::process::id()));
     let author = PeerId([7; 16]);
     let envs: Vec<(Envelope, Vec<u8>)> = (1..=2 * n)
@@ -417,7 +447,7 @@ async fn stream_lib(n: u64, callers: u64, durable: bool) -> Option<StreamResult>
     let callers = if batched { 1 } else { callers.max(1) };
     let mut s = Swarm::start_with(2, "stream", false, durable).await;
     if s.wait_listed(0..2, 1, Duration::from_secs(30)).await.is_none() {
-        println!("stream: the two peers did not find each other within 30 s");
+        failed("stream: the two peers did not find each other within 30 s");
         s.shutdown().await;
         return None;
     }
@@ -569,8 +599,8 @@ fn stream_raw(n: u64) -> Duration {
 }
 
 async fn bench_stream(o: &Opts, z: &Zyre) -> Option<f64> {
-    let n: u64 = if o.quick { 50_000 } else { 300_000 };
-    let raw_n: u64 = if o.quick { 1_000_000 } else { 5_000_000 };
+    let n: u64 = o.size(300_000, 50_000, 3_000);
+    let raw_n: u64 = o.size(5_000_000, 1_000_000, 100_000);
     let raw = tokio::task::spawn_blocking(move || stream_raw(raw_n)).await.unwrap();
     let raw_rate = raw_n as f64 / raw.as_secs_f64();
     let raw_txt = format!("raw TCP {}msg/s {:.1} MB/s", rate(raw_rate), raw_rate * TEXT_LEN as f64 / 1e6);
@@ -612,6 +642,9 @@ async fn bench_stream(o: &Opts, z: &Zyre) -> Option<f64> {
                 r.sent
             )
         };
+        if !r.complete {
+            failed(format!("stream ({who}): {} of {n} messages received", r.received));
+        }
         figure(
             &format!("stream msgs/s ({who})"),
             format!("{}msg/s", rate(ours)),
@@ -647,7 +680,7 @@ async fn fanout_lib(n: usize, rounds: usize, durable: bool) -> Option<(Vec<Durat
     let mut s = Swarm::start_with(n + 1, "fanout", true, durable).await;
     let within = Duration::from_secs(60);
     if s.wait_listed(0..n + 1, n, within).await.is_none() {
-        println!("fanout {n}: only {} of {} peers converged within 60 s", s.converged_count(n), n + 1);
+        failed(format!("fanout {n}: only {} of {} peers converged within 60 s", s.converged_count(n), n + 1));
         s.shutdown().await;
         return None;
     }
@@ -742,8 +775,8 @@ async fn fanout_raw(n: usize, rounds: usize) -> Vec<Duration> {
 }
 
 async fn bench_fanout(o: &Opts, z: &Zyre) -> Vec<(usize, Duration, Duration)> {
-    let sizes: &[usize] = o.sizes.as_deref().unwrap_or(if o.quick { &[10] } else { &[10, 50, 100] });
-    let rounds = o.rounds.unwrap_or(if o.quick { 50 } else { 200 });
+    let sizes: &[usize] = o.sizes.as_deref().unwrap_or(o.size(&[10, 50, 100], &[10], &[5]));
+    let rounds = o.rounds.unwrap_or(o.size(200, 50, 20));
     let mut out = Vec::new();
     for &n in sizes {
         let raw = fanout_raw(n, rounds).await;
@@ -752,6 +785,9 @@ async fn bench_fanout(o: &Opts, z: &Zyre) -> Vec<(usize, Duration, Duration)> {
         let (r50, r99) = (percentile(&raw, 0.5), percentile(&raw, 0.99));
         let miss =
             if missed > 0 { format!(", {missed} rounds MISSED (not all had it within 5 s)") } else { String::new() };
+        if missed > 0 {
+            failed(format!("fanout to {n}: in {missed} of {rounds} rounds not every peer had the chat within 5 s"));
+        }
         figure(
             &format!("fanout to {n} p50"),
             ms(p50),
@@ -786,10 +822,13 @@ async fn bench_fanout(o: &Opts, z: &Zyre) -> Vec<(usize, Duration, Duration)> {
     // The same with every node's history on disk (as the CLI runs), for the largest size: each
     // receiver's commit then writes the WAL. In a classroom each receiver has its own CPU and
     // disk; here 100 of them share 2 cores.
-    if let Some(&n) = sizes.iter().max().filter(|_| !o.quick)
+    if let Some(&n) = sizes.iter().max().filter(|_| !o.quick || o.smoke)
         && let Some((lat, missed, cpu)) = fanout_lib(n, rounds, true).await
     {
         let miss = if missed > 0 { format!(", {missed} rounds MISSED") } else { String::new() };
+        if missed > 0 {
+            failed(format!("fanout to {n}, history on disk: {missed} of {rounds} rounds missed"));
+        }
         figure(
             &format!("fanout to {n} p50, history on disk"),
             ms(percentile(&lat, 0.5)),
@@ -962,6 +1001,7 @@ async fn convergence_lib(n: usize) -> (Option<Duration>, Option<Duration>, Strin
     if all.is_none() {
         let ok = listed.iter().filter(|&&c| c == n - 1).count();
         note.push_str(&format!("; only {ok} of {n} converged within 90 s"));
+        failed(format!("convergence of {n}: only {ok} of {n} listed all others within 90 s"));
         kids.stop(Duration::from_secs(20));
         for r in readers {
             let _ = r.join();
@@ -990,6 +1030,10 @@ async fn convergence_lib(n: usize) -> (Option<Duration>, Option<Duration>, Strin
     let wrong = listed.iter().filter(|&&c| c != n).count();
     if wrong > 0 {
         note.push_str(&format!("; {wrong} of {n} do not list the late joiner within 10 s"));
+        failed(format!("late joiner to {n}: {wrong} of {n} do not list it within 10 s"));
+    }
+    if late.is_none() {
+        failed(format!("late joiner to {n}: it did not list all {n} within 30 s"));
     }
     s.shutdown().await;
     let stop = tokio::task::spawn_blocking(move || {
@@ -1056,7 +1100,7 @@ async fn mesh_raw(n: usize) -> (Duration, Duration) {
 }
 
 async fn bench_convergence(o: &Opts, z: &Zyre) -> Vec<(usize, Option<Duration>, Option<Duration>)> {
-    let sizes: &[usize] = o.sizes.as_deref().unwrap_or(if o.quick { &[10, 50] } else { &[10, 50, 100, 200] });
+    let sizes: &[usize] = o.sizes.as_deref().unwrap_or(o.size(&[10, 50, 100, 200], &[10, 50], &[5]));
     let mut out = Vec::new();
     for &n in sizes {
         let (raw_all, raw_late) = mesh_raw(n).await;
@@ -1226,7 +1270,7 @@ fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
 // ---- CLI stream ------------------------------------------------------------------------------
 
 fn bench_cli(o: &Opts, lib_rate: Option<f64>) -> Option<f64> {
-    let n: u64 = if o.quick { 20_000 } else { 100_000 };
+    let n: u64 = o.size(100_000, 20_000, 3_000);
     let dir = Scratch::new("cli");
     let (port, room) = unique_net("cli");
     let mut kids = Children::default();
@@ -1235,7 +1279,7 @@ fn bench_cli(o: &Opts, lib_rate: Option<f64>) -> Option<f64> {
     if !wait_until(Duration::from_secs(30), || {
         sa.listed.load(Ordering::Relaxed) == 1 && sb.listed.load(Ordering::Relaxed) == 1
     }) {
-        println!("cli: the two processes did not find each other within 30 s");
+        failed("cli: the two processes did not find each other within 30 s");
         return None;
     }
     sb.target.store(n, Ordering::Relaxed);
@@ -1272,6 +1316,9 @@ fn bench_cli(o: &Opts, lib_rate: Option<f64>) -> Option<f64> {
     let _stdin = writer.join().ok();
     kids.stop(Duration::from_secs(5));
     let tag = if done && got == n { String::new() } else { format!(" INCOMPLETE: {got} of {n}") };
+    if !tag.is_empty() {
+        failed(format!("cli: {got} of {n} chats arrived"));
+    }
     figure(
         "cli --json msgs/s end to end",
         format!("{}msg/s", rate(r)),
@@ -1327,8 +1374,8 @@ fn beacon_counter(port: u16) -> std::net::UdpSocket {
 }
 
 fn bench_idle(o: &Opts) {
-    let n = if o.quick { 20 } else { 100 };
-    let window = Duration::from_secs(if o.quick { 5 } else { 10 });
+    let n = o.size(100, 20, 4);
+    let window = Duration::from_secs(o.size(10, 5, 2));
     let dir = Scratch::new("idle");
     let (port, room) = unique_net("idle");
     let (port1, room1) = unique_net("alone");
@@ -1349,7 +1396,10 @@ fn bench_idle(o: &Opts) {
         if converged { ms(conv) } else { "NOT CONVERGED".into() },
         &[format!("{ok} of {n} list all others; spawned one after another")],
     );
-    std::thread::sleep(Duration::from_secs(3));
+    if !converged {
+        failed(format!("cli convergence: only {ok} of {n} processes list all others within 120 s"));
+    }
+    std::thread::sleep(Duration::from_secs(o.size(3, 3, 1)));
     let sock = beacon_counter(port);
     let mut junk = [0u8; 128];
     while sock.recv_from(&mut junk).is_ok() {} // what queued before the window
@@ -1367,8 +1417,14 @@ fn bench_idle(o: &Opts) {
         }
     }
     let secs = w0.elapsed().as_secs_f64();
+    if beacons == 0 {
+        failed(format!("idle: no beacon of the {n} peers heard in {secs:.1} s"));
+    }
     let after: Vec<Option<u64>> = pids.iter().map(|&p| cpu_ticks(p)).collect();
     let rss: Vec<u64> = pids.iter().map(|&p| rss_kib(p).unwrap_or(0)).collect();
+    if let Some(i) = rss.iter().position(|&k| k == 0) {
+        failed(format!("idle: process {i} of the room is gone"));
+    }
     let cpu: Vec<f64> = before
         .iter()
         .zip(&after)
@@ -1529,7 +1585,8 @@ pub fn main() {
         return worker(&args[2..]);
     }
     let o = Opts::parse();
-    println!("lanpeer benchmarks{}: {}", if o.quick { " (--quick)" } else { "" }, machine());
+    let how = o.size("", " (--quick)", " (smoke run: tiny sizes, the figures mean nothing; `cargo bench` measures)");
+    println!("lanpeer benchmarks{how}: {}", machine());
     println!("{}; default Config timers; loopback only", raise_fd_limit());
     let z = if o.wants("zyre") {
         println!("== Zyre (Python pyre) in a private network namespace with only lo");
@@ -1571,5 +1628,10 @@ pub fn main() {
     if o.wants("idle") {
         println!("== cost at rest: `lanpeer --json --iface lo` processes, idle");
         bench_idle(&o);
+    }
+    let failures = FAILURES.load(Ordering::Relaxed);
+    if failures > 0 {
+        println!("{failures} FAILURE(S) in this run: see the FAILED lines above");
+        std::process::exit(1);
     }
 }

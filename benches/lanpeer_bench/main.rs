@@ -5,7 +5,10 @@
 //! cargo bench --bench lanpeer_bench -- stream fanout --quick
 //! ```
 //! Benchmarks: `stream`, `fanout`, `convergence`, `store`, `idle`, `cli`, `zyre` (none named: all).
-//! `--quick` uses small sizes (for development).
+//! `--quick` uses small sizes (for development). Without cargo bench's `--bench` argument (as
+//! `cargo test` runs it, `test = true` in Cargo.toml), or with `--smoke`, it is a smoke run: tiny
+//! sizes, no Zyre, figures that mean nothing. Any failure (a peer not found, a message not
+//! delivered, a room not formed) prints a `FAILED:` line and the exit status is 1.
 //!
 //! NETWORK SAFETY: everything runs on loopback. In-process nodes get `interfaces = ["lo"]`
 //! (asserted before every start), CLI peers get `--iface lo`, plain sockets use 127.0.0.1. Each
