@@ -1505,7 +1505,7 @@ fn run_zyre(o: &Opts) -> Result<Zyre, String> {
         }
     });
     let mut z = Zyre::new();
-    let deadline = Instant::now() + Duration::from_secs(if o.quick { 120 } else { 300 });
+    let deadline = Instant::now() + Duration::from_secs(if o.quick { 120 } else { 420 });
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
