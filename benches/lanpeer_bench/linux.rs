@@ -779,6 +779,10 @@ async fn bench_fanout(o: &Opts, z: &Zyre) -> Vec<(usize, Duration, Duration)> {
     let rounds = o.rounds.unwrap_or(o.size(200, 50, 20));
     let mut out = Vec::new();
     for &n in sizes {
+        if n == 0 {
+            println!("fanout to 0: skipped (it needs at least 1 receiver)");
+            continue;
+        }
         let raw = fanout_raw(n, rounds).await;
         let Some((lat, missed, cpu)) = fanout_lib(n, rounds, false).await else { continue };
         let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
@@ -822,7 +826,7 @@ async fn bench_fanout(o: &Opts, z: &Zyre) -> Vec<(usize, Duration, Duration)> {
     // The same with every node's history on disk (as the CLI runs), for the largest size: each
     // receiver's commit then writes the WAL. In a classroom each receiver has its own CPU and
     // disk; here 100 of them share 2 cores.
-    if let Some(&n) = sizes.iter().max().filter(|_| !o.quick || o.smoke)
+    if let Some(&n) = sizes.iter().max().filter(|&&n| n > 0 && (!o.quick || o.smoke))
         && let Some((lat, missed, cpu)) = fanout_lib(n, rounds, true).await
     {
         let miss = if missed > 0 { format!(", {missed} rounds MISSED") } else { String::new() };
@@ -1103,6 +1107,10 @@ async fn bench_convergence(o: &Opts, z: &Zyre) -> Vec<(usize, Option<Duration>, 
     let sizes: &[usize] = o.sizes.as_deref().unwrap_or(o.size(&[10, 50, 100, 200], &[10, 50], &[5]));
     let mut out = Vec::new();
     for &n in sizes {
+        if n < 2 {
+            println!("convergence of {n}: skipped (a room needs at least 2 peers)");
+            continue;
+        }
         let (raw_all, raw_late) = mesh_raw(n).await;
         let (all, late, note) = convergence_lib(n).await;
         let show = |d: Option<Duration>| d.map_or("NOT CONVERGED".to_string(), ms);
