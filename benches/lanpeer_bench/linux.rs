@@ -725,7 +725,8 @@ async fn fanout_lib(n: usize, rounds: usize, durable: bool) -> Option<(Vec<Durat
 
 /// Baseline: one sender writes the same 104-byte frame to `n` plain TCP connections (tokio,
 /// nodelay), one reader task per connection; time until the last reader has it.
-async fn fanout_raw(n: usize, rounds: usize) -> Vec<Duration> {
+/// Returns the latencies and the process's CPU time per measured round, as `fanout_lib`.
+async fn fanout_raw(n: usize, rounds: usize) -> (Vec<Duration>, Duration) {
     let l = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
     let addr = l.local_addr().unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Instant)>();
@@ -746,7 +747,11 @@ async fn fanout_raw(n: usize, rounds: usize) -> Vec<Duration> {
         }));
     }
     let mut lat = Vec::new();
+    let mut cpu0 = process_cpu();
     for r in 0..(rounds + 5) as u64 {
+        if r == 5 {
+            cpu0 = process_cpu();
+        }
         let mut frame = (TEXT_LEN as u32).to_be_bytes().to_vec();
         frame.extend_from_slice(text(&format!("{r:08}")).as_bytes());
         let t0 = Instant::now();
@@ -766,12 +771,13 @@ async fn fanout_raw(n: usize, rounds: usize) -> Vec<Duration> {
             lat.push(last - t0);
         }
     }
+    let cpu = (process_cpu() - cpu0) / rounds.max(1) as u32;
     drop(senders);
     for r in readers {
         let _ = r.await;
     }
     lat.sort();
-    lat
+    (lat, cpu)
 }
 
 async fn bench_fanout(o: &Opts, z: &Zyre) -> Vec<(usize, Duration, Duration)> {
@@ -783,7 +789,7 @@ async fn bench_fanout(o: &Opts, z: &Zyre) -> Vec<(usize, Duration, Duration)> {
             println!("fanout to 0: skipped (it needs at least 1 receiver)");
             continue;
         }
-        let raw = fanout_raw(n, rounds).await;
+        let (raw, raw_cpu) = fanout_raw(n, rounds).await;
         let Some((lat, missed, cpu)) = fanout_lib(n, rounds, false).await else { continue };
         let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
         let (r50, r99) = (percentile(&raw, 0.5), percentile(&raw, 0.99));
@@ -817,8 +823,10 @@ async fn bench_fanout(o: &Opts, z: &Zyre) -> Vec<(usize, Duration, Duration)> {
             &format!("fanout to {n} CPU per round"),
             ms(cpu),
             &[format!(
-                "{:.1} us per receiver (the process's user + system time over the rounds, both cores)",
-                cpu.as_secs_f64() * 1e6 / n as f64
+                "{:.1} us per receiver; raw TCP {} ({:.1} us per receiver) (the process's user + system time over the rounds, both cores)",
+                cpu.as_secs_f64() * 1e6 / n as f64,
+                ms(raw_cpu),
+                raw_cpu.as_secs_f64() * 1e6 / n as f64
             )],
         );
         out.push((n, p50, p99));
