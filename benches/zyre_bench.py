@@ -164,6 +164,19 @@ def stream(count):
             n.stop()
 
 
+def late_join(n, way):
+    """One node joins a room of n: the time until it lists all n. Returns it (to be stopped)."""
+    t1 = time.time()
+    late = node("late")
+    while len(late.peers()) < n and time.time() - t1 < 30:
+        time.sleep(0.005)
+    if len(late.peers()) >= n:
+        out_way(way, f"late_join_{n}_ms", (time.time() - t1) * 1e3)
+    else:
+        print(f"zyre_error late joiner to {n} did not list all within 30 s", flush=True)
+    return late
+
+
 def fanout(n, rounds):
     sender = node("s")
     recv = [node(f"r{i}") for i in range(n)]
@@ -206,15 +219,7 @@ def fanout(n, rounds):
         allnodes.remove(sender)
         if not wait_peers(recv, n - 1, 20, exact=True):
             print("zyre_error the sender's leave was not seen", flush=True)
-        t1 = time.time()
-        late = node("late")
-        allnodes.append(late)
-        while len(late.peers()) < n and time.time() - t1 < 30:
-            time.sleep(0.005)
-        if len(late.peers()) >= n:
-            out_way("one process", f"late_join_{n}_ms", (time.time() - t1) * 1e3)
-        else:
-            print(f"zyre_error late joiner to {n} did not list all within 30 s", flush=True)
+        allnodes.append(late_join(n, "one process"))
     finally:
         for x in allnodes:
             x.stop()
@@ -295,14 +300,7 @@ def fanout_procs(n, rounds):
         sender.stop()
         sender = None
         time.sleep(1.0)
-        t1 = time.time()
-        late = node("late")
-        while len(late.peers()) < n and time.time() - t1 < 30:
-            time.sleep(0.005)
-        if len(late.peers()) >= n:
-            out_way(f"processes of {PER_WORKER}", f"late_join_{n}_ms", (time.time() - t1) * 1e3)
-        else:
-            print(f"zyre_error late joiner to {n} did not list all within 30 s", flush=True)
+        late = late_join(n, f"processes of {PER_WORKER}")
     finally:
         for x in (sender, late):
             if x is not None:
