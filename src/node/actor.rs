@@ -4,8 +4,11 @@
 //! Its loop (all in one `select!`): commands from the [`Node`] handles, beacons from the
 //! collect-listener, reports from the sessions, and a tick (every 200 ms) that expires silent
 //! peers, starts the dials that are due and resends what is not acknowledged. It never awaits the
-//! network: frames for a peer go into that peer's bounded outbox with `try_send`, and a peer whose
-//! outbox is full is closed as too slow rather than allowed to stall everyone else.
+//! network: the frames of a turn for a peer are gathered and written at the end of the turn
+//! (after its commit) with one non-blocking write to that peer's session
+//! ([`crate::transport::outbox`]); what the socket does not take waits for the session's writer
+//! task, and a peer that leaves too many frames waiting is closed as too slow rather than allowed
+//! to stall everyone else.
 //!
 //! Reliability (docs/protocol.md, "Delivery"): each ordered pair of peers has a stream; every
 //! message to a peer gets the next number of that stream and a row in the outbox table, and stays
@@ -21,7 +24,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -37,6 +39,7 @@ use crate::identity::Identity;
 use crate::peers::{BeaconOutcome, PeerTable, UpOutcome};
 use crate::protocol::{Body, Envelope, Frame};
 use crate::store::Store;
+use crate::transport::outbox::{OutboxHandle, Refused};
 use crate::transport::{BYE_DUPLICATE, BYE_LEAVING, Ctx, SessionMsg, Up, dial};
 
 #[path = "mesh.rs"]
@@ -64,12 +67,18 @@ const REORDER_MAX: usize = 4096;
 /// offer them again with their next session).
 const RETRY_MAX: usize = 10_000;
 
+/// A session's buffer of a turn's frames is kept for the next turn up to this capacity (a burst
+/// to 200 peers would otherwise keep its size for each of them).
+const PENDING_KEPT: usize = 256;
+
 /// The session kept for a peer.
 struct Live {
     sid: u64,
     incarnation: u64,
     dialer_is_me: bool,
-    outbox: mpsc::Sender<Bytes>,
+    outbox: OutboxHandle,
+    /// Frames of this turn, written at its end (`Actor::write_pending`), or when dropped.
+    pending: Vec<Bytes>,
     cancel: CancellationToken,
     /// Our end's address (cut when it vanishes: see `mesh`).
     local: Option<std::net::SocketAddr>,
@@ -82,25 +91,50 @@ struct Live {
 }
 
 impl Live {
-    /// Queue an encoded frame for `peer` (this session's peer); false if the session is gone or
-    /// was too slow (then it is closed).
-    fn push(&self, peer: PeerId, frame: Bytes) -> bool {
-        match self.outbox.try_send(frame) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
-                tracing::warn!(peer = %peer.short(), "peer is not reading; closing its session");
-                self.cancel.cancel();
-                false
-            }
-            Err(TrySendError::Closed(_)) => false,
+    /// Add an encoded frame for `peer` (this session's peer) to the turn's; false if the session
+    /// is gone or was too slow (then it is closed).
+    fn push(&mut self, peer: PeerId, frame: Bytes) -> bool {
+        if self.cancel.is_cancelled() {
+            return false;
+        }
+        if self.pending.len() + self.outbox.waiting() >= self.outbox.capacity() {
+            self.too_slow(peer);
+            return false;
+        }
+        self.pending.push(frame);
+        true
+    }
+
+    /// Write the turn's frames.
+    fn write_pending(&mut self, peer: PeerId) {
+        if let Err(Refused::Full) = self.outbox.send(&self.pending) {
+            self.too_slow(peer);
+        }
+        if self.pending.capacity() > PENDING_KEPT {
+            self.pending = Vec::new();
+        } else {
+            self.pending.clear();
         }
     }
 
-    /// Close gracefully: say why, then drop the outbox so the writer flushes and ends.
-    fn close(self, reason: &str) {
+    fn too_slow(&self, peer: PeerId) {
+        tracing::warn!(peer = %peer.short(), "peer is not reading; closing its session");
+        self.cancel.cancel();
+    }
+
+    /// Close gracefully: say why; dropped, the session writes what it has and ends.
+    fn close(mut self, reason: &str) {
         if let Ok(bye) = codec::encode(&Frame::Bye(reason.to_string())) {
-            let _ = self.outbox.try_send(bye);
+            self.pending.push(bye);
         }
+    }
+}
+
+impl Drop for Live {
+    /// Frames of a turn that closed the session still go (then the outbox handle, dropped after
+    /// this, lets the writer finish and close).
+    fn drop(&mut self) {
+        let _ = self.outbox.send(&self.pending);
     }
 }
 
@@ -241,6 +275,8 @@ pub(super) struct Actor {
     arena: codec::Arena,
     /// The addressees of the message being sent (kept for its capacity).
     targets: Vec<PeerId>,
+    /// Sessions with frames of this turn to write at its end.
+    touched: Vec<PeerId>,
 }
 
 fn now_ms() -> u64 {
@@ -301,6 +337,7 @@ impl Actor {
             retry: Vec::new(),
             arena: codec::Arena::new(),
             targets: Vec::new(),
+            touched: Vec::new(),
         })
     }
 
@@ -333,6 +370,23 @@ impl Actor {
 
     /// `flush`, with `last`: write every counter now (the node is stopping).
     fn flush_with(&mut self, last: bool) {
+        self.commit_turn(last);
+        self.write_pending();
+    }
+
+    /// Write every session's frames of this turn: one non-blocking write each, as few Noise
+    /// records as they fit in.
+    fn write_pending(&mut self) {
+        for peer in std::mem::take(&mut self.touched) {
+            if let Some(s) = self.sessions.get_mut(&peer) {
+                s.write_pending(peer);
+            }
+        }
+    }
+
+    /// Commit the turn; then release what waited for it (replies, events, our messages, the
+    /// acknowledgements).
+    fn commit_turn(&mut self, last: bool) {
         let now = Instant::now();
         // The delivered positions of the incoming streams: at most once a second, not once per
         // turn (a receiver's turn is often one message: the counter was a third of its
@@ -387,12 +441,16 @@ impl Actor {
         let mut frames = std::mem::take(&mut self.held_frames);
         for (peer, lseq, env) in frames.drain(..) {
             // Without a session the outbox table has it, for the next one.
-            let (Some(o), Some(s)) = (self.out.get_mut(&peer), self.sessions.get(&peer)) else { continue };
+            let (Some(o), Some(s)) = (self.out.get_mut(&peer), self.sessions.get_mut(&peer)) else { continue };
             if o.sent + 1 == lseq && o.sent - o.acked < window {
+                let first = s.pending.is_empty();
                 if let Ok(f) = codec::message_frame(lseq, &env)
                     && s.push(peer, f)
                 {
                     o.sent = lseq;
+                    if first {
+                        self.touched.push(peer);
+                    }
                 }
             } else if self.unsent.fits(peer, lseq, env.len())
                 && let Ok(f) = codec::message_frame(lseq, &env)
@@ -771,6 +829,7 @@ impl Actor {
             incarnation: hello.incarnation,
             dialer_is_me,
             outbox,
+            pending: Vec::new(),
             cancel,
             local,
             loopback,
@@ -1090,9 +1149,16 @@ impl Actor {
         self.emit(Event::Message(m));
     }
 
-    /// Queue an encoded frame for `peer`; false if it has no live session or was too slow.
+    /// Queue an encoded frame for `peer`, written at the end of the turn; false if it has no
+    /// live session or was too slow.
     fn push(&mut self, peer: PeerId, frame: Bytes) -> bool {
-        self.sessions.get(&peer).is_some_and(|s| s.push(peer, frame))
+        let Some(s) = self.sessions.get_mut(&peer) else { return false };
+        let first = s.pending.is_empty();
+        let pushed = s.push(peer, frame);
+        if pushed && first {
+            self.touched.push(peer);
+        }
+        pushed
     }
 
     // ---- commands --------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 //!
 //! - [`handshake`]: the preamble, Noise handshake and hello exchange that open every connection.
 //! - [`noise`]: the Noise handshake and the encrypted record layer (every session is encrypted).
-//! - [`session`]: one task per live connection (a reader, and a writer fed by the peer's outbox).
+//! - [`session`]: one task per live connection (its reader), and a writer task beside it.
+//! - [`outbox`]: a session's sending side, written by the node actor at the end of each turn;
+//!   the writer task finishes what the socket does not take at once.
 //! - [`accept`]: the TCP accept task; [`dial`]: outgoing connections.
 //!
 //! Sessions never touch the peer table: they report to the node actor over one bounded channel
@@ -26,6 +28,7 @@ pub mod accept;
 pub mod dial;
 pub mod handshake;
 pub mod noise;
+pub mod outbox;
 pub mod resolver;
 pub mod session;
 
@@ -50,9 +53,9 @@ pub struct Up {
     pub local: Option<std::net::SocketAddr>,
     /// True when this node dialed.
     pub dialer_is_me: bool,
-    /// Frames to send to the peer, already encoded. Dropping every sender closes the session
-    /// gracefully (queued frames are written first).
-    pub outbox: mpsc::Sender<Bytes>,
+    /// The session's sending side. Dropping it closes the session gracefully (what was sent is
+    /// written first).
+    pub outbox: outbox::OutboxHandle,
     /// Cancels the session at once.
     pub cancel: CancellationToken,
     /// How often the session pings (the actor makes it quiet while beacons are heard).
@@ -120,7 +123,7 @@ pub struct Ctx {
     pub idle_timeout: Duration,
     /// Largest frame.
     pub max_frame: usize,
-    /// Outbox capacity per session.
+    /// Frames that may wait for a session's socket before its peer counts as not reading.
     pub outbox_capacity: usize,
     /// To the node actor.
     pub actor: mpsc::Sender<SessionMsg>,

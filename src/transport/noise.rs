@@ -490,7 +490,7 @@ impl Decoder for NoiseReader {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::codec;
     use crate::crypto::{Passphrase, RoomKeys, StaticKeys};

@@ -1,13 +1,14 @@
 //! One live session: a reader (this task) and a writer (a task of its own, so that a peer that
 //! does not read can never stop us reading, and the other way round).
 //!
-//! The writer drains the outbox in batches (many frames, one flush), pings when idle, and when
-//! every outbox sender is dropped it flushes what is queued and shuts its half down: a graceful
-//! close loses nothing that was queued. The reader forwards messages to the actor (awaiting, so
-//! a slow actor slows the socket rather than growing a queue), and ends on EOF, a broken frame
-//! stream, or silence longer than the idle timeout. Undecodable frames are dropped, not fatal, so
-//! a newer peer's new frame kinds do not end the session; but a record that does not decrypt
-//! (altered, replayed, reordered, forged) ends it at once ([`super::noise`]).
+//! The node actor writes itself, at the end of each turn, through the session's [`Outbox`];
+//! the writer task finishes what the socket did not take at once, pings when idle, and when the
+//! actor lets go of the outbox it writes what is left and shuts its half down: a graceful close
+//! loses nothing that was sent ([`super::outbox`]). The reader forwards messages to the actor
+//! (awaiting, so a slow actor slows the socket rather than growing a queue), and ends on EOF, a
+//! broken frame stream, or silence longer than the idle timeout. Undecodable frames are dropped,
+//! not fatal, so a newer peer's new frame kinds do not end the session; but a record that does
+//! not decrypt (altered, replayed, reordered, forged) ends it at once ([`super::noise`]).
 //!
 //! Keepalive ([`Liveness`]): a session that has written nothing for the keepalive interval
 //! pings. The interval is short (2 s) while the session is the only sign that the peer lives, and
@@ -23,25 +24,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::codec::FramedWrite;
-use tokio_util::sync::CancellationToken;
 
 use super::handshake::Framed;
-use super::noise::NoiseWriter;
+use super::outbox::{self, Outbox, OutboxHandle};
 use super::{BYE_LEAVING, Ctx, SessionMsg, Up};
 use crate::codec::{self, Received};
 use crate::protocol::{Frame, Hello};
 
-/// Frames written per flush at most.
-const BATCH: usize = 256;
-/// Bytes of frames gathered for one write, about (a frame already taken is always written).
-const BATCH_BYTES: usize = 64 * 1024;
 /// The reader reads the clock at least once per this many frames.
 const STAMP_EVERY: u32 = 64;
 /// Frames in one report to the actor at most (the rest of the record goes in the next).
@@ -61,14 +53,15 @@ pub struct Liveness {
     long: Duration,
     /// Set by the reader (a ping to answer) or the actor (no longer quiet: ping at once).
     ping_now: AtomicBool,
-    wake: tokio::sync::Notify,
+    /// Wakes the writer task: a ping to send, a write to finish, or the outbox closed.
+    pub(super) wake: tokio::sync::Notify,
     /// When the writer last wrote, in ms after `start`.
     last_write_ms: AtomicU64,
     start: Instant,
 }
 
 impl Liveness {
-    fn new(short: Duration, long: Duration) -> Liveness {
+    pub(super) fn new(short: Duration, long: Duration) -> Liveness {
         Liveness {
             quiet: AtomicBool::new(false),
             short,
@@ -94,7 +87,7 @@ impl Liveness {
         self.quiet.load(Ordering::Relaxed)
     }
 
-    fn interval(&self) -> Duration {
+    pub(super) fn interval(&self) -> Duration {
         if self.is_quiet() { self.long } else { self.short }
     }
 
@@ -103,7 +96,17 @@ impl Liveness {
         if self.is_quiet() { base + self.long.saturating_sub(self.short) } else { base }
     }
 
-    fn wrote(&self) {
+    /// When something was last written (the session's start if nothing was).
+    pub(super) fn last_write(&self) -> Instant {
+        self.start + Duration::from_millis(self.last_write_ms.load(Ordering::Relaxed))
+    }
+
+    /// Is a ping asked for (and no longer, once this said so)?
+    pub(super) fn take_ping_now(&self) -> bool {
+        self.ping_now.swap(false, Ordering::Relaxed)
+    }
+
+    pub(super) fn wrote(&self) {
         // Whatever was written answers a pending ping.
         self.ping_now.store(false, Ordering::Relaxed);
         self.last_write_ms.store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -133,15 +136,19 @@ pub async fn run(
     let sid = NEXT_SID.fetch_add(1, Ordering::Relaxed);
     let peer = hello.id;
     let (mut read, write) = framed;
-    let (outbox, rx) = mpsc::channel(ctx.outbox_capacity);
     let cancel = ctx.cancel.child_token();
     tracing::debug!(sid, peer = %peer.short(), %remote, dialer_is_me, "session up");
     let live = Arc::new(Liveness::new(ctx.keepalive, ctx.quiet_keepalive));
+    // The handshake's `FramedWrite` taken apart: what it holds (an acceptor's hello held back)
+    // goes with the first frames.
+    let parts = write.into_parts();
+    let out = Outbox::new(parts.io, parts.codec, parts.write_buf, ctx.outbox_capacity, live.clone(), cancel.clone());
+    let outbox = OutboxHandle::new(out.clone());
     let up = Up { sid, hello, remote, local, dialer_is_me, outbox, cancel: cancel.clone(), liveness: live.clone() };
     if ctx.actor.send(SessionMsg::Up(up)).await.is_err() {
         return;
     }
-    let writer = tokio::spawn(write_loop(write, rx, live.clone(), cancel.clone()));
+    let writer = tokio::spawn(outbox::run_writer(out));
 
     let mut farewell = false;
     let mut eof = false;
@@ -253,7 +260,7 @@ pub async fn run(
     }
     // The reader is done, so is the session. On a clean end of stream the peer may still be
     // reading (both ends can close at once, e.g. when both drop the same duplicate session):
-    // the actor is told first, drops its outbox sender, and the writer flushes what is queued
+    // the actor is told first, lets go of the outbox, and the writer writes what is left
     // (bounded by the handshake timeout). On an error, silence or cancel, the writer stops now.
     if !eof {
         cancel.cancel();
@@ -264,78 +271,5 @@ pub async fn run(
     if tokio::time::timeout(ctx.handshake_timeout, &mut writer).await.is_err() {
         cancel.cancel();
         let _ = writer.await;
-    }
-}
-
-async fn write_loop(
-    write: FramedWrite<OwnedWriteHalf, NoiseWriter>,
-    mut rx: mpsc::Receiver<Bytes>,
-    live: Arc<Liveness>,
-    cancel: CancellationToken,
-) {
-    // The frames of one batch go out as few records as they fit in (`encode_batch`), then one
-    // write: the `FramedWrite` of the handshake is taken apart for that.
-    let parts = write.into_parts();
-    let (mut io, mut noise, mut buf) = (parts.io, parts.codec, parts.write_buf);
-    let ping = codec::encode(&Frame::Ping).expect("ping encodes");
-    let mut batch: Vec<Bytes> = Vec::with_capacity(BATCH);
-    let cancelled = cancel.cancelled();
-    tokio::pin!(cancelled);
-    let mut last_write = Instant::now();
-    // An acceptor's hello held back by the handshake: it goes with the first frames queued.
-    let mut held = !buf.is_empty();
-    loop {
-        if buf.is_empty() || std::mem::take(&mut held) {
-            let first = tokio::select! {
-                biased;
-                _ = &mut cancelled => return,
-                m = rx.recv() => m,
-                _ = tokio::time::sleep_until(last_write + live.interval()) => Some(ping.clone()),
-                _ = live.wake.notified() => {
-                    if !live.ping_now.swap(false, Ordering::Relaxed) {
-                        continue;
-                    }
-                    Some(ping.clone())
-                }
-            };
-            let Some(first) = first else {
-                // Every sender dropped: what is queued is written; close our half gracefully.
-                if !buf.is_empty() {
-                    let _ = io.write_all_buf(&mut buf).await;
-                }
-                let _ = io.shutdown().await;
-                return;
-            };
-            let mut bytes = first.len();
-            batch.push(first);
-            while batch.len() < BATCH && bytes < BATCH_BYTES {
-                match rx.try_recv() {
-                    Ok(b) => {
-                        bytes += b.len();
-                        batch.push(b);
-                    }
-                    Err(_) => break,
-                }
-            }
-            let r = noise.encode_batch(batch.iter().map(|b| &b[..]), &mut buf);
-            batch.clear();
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "session write failed");
-                cancel.cancel();
-                return;
-            }
-        }
-        let result = tokio::select! {
-            biased;
-            _ = &mut cancelled => return,
-            r = io.write_all_buf(&mut buf) => r,
-        };
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "session write failed");
-            cancel.cancel();
-            return;
-        }
-        last_write = Instant::now();
-        live.wrote();
     }
 }
