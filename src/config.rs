@@ -64,7 +64,7 @@ pub struct Config {
     pub max_connections: usize,
     /// Most dials connecting or handshaking at once (the rest wait their turn).
     pub max_dials: usize,
-    /// Frames queued for one peer before the session is closed as too slow.
+    /// Frames waiting for one peer's socket at most: a session with more is closed as too slow.
     pub outbox_capacity: usize,
     /// Longest chat, answer or feedback text, and problem body, in bytes.
     pub max_text: usize,

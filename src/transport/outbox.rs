@@ -1,17 +1,21 @@
 //! A session's sending side, shared by the node actor and the session's writer task.
 //!
-//! Why shared rather than a queue to the writer: the actor writes at the end of its turn itself
-//! (every frame of the turn for one peer as few Noise records as they fit in, one `try_write`),
-//! so a frame costs no wake-up of another task. A teacher's problem posted to 100 students was
-//! 100 writer tasks woken, each a poll and often a thread woken; now it is 100 writes from the
-//! actor's thread (round 10 of docs/benchmarks-history.md measures it). The writer task only
-//! does what cannot wait for a turn: it finishes a write the socket did not take whole (waiting
-//! for it to be writable), pings when the session has been silent, and closes the write half
-//! gracefully once the actor lets go ([`OutboxHandle`] dropped) and everything is written.
+//! Why shared rather than a queue to the writer: at the end of its turn the actor writes a few
+//! frames for a peer (a chat, an acknowledgement, a hello's answers: what a fan-out or a room
+//! forming sends) itself, encrypted as one Noise record and written with one `try_write`, so
+//! they cost no wake-up of another task. A teacher's problem posted to 100 students was 100
+//! writer tasks woken, each a poll and often a thread woken; now it is 100 writes from the
+//! actor's thread. Many frames for one peer in one turn (a stream: up to 256, or a window's
+//! opening) still go to the writer task, which encrypts and writes them on another core while
+//! the actor goes on with its next turn (round 10 of docs/benchmarks-history.md measured both).
+//! The writer task also finishes a write the socket did not take whole (waiting for it to be
+//! writable), pings when the session has been silent, and closes the write half gracefully
+//! once the actor lets go ([`OutboxHandle`] dropped) and everything is written.
 //!
-//! Order and bounds: bytes reach the socket in the order they were encoded, because encoding
-//! and writing both happen under one lock (the Noise nonces must reach the peer in order). What
-//! the socket has not taken waits in one buffer, and a peer that leaves more than
+//! Order and bounds: frames reach the socket in the order they were sent, because a few frames
+//! are written at once only when nothing is queued for the writer or waiting for the socket,
+//! and encoding and writing both happen under one lock (the Noise nonces must reach the peer in
+//! order). What the socket has not taken waits in one buffer, and a peer that leaves more than
 //! `capacity` frames waiting is not reading: the actor closes its session rather than let the
 //! buffer grow (see `Live::push` in the actor).
 
@@ -28,6 +32,13 @@ use super::session::Liveness;
 use crate::codec;
 use crate::protocol::Frame;
 
+/// At most this many frames, of at most `INLINE_BYTES` together, are written by the caller of
+/// `send` itself; more go to the writer task.
+const INLINE_FRAMES: usize = 16;
+const INLINE_BYTES: usize = 64 * 1024;
+/// The writer's queue is kept for the next turn up to this capacity.
+const QUEUED_KEPT: usize = 1024;
+
 /// Why frames were not taken.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refused {
@@ -40,6 +51,8 @@ pub enum Refused {
 #[derive(Debug)]
 struct State {
     noise: NoiseWriter,
+    /// Frames handed to the writer task, not yet encoded (a turn's many frames: see `send`).
+    queued: Vec<Bytes>,
     /// Encoded records not yet taken by the socket.
     buf: BytesMut,
     /// Bytes ever appended to `buf`, and ever written from it.
@@ -60,8 +73,8 @@ struct State {
 pub struct Outbox {
     state: Mutex<State>,
     io: OwnedWriteHalf,
-    /// Frames of the batches in `buf` not yet wholly written (read without the lock by the
-    /// actor, written under it).
+    /// Frames queued, or in batches of `buf` not yet wholly written (read without the lock by
+    /// the actor, written under it).
     waiting: AtomicUsize,
     capacity: usize,
     live: Arc<Liveness>,
@@ -82,6 +95,7 @@ impl Outbox {
         Arc::new(Outbox {
             state: Mutex::new(State {
                 noise,
+                queued: Vec::new(),
                 appended: buf.len() as u64,
                 buf,
                 written: 0,
@@ -113,8 +127,10 @@ impl Outbox {
         self.capacity
     }
 
-    /// Encode `frames` (as few records as they fit in) and write what the socket takes now; the
-    /// writer task finishes the rest.
+    /// Send `frames`, after everything sent before. A few frames (a chat, an acknowledgement: the
+    /// fan-out case) are encrypted and written at once, what the socket does not take finished
+    /// by the writer task; many (a stream: hundreds per turn) are handed to the writer task, which
+    /// encrypts and writes them on another core while this turn's caller goes on to the next.
     pub fn send(&self, frames: &[Bytes]) -> Result<(), Refused> {
         if frames.is_empty() {
             return Ok(());
@@ -129,14 +145,23 @@ impl Outbox {
         if self.waiting() + frames.len() > self.capacity {
             return Err(Refused::Full);
         }
-        self.append(&mut st, frames.iter().map(|b| &b[..]), frames.len())?;
-        if !st.writer_waits {
+        self.waiting.fetch_add(frames.len(), Ordering::Relaxed);
+        let few = frames.len() <= INLINE_FRAMES && frames.iter().map(|f| f.len()).sum::<usize>() <= INLINE_BYTES;
+        if few && !st.writer_waits && st.queued.is_empty() {
+            self.append(&mut st, frames.iter().map(|b| &b[..]), frames.len())?;
             self.write_some(&mut st, true)?;
+        } else {
+            // The writer is woken unless it is busy already (it takes the queue on each pass).
+            let wake = st.queued.is_empty() && !st.writer_waits;
+            st.queued.extend_from_slice(frames);
+            if wake {
+                self.live.wake.notify_one();
+            }
         }
         Ok(())
     }
 
-    /// Encode `n` frames at the end of `buf`.
+    /// Encode `n` frames at the end of `buf` (`waiting` counts them already).
     fn append<'a>(&self, st: &mut State, frames: impl IntoIterator<Item = &'a [u8]>, n: usize) -> Result<(), Refused> {
         let before = st.buf.len();
         if let Err(e) = st.noise.encode_batch(frames, &mut st.buf) {
@@ -146,8 +171,21 @@ impl Outbox {
         }
         st.appended += (st.buf.len() - before) as u64;
         st.batches.push_back((st.appended, n));
-        self.waiting.fetch_add(n, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Encode the queued frames at the end of `buf` (the writer task's part of `send`).
+    fn encode_queued(&self, st: &mut State) -> Result<(), Refused> {
+        if st.queued.is_empty() {
+            return Ok(());
+        }
+        let mut queued = std::mem::take(&mut st.queued);
+        let r = self.append(st, queued.iter().map(|b| &b[..]), queued.len());
+        queued.clear();
+        if queued.capacity() <= QUEUED_KEPT {
+            st.queued = queued; // kept for its capacity
+        }
+        r
     }
 
     /// Write as much of `buf` as the socket takes without waiting. True when all is written;
@@ -245,9 +283,15 @@ pub async fn run_writer(out: Arc<Outbox>) {
         loop {
             let (done, closing) = {
                 let mut st = out.lock();
-                let ping_now = std::mem::take(&mut ping_due) && st.buf.is_empty() && !st.closing;
-                if ping_now && out.append(&mut st, [&ping[..]], 1).is_err() {
+                if out.encode_queued(&mut st).is_err() {
                     return;
+                }
+                let ping_now = std::mem::take(&mut ping_due) && st.buf.is_empty() && !st.closing;
+                if ping_now {
+                    out.waiting.fetch_add(1, Ordering::Relaxed);
+                    if out.append(&mut st, [&ping[..]], 1).is_err() {
+                        return;
+                    }
                 }
                 st.writer_waits = false;
                 match out.write_some(&mut st, false) {
@@ -333,15 +377,22 @@ mod tests {
         }
     }
 
-    /// More than the socket takes at once: the actor's writes stop at the full socket, the
-    /// writer finishes them in order once the peer reads, and nothing counts as waiting after.
+    /// More than the socket takes at once, in sends of a few frames (written by the caller)
+    /// and of many (handed to the writer) mixed: the writes stop at the full socket, the writer
+    /// finishes them in order once the peer reads, and nothing counts as waiting after.
     #[tokio::test]
     async fn what_the_socket_does_not_take_is_finished_in_order_by_the_writer() {
         let (out, mut s, mut r, _writer) = setup(100_000, Duration::from_secs(60)).await;
         let n = 8_000u32;
-        for i in (0..n).step_by(100) {
-            let frames: Vec<Bytes> = (i..i + 100).map(|i| frame(i, 1000)).collect();
+        let mut i = 0;
+        for size in [1u32, 10, 100, 3, 50, 16, 17].into_iter().cycle() {
+            let end = (i + size).min(n);
+            let frames: Vec<Bytes> = (i..end).map(|i| frame(i, 1000)).collect();
             out.send(&frames).unwrap();
+            i = end;
+            if i == n {
+                break;
+            }
         }
         assert!(out.waiting() > 0, "8 MB cannot all be in the socket buffers yet");
         let got = read_all(&mut s, &mut r, n as usize).await;
