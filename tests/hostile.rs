@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use common::*;
+use lanpeer::Event;
 use lanpeer::codec;
 use lanpeer::crypto::{SessionKeys, StaticKeys};
 use lanpeer::discovery::beacon::{Beacon, room_tag};
@@ -154,4 +155,66 @@ async fn garbage_on_the_tcp_port_changes_nothing() {
     assert_eq!(b.node.peers().await.unwrap()[0].name, "a");
     a.node.shutdown().await;
     b.node.shutdown().await;
+}
+
+/// A peer that keeps its session alive but never reads: once more than `outbox_capacity` frames
+/// wait for its socket, its session is cut (long before it would time out), and the peer that
+/// reads gets every message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_does_not_read_is_cut_and_the_others_get_everything() {
+    let (port, room) = unique_net();
+    let mut cfg = config("a", port, &room);
+    cfg.outbox_capacity = 64;
+    cfg.expiry = Duration::from_secs(20);
+    let a = start_with(cfg).await;
+    let mut b = start("b", port, &room).await;
+    wait_listed(&a, 1, T).await;
+
+    // Joins, pings every 200 ms (so it never falls silent), reads nothing.
+    let (s, mut w) = noise_hello(a.node.listen_addr(), &room).await;
+    wait_listed(&a, 2, T).await;
+    let (_keep_read_half, mut wr) = s.into_split();
+    let pinger = tokio::spawn(async move {
+        let t0 = std::time::Instant::now();
+        loop {
+            let mut rec = BytesMut::new();
+            w.encode(codec::encode(&Frame::Ping).unwrap(), &mut rec).unwrap();
+            if wr.write_all(&rec).await.is_err() {
+                return Some(t0.elapsed());
+            }
+            if t0.elapsed() > Duration::from_secs(15) {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+
+    // 150 chats of 100 KiB: 15 MB, far more than the socket buffers between a and the intruder.
+    let t0 = std::time::Instant::now();
+    let body = "x".repeat(100 * 1024);
+    let texts: Vec<String> = (0..150).map(|i| format!("{i:04}{body}")).collect();
+    for t in &texts {
+        a.node.chat(t.clone()).await.unwrap();
+    }
+    let cut = pinger.await.unwrap().expect("the session of a peer that does not read is cut within 15 s");
+    println!("not reading: cut {cut:?} after it joined, {:?} after the first chat", t0.elapsed());
+    assert!(t0.elapsed() < Duration::from_secs(10), "cut as too slow, not by the 20 s expiry");
+    // Every chat reaches b (in a debug build b may itself fall behind by more than 64 frames, be
+    // cut and catch up over its next session: nothing is lost either way).
+    let mut missing: std::collections::HashSet<&str> = texts.iter().map(|t| &t[..4]).collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !missing.is_empty() {
+        let e = tokio::time::timeout_at(deadline, b.events.recv()).await;
+        match e.unwrap_or_else(|_| panic!("b still misses {} chats after 60 s", missing.len())) {
+            Some(Event::Message(m)) => {
+                if let lanpeer::Body::Chat { text } = &m.body {
+                    missing.remove(&text[..4.min(text.len())]);
+                }
+            }
+            Some(other) => println!("b: {other:?}"),
+            None => panic!("b stopped"),
+        }
+    }
+    println!("b had all 150 after {:?}", t0.elapsed());
+    still_serving(&a, &mut b, "after the cut").await;
 }

@@ -97,7 +97,8 @@ impl Live {
         if self.cancel.is_cancelled() {
             return false;
         }
-        if self.pending.len() + self.outbox.waiting() >= self.outbox.capacity() {
+        // Frames still waiting from earlier turns, not this turn's (see `transport::outbox`).
+        if self.outbox.waiting() > self.outbox.capacity() {
             self.too_slow(peer);
             return false;
         }
