@@ -189,10 +189,10 @@ async fn a_peer_that_does_not_read_is_cut_and_the_others_get_everything() {
         }
     });
 
-    // 150 chats of 100 KiB: 15 MB, far more than the socket buffers between a and the intruder.
+    // 300 chats of 100 KiB: 30 MB, far more than the socket buffers between a and the intruder.
     let t0 = std::time::Instant::now();
     let body = "x".repeat(100 * 1024);
-    let texts: Vec<String> = (0..150).map(|i| format!("{i:04}{body}")).collect();
+    let texts: Vec<String> = (0..300).map(|i| format!("{i:04}{body}")).collect();
     for t in &texts {
         a.node.chat(t.clone()).await.unwrap();
     }
@@ -215,6 +215,6 @@ async fn a_peer_that_does_not_read_is_cut_and_the_others_get_everything() {
             None => panic!("b stopped"),
         }
     }
-    println!("b had all 150 after {:?}", t0.elapsed());
+    println!("b had all 300 after {:?}", t0.elapsed());
     still_serving(&a, &mut b, "after the cut").await;
 }
