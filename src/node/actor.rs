@@ -91,9 +91,10 @@ struct Live {
 }
 
 impl Live {
-    /// Add an encoded frame for `peer` (this session's peer) to the turn's; false if the session
-    /// is gone or was too slow (then it is closed).
-    fn push(&mut self, peer: PeerId, frame: Bytes) -> bool {
+    /// Add an encoded frame for `peer` (this session's peer) to the turn's, and the peer to
+    /// `touched` with its first; false if the session is gone or was too slow (then it is
+    /// closed).
+    fn push(&mut self, peer: PeerId, frame: Bytes, touched: &mut Vec<PeerId>) -> bool {
         if self.cancel.is_cancelled() {
             return false;
         }
@@ -101,6 +102,9 @@ impl Live {
         if self.outbox.waiting() > self.outbox.capacity() {
             self.too_slow(peer);
             return false;
+        }
+        if self.pending.is_empty() {
+            touched.push(peer);
         }
         self.pending.push(frame);
         true
@@ -444,14 +448,10 @@ impl Actor {
             // Without a session the outbox table has it, for the next one.
             let (Some(o), Some(s)) = (self.out.get_mut(&peer), self.sessions.get_mut(&peer)) else { continue };
             if o.sent + 1 == lseq && o.sent - o.acked < window {
-                let first = s.pending.is_empty();
                 if let Ok(f) = codec::message_frame(lseq, &env)
-                    && s.push(peer, f)
+                    && s.push(peer, f, &mut self.touched)
                 {
                     o.sent = lseq;
-                    if first {
-                        self.touched.push(peer);
-                    }
                 }
             } else if self.unsent.fits(peer, lseq, env.len())
                 && let Ok(f) = codec::message_frame(lseq, &env)
@@ -1153,13 +1153,7 @@ impl Actor {
     /// Queue an encoded frame for `peer`, written at the end of the turn; false if it has no
     /// live session or was too slow.
     fn push(&mut self, peer: PeerId, frame: Bytes) -> bool {
-        let Some(s) = self.sessions.get_mut(&peer) else { return false };
-        let first = s.pending.is_empty();
-        let pushed = s.push(peer, frame);
-        if pushed && first {
-            self.touched.push(peer);
-        }
-        pushed
+        self.sessions.get_mut(&peer).is_some_and(|s| s.push(peer, frame, &mut self.touched))
     }
 
     // ---- commands --------------------------------------------------------------------------
