@@ -95,15 +95,17 @@ impl Live {
     /// `touched` with its first; false if the session is gone or was too slow (then it is
     /// closed).
     fn push(&mut self, peer: PeerId, frame: Bytes, touched: &mut Vec<PeerId>) -> bool {
-        if self.cancel.is_cancelled() {
-            return false;
-        }
-        // Frames still waiting from earlier turns, not this turn's (see `transport::outbox`).
-        if self.outbox.waiting() > self.outbox.capacity() {
-            self.too_slow(peer);
-            return false;
-        }
+        // Frames still waiting from earlier turns, not this turn's (see `transport::outbox`);
+        // both checks once per turn, with its first frame (the token's check takes a lock, and
+        // `Outbox::send` refuses a session cancelled meanwhile).
         if self.pending.is_empty() {
+            if self.cancel.is_cancelled() {
+                return false;
+            }
+            if self.outbox.waiting() > self.outbox.capacity() {
+                self.too_slow(peer);
+                return false;
+            }
             touched.push(peer);
         }
         self.pending.push(frame);
