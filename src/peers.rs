@@ -383,17 +383,27 @@ impl PeerTable {
     /// first, first), and mark them dialing. Each comes with the addresses to try, in order.
     /// The others stay due: a session that comes up meanwhile (the peer dialed us) spares them.
     pub fn due_dials(&mut self, now: Instant) -> Vec<(PeerId, Vec<SocketAddr>)> {
+        self.due_dials_except(now, |_| false)
+    }
+
+    /// [`Self::due_dials`], except that a due peer for which `busy` says true (its handshake
+    /// with us is under way: dialing it would cross) is not dialed now but looked at again after
+    /// [`MIN_BACKOFF`]; its session will most likely come up before.
+    pub fn due_dials_except(&mut self, now: Instant, busy: impl Fn(&PeerId) -> bool) -> Vec<(PeerId, Vec<SocketAddr>)> {
         let in_flight = self.peers.values().filter(|e| e.dialing.is_some()).count();
         let room = self.window.size.saturating_sub(in_flight);
         if room == 0 {
             return Vec::new();
         }
-        let mut due: Vec<(Instant, PeerId)> = self
-            .peers
-            .values()
-            .filter(|e| e.dialing.is_none() && e.state != PeerState::Connected)
-            .filter_map(|e| e.next_dial.filter(|t| *t <= now).map(|t| (t, e.id)))
-            .collect();
+        let mut due: Vec<(Instant, PeerId)> = Vec::new();
+        for e in self.peers.values_mut().filter(|e| e.dialing.is_none() && e.state != PeerState::Connected) {
+            let Some(t) = e.next_dial.filter(|t| *t <= now) else { continue };
+            if busy(&e.id) {
+                e.next_dial = Some(now + MIN_BACKOFF);
+                continue;
+            }
+            due.push((t, e.id));
+        }
         if due.len() > room {
             due.select_nth_unstable(room - 1);
             due.truncate(room);
@@ -434,6 +444,18 @@ impl PeerTable {
         e.next_dial = Some(now + e.backoff + Duration::from_millis(jitter));
         e.backoff = (e.backoff * 2).min(MAX_BACKOFF);
         None
+    }
+
+    /// Our dial was refused because the peer is dialing us at the same time and its session is
+    /// the one both keep: wait for it, and dial again only if it has not come up after the
+    /// grace (its dial may fail). The backoff does not grow: nothing failed.
+    pub fn dial_crossed(&mut self, id: PeerId, now: Instant) {
+        let grace = self.grace;
+        if let Some(e) = self.dial_ended(id, now)
+            && e.state != PeerState::Connected
+        {
+            e.next_dial = Some(now + grace);
+        }
     }
 
     /// A dial ended (successfully or not): it no longer blocks the next one.
@@ -739,6 +761,30 @@ mod tests {
         }
         assert_eq!(t.window().size(), 6);
         assert_eq!(t.due_dials(later).len(), 3, "17, 18 and 19");
+    }
+
+    #[test]
+    fn a_dial_that_would_cross_waits_and_a_crossed_dial_waits_for_the_peers_session() {
+        let mut t = table();
+        let now = Instant::now();
+        t.beacon(&beacon(9, 1, false), IP, now);
+        t.beacon(&beacon(8, 1, false), IP, now);
+        // 9's handshake with us is under way: not dialed now, looked at again after MIN_BACKOFF.
+        let nine = PeerId([9; 16]);
+        let due = t.due_dials_except(now, |p| *p == nine);
+        assert_eq!(due, vec![(PeerId([8; 16]), vec![ADDR])]);
+        assert!(t.due_dials(now + MIN_BACKOFF / 2).is_empty(), "not before MIN_BACKOFF");
+        assert_eq!(t.due_dials(now + MIN_BACKOFF), vec![(nine, vec![ADDR])], "its handshake failed: dial it");
+        // 8 refused ours: it is dialing us. No backoff growth; dial again after the grace only.
+        let backoff = t.get(&PeerId([8; 16])).unwrap().backoff;
+        t.dial_crossed(PeerId([8; 16]), now);
+        assert_eq!(t.get(&PeerId([8; 16])).unwrap().backoff, backoff);
+        assert!(t.due_dials(now + GRACE / 2).is_empty());
+        assert_eq!(t.due_dials(now + GRACE).len(), 1, "its session never came: dial it");
+        // A session that comes up meanwhile spares the dial.
+        t.dial_crossed(PeerId([8; 16]), now + GRACE);
+        t.session_up(&hello(8, 1, "p8"), IP, now + GRACE);
+        assert!(t.due_dials(now + GRACE * 3).is_empty());
     }
 
     #[test]

@@ -39,6 +39,7 @@ use crate::identity::Identity;
 use crate::peers::{BeaconOutcome, PeerTable, UpOutcome};
 use crate::protocol::{Body, Envelope, Frame};
 use crate::store::Store;
+use crate::transport::handshake::{COUNTS, Counts};
 use crate::transport::outbox::{OutboxHandle, Refused};
 use crate::transport::{BYE_DUPLICATE, BYE_LEAVING, Ctx, SessionMsg, Up, dial};
 
@@ -669,7 +670,16 @@ impl Actor {
 
     /// Start the dials that are due (on every tick, and at once when a newcomer is heard).
     fn dial_due(&mut self, now: Instant) {
-        for (peer, addrs) in self.table.due_dials(now) {
+        let crossing = &self.p.ctx.crossing;
+        let busy = |p: &PeerId| {
+            let b = crossing.inbound(p);
+            if b {
+                tracing::debug!(peer = %p.short(), "its handshake with us is under way: not dialing it now");
+                Counts::bump(&COUNTS.deferred);
+            }
+            b
+        };
+        for (peer, addrs) in self.table.due_dials_except(now, busy) {
             tracing::debug!(peer = %peer.short(), ?addrs, "dialing");
             self.p.ctx.tracker.spawn(dial::dial(peer, addrs, self.p.ctx.clone()));
         }
@@ -794,6 +804,10 @@ impl Actor {
                 }
             }
             SessionMsg::SeedDialed { seed, outcome } => self.seed_dialed(seed, outcome),
+            SessionMsg::DialCrossed { peer } => {
+                self.table.dial_crossed(peer, now);
+                self.dial_due(now);
+            }
             SessionMsg::DialFailed { peer } => {
                 if self.sessions.contains_key(&peer) {
                     self.table.dial_done(peer);
@@ -820,7 +834,7 @@ impl Actor {
     /// A session is up: keep it, or, when one is already live with the same incarnation, keep
     /// the one dialed by the lower id (both ends apply the same rule, so both keep the same).
     fn up(&mut self, up: Up) {
-        let Up { sid, hello, remote, local, dialer_is_me, outbox, cancel, liveness } = up;
+        let Up { sid, hello, remote, local, dialer_is_me, outbox, cancel, liveness, mark } = up;
         let peer = hello.id;
         if dialer_is_me {
             self.table.dial_done(peer);
@@ -874,6 +888,9 @@ impl Actor {
             }
             UpOutcome::Resumed => tracing::debug!(peer = %peer.short(), "session resumed"),
         }
+        // The peer is connected in the table now: no dial to it starts; its handshake leaves
+        // the crossing table.
+        drop(mark);
         let now = now_ms();
         self.log_store(self.p.store.touch_member(peer, &hello.name, now));
         self.members.insert(peer, now);

@@ -201,6 +201,7 @@ impl Node {
             cancel: cancel.child_token(),
             limit: Arc::new(Semaphore::new(config.max_connections)),
             dialing: Arc::new(Semaphore::new(config.max_dials.max(1))),
+            crossing: crate::transport::crossing::Crossing::new(me),
             keys: SessionKeys { statics: identity.keys.clone(), psk: room_keys.as_ref().map(|k| k.psk.clone()) },
             warner: warner.clone(),
             limit_loopback: config.limit_loopback,

@@ -86,7 +86,7 @@ pub async fn run(listener: TcpListener, listener6: Option<TcpListener>, ctx: Arc
             let _permit = permit;
             let local = stream.local_addr().ok();
             match handshake::handshake(stream, &c, false, remote).await {
-                Ok((hello, framed)) => session::run(hello, remote, local, false, framed, c).await,
+                Ok((hello, framed, mark)) => session::run(hello, remote, local, false, framed, mark, c).await,
                 Err(e) => tracing::debug!(%remote, error = %e, "incoming connection refused"),
             }
         });

@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 use super::handshake::{COUNTS, Counts, HandshakeError};
+use super::noise::NoiseError;
 use super::{Ctx, SessionMsg, handshake, session};
 use crate::id::PeerId;
 use crate::seeds::{SeedAddr, SeedOutcome};
@@ -60,6 +61,15 @@ pub async fn dial(peer: PeerId, addrs: Vec<SocketAddr>, ctx: Arc<Ctx>) {
         t = ctx.dialing.clone().acquire_owned() => t,
     };
     COUNTS.dial_wait_us.fetch_add(t0.elapsed().as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
+    let crossed = || async {
+        tracing::debug!(peer = %peer.short(), "the peer is dialing us at the same time; waiting for its session");
+        let _ = ctx.actor.send(SessionMsg::DialCrossed { peer }).await;
+    };
+    // Its handshake with us may have started since the actor decided to dial (this task may
+    // have waited for its turn): then connecting would only cross it.
+    if ctx.crossing.inbound(&peer) {
+        return crossed().await;
+    }
     let (stream, addr) = match connect_any(&addrs, &ctx).await {
         None => return,
         Some(Ok(x)) => x,
@@ -68,17 +78,22 @@ pub async fn dial(peer: PeerId, addrs: Vec<SocketAddr>, ctx: Arc<Ctx>) {
             return drop(ctx.actor.send(failed(why)).await);
         }
     };
+    let Some(mark) = ctx.crossing.dialing(peer) else { return crossed().await };
     let local = stream.local_addr().ok();
     let shaken = handshake::handshake(stream, &ctx, true, addr).await;
     drop(turn);
     match shaken {
-        Ok((hello, framed)) => {
-            if hello.id != peer {
+        Ok((hello, framed, _)) => {
+            let mark = if hello.id != peer {
                 // Someone else answers there now; the session with them is still good.
                 let _ = ctx.actor.send(failed(format!("{} answered", hello.id.short()))).await;
-            }
-            session::run(hello, addr, local, true, framed, ctx).await;
+                None
+            } else {
+                Some(mark)
+            };
+            session::run(hello, addr, local, true, framed, mark, ctx).await;
         }
+        Err(HandshakeError::Noise(NoiseError::Crossed)) => crossed().await,
         Err(e) => {
             let _ = ctx.actor.send(failed(e.to_string())).await;
         }
@@ -124,12 +139,12 @@ pub async fn dial_seed(seed: usize, at: SeedAddr, ctx: Arc<Ctx>) {
     };
     let local = stream.local_addr().ok();
     match handshake::handshake(stream, &ctx, true, addr).await {
-        Ok((hello, framed)) => {
+        Ok((hello, framed, _)) => {
             tracing::debug!(seed = %at, peer = %hello.id.short(), %addr, "seed answered");
             if ctx.actor.send(report(SeedOutcome::Up(hello.id))).await.is_err() {
                 return;
             }
-            session::run(hello, addr, local, true, framed, ctx).await;
+            session::run(hello, addr, local, true, framed, None, ctx).await;
         }
         Err(HandshakeError::SelfId) => {
             let _ = ctx.actor.send(report(SeedOutcome::Itself)).await;

@@ -15,7 +15,8 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
 
-use super::noise::{self, NoiseError, NoiseReader, NoiseWriter, Prefixed};
+use super::crossing::Mark;
+use super::noise::{self, Intro, NoiseError, NoiseReader, NoiseWriter, Prefixed};
 use super::{Ctx, HANDSHAKE_MAX_FRAME};
 use crate::codec;
 use crate::crypto::peer_id_of;
@@ -80,6 +81,10 @@ pub struct Counts {
     pub timed_out: [AtomicU64; 2],
     /// Handshakes that failed otherwise (closed by the other end, refused), dialer / acceptor.
     pub failed: [AtomicU64; 2],
+    /// Handshakes refused as crossing dials (ours refused / theirs refused by us), dialer / acceptor.
+    pub crossed: [AtomicU64; 2],
+    /// Dials not started because the peer's handshake with us was under way.
+    pub deferred: AtomicU64,
     /// Time spent in successful handshakes, in microseconds, summed (both sides).
     pub ok_us: AtomicU64,
     /// Sessions kept by the node actor (the others of the `ok` ones were duplicates, dropped).
@@ -109,6 +114,8 @@ pub static COUNTS: Counts = Counts {
     ok: [AtomicU64::new(0), AtomicU64::new(0)],
     timed_out: [AtomicU64::new(0), AtomicU64::new(0)],
     failed: [AtomicU64::new(0), AtomicU64::new(0)],
+    crossed: [AtomicU64::new(0), AtomicU64::new(0)],
+    deferred: AtomicU64::new(0),
     ok_us: AtomicU64::new(0),
     kept: AtomicU64::new(0),
     gossip_ads_out: AtomicU64::new(0),
@@ -140,6 +147,9 @@ impl Counts {
             ("hs_timeout_in", g(&self.timed_out[1])),
             ("hs_failed_out", g(&self.failed[0])),
             ("hs_failed_in", g(&self.failed[1])),
+            ("hs_crossed_out", g(&self.crossed[0])),
+            ("hs_crossed_in", g(&self.crossed[1])),
+            ("dials_deferred", g(&self.deferred)),
             ("hs_ok_us", g(&self.ok_us)),
             ("kept", g(&self.kept)),
             ("gossip_ads_out", g(&self.gossip_ads_out)),
@@ -159,12 +169,13 @@ pub fn clean_name(name: &str) -> String {
 }
 
 /// Run the handshake on a fresh connection to or from `remote`; `initiator` is true for the dialer.
+/// An acceptor gets the handshake's place in [`Ctx::crossing`] too, when the dialer named itself.
 pub async fn handshake(
     stream: TcpStream,
     ctx: &Ctx,
     initiator: bool,
     remote: SocketAddr,
-) -> Result<(Hello, Framed), HandshakeError> {
+) -> Result<(Hello, Framed, Option<Mark>), HandshakeError> {
     let side = usize::from(!initiator);
     Counts::bump(&COUNTS.started[side]);
     let t0 = std::time::Instant::now();
@@ -178,6 +189,7 @@ pub async fn handshake(
             COUNTS.ok_us.fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
         }
         Err(HandshakeError::Timeout) => Counts::bump(&COUNTS.timed_out[side]),
+        Err(HandshakeError::Noise(NoiseError::Crossed)) => Counts::bump(&COUNTS.crossed[side]),
         Err(_) => Counts::bump(&COUNTS.failed[side]),
     }
     if let Err(e) = &r {
@@ -210,9 +222,21 @@ fn warn_about(e: &HandshakeError, ctx: &Ctx, remote: SocketAddr) {
     }
 }
 
-async fn exchange(mut stream: TcpStream, ctx: &Ctx, initiator: bool) -> Result<(Hello, Framed), HandshakeError> {
+async fn exchange(
+    mut stream: TcpStream,
+    ctx: &Ctx,
+    initiator: bool,
+) -> Result<(Hello, Framed, Option<Mark>), HandshakeError> {
     stream.set_nodelay(true)?;
-    let noise::Opened { ts, unsent, rest } = noise::open(&mut stream, initiator, &ctx.keys).await?;
+    // The dialer names itself; the acceptor refuses a crossing dial or marks the handshake.
+    let mut claimed = None;
+    let mut mark = None;
+    let mut admit = |claim| {
+        claimed = claim;
+        ctx.crossing.incoming(claim).map(|m| mark = m).is_ok()
+    };
+    let intro = if initiator { Intro::Dialer(Some(ctx.me)) } else { Intro::Acceptor(&mut admit) };
+    let noise::Opened { ts, unsent, rest } = noise::open(&mut stream, intro, &ctx.keys).await?;
     let proved = noise::remote_static(&ts).map(|k| peer_id_of(&k));
     let (r, w) = stream.into_split();
     // What the handshake read past its end (the dialer's hello, sent with message 3) is read first.
@@ -236,10 +260,10 @@ async fn exchange(mut stream: TcpStream, ctx: &Ctx, initiator: bool) -> Result<(
             read.next().await
         }
     };
-    match check(next, proved, ctx) {
+    match check(next, proved, ctx).and_then(|h| claim_holds(claimed, h)) {
         Ok(hello) => {
             read.decoder_mut().set_max_frame(ctx.max_frame);
-            Ok((hello, (read, write)))
+            Ok((hello, (read, write), mark))
         }
         Err(e) => {
             if held {
@@ -248,6 +272,16 @@ async fn exchange(mut stream: TcpStream, ctx: &Ctx, initiator: bool) -> Result<(
             }
             Err(e)
         }
+    }
+}
+
+/// A dialer that named itself in message 1 must be who its hello (and key) says.
+fn claim_holds(claimed: Option<crate::id::PeerId>, hello: Hello) -> Result<Hello, HandshakeError> {
+    match claimed {
+        Some(c) if c != hello.id => {
+            Err(HandshakeError::WrongKey { claimed: c.to_string(), proved: hello.id.to_string() })
+        }
+        _ => Ok(hello),
     }
 }
 

@@ -6,6 +6,8 @@
 //! - [`outbox`]: a session's sending side, written by the node actor at the end of each turn;
 //!   the writer task finishes what the socket does not take at once.
 //! - [`accept`]: the TCP accept task; [`dial`]: outgoing connections.
+//! - [`crossing`]: the handshakes under way by peer, so that two peers dialing each other at
+//!   once handshake one session, not two.
 //!
 //! Sessions never touch the peer table: they report to the node actor over one bounded channel
 //! ([`SessionMsg`]), which gives back-pressure from the actor to the sockets and a single owner
@@ -25,6 +27,7 @@ use crate::id::PeerId;
 use crate::protocol::Hello;
 
 pub mod accept;
+pub mod crossing;
 pub mod dial;
 pub mod handshake;
 pub mod noise;
@@ -60,6 +63,9 @@ pub struct Up {
     pub cancel: CancellationToken,
     /// How often the session pings (the actor makes it quiet while beacons are heard).
     pub liveness: Arc<session::Liveness>,
+    /// The handshake's place in [`Ctx::crossing`], held until the actor has taken the session
+    /// (so that it starts no dial to the peer in between).
+    pub mark: Option<crossing::Mark>,
 }
 
 /// What sessions report to the node actor.
@@ -91,6 +97,12 @@ pub enum SessionMsg {
     },
     /// A dial ended without a session with the peer it was meant for.
     DialFailed {
+        /// The peer dialed.
+        peer: PeerId,
+    },
+    /// A dial was refused because the peer is dialing us at the same time, and its session is
+    /// the one both ends keep ([`crossing`]): wait for it.
+    DialCrossed {
         /// The peer dialed.
         peer: PeerId,
     },
@@ -138,6 +150,8 @@ pub struct Ctx {
     /// longer than the handshake timeout on a busy machine and be tried again, forever. Queued
     /// dials wait for a place before connecting, so the other side's timer does not run.
     pub dialing: Arc<Semaphore>,
+    /// The handshakes under way, by peer: crossing dials.
+    pub crossing: crossing::Crossing,
     /// Our static key, and the room's passphrase key if any.
     pub keys: SessionKeys,
     /// Rate-limited warnings for the user (refused peers).

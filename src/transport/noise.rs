@@ -4,7 +4,11 @@
 //!
 //! Wire, after the two 8-byte preambles (which must name the same mode):
 //! - handshake messages: `len: u16 BE`, then `len` bytes of Noise handshake message; three of them
-//!   (`XX`: initiator, responder, initiator), the dialer being the initiator; empty payloads.
+//!   (`XX`: initiator, responder, initiator), the dialer being the initiator. Message 1's
+//!   payload is the dialer's 16-byte peer id (in plain, as in its beacons; empty from a dialer
+//!   that names nobody, as `lanpeer doctor`); the others' are empty. An acceptor that is itself
+//!   dialing that peer, with the lower id, answers message 1 with an empty message (`len` 0)
+//!   and closes: the crossing dials of [`super::crossing`].
 //!   The Noise prologue is the 8-byte preamble (so version and mode are authenticated);
 //! - then records, each way: `len: u16 BE` (17..=65535), then a Noise transport message of `len`
 //!   bytes (ciphertext and a 16-byte ChaCha20-Poly1305 tag), nonces counting from 0 each way.
@@ -26,6 +30,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::crypto::{NOISE_OPEN, NOISE_PSK, SessionKeys};
+use crate::id::PeerId;
 use crate::protocol::{MODE_NOISE, MODE_NOISE_PSK, PREAMBLE_LEN, Preamble, PreambleError};
 use crate::transport::handshake::COUNTS;
 
@@ -63,6 +68,10 @@ pub enum NoiseError {
         /// What snow said.
         error: snow::Error,
     },
+    /// The acceptor is dialing us too, and its dial is the one both ends keep
+    /// ([`super::crossing`]): it refused ours after message 1.
+    #[error("the peer is dialing us at the same time; its session is kept")]
+    Crossed,
     /// A handshake message of a silly size.
     #[error("handshake message of {0} bytes")]
     HandshakeSize(usize),
@@ -144,6 +153,15 @@ async fn read_msg(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<BytesMut
     Ok(buf.split_to(len))
 }
 
+/// Which side of the handshake, and what it does with the dialer's claim (message 1's payload).
+pub enum Intro<'a> {
+    /// The dialer, naming itself (or nobody).
+    Dialer(Option<PeerId>),
+    /// The acceptor, which is shown the id the dialer claims (None if it named nobody) and says
+    /// whether to go on: false refuses the connection as a crossing dial ([`NoiseError::Crossed`]).
+    Acceptor(&'a mut (dyn FnMut(Option<PeerId>) -> bool + Send)),
+}
+
 /// A finished handshake whose last message may not be sent yet ([`open`]).
 pub struct Opened {
     /// The transport keys; the remote static key is in them.
@@ -166,7 +184,9 @@ pub async fn handshake(
     initiator: bool,
     keys: &SessionKeys,
 ) -> Result<Arc<StatelessTransportState>, NoiseError> {
-    let o = open(stream, initiator, keys).await?;
+    let mut admit = |_| true;
+    let intro = if initiator { Intro::Dialer(None) } else { Intro::Acceptor(&mut admit) };
+    let o = open(stream, intro, keys).await?;
     if !o.unsent.is_empty() {
         stream.write_all(&o.unsent).await?;
     }
@@ -181,7 +201,8 @@ pub async fn handshake(
 /// when the initiator's preamble and first message are there already; else its preamble at once
 /// (before it waits for anything: `lanpeer doctor` waits for it), then its second message. Each
 /// read takes what has arrived, so that what came in one segment costs one read.
-pub async fn open(stream: &mut TcpStream, initiator: bool, keys: &SessionKeys) -> Result<Opened, NoiseError> {
+pub async fn open(stream: &mut TcpStream, intro: Intro<'_>, keys: &SessionKeys) -> Result<Opened, NoiseError> {
+    let initiator = matches!(intro, Intro::Dialer(_));
     let ours = Preamble::with_mode(mode_of(keys));
     let pre = ours.to_bytes();
     let name = if keys.psk.is_some() { NOISE_PSK } else { NOISE_OPEN };
@@ -198,54 +219,69 @@ pub async fn open(stream: &mut TcpStream, initiator: bool, keys: &SessionKeys) -
     out.extend_from_slice(&pre);
     let mut unsent = Vec::new();
     let mut inbox = BytesMut::new();
-    if initiator {
-        let n = hs.write_message(&[], &mut buf).map_err(step_err(1))?;
-        put_msg(&mut out, &buf[..n]);
-        stream.write_all(&out).await?;
-        fill(stream, &mut inbox, PREAMBLE_LEN).await?;
-        let theirs = Preamble::parse(inbox.first_chunk::<PREAMBLE_LEN>().expect("filled"))?;
-        if theirs.mode != ours.mode {
-            return Err(NoiseError::ModeMismatch { ours: ours.mode, theirs: theirs.mode });
-        }
-        inbox.advance(PREAMBLE_LEN);
-        let m = read_msg(stream, &mut inbox).await?;
-        hs.read_message(&m, &mut payload).map_err(step_err(2))?;
-        let n = hs.write_message(&[], &mut buf).map_err(step_err(3))?;
-        put_msg(&mut unsent, &buf[..n]);
-    } else {
-        // The dialer writes its preamble and message 1 at once, so they are usually here
-        // already (the connection waited in the accept queue). Then our preamble and message 2
-        // go in one write. Else our preamble goes now, before we wait for anything (13.3).
-        read_ready(stream, &mut inbox);
-        let early = inbox.len() >= PREAMBLE_LEN + 2
-            && msg_len(&inbox[PREAMBLE_LEN..])
-                .is_some_and(|len| (1..=MAX_HANDSHAKE_MSG).contains(&len) && inbox.len() >= PREAMBLE_LEN + 2 + len);
-        if early {
-            COUNTS.merged_msg2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        } else {
+    match intro {
+        Intro::Dialer(claim) => {
+            let claim = claim.map(|id| id.0);
+            let n = hs.write_message(claim.as_ref().map_or(&[][..], |c| &c[..]), &mut buf).map_err(step_err(1))?;
+            put_msg(&mut out, &buf[..n]);
             stream.write_all(&out).await?;
-            out.clear();
-        }
-        fill(stream, &mut inbox, PREAMBLE_LEN).await?;
-        match Preamble::parse(inbox.first_chunk::<PREAMBLE_LEN>().expect("filled")) {
-            Ok(t) if t.mode == ours.mode => {}
-            r => {
-                if early {
-                    // Not sent yet: the dialer learns our mode all the same.
-                    stream.write_all(&out).await?;
-                }
-                let theirs = r?;
+            fill(stream, &mut inbox, PREAMBLE_LEN).await?;
+            let theirs = Preamble::parse(inbox.first_chunk::<PREAMBLE_LEN>().expect("filled"))?;
+            if theirs.mode != ours.mode {
                 return Err(NoiseError::ModeMismatch { ours: ours.mode, theirs: theirs.mode });
             }
+            inbox.advance(PREAMBLE_LEN);
+            fill(stream, &mut inbox, 2).await?;
+            if msg_len(&inbox) == Some(0) {
+                return Err(NoiseError::Crossed);
+            }
+            let m = read_msg(stream, &mut inbox).await?;
+            hs.read_message(&m, &mut payload).map_err(step_err(2))?;
+            let n = hs.write_message(&[], &mut buf).map_err(step_err(3))?;
+            put_msg(&mut unsent, &buf[..n]);
         }
-        inbox.advance(PREAMBLE_LEN);
-        let m = read_msg(stream, &mut inbox).await?;
-        hs.read_message(&m, &mut payload).map_err(step_err(1))?;
-        let n = hs.write_message(&[], &mut buf).map_err(step_err(2))?;
-        put_msg(&mut out, &buf[..n]);
-        stream.write_all(&out).await?;
-        let m = read_msg(stream, &mut inbox).await?;
-        hs.read_message(&m, &mut payload).map_err(step_err(3))?;
+        Intro::Acceptor(admit) => {
+            // The dialer writes its preamble and message 1 at once, so they are usually here
+            // already (the connection waited in the accept queue). Then our preamble and message 2
+            // go in one write. Else our preamble goes now, before we wait for anything (13.3).
+            read_ready(stream, &mut inbox);
+            let early = inbox.len() >= PREAMBLE_LEN + 2
+                && msg_len(&inbox[PREAMBLE_LEN..])
+                    .is_some_and(|len| (1..=MAX_HANDSHAKE_MSG).contains(&len) && inbox.len() >= PREAMBLE_LEN + 2 + len);
+            if early {
+                COUNTS.merged_msg2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            } else {
+                stream.write_all(&out).await?;
+                out.clear();
+            }
+            fill(stream, &mut inbox, PREAMBLE_LEN).await?;
+            match Preamble::parse(inbox.first_chunk::<PREAMBLE_LEN>().expect("filled")) {
+                Ok(t) if t.mode == ours.mode => {}
+                r => {
+                    if early {
+                        // Not sent yet: the dialer learns our mode all the same.
+                        stream.write_all(&out).await?;
+                    }
+                    let theirs = r?;
+                    return Err(NoiseError::ModeMismatch { ours: ours.mode, theirs: theirs.mode });
+                }
+            }
+            inbox.advance(PREAMBLE_LEN);
+            let m = read_msg(stream, &mut inbox).await?;
+            let n = hs.read_message(&m, &mut payload).map_err(step_err(1))?;
+            // A claim of another length (a later version's) names nobody.
+            let claim = payload[..n].try_into().ok().map(PeerId);
+            if !admit(claim) {
+                put_msg(&mut out, &[]);
+                stream.write_all(&out).await?;
+                return Err(NoiseError::Crossed);
+            }
+            let n = hs.write_message(&[], &mut buf).map_err(step_err(2))?;
+            put_msg(&mut out, &buf[..n]);
+            stream.write_all(&out).await?;
+            let m = read_msg(stream, &mut inbox).await?;
+            hs.read_message(&m, &mut payload).map_err(step_err(3))?;
+        }
     }
     let ts = hs.into_stateless_transport_mode().map_err(step_err(3))?;
     Ok(Opened { ts: Arc::new(ts), unsent, rest: inbox })
@@ -591,20 +627,43 @@ pub(crate) mod tests {
         let (ka, kb) = (keys(None), keys(None));
         let extra = b"the first record, say";
         let dialer = tokio::spawn(async move {
-            let o = open(&mut c, true, &ka).await.unwrap();
+            let o = open(&mut c, Intro::Dialer(Some(PeerId([7; 16]))), &ka).await.unwrap();
             let mut w = o.unsent;
             w.extend_from_slice(extra);
             c.write_all(&w).await.unwrap();
             c
         });
         let (mut s, _) = l.accept().await.unwrap();
-        let o = open(&mut s, false, &kb).await.unwrap();
+        let mut claimed = Vec::new();
+        let mut admit = |c| {
+            claimed.push(c);
+            true
+        };
+        let o = open(&mut s, Intro::Acceptor(&mut admit), &kb).await.unwrap();
+        assert_eq!(claimed, [Some(PeerId([7; 16]))], "message 1 names the dialer");
         assert!(o.rest.len() <= extra.len());
         let mut r = Prefixed::new(o.rest, s);
         let mut got = vec![0u8; extra.len()];
         r.read_exact(&mut got).await.unwrap();
         assert_eq!(&got[..], &extra[..]);
         drop(dialer.await.unwrap());
+    }
+
+    /// An acceptor that refuses the claim (a crossing dial) answers message 1 with an empty
+    /// message: both ends fail with `Crossed`, before the acceptor's key agreement, for both modes.
+    #[tokio::test]
+    async fn a_refused_claim_ends_both_sides_with_crossed() {
+        for psk in [None, Some([3u8; 32])] {
+            let (mut c, l) = tcp_pair().await;
+            let (ka, kb) = (keys(psk), keys(psk));
+            let dialer = tokio::spawn(async move { open(&mut c, Intro::Dialer(Some(PeerId([9; 16]))), &ka).await });
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut admit = |c| c != Some(PeerId([9; 16]));
+            let e = open(&mut s, Intro::Acceptor(&mut admit), &kb).await.map(|_| ()).unwrap_err();
+            assert!(matches!(e, NoiseError::Crossed), "{e}");
+            let e = dialer.await.unwrap().map(|_| ()).unwrap_err();
+            assert!(matches!(e, NoiseError::Crossed), "{e}");
+        }
     }
 
     fn drain(r: &mut NoiseReader, wire: &mut BytesMut) -> Result<Vec<Bytes>, std::io::Error> {

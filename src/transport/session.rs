@@ -131,6 +131,7 @@ pub async fn run(
     local: Option<SocketAddr>,
     dialer_is_me: bool,
     framed: Framed,
+    mark: Option<super::crossing::Mark>,
     ctx: Arc<Ctx>,
 ) {
     let sid = NEXT_SID.fetch_add(1, Ordering::Relaxed);
@@ -144,7 +145,8 @@ pub async fn run(
     let parts = write.into_parts();
     let out = Outbox::new(parts.io, parts.codec, parts.write_buf, ctx.outbox_capacity, live.clone(), cancel.clone());
     let outbox = OutboxHandle::new(out.clone());
-    let up = Up { sid, hello, remote, local, dialer_is_me, outbox, cancel: cancel.clone(), liveness: live.clone() };
+    let up =
+        Up { sid, hello, remote, local, dialer_is_me, outbox, cancel: cancel.clone(), liveness: live.clone(), mark };
     if ctx.actor.send(SessionMsg::Up(up)).await.is_err() {
         return;
     }
