@@ -3,6 +3,8 @@
 //! as long as the test wants), and a raw Noise dialer that names that peer in its first message.
 //! The lower id refuses a dial that crosses its own; the higher id takes it; a node does not dial
 //! a peer whose handshake with it is under way; and every refusal ends when its cause does.
+//! Also what message 1 carries on the wire (the dialer's id; nothing from a seed dial), and that
+//! the claim must be the id the key proves.
 
 mod common;
 
@@ -171,5 +173,31 @@ async fn a_dialer_must_be_who_its_first_message_names() {
     // The same dialer naming itself is listed (so the check above can fail).
     let _s = join(xid, x).await;
     wait_for(&mut a, T, |e| matches!(e, Event::PeerJoined(p) if p.id == xid)).await;
+    a.node.shutdown().await;
+}
+
+/// What a node's first handshake message carries, read off the wire by a listener: its id when
+/// it dials a peer it knows by id (from a beacon), nothing when it dials a seed (known only by
+/// its address, so that it is never refused as crossing and always learns who answered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dial_names_the_dialer_and_a_seed_dial_names_nobody() {
+    use tokio::io::AsyncReadExt;
+    /// Message 1's length: after the 8-byte preamble, a 2-byte length.
+    async fn first_message_len(l: &TcpListener) -> usize {
+        let (mut s, _) = tokio::time::timeout(T, l.accept()).await.expect("dialed").unwrap();
+        let mut head = [0u8; 10];
+        tokio::time::timeout(T, s.read_exact(&mut head)).await.expect("preamble and length").unwrap();
+        u16::from_be_bytes([head[8], head[9]]) as usize
+    }
+    let (port, room) = unique_net();
+    let seed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut cfg = config("a", port, &room);
+    cfg.seeds = vec![lanpeer::seeds::SeedAddr { host: "127.0.0.1".into(), port: seed.local_addr().unwrap().port() }];
+    let a = start_with(cfg).await;
+    assert_eq!(first_message_len(&seed).await, 32, "a seed dial: the ephemeral key alone");
+    let x = fake(&a, true).await;
+    let beacons = x.announce(port, &room);
+    assert_eq!(first_message_len(&x.listener).await, 32 + 16, "a dial of a known peer: its ephemeral key and its id");
+    beacons.abort();
     a.node.shutdown().await;
 }

@@ -85,7 +85,7 @@ pub async fn run(listener: TcpListener, listener6: Option<TcpListener>, ctx: Arc
         ctx.tracker.spawn(async move {
             let _permit = permit;
             let local = stream.local_addr().ok();
-            match handshake::handshake(stream, &c, false, remote).await {
+            match handshake::handshake(stream, &c, handshake::End::Acceptor, remote).await {
                 Ok((hello, framed, mark)) => session::run(hello, remote, local, false, framed, mark, c).await,
                 Err(e) => tracing::debug!(%remote, error = %e, "incoming connection refused"),
             }

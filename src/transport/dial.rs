@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use super::handshake::{COUNTS, Counts, HandshakeError};
+use super::handshake::{COUNTS, Counts, End, HandshakeError};
 use super::noise::NoiseError;
 use super::{Ctx, SessionMsg, handshake, session};
 use crate::id::PeerId;
@@ -80,7 +80,7 @@ pub async fn dial(peer: PeerId, addrs: Vec<SocketAddr>, ctx: Arc<Ctx>) {
     };
     let Some(mark) = ctx.crossing.dialing(peer) else { return crossed().await };
     let local = stream.local_addr().ok();
-    let shaken = handshake::handshake(stream, &ctx, true, addr).await;
+    let shaken = handshake::handshake(stream, &ctx, End::Dialer, addr).await;
     drop(turn);
     match shaken {
         Ok((hello, framed, _)) => {
@@ -138,7 +138,7 @@ pub async fn dial_seed(seed: usize, at: SeedAddr, ctx: Arc<Ctx>) {
         }
     };
     let local = stream.local_addr().ok();
-    match handshake::handshake(stream, &ctx, true, addr).await {
+    match handshake::handshake(stream, &ctx, End::SeedDialer, addr).await {
         Ok((hello, framed, _)) => {
             tracing::debug!(seed = %at, peer = %hello.id.short(), %addr, "seed answered");
             if ctx.actor.send(report(SeedOutcome::Up(hello.id))).await.is_err() {

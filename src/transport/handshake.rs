@@ -168,18 +168,33 @@ pub fn clean_name(name: &str) -> String {
     s.trim().to_string()
 }
 
-/// Run the handshake on a fresh connection to or from `remote`; `initiator` is true for the dialer.
-/// An acceptor gets the handshake's place in [`Ctx::crossing`] too, when the dialer named itself.
+/// Which end of a connection a handshake runs at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Dialing a peer known by its id: the dialer names itself in message 1, so that the peer,
+    /// if it is dialing us at the same moment, can refuse this crossing dial early
+    /// ([`super::crossing`]).
+    Dialer,
+    /// Dialing a seed, a peer known only by its address: names nobody. A refusal as crossing
+    /// would leave the dialer not knowing who answered, and the seed to be dialed again.
+    SeedDialer,
+    /// Accepting.
+    Acceptor,
+}
+
+/// Run the handshake on a fresh connection to or from `remote`, at `end`. An acceptor gets the
+/// handshake's place in [`Ctx::crossing`] too, when the dialer named itself.
 pub async fn handshake(
     stream: TcpStream,
     ctx: &Ctx,
-    initiator: bool,
+    end: End,
     remote: SocketAddr,
 ) -> Result<(Hello, Framed, Option<Mark>), HandshakeError> {
+    let initiator = end != End::Acceptor;
     let side = usize::from(!initiator);
     Counts::bump(&COUNTS.started[side]);
     let t0 = std::time::Instant::now();
-    let r = tokio::time::timeout(ctx.handshake_timeout, exchange(stream, ctx, initiator))
+    let r = tokio::time::timeout(ctx.handshake_timeout, exchange(stream, ctx, end))
         .await
         .map_err(|_| HandshakeError::Timeout)
         .and_then(|r| r);
@@ -222,12 +237,9 @@ fn warn_about(e: &HandshakeError, ctx: &Ctx, remote: SocketAddr) {
     }
 }
 
-async fn exchange(
-    mut stream: TcpStream,
-    ctx: &Ctx,
-    initiator: bool,
-) -> Result<(Hello, Framed, Option<Mark>), HandshakeError> {
+async fn exchange(mut stream: TcpStream, ctx: &Ctx, end: End) -> Result<(Hello, Framed, Option<Mark>), HandshakeError> {
     stream.set_nodelay(true)?;
+    let initiator = end != End::Acceptor;
     // The dialer names itself; the acceptor refuses a crossing dial or marks the handshake.
     let mut claimed = None;
     let mut mark = None;
@@ -235,7 +247,11 @@ async fn exchange(
         claimed = claim;
         ctx.crossing.incoming(claim).map(|m| mark = m).is_ok()
     };
-    let intro = if initiator { Intro::Dialer(Some(ctx.me)) } else { Intro::Acceptor(&mut admit) };
+    let intro = match end {
+        End::Dialer => Intro::Dialer(Some(ctx.me)),
+        End::SeedDialer => Intro::Dialer(None),
+        End::Acceptor => Intro::Acceptor(&mut admit),
+    };
     let noise::Opened { ts, unsent, rest } = noise::open(&mut stream, intro, &ctx.keys).await?;
     let proved = noise::remote_static(&ts).map(|k| peer_id_of(&k));
     let (r, w) = stream.into_split();
