@@ -446,15 +446,18 @@ impl PeerTable {
         None
     }
 
-    /// Our dial was refused because the peer is dialing us at the same time and its session is
-    /// the one both keep: wait for it, and dial again only if it has not come up after the
-    /// grace (its dial may fail). The backoff does not grow: nothing failed.
-    pub fn dial_crossed(&mut self, id: PeerId, now: Instant) {
-        let grace = self.grace;
+    /// Our dial crossed the peer's own and ended without a handshake: wait for the peer's
+    /// session. `refused`: the peer refused ours, its dial to us being connected and
+    /// handshaking; dial again only if its session has not come up after the grace (its dial
+    /// may fail). Else the peer's handshake with us had begun when ours would have started: look
+    /// again after [`MIN_BACKOFF`], as [`Self::due_dials_except`] does. The backoff does not
+    /// grow: nothing failed.
+    pub fn dial_crossed(&mut self, id: PeerId, refused: bool, now: Instant) {
+        let wait = if refused { self.grace } else { MIN_BACKOFF };
         if let Some(e) = self.dial_ended(id, now)
             && e.state != PeerState::Connected
         {
-            e.next_dial = Some(now + grace);
+            e.next_dial = Some(now + wait);
         }
     }
 
@@ -777,12 +780,16 @@ mod tests {
         assert_eq!(t.due_dials(now + MIN_BACKOFF), vec![(nine, vec![ADDR])], "its handshake failed: dial it");
         // 8 refused ours: it is dialing us. No backoff growth; dial again after the grace only.
         let backoff = t.get(&PeerId([8; 16])).unwrap().backoff;
-        t.dial_crossed(PeerId([8; 16]), now);
+        t.dial_crossed(PeerId([8; 16]), true, now);
         assert_eq!(t.get(&PeerId([8; 16])).unwrap().backoff, backoff);
         assert!(t.due_dials(now + GRACE / 2).is_empty());
         assert_eq!(t.due_dials(now + GRACE).len(), 1, "its session never came: dial it");
+        // Not made because 8's handshake with us had begun: looked at again after MIN_BACKOFF.
+        t.dial_crossed(PeerId([8; 16]), false, now + GRACE);
+        assert!(t.due_dials(now + GRACE + MIN_BACKOFF / 2).is_empty());
+        assert_eq!(t.due_dials(now + GRACE + MIN_BACKOFF).len(), 1);
         // A session that comes up meanwhile spares the dial.
-        t.dial_crossed(PeerId([8; 16]), now + GRACE);
+        t.dial_crossed(PeerId([8; 16]), true, now + GRACE);
         t.session_up(&hello(8, 1, "p8"), IP, now + GRACE);
         assert!(t.due_dials(now + GRACE * 3).is_empty());
     }

@@ -804,8 +804,8 @@ impl Actor {
                 }
             }
             SessionMsg::SeedDialed { seed, outcome } => self.seed_dialed(seed, outcome),
-            SessionMsg::DialCrossed { peer } => {
-                self.table.dial_crossed(peer, now);
+            SessionMsg::DialCrossed { peer, refused } => {
+                self.table.dial_crossed(peer, refused, now);
                 self.dial_due(now);
             }
             SessionMsg::DialFailed { peer } => {

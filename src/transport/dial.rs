@@ -61,14 +61,15 @@ pub async fn dial(peer: PeerId, addrs: Vec<SocketAddr>, ctx: Arc<Ctx>) {
         t = ctx.dialing.clone().acquire_owned() => t,
     };
     COUNTS.dial_wait_us.fetch_add(t0.elapsed().as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
-    let crossed = || async {
-        tracing::debug!(peer = %peer.short(), "the peer is dialing us at the same time; waiting for its session");
-        let _ = ctx.actor.send(SessionMsg::DialCrossed { peer }).await;
+    let actor = &ctx.actor;
+    let crossed = |refused: bool| async move {
+        tracing::debug!(peer = %peer.short(), refused, "the peer is dialing us at the same time; waiting for its session");
+        let _ = actor.send(SessionMsg::DialCrossed { peer, refused }).await;
     };
     // Its handshake with us may have started since the actor decided to dial (this task may
     // have waited for its turn): then connecting would only cross it.
     if ctx.crossing.inbound(&peer) {
-        return crossed().await;
+        return crossed(false).await;
     }
     let (stream, addr) = match connect_any(&addrs, &ctx).await {
         None => return,
@@ -78,7 +79,7 @@ pub async fn dial(peer: PeerId, addrs: Vec<SocketAddr>, ctx: Arc<Ctx>) {
             return drop(ctx.actor.send(failed(why)).await);
         }
     };
-    let Some(mark) = ctx.crossing.dialing(peer) else { return crossed().await };
+    let Some(mark) = ctx.crossing.dialing(peer) else { return crossed(false).await };
     let local = stream.local_addr().ok();
     let shaken = handshake::handshake(stream, &ctx, End::Dialer, addr).await;
     drop(turn);
@@ -93,7 +94,7 @@ pub async fn dial(peer: PeerId, addrs: Vec<SocketAddr>, ctx: Arc<Ctx>) {
             };
             session::run(hello, addr, local, true, framed, mark, ctx).await;
         }
-        Err(HandshakeError::Noise(NoiseError::Crossed)) => crossed().await,
+        Err(HandshakeError::Noise(NoiseError::Crossed)) => crossed(true).await,
         Err(e) => {
             let _ = ctx.actor.send(failed(e.to_string())).await;
         }

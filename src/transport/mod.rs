@@ -100,11 +100,14 @@ pub enum SessionMsg {
         /// The peer dialed.
         peer: PeerId,
     },
-    /// A dial was refused because the peer is dialing us at the same time, and its session is
-    /// the one both ends keep ([`crossing`]): wait for it.
+    /// A dial ended without a handshake because it crossed the peer's own ([`crossing`]):
+    /// wait for the peer's session.
     DialCrossed {
         /// The peer dialed.
         peer: PeerId,
+        /// The peer refused ours: its own dial to us is connected and handshaking, and is the
+        /// one both ends keep. Else its handshake with us had begun (this dial was not made).
+        refused: bool,
     },
     /// A dial of a seed peer ended (sent before the session, if any, reports `Up`).
     SeedDialed {
