@@ -1,6 +1,6 @@
 //! Crossing dials: two peers that dial each other at the same moment would each handshake a
 //! session, and one of the two would be thrown away (the node keeps the one dialed by the lower
-//! id, protocol 8.2). Each handshake costs both ends a few elliptic-curve operations, and a room
+//! id, protocol 8.3). Each handshake costs both ends a few elliptic-curve operations, and a room
 //! that starts together on busy machines sees many such crossings (the bench's room of 200 on
 //! 2 cores: one handshake in ten was a duplicate). So the dialer names itself in its first
 //! handshake message (its id in plain, as its beacons do), and each node keeps here the peers
@@ -18,6 +18,9 @@
 //! proved by the static key (else the handshake is refused, as before). A false claim can only
 //! delay a dial it names while the false handshake lasts (at most the handshake timeout), and
 //! the named peer's own dial to us is never refused by it (see docs/security.md).
+//!
+//! The table holds only handshakes under way, so it is bounded by the connection limit
+//! (`max_connections`), whatever ids the dialers claim.
 //!
 //! Marks are guards: they leave the table when dropped, which the node actor does when it takes
 //! the session that came of them (so that no dial slips in between the handshake's end and the
