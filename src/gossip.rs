@@ -108,7 +108,26 @@ pub fn same_subnet(a: IpAddr, b: IpAddr, prefix: u8) -> bool {
 /// they share a broadcast domain, so news of that peer needs no gossip (section 14.2). A
 /// receiver beyond a router (on none of our subnets) is told about everyone.
 pub fn hears_itself(receiver: IpAddr, peer: IpAddr, local: &[(IpAddr, u8)]) -> bool {
-    local.iter().any(|&(ip, prefix)| same_subnet(ip, receiver, prefix) && same_subnet(ip, peer, prefix))
+    Hearing::of(receiver, local).hears(peer)
+}
+
+/// [`hears_itself`] for one receiver and many peers: the receiver's side (which of our subnets
+/// it is on) worked out once.
+#[derive(Debug, Clone, Default)]
+pub struct Hearing {
+    nets: Vec<(IpAddr, u8)>,
+}
+
+impl Hearing {
+    /// What `receiver` hears itself, given our subnets `local`.
+    pub fn of(receiver: IpAddr, local: &[(IpAddr, u8)]) -> Self {
+        Hearing { nets: local.iter().copied().filter(|&(ip, prefix)| same_subnet(ip, receiver, prefix)).collect() }
+    }
+
+    /// Does the receiver hear the beacons of a peer at `peer` itself?
+    pub fn hears(&self, peer: IpAddr) -> bool {
+        self.nets.iter().any(|&(ip, prefix)| same_subnet(ip, peer, prefix))
+    }
 }
 
 /// The gossip entry for a peer we have a live session with, as sent to a receiver on a

@@ -125,21 +125,14 @@ impl Actor {
     fn gossip_to(&mut self, to: PeerId, all: bool) {
         let Some(s) = self.sessions.get(&to) else { return };
         let loopback = s.loopback;
-        // The receiver hears, itself, the peers of our subnets that it is on: those of
-        // `gossip::hears_itself`, with the receiver's side worked out once, not once per peer.
-        // This runs for every session that comes up, over every connected peer, so the cheap
-        // test goes first and the hash lookup last.
+        // This runs for every session that comes up, over every connected peer: the receiver's
+        // side of the rule is worked out once, the cheap test goes first, the hash lookup last.
         let rx = self.table.get(&to).map(|e| gossip::canonical(e.addr.ip()));
-        let rx_nets: Vec<(std::net::IpAddr, u8)> = match rx {
-            Some(rx) if !all => {
-                self.mesh.subnets.iter().copied().filter(|&(ip, prefix)| gossip::same_subnet(ip, rx, prefix)).collect()
-            }
-            _ => Vec::new(),
+        let hearing = match rx {
+            Some(rx) if !all => gossip::Hearing::of(rx, &self.mesh.subnets),
+            _ => gossip::Hearing::default(),
         };
-        let hears = |e: &crate::peers::Entry| {
-            let ip = gossip::canonical(e.addr.ip());
-            rx_nets.iter().any(|&(net, prefix)| gossip::same_subnet(net, ip, prefix))
-        };
+        let hears = |e: &crate::peers::Entry| hearing.hears(gossip::canonical(e.addr.ip()));
         let mut peers: Vec<&crate::peers::Entry> =
             self.table.connected().filter(|e| e.id != to && !hears(e) && self.sessions.contains_key(&e.id)).collect();
         if peers.len() > gossip::MAX_ADS {
