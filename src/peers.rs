@@ -379,16 +379,18 @@ impl PeerTable {
         self.peers.values().filter(|e| e.state == PeerState::Connected)
     }
 
-    /// Pick the peers whose dial is due, as many as the dial window has room for (those due
-    /// first, first), and mark them dialing. Each comes with the addresses to try, in order.
-    /// The others stay due: a session that comes up meanwhile (the peer dialed us) spares them.
+    /// [`Self::due_dials_except`] with no peer busy (the tests' shorthand).
+    #[cfg(test)]
     pub fn due_dials(&mut self, now: Instant) -> Vec<(PeerId, Vec<SocketAddr>)> {
         self.due_dials_except(now, |_| false)
     }
 
-    /// [`Self::due_dials`], except that a due peer for which `busy` says true (its handshake
-    /// with us is under way: dialing it would cross) is not dialed now but looked at again after
-    /// [`MIN_BACKOFF`]; its session will most likely come up before.
+    /// Pick the peers whose dial is due, as many as the dial window has room for (those due
+    /// first, first), and mark them dialing. Each comes with the addresses to try, in order.
+    /// The others stay due: a session that comes up meanwhile (the peer dialed us) spares them.
+    /// A due peer for which `busy` says true (its handshake with us is under way: dialing it
+    /// would cross) is not dialed now but looked at again after [`MIN_BACKOFF`]; its session
+    /// will most likely come up before.
     pub fn due_dials_except(&mut self, now: Instant, busy: impl Fn(&PeerId) -> bool) -> Vec<(PeerId, Vec<SocketAddr>)> {
         let in_flight = self.peers.values().filter(|e| e.dialing.is_some()).count();
         let room = self.window.size.saturating_sub(in_flight);

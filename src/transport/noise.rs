@@ -221,8 +221,8 @@ pub async fn open(stream: &mut TcpStream, intro: Intro<'_>, keys: &SessionKeys) 
     let mut inbox = BytesMut::new();
     match intro {
         Intro::Dialer(claim) => {
-            let claim = claim.map(|id| id.0);
-            let n = hs.write_message(claim.as_ref().map_or(&[][..], |c| &c[..]), &mut buf).map_err(step_err(1))?;
+            let claim = claim.as_ref().map_or(&[][..], |id| &id.0[..]);
+            let n = hs.write_message(claim, &mut buf).map_err(step_err(1))?;
             put_msg(&mut out, &buf[..n]);
             stream.write_all(&out).await?;
             fill(stream, &mut inbox, PREAMBLE_LEN).await?;
