@@ -26,6 +26,8 @@
 //! - [`transport`]: TCP accept task, dialing, handshake, one task per session.
 //! - [`protocol`]: every frame of the TCP wire; [`codec`]: how they become bytes.
 //! - [`identity`]: the data directory (lasting key and id, lock).
+//! - [`journal`]: an append-only journal of groups written whole or not at all (the format of a
+//!   history store of our own; not used by [`store`] yet).
 //! - [`crypto`]: static keys, passphrase room keys; [`guard`]: flood limits and warnings.
 //! - [`web`]: the page of `--web`: a local web server and WebSocket that face this peer.
 //!
@@ -44,6 +46,7 @@ pub mod gossip;
 pub mod guard;
 pub mod id;
 pub mod identity;
+pub mod journal;
 pub mod node;
 pub mod peers;
 pub mod protocol;
