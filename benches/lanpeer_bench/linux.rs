@@ -325,6 +325,7 @@ fn text(prefix: &str) -> String {
 fn bench_store(o: &Opts) {
     use lanpeer::codec;
     use lanpeer::id::{MsgId, PeerId};
+    use lanpeer::journal::{GroupBuf, Journal};
     use lanpeer::protocol::Envelope;
     use lanpeer::store::Store;
     let n: u64 = o.size(20_000, 5_000, 300);
@@ -354,6 +355,8 @@ fn bench_store(o: &Opts) {
         }
         t.elapsed() / n as u32
     };
+    let mut sqlite_disk = [Duration::ZERO; 2];
+    let mut db_bytes = 0;
     for durable in [false, true] {
         // Each way on a new database: a WAL that the other way filled would put its checkpoint
         // into this one's time (SQLite's own, at `WAL_AUTOCHECKPOINT` pages, lands wherever the
@@ -373,6 +376,9 @@ fn bench_store(o: &Opts) {
         }
         let one = t.elapsed() / n as u32;
         drop(st);
+        if durable {
+            sqlite_disk[0] = one;
+        }
         let mut st = fresh();
         let t = Instant::now();
         for chunk in envs[n as usize..].chunks(256) {
@@ -385,6 +391,9 @@ fn bench_store(o: &Opts) {
         }
         let batched = t.elapsed() / n as u32;
         drop(st);
+        if durable {
+            sqlite_disk[1] = batched;
+        }
         let place = if durable { "on disk" } else { "in memory" };
         let base = format!("file append {:.2} us per message (one write each)", raw.as_secs_f64() * 1e6);
         figure(
@@ -400,11 +409,73 @@ fn bench_store(o: &Opts) {
         if durable {
             // Closed, so the WAL is checkpointed into the file and removed.
             let size = std::fs::metadata(scratch.join(lanpeer::store::DB_FILE)).map(|m| m.len()).unwrap_or(0);
+            db_bytes = size;
             let env_len = envs.iter().map(|(_, b)| b.len()).sum::<usize>() as f64 / envs.len() as f64;
             figure(
                 "store, history.db bytes per message",
                 format!("{:.0} B", size as f64 / n as f64),
                 &[format!("the encoded envelope {env_len:.0} B (its text {TEXT_LEN} B)")],
+            );
+        }
+    }
+    // The same messages in a journal (`lanpeer::journal`), kept the way a store of our own would
+    // keep them (docs/benchmarks-history.md, round 12): per message the repeat check and entry of
+    // an index in memory, the envelope encoded into the group with its arrival time, and per group
+    // the stream's counter as the store saves it per commit; one write per group, no fsync (as
+    // SQLite's WAL with synchronous=NORMAL above). What SQLite does beyond this is what a journal
+    // would save.
+    let journal = |per: usize| -> (Duration, u64) {
+        let _ = std::fs::remove_dir_all(&scratch);
+        std::fs::create_dir_all(&scratch).unwrap();
+        let (mut j, _) = Journal::open(&scratch.join("journal"), |_| {}).unwrap();
+        let mut g = GroupBuf::new();
+        let mut index: HashMap<(PeerId, u64), u64> = HashMap::new();
+        let t = Instant::now();
+        for chunk in envs[..n as usize].chunks(per) {
+            for (e, _) in chunk {
+                let key = (e.id.author, e.id.seq);
+                if index.contains_key(&key) {
+                    continue;
+                }
+                index.insert(key, j.len() + g.payload_len() as u64);
+                let b = codec::encode(e).unwrap();
+                g.push_with(|buf| {
+                    buf.push(1);
+                    buf.extend_from_slice(&1u64.to_le_bytes());
+                    buf.extend_from_slice(&b);
+                });
+            }
+            let last = chunk.last().unwrap().0.id.seq;
+            g.push_with(|buf| {
+                buf.push(2);
+                buf.extend_from_slice(&author.0);
+                buf.extend_from_slice(&last.to_le_bytes());
+            });
+            j.append(&mut g).unwrap();
+        }
+        (t.elapsed() / n as u32, j.len())
+    };
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    for (i, per) in [1usize, 256].into_iter().enumerate() {
+        let (took, bytes) = journal(per);
+        let name = if per == 1 { "1 message per commit" } else { "256 per commit" };
+        figure(
+            &format!("journal, {name}, on disk"),
+            format!("{:.2} us", us(took)),
+            &[
+                format!(
+                    "SQLite store {:.2} us, journal {:.1}x cheaper",
+                    us(sqlite_disk[i]),
+                    us(sqlite_disk[i]) / us(took)
+                ),
+                format!("ceiling {}msg/s on one core", rate(1.0 / took.as_secs_f64())),
+            ],
+        );
+        if per == 256 {
+            figure(
+                "journal bytes per message",
+                format!("{:.0} B", bytes as f64 / n as f64),
+                &[format!("history.db {:.0} B", db_bytes as f64 / n as f64)],
             );
         }
     }
