@@ -1,5 +1,5 @@
-//! The history database: every message sent and received, the per-peer delivery streams, and the
-//! members of the room, in SQLite (`history.db` in the data dir).
+//! The history in SQLite (`history.db` in the data dir): every message sent and received, the
+//! per-peer delivery streams, and the members of the room.
 //!
 //! Why SQLite: one file, crash-safe transactions, readable by any SQLite tool for the teacher's
 //! own scripts, and a bundled build (nothing to install). The node actor owns the one read-write
@@ -35,8 +35,7 @@ use crate::event::Message;
 use crate::id::{MsgId, PeerId};
 use crate::protocol::{Body, Envelope};
 
-/// File name of the database in the data dir.
-pub const DB_FILE: &str = "history.db";
+use super::{CatchupMemo, DB_FILE, Stored};
 
 /// Process-wide SQLite settings, made once before the first connection opens.
 ///
@@ -138,9 +137,6 @@ macro_rules! envelope_columns {
     };
 }
 
-/// A catch-up list and the (chats, limit) it was made for.
-type CatchupMemo = ((usize, usize), Vec<MsgId>);
-
 /// The exercise queries (every exercise; the catch-up list), reading the exercises index when
 /// `indexed`.
 fn queries(indexed: bool) -> (String, String) {
@@ -216,17 +212,6 @@ fn envelope_at(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Option<E
 
 fn storage(e: rusqlite::Error) -> Error {
     Error::Storage(e.to_string())
-}
-
-/// One row of `messages`, decoded.
-#[derive(Debug, Clone)]
-pub struct Stored {
-    /// Row number: the order in which this peer stored messages (causal at this peer).
-    pub row: i64,
-    /// The message.
-    pub message: Message,
-    /// When this peer stored it, ms since the epoch.
-    pub received_ms: u64,
 }
 
 /// WAL pages after which the actor's own connection checkpoints (a safety net: the
@@ -305,7 +290,7 @@ impl Drop for Checkpointer {
     }
 }
 
-/// The message INSERT of [`Store::insert`] (parameters: see there).
+/// The message INSERT of [`Sqlite::insert`] (parameters: see there).
 const INSERT_MESSAGE: &str = "INSERT OR IGNORE INTO messages
      (author, seq, author_name, sent_ms, received_ms, recipient, kind, ref, title, text, private_answers, env, room)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
@@ -331,8 +316,8 @@ impl<'a> Param<'a> {
 /// and cannot live beside it in the same struct.
 ///
 /// Invariants (what makes the `unsafe` below sound): the statement is prepared on the store's own
-/// connection, used only through `&Store` (which is not `Sync`: one thread at a time), always
-/// reset after a step, and finalized in `Store`'s `Drop` before the connection closes.
+/// connection, used only through `&Sqlite` (which is not `Sync`: one thread at a time), always
+/// reset after a step, and finalized in `Sqlite`'s `Drop` before the connection closes.
 struct RawInsert(std::ptr::NonNull<rusqlite::ffi::sqlite3_stmt>);
 
 impl RawInsert {
@@ -427,12 +412,12 @@ impl RawInsert {
 }
 
 /// The open database.
-pub struct Store {
+pub struct Sqlite {
     conn: Connection,
     me: PeerId,
     /// The room whose messages are read and written; `None` (read-only tools): every room.
     room: Option<String>,
-    /// Between [`Store::begin`] and [`Store::commit`]: the first write opens a transaction.
+    /// Between [`Sqlite::begin`] and [`Sqlite::commit`]: the first write opens a transaction.
     grouping: Cell<bool>,
     /// A transaction is open (it was opened by a write of this group).
     in_tx: Cell<bool>,
@@ -452,12 +437,12 @@ pub struct Store {
 }
 
 // SAFETY: the only field that is not `Send` by itself is the raw INSERT statement. It belongs to
-// `conn`, which is `Send` and moves with it; `Store` is not `Sync` (its `Cell`s), so the
+// `conn`, which is `Send` and moves with it; `Sqlite` is not `Sync` (its `Cell`s), so the
 // statement and its connection are only ever used by the one thread that holds the store (SQLite
 // is built thread-safe, and a connection may move between threads between calls).
-unsafe impl Send for Store {}
+unsafe impl Send for Sqlite {}
 
-impl Drop for Store {
+impl Drop for Sqlite {
     fn drop(&mut self) {
         if let Some(st) = self.insert_stmt.take() {
             // SAFETY: the statement is this connection's and is not used again; finalized before
@@ -477,16 +462,16 @@ struct Run {
     queued_ms: u64,
 }
 
-impl std::fmt::Debug for Store {
+impl std::fmt::Debug for Sqlite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("in_tx", &self.in_tx.get()).finish()
+        f.debug_struct("Sqlite").field("in_tx", &self.in_tx.get()).finish()
     }
 }
 
-impl Store {
+impl Sqlite {
     /// Open (creating) the database of the data dir `dir`, or an in-memory one for `None`, for
     /// the messages of `room`.
-    pub fn open(dir: Option<&Path>, me: PeerId, room: &str) -> Result<Store, Error> {
+    pub fn open(dir: Option<&Path>, me: PeerId, room: &str) -> Result<Sqlite, Error> {
         configure_sqlite();
         let conn = match dir {
             Some(d) => Connection::open(d.join(DB_FILE)),
@@ -510,7 +495,7 @@ impl Store {
             conn.execute_batch("ALTER TABLE outbox ADD COLUMN n INTEGER NOT NULL DEFAULT 1").map_err(storage)?;
         }
         let checkpointer = dir.and_then(|d| Checkpointer::start(&d.join(DB_FILE)));
-        Ok(Store {
+        Ok(Sqlite {
             conn,
             me,
             room: Some(room.to_string()),
@@ -527,7 +512,7 @@ impl Store {
 
     /// Open the database of `dir` for reading only (export and history, even while a peer runs),
     /// for the messages of `room`, or of every room.
-    pub fn open_readonly(dir: &Path, room: Option<&str>) -> Result<Store, Error> {
+    pub fn open_readonly(dir: &Path, room: Option<&str>) -> Result<Sqlite, Error> {
         let path = dir.join(DB_FILE);
         if !path.exists() {
             return Err(Error::Storage(format!(
@@ -550,7 +535,7 @@ impl Store {
             .map_err(storage)?
             .is_some();
         let (q_exercises, q_catchup) = queries(indexed);
-        Ok(Store {
+        Ok(Sqlite {
             conn,
             me,
             room: room.map(str::to_string),
@@ -566,7 +551,7 @@ impl Store {
     }
 
     /// Start grouping writes: the first write after this opens a transaction, which
-    /// [`Store::commit`] ends. A group without writes costs nothing (no `BEGIN`/`COMMIT`): most
+    /// [`Sqlite::commit`] ends. A group without writes costs nothing (no `BEGIN`/`COMMIT`): most
     /// turns of the node (a beacon, a ping) write nothing.
     pub fn begin(&mut self) {
         self.grouping.set(true);
@@ -588,7 +573,7 @@ impl Store {
     }
 
     /// Make the grouped writes durable, and end the group. On an error nothing of the group is
-    /// kept (see [`Store::rollback`]).
+    /// kept (see [`Sqlite::rollback`]).
     pub fn commit(&mut self) -> Result<(), Error> {
         if !self.in_tx.get() {
             self.grouping.set(false);
@@ -815,6 +800,8 @@ impl Store {
 
     /// Every outgoing stream: (peer, next number, highest acknowledged).
     pub fn out_streams(&self) -> Result<Vec<(PeerId, u64, u64)>, Error> {
+        // Runs of the open group count too (the node reads this at start, outside any group).
+        self.write_runs()?;
         // The saved counters lag behind the sends (a send writes only its outbox row; the
         // counters are written with acknowledgements and drops, which delete rows): the next
         // number is one past the highest queued, if that is higher than the saved one.
@@ -1065,7 +1052,7 @@ mod tests {
     fn sqlite_does_not_count_memory() {
         // With memory statistics on, SQLite would take a process-wide mutex on every allocation
         // (see `configure_sqlite`); off, it reports no memory in use at all.
-        let s = Store::open(None, PeerId([1; 16]), "r").unwrap();
+        let s = Sqlite::open(None, PeerId([1; 16]), "r").unwrap();
         let c = env(2, 1, None, Body::Chat { text: "hello".into() });
         s.insert(&c, 1).unwrap();
         assert_eq!(unsafe { rusqlite::ffi::sqlite3_memory_used() }, 0);
@@ -1073,7 +1060,7 @@ mod tests {
 
     #[test]
     fn messages_are_kept_once_and_catch_up_is_room_only() {
-        let s = Store::open(None, PeerId([1; 16]), "r").unwrap();
+        let s = Sqlite::open(None, PeerId([1; 16]), "r").unwrap();
         let p = env(1, 1, None, Body::Problem { title: "t".into(), body: "b".into(), private_answers: false });
         assert!(s.insert(&p, 10).unwrap().is_some());
         assert!(s.insert(&p, 11).unwrap().is_none(), "a repeat is not stored twice");
@@ -1113,7 +1100,7 @@ mod tests {
     /// when it is sent on (catch-up, the outbox).
     #[test]
     fn a_message_read_back_from_its_columns_is_the_one_stored_to_the_byte() {
-        let s = Store::open(None, PeerId([2; 16]), "r").unwrap();
+        let s = Sqlite::open(None, PeerId([2; 16]), "r").unwrap();
         let all = one_of_each();
         for (k, e) in all.iter().enumerate() {
             assert_eq!(s.insert(e, 10 + k as u64).unwrap(), Some(k as i64 + 1));
@@ -1146,7 +1133,7 @@ mod tests {
     /// is skipped, not fatal, and stops an outbox batch rather than leave a gap in the stream.
     #[test]
     fn rows_of_earlier_builds_read_as_before_and_a_foreign_row_is_skipped() {
-        let s = Store::open(None, PeerId([1; 16]), "r").unwrap();
+        let s = Sqlite::open(None, PeerId([1; 16]), "r").unwrap();
         let all = one_of_each();
         for (k, e) in all.iter().enumerate() {
             s.insert(e, 1).unwrap();
@@ -1181,17 +1168,17 @@ mod tests {
         let me = PeerId([1; 16]);
         let p = env(1, 1, None, Body::Problem { title: "5A".into(), body: String::new(), private_answers: false });
         {
-            let a = Store::open(Some(&dir), me, "5A").unwrap();
+            let a = Sqlite::open(Some(&dir), me, "5A").unwrap();
             a.insert(&p, 0).unwrap();
             a.touch_member(PeerId([7; 16]), "x", 10).unwrap();
         }
-        let b = Store::open(Some(&dir), me, "5B").unwrap();
+        let b = Sqlite::open(Some(&dir), me, "5B").unwrap();
         assert!(b.catchup_ids(100, 100).unwrap().is_empty(), "5A's exercise is never offered in 5B");
         assert!(b.room_envelope(&p.id).unwrap().is_none());
         assert!(b.history(10).unwrap().is_empty());
         assert!(b.exercises().unwrap().is_empty());
         assert!(b.members_since(0).unwrap().is_empty(), "5A's members are not addressed in 5B");
-        let all = Store::open_readonly(&dir, None).unwrap();
+        let all = Sqlite::open_readonly(&dir, None).unwrap();
         assert_eq!(all.exercises().unwrap().len(), 1, "the export sees every room");
         drop((b, all));
         std::fs::remove_dir_all(&dir).unwrap();
@@ -1199,7 +1186,7 @@ mod tests {
 
     #[test]
     fn outbox_pending_ack_and_purge() {
-        let mut s = Store::open(None, PeerId([1; 16]), "r").unwrap();
+        let mut s = Sqlite::open(None, PeerId([1; 16]), "r").unwrap();
         s.begin();
         let peer = PeerId([9; 16]);
         for k in 1..=10u64 {
@@ -1229,7 +1216,7 @@ mod tests {
     fn the_next_stream_number_comes_from_the_outbox_when_the_counter_lags() {
         // A send writes only its outbox row; the counter is written with acknowledgements. A
         // restart must never number a new message with a number already used.
-        let mut s = Store::open(None, PeerId([1; 16]), "r").unwrap();
+        let mut s = Sqlite::open(None, PeerId([1; 16]), "r").unwrap();
         let (p, q) = (PeerId([8; 16]), PeerId([9; 16]));
         s.begin();
         s.save_out_stream(p, 3, 2).unwrap();
@@ -1263,17 +1250,17 @@ mod run_tests {
         super::tests::env(1, seq, None, Body::Chat { text: format!("m{seq}") })
     }
 
-    fn rows(s: &Store) -> i64 {
+    fn rows(s: &Sqlite) -> i64 {
         s.conn.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0)).unwrap()
     }
 
-    fn numbers(s: &Store, peer: PeerId, after: u64, limit: usize) -> Vec<u64> {
+    fn numbers(s: &Sqlite, peer: PeerId, after: u64, limit: usize) -> Vec<u64> {
         s.pending(peer, after, limit).unwrap().into_iter().map(|x| x.0).collect()
     }
 
     #[test]
     fn a_turn_of_sends_is_one_outbox_row_per_peer_and_acks_trim_it() {
-        let mut s = Store::open(None, PeerId([1; 16]), "r").unwrap();
+        let mut s = Sqlite::open(None, PeerId([1; 16]), "r").unwrap();
         let (a, b) = (PeerId([8; 16]), PeerId([9; 16]));
         // Turn 1: 1..=100 to both peers, in one millisecond. Turn 2: 101..=150 (another ms).
         for (turn, range, ms) in [(1, 1..=100u64, 7u64), (2, 101..=150, 8)] {
@@ -1339,7 +1326,7 @@ mod run_tests {
             conn.execute_batch(&SCHEMA.replace("    n INTEGER NOT NULL DEFAULT 1,\n", "")).unwrap();
             assert!(conn.prepare("SELECT n FROM outbox").is_err(), "the old table has no run length");
         }
-        let s = Store::open(Some(&dir), PeerId([1; 16]), "r").unwrap();
+        let s = Sqlite::open(Some(&dir), PeerId([1; 16]), "r").unwrap();
         let peer = PeerId([9; 16]);
         for k in 1..=3u64 {
             let e = chat(k);
@@ -1367,7 +1354,7 @@ mod lazy_tests {
 
     #[test]
     fn a_group_without_writes_opens_no_transaction_and_a_write_does() {
-        let mut s = Store::open(None, PeerId([1; 16]), "r").unwrap();
+        let mut s = Sqlite::open(None, PeerId([1; 16]), "r").unwrap();
         s.begin();
         assert!(s.has(&MsgId { author: PeerId([7; 16]), seq: 1 }).is_ok());
         assert!(!s.wrote(), "a read opened a transaction");
@@ -1387,7 +1374,7 @@ mod lazy_tests {
 
     #[test]
     fn chats_pay_one_index_and_the_exercise_queries_use_the_other() {
-        let s = Store::open(None, PeerId([1; 16]), "r").unwrap();
+        let s = Sqlite::open(None, PeerId([1; 16]), "r").unwrap();
         // A database made by an older version carries the index on every message: opened again,
         // it is gone.
         s.conn.execute_batch("CREATE INDEX messages_room_kind ON messages (room, kind, id)").unwrap();
@@ -1427,7 +1414,7 @@ mod lazy_tests {
         let dir = std::env::temp_dir().join(format!("lanpeer-store-old-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let s = Store::open(Some(&dir), PeerId([1; 16]), "r").unwrap();
+        let s = Sqlite::open(Some(&dir), PeerId([1; 16]), "r").unwrap();
         let e = Envelope {
             id: MsgId { author: PeerId([7; 16]), seq: 1 },
             author_name: "n".into(),
@@ -1438,7 +1425,7 @@ mod lazy_tests {
         s.insert(&e, 1).unwrap();
         s.conn.execute_batch("DROP INDEX messages_exercises").unwrap();
         drop(s);
-        let ro = Store::open_readonly(&dir, Some("r")).unwrap();
+        let ro = Sqlite::open_readonly(&dir, Some("r")).unwrap();
         let n = ro.exercises().map(|v| v.len());
         let c = ro.catchup_ids(10, 10).map(|v| v.len());
         let _ = std::fs::remove_dir_all(&dir);
@@ -1448,7 +1435,7 @@ mod lazy_tests {
 
     #[test]
     fn the_catch_up_list_is_remembered_until_a_message_is_stored() {
-        let s = Store::open(None, PeerId([1; 16]), "r").unwrap();
+        let s = Sqlite::open(None, PeerId([1; 16]), "r").unwrap();
         assert!(s.catchup_ids(100, 5000).unwrap().is_empty());
         let e = chat(1);
         s.insert(&e, 1).unwrap();
@@ -1469,7 +1456,7 @@ mod lazy_tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let db = dir.join(DB_FILE);
-        let mut s = Store::open(Some(&dir), PeerId([1; 16]), "r").unwrap();
+        let mut s = Sqlite::open(Some(&dir), PeerId([1; 16]), "r").unwrap();
         let before = std::fs::metadata(&db).unwrap().len();
         s.begin();
         for seq in 1..=2000 {
@@ -1496,7 +1483,7 @@ mod lazy_tests {
 mod raw_insert_tests {
     use super::*;
 
-    fn row(s: &Store, author: u8, seq: u64) -> Vec<Option<String>> {
+    fn row(s: &Sqlite, author: u8, seq: u64) -> Vec<Option<String>> {
         s.conn
             .query_row(
                 "SELECT quote(author), author_name, sent_ms, received_ms, quote(recipient), kind, ref, title, text,
@@ -1518,7 +1505,7 @@ mod raw_insert_tests {
 
     #[test]
     fn the_kept_insert_writes_every_column_as_rusqlite_did_and_stays_usable() {
-        let s = Store::open(None, PeerId([1; 16]), "5A").unwrap();
+        let s = Sqlite::open(None, PeerId([1; 16]), "5A").unwrap();
         let to = PeerId([4; 16]);
         let p = super::tests::env(
             2,
@@ -1585,11 +1572,11 @@ mod raw_insert_tests {
         // Opened, used, dropped many times: the statement is finalized before its connection
         // closes (rusqlite would panic on a connection that cannot close).
         for seq in 1..=20u64 {
-            let s = Store::open(Some(&dir), PeerId([1; 16]), "r").unwrap();
+            let s = Sqlite::open(Some(&dir), PeerId([1; 16]), "r").unwrap();
             let c = super::tests::env(2, seq, None, Body::Chat { text: "x".into() });
             assert!(s.insert(&c, 1).unwrap().is_some());
         }
-        let ro = Store::open_readonly(&dir, Some("r")).unwrap();
+        let ro = Sqlite::open_readonly(&dir, Some("r")).unwrap();
         let c2 = super::tests::env(2, 99, None, Body::Chat { text: "x".into() });
         let e = ro.insert(&c2, 1).unwrap_err().to_string();
         assert!(e.contains("readonly"), "{e}");
@@ -1599,7 +1586,7 @@ mod raw_insert_tests {
         assert_eq!(ro.count().unwrap(), 20);
         drop(ro);
         // A store moves between threads (the node's runtime may run its actor on any worker).
-        let s = Store::open(Some(&dir), PeerId([1; 16]), "r").unwrap();
+        let s = Sqlite::open(Some(&dir), PeerId([1; 16]), "r").unwrap();
         let n = std::thread::spawn(move || {
             let c3 = super::tests::env(2, 100, None, Body::Chat { text: "y".into() });
             s.insert(&c3, 1).unwrap();

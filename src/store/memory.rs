@@ -1,0 +1,431 @@
+//! The history in memory, for a node without a data directory (`Config::data_dir = None`:
+//! embedding, tests, the benchmarks' in-process peers): the tables of `sqlite.rs`, kept in Rust
+//! collections.
+//!
+//! Why not SQLite's in-memory database, as before: each message still paid a b-tree row, an
+//! index entry, and a transaction with its in-memory journal, ≈ 15 µs of the ≈ 40 µs each
+//! receiver of a fan-out spent (round 12 of docs/benchmarks-history.md). Here a message is a push
+//! onto a vector and an entry in a hash map. It is also the state a store on the journal
+//! (`crate::journal`, docs/architecture.md 8b) will rebuild when it opens.
+//!
+//! It answers every call as the SQLite store does (a property test in `store/mod.rs` makes random
+//! calls on both and compares every answer). What differs: one room only (an in-memory store is
+//! one node's), and nothing here fails. A group (`begin` .. `commit`) keeps a list of what it
+//! changed, so that `rollback` puts it back, as a rolled-back transaction does.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+
+use crate::codec;
+use crate::error::Error;
+use crate::event::Message;
+use crate::id::{MsgId, PeerId};
+use crate::protocol::{Body, Envelope};
+
+use super::{CatchupMemo, Stored};
+
+/// One stored message. Its row number is its index in [`State::msgs`] plus 1 (as SQLite's rows
+/// count from 1).
+#[derive(Debug)]
+struct Msg {
+    env: Envelope,
+    received_ms: u64,
+}
+
+/// A run of messages queued for one peer: stream numbers `lseq..lseq+n` (the key of the map it
+/// is in) are rows `msg..msg+n`, as the `outbox` rows of `sqlite.rs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Run {
+    msg: i64,
+    n: u64,
+    queued_ms: u64,
+}
+
+/// How to put back one change of the open group.
+#[derive(Debug)]
+enum Undo {
+    /// The last message pushed.
+    Message,
+    Member(PeerId, Option<(String, u64)>),
+    OutStream(PeerId, Option<(u64, u64)>),
+    InStream(PeerId, Option<u64>),
+    /// The run at (peer, lseq) as it was (`None`: there was none).
+    Outbox(PeerId, u64, Option<Run>),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    msgs: Vec<Msg>,
+    /// Row of each message: the repeat check (`UNIQUE (author, seq)`).
+    rows: HashMap<MsgId, i64>,
+    /// Rows of problems, answers and feedback, in order (the exercises index).
+    exercises: Vec<i64>,
+    /// Rows of the catch-up candidates, in order: exercises and chats meant for the whole room.
+    room_exercises: Vec<i64>,
+    room_chats: Vec<i64>,
+    members: HashMap<PeerId, (String, u64)>,
+    out_streams: HashMap<PeerId, (u64, u64)>,
+    in_streams: HashMap<PeerId, u64>,
+    outbox: HashMap<PeerId, BTreeMap<u64, Run>>,
+    /// The open group's changes, oldest first.
+    undo: Vec<Undo>,
+}
+
+impl State {
+    fn msg(&self, row: i64) -> Option<&Msg> {
+        usize::try_from(row - 1).ok().and_then(|i| self.msgs.get(i))
+    }
+
+    /// Set the run at (peer, lseq), or remove it with `None`; returns what was there.
+    fn set_run(&mut self, peer: PeerId, lseq: u64, run: Option<Run>) -> Option<Run> {
+        let runs = self.outbox.entry(peer).or_default();
+        let old = match run {
+            Some(r) => runs.insert(lseq, r),
+            None => runs.remove(&lseq),
+        };
+        if runs.is_empty() {
+            self.outbox.remove(&peer);
+        }
+        old
+    }
+}
+
+/// The store of a node without a data directory.
+#[derive(Debug)]
+pub(super) struct Memory {
+    me: PeerId,
+    st: RefCell<State>,
+    /// Between `begin` and `commit`: changes are kept in `State::undo`.
+    grouping: Cell<bool>,
+    /// The open group has written.
+    wrote: Cell<bool>,
+    catchup_memo: RefCell<Option<CatchupMemo>>,
+}
+
+impl Memory {
+    pub(super) fn new(me: PeerId) -> Memory {
+        Memory {
+            me,
+            st: Default::default(),
+            grouping: Cell::new(false),
+            wrote: Cell::new(false),
+            catchup_memo: Default::default(),
+        }
+    }
+
+    /// A write of the open group (if any): remember how to undo it.
+    fn write(&self, st: &mut State, undo: impl FnOnce() -> Undo) {
+        if self.grouping.get() {
+            self.wrote.set(true);
+            st.undo.push(undo());
+        }
+    }
+
+    /// A change to the run at (peer, lseq), kept for undo.
+    fn set_run(&self, st: &mut State, peer: PeerId, lseq: u64, run: Option<Run>) {
+        let old = st.set_run(peer, lseq, run);
+        if old != run {
+            self.write(st, || Undo::Outbox(peer, lseq, old));
+        }
+    }
+
+    pub(super) fn begin(&mut self) {
+        self.grouping.set(true);
+    }
+
+    pub(super) fn wrote(&self) -> bool {
+        self.wrote.get()
+    }
+
+    pub(super) fn commit(&mut self) -> Result<(), Error> {
+        self.st.get_mut().undo.clear();
+        self.grouping.set(false);
+        self.wrote.set(false);
+        Ok(())
+    }
+
+    pub(super) fn rollback(&mut self) {
+        self.grouping.set(false);
+        self.wrote.set(false);
+        self.catchup_memo.get_mut().take();
+        let st = self.st.get_mut();
+        while let Some(u) = st.undo.pop() {
+            match u {
+                Undo::Message => {
+                    let Some(m) = st.msgs.pop() else { continue };
+                    let row = st.msgs.len() as i64 + 1;
+                    st.rows.remove(&m.env.id);
+                    for list in [&mut st.exercises, &mut st.room_exercises, &mut st.room_chats] {
+                        if list.last() == Some(&row) {
+                            list.pop();
+                        }
+                    }
+                }
+                Undo::Member(id, old) => drop(match old {
+                    Some(v) => st.members.insert(id, v),
+                    None => st.members.remove(&id),
+                }),
+                Undo::OutStream(p, old) => drop(match old {
+                    Some(v) => st.out_streams.insert(p, v),
+                    None => st.out_streams.remove(&p),
+                }),
+                Undo::InStream(p, old) => drop(match old {
+                    Some(v) => st.in_streams.insert(p, v),
+                    None => st.in_streams.remove(&p),
+                }),
+                Undo::Outbox(p, lseq, old) => drop(st.set_run(p, lseq, old)),
+            }
+        }
+    }
+
+    // ---- messages ----------------------------------------------------------------------------
+
+    pub(super) fn insert(&self, env: &Envelope, received_ms: u64) -> Result<Option<i64>, Error> {
+        let st = &mut *self.st.borrow_mut();
+        if self.grouping.get() {
+            // As SQLite's transaction opens on any write, a repeat included.
+            self.wrote.set(true);
+        }
+        if st.rows.contains_key(&env.id) {
+            return Ok(None);
+        }
+        st.msgs.push(Msg { env: env.clone(), received_ms });
+        let row = st.msgs.len() as i64;
+        st.rows.insert(env.id, row);
+        let chat = matches!(env.body, Body::Chat { .. });
+        if !chat {
+            st.exercises.push(row);
+        }
+        if env.to.is_none() {
+            if chat { &mut st.room_chats } else { &mut st.room_exercises }.push(row);
+        }
+        self.write(st, || Undo::Message);
+        self.catchup_memo.borrow_mut().take();
+        Ok(Some(row))
+    }
+
+    pub(super) fn has(&self, id: &MsgId) -> Result<bool, Error> {
+        Ok(self.st.borrow().rows.contains_key(id))
+    }
+
+    pub(super) fn room_envelope(&self, id: &MsgId) -> Result<Option<Vec<u8>>, Error> {
+        let st = self.st.borrow();
+        let Some(m) = st.rows.get(id).and_then(|&row| st.msg(row)) else { return Ok(None) };
+        if m.env.to.is_some() {
+            return Ok(None);
+        }
+        Ok(codec::encode(&m.env).ok().map(|b| b.to_vec()))
+    }
+
+    fn stored(&self, st: &State, row: i64) -> Option<Stored> {
+        let m = st.msg(row)?;
+        let env = m.env.clone();
+        Some(Stored {
+            row,
+            received_ms: m.received_ms,
+            message: Message {
+                id: env.id,
+                from_name: env.author_name,
+                sent_ms: env.sent_ms,
+                to: env.to,
+                body: env.body,
+                own: env.id.author == self.me,
+            },
+        })
+    }
+
+    pub(super) fn catchup_ids(&self, chats: usize, limit: usize) -> Result<Vec<MsgId>, Error> {
+        if let Some((key, ids)) = &*self.catchup_memo.borrow()
+            && *key == (chats, limit)
+        {
+            return Ok(ids.clone());
+        }
+        let st = self.st.borrow();
+        // Every room exercise and the last `chats` room chats; of them the newest `limit`.
+        let last_chats = &st.room_chats[st.room_chats.len().saturating_sub(chats)..];
+        let mut rows: Vec<i64> = st.room_exercises.iter().chain(last_chats).copied().collect();
+        rows.sort_unstable();
+        let rows = &rows[rows.len().saturating_sub(limit)..];
+        let ids: Vec<MsgId> = rows.iter().filter_map(|&r| st.msg(r)).map(|m| m.env.id).collect();
+        *self.catchup_memo.borrow_mut() = Some(((chats, limit), ids.clone()));
+        Ok(ids)
+    }
+
+    pub(super) fn history(&self, limit: usize) -> Result<Vec<Stored>, Error> {
+        let st = self.st.borrow();
+        let n = st.msgs.len();
+        Ok((n.saturating_sub(limit) + 1..=n).filter_map(|row| self.stored(&st, row as i64)).collect())
+    }
+
+    pub(super) fn exercises(&self) -> Result<Vec<Stored>, Error> {
+        let st = self.st.borrow();
+        Ok(st.exercises.iter().filter_map(|&row| self.stored(&st, row)).collect())
+    }
+
+    pub(super) fn count(&self) -> Result<u64, Error> {
+        Ok(self.st.borrow().msgs.len() as u64)
+    }
+
+    // ---- members -----------------------------------------------------------------------------
+
+    pub(super) fn touch_member(&self, id: PeerId, name: &str, now_ms: u64) -> Result<(), Error> {
+        let st = &mut *self.st.borrow_mut();
+        let old = st.members.insert(id, (name.to_string(), now_ms));
+        self.write(st, || Undo::Member(id, old));
+        Ok(())
+    }
+
+    pub(super) fn members_since(&self, since_ms: u64) -> Result<Vec<(PeerId, String)>, Error> {
+        let st = self.st.borrow();
+        Ok(st
+            .members
+            .iter()
+            .filter(|(_, (_, seen))| *seen >= since_ms)
+            .map(|(id, (name, _))| (*id, name.clone()))
+            .collect())
+    }
+
+    // ---- streams -----------------------------------------------------------------------------
+
+    pub(super) fn out_streams(&self) -> Result<Vec<(PeerId, u64, u64)>, Error> {
+        let st = self.st.borrow();
+        // As in `sqlite.rs`: the next number is one past the highest queued when the saved
+        // counter lags behind.
+        let mut all: BTreeMap<PeerId, (u64, u64)> = st.out_streams.iter().map(|(p, v)| (*p, *v)).collect();
+        for (peer, runs) in &st.outbox {
+            let Some((lseq, r)) = runs.last_key_value() else { continue };
+            let e = all.entry(*peer).or_insert((0, 0));
+            e.0 = e.0.max(lseq + r.n);
+        }
+        Ok(all.into_iter().map(|(p, (n, a))| (p, n, a)).collect())
+    }
+
+    pub(super) fn save_out_stream(&self, peer: PeerId, next: u64, acked: u64) -> Result<(), Error> {
+        let st = &mut *self.st.borrow_mut();
+        let old = st.out_streams.insert(peer, (next, acked));
+        self.write(st, || Undo::OutStream(peer, old));
+        Ok(())
+    }
+
+    pub(super) fn enqueue(&self, peer: PeerId, lseq: u64, msg: i64, now_ms: u64) -> Result<(), Error> {
+        let st = &mut *self.st.borrow_mut();
+        if self.grouping.get() {
+            self.wrote.set(true);
+        }
+        // A message that follows the peer's last run (next number, next row, same millisecond)
+        // extends it; a run is of one age, since the age bound drops whole runs.
+        let last = st.outbox.get(&peer).and_then(|runs| runs.last_key_value()).map(|(l, r)| (*l, *r));
+        let run = match last {
+            Some((l, r)) if l + r.n == lseq && r.msg + r.n as i64 == msg && r.queued_ms == now_ms => {
+                self.set_run(st, peer, l, Some(Run { n: r.n + 1, ..r }));
+                return Ok(());
+            }
+            _ => Run { msg, n: 1, queued_ms: now_ms },
+        };
+        self.set_run(st, peer, lseq, Some(run));
+        Ok(())
+    }
+
+    pub(super) fn pending(&self, peer: PeerId, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, Error> {
+        let st = self.st.borrow();
+        let mut out = Vec::new();
+        let Some(runs) = st.outbox.get(&peer) else { return Ok(out) };
+        // From the run that holds `after + 1` on.
+        let start = runs.range(..=after.saturating_add(1)).next_back().map_or(0, |(l, _)| *l);
+        'runs: for (&lseq, r) in runs.range(start..) {
+            for i in 0..r.n {
+                if out.len() >= limit {
+                    break 'runs;
+                }
+                let number = lseq + i;
+                let Some(m) = st.msg(r.msg + i as i64) else { continue };
+                if number <= after {
+                    continue;
+                }
+                let Ok(bytes) = codec::encode(&m.env) else { break 'runs };
+                out.push((number, bytes.to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) fn first_pending(&self, peer: PeerId) -> Result<Option<u64>, Error> {
+        Ok(self.st.borrow().outbox.get(&peer).and_then(|runs| runs.first_key_value()).map(|(l, _)| *l))
+    }
+
+    pub(super) fn acked(&self, peer: PeerId, upto: u64) -> Result<(), Error> {
+        let st = &mut *self.st.borrow_mut();
+        if self.grouping.get() {
+            self.wrote.set(true);
+        }
+        self.forget_upto(st, peer, upto);
+        Ok(())
+    }
+
+    /// Forget `peer`'s numbers up to `upto`: whole runs, and the head of the run that holds
+    /// `upto` when it goes on past it.
+    fn forget_upto(&self, st: &mut State, peer: PeerId, upto: u64) {
+        let Some(runs) = st.outbox.get(&peer) else { return };
+        let hit: Vec<(u64, Run)> = runs.range(..=upto).map(|(l, r)| (*l, *r)).collect();
+        for (lseq, r) in hit {
+            self.set_run(st, peer, lseq, None);
+            if lseq + r.n - 1 > upto {
+                let cut = upto + 1 - lseq;
+                self.set_run(st, peer, upto + 1, Some(Run { msg: r.msg + cut as i64, n: r.n - cut, ..r }));
+            }
+        }
+    }
+
+    pub(super) fn purge(&self, before_ms: u64, max_per_peer: usize) -> Result<Vec<(PeerId, u64)>, Error> {
+        let st = &mut *self.st.borrow_mut();
+        if self.grouping.get() {
+            self.wrote.set(true);
+        }
+        let mut dropped: HashMap<PeerId, u64> = HashMap::new();
+        let old: Vec<(PeerId, u64, u64)> = st
+            .outbox
+            .iter()
+            .flat_map(|(p, runs)| runs.iter().filter(|(_, r)| r.queued_ms < before_ms).map(|(l, r)| (*p, *l, r.n)))
+            .collect();
+        for (peer, lseq, n) in old {
+            self.set_run(st, peer, lseq, None);
+            *dropped.entry(peer).or_default() += n;
+        }
+        let over: Vec<(PeerId, u64)> = st
+            .outbox
+            .iter()
+            .filter_map(|(p, runs)| {
+                let total: u64 = runs.values().map(|r| r.n).sum();
+                (total > max_per_peer as u64).then(|| (*p, total - max_per_peer as u64))
+            })
+            .collect();
+        for (peer, extra) in over {
+            // The oldest `extra` numbers go: through the number `extra` places after the first.
+            let mut covered = 0;
+            let mut upto = None;
+            for (&lseq, r) in &st.outbox[&peer] {
+                if covered + r.n >= extra {
+                    upto = Some(lseq + (extra - covered) - 1);
+                    break;
+                }
+                covered += r.n;
+            }
+            if let Some(upto) = upto {
+                self.forget_upto(st, peer, upto);
+            }
+            *dropped.entry(peer).or_default() += extra;
+        }
+        Ok(dropped.into_iter().collect())
+    }
+
+    pub(super) fn in_streams(&self) -> Result<Vec<(PeerId, u64)>, Error> {
+        Ok(self.st.borrow().in_streams.iter().map(|(p, d)| (*p, *d)).collect())
+    }
+
+    pub(super) fn save_in_stream(&self, author: PeerId, delivered: u64) -> Result<(), Error> {
+        let st = &mut *self.st.borrow_mut();
+        let old = st.in_streams.insert(author, delivered);
+        self.write(st, || Undo::InStream(author, old));
+        Ok(())
+    }
+}

@@ -1,0 +1,405 @@
+//! The history: every message sent and received, the per-peer delivery streams, and the
+//! members of the room. One API, two stores behind it:
+//! - [`sqlite`](self): `history.db` in the data directory, for a node that has one (the CLI
+//!   always does): durable, readable by the read-only tools while the peer runs;
+//! - `memory`: Rust collections, for a node without a data directory (embedding, tests, the
+//!   benchmarks' in-process peers). It used to be SQLite's in-memory database, which cost every
+//!   message a b-tree row and a transaction (round 12 of docs/benchmarks-history.md).
+//!
+//! Both answer every call alike (the property test below makes random calls on both and
+//! compares the answers). The node actor owns the store and groups a turn's writes between
+//! [`Store::begin`] and [`Store::commit`] (docs/architecture.md, "Storage").
+
+mod memory;
+mod sqlite;
+
+use std::path::Path;
+
+use crate::error::Error;
+use crate::event::Message;
+use crate::id::{MsgId, PeerId};
+use crate::protocol::Envelope;
+
+use memory::Memory;
+use sqlite::Sqlite;
+
+/// File name of the database in the data dir.
+pub const DB_FILE: &str = "history.db";
+
+/// One stored message, decoded.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// Row number: the order in which this peer stored messages (causal at this peer).
+    pub row: i64,
+    /// The message.
+    pub message: Message,
+    /// When this peer stored it, ms since the epoch.
+    pub received_ms: u64,
+}
+
+/// A catch-up list and the (chats, limit) it was made for.
+type CatchupMemo = ((usize, usize), Vec<MsgId>);
+
+/// The open history.
+#[derive(Debug)]
+pub struct Store(Backend);
+
+#[derive(Debug)]
+enum Backend {
+    Sqlite(Sqlite),
+    Memory(Memory),
+}
+
+/// The same call on whichever store this is.
+macro_rules! each {
+    ($self:ident . $f:ident ( $($a:expr),* )) => {
+        match &$self.0 {
+            Backend::Sqlite(s) => s.$f($($a),*),
+            Backend::Memory(m) => m.$f($($a),*),
+        }
+    };
+    (mut $self:ident . $f:ident ( $($a:expr),* )) => {
+        match &mut $self.0 {
+            Backend::Sqlite(s) => s.$f($($a),*),
+            Backend::Memory(m) => m.$f($($a),*),
+        }
+    };
+}
+
+impl Store {
+    /// Open (creating) the history of the data dir `dir` for the messages of `room`, or, for
+    /// `None`, a history in memory.
+    pub fn open(dir: Option<&Path>, me: PeerId, room: &str) -> Result<Store, Error> {
+        match dir {
+            Some(_) => Store::open_sqlite(dir, me, room),
+            None => Ok(Store(Backend::Memory(Memory::new(me)))),
+        }
+    }
+
+    /// The SQLite store even without a data dir (SQLite's in-memory database): what `open(None,
+    /// ..)` gave before the store in memory, kept for comparisons (the benchmarks, the tests).
+    pub fn open_sqlite(dir: Option<&Path>, me: PeerId, room: &str) -> Result<Store, Error> {
+        Sqlite::open(dir, me, room).map(|s| Store(Backend::Sqlite(s)))
+    }
+
+    /// Open the history of `dir` for reading only (export and history, even while a peer runs),
+    /// for the messages of `room`, or of every room.
+    pub fn open_readonly(dir: &Path, room: Option<&str>) -> Result<Store, Error> {
+        Sqlite::open_readonly(dir, room).map(|s| Store(Backend::Sqlite(s)))
+    }
+
+    /// Start grouping writes: they are kept, or dropped, together, by [`Store::commit`] or
+    /// [`Store::rollback`]. A group without writes costs nothing: most turns of the node (a
+    /// beacon, a ping) write nothing.
+    pub fn begin(&mut self) {
+        each!(mut self.begin())
+    }
+
+    /// Has the current group written anything yet?
+    pub fn wrote(&self) -> bool {
+        each!(self.wrote())
+    }
+
+    /// Make the grouped writes durable, and end the group. On an error nothing of the group is
+    /// kept (see [`Store::rollback`]).
+    pub fn commit(&mut self) -> Result<(), Error> {
+        each!(mut self.commit())
+    }
+
+    /// Drop the group's writes and end it: a write of the group failed, and a group is kept
+    /// whole or not at all (the node then acknowledges and reports nothing of it).
+    pub fn rollback(&mut self) {
+        each!(mut self.rollback())
+    }
+
+    /// Keep a message. Returns its row number if it is new, `None` if it was already stored.
+    pub fn insert(&self, env: &Envelope, received_ms: u64) -> Result<Option<i64>, Error> {
+        each!(self.insert(env, received_ms))
+    }
+
+    /// Is this message stored?
+    pub fn has(&self, id: &MsgId) -> Result<bool, Error> {
+        each!(self.has(id))
+    }
+
+    /// The encoded envelope of a message, if stored and meant for the whole room.
+    pub fn room_envelope(&self, id: &MsgId) -> Result<Option<Vec<u8>>, Error> {
+        each!(self.room_envelope(id))
+    }
+
+    /// The room's catch-up set, oldest first: every problem, answer and feedback meant for the
+    /// whole room, and the last `chats` room chats; at most `limit` ids (the newest kept).
+    pub fn catchup_ids(&self, chats: usize, limit: usize) -> Result<Vec<MsgId>, Error> {
+        each!(self.catchup_ids(chats, limit))
+    }
+
+    /// The last `limit` messages of every kind, oldest first.
+    pub fn history(&self, limit: usize) -> Result<Vec<Stored>, Error> {
+        each!(self.history(limit))
+    }
+
+    /// Every problem, answer and feedback, oldest first.
+    pub fn exercises(&self) -> Result<Vec<Stored>, Error> {
+        each!(self.exercises())
+    }
+
+    /// Number of messages stored.
+    pub fn count(&self) -> Result<u64, Error> {
+        each!(self.count())
+    }
+
+    /// Remember a peer of the room, seen now.
+    pub fn touch_member(&self, id: PeerId, name: &str, now_ms: u64) -> Result<(), Error> {
+        each!(self.touch_member(id, name, now_ms))
+    }
+
+    /// Members seen since `since_ms`.
+    pub fn members_since(&self, since_ms: u64) -> Result<Vec<(PeerId, String)>, Error> {
+        each!(self.members_since(since_ms))
+    }
+
+    /// Every outgoing stream: (peer, next number, highest acknowledged).
+    pub fn out_streams(&self) -> Result<Vec<(PeerId, u64, u64)>, Error> {
+        each!(self.out_streams())
+    }
+
+    /// Save an outgoing stream's counters.
+    pub fn save_out_stream(&self, peer: PeerId, next: u64, acked: u64) -> Result<(), Error> {
+        each!(self.save_out_stream(peer, next, acked))
+    }
+
+    /// Queue message row `msg` for `peer` as stream number `lseq`.
+    pub fn enqueue(&self, peer: PeerId, lseq: u64, msg: i64, now_ms: u64) -> Result<(), Error> {
+        each!(self.enqueue(peer, lseq, msg, now_ms))
+    }
+
+    /// Up to `limit` queued messages for `peer` after stream number `after`: (number, envelope).
+    pub fn pending(&self, peer: PeerId, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, Error> {
+        each!(self.pending(peer, after, limit))
+    }
+
+    /// The lowest stream number still queued for `peer`.
+    pub fn first_pending(&self, peer: PeerId) -> Result<Option<u64>, Error> {
+        each!(self.first_pending(peer))
+    }
+
+    /// `peer` has everything up to `upto`: forget those.
+    pub fn acked(&self, peer: PeerId, upto: u64) -> Result<(), Error> {
+        each!(self.acked(peer, upto))
+    }
+
+    /// Drop queued messages older than `before_ms`, and beyond `max_per_peer` for any peer
+    /// (oldest first). Returns how many were dropped for whom.
+    pub fn purge(&self, before_ms: u64, max_per_peer: usize) -> Result<Vec<(PeerId, u64)>, Error> {
+        each!(self.purge(before_ms, max_per_peer))
+    }
+
+    /// Every incoming stream: (author, highest delivered).
+    pub fn in_streams(&self) -> Result<Vec<(PeerId, u64)>, Error> {
+        each!(self.in_streams())
+    }
+
+    /// Save how far the stream from `author` has been delivered.
+    pub fn save_in_stream(&self, author: PeerId, delivered: u64) -> Result<(), Error> {
+        each!(self.save_in_stream(author, delivered))
+    }
+}
+
+#[cfg(test)]
+mod same_answers {
+    //! The store in memory against the SQLite store: random calls, every answer compared.
+
+    use super::*;
+    use crate::protocol::Body;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Call {
+        Begin,
+        Commit,
+        Rollback,
+        Insert {
+            author: u8,
+            seq: u64,
+            private: bool,
+            kind: u8,
+            at: u64,
+        },
+        Has {
+            author: u8,
+            seq: u64,
+        },
+        RoomEnvelope {
+            author: u8,
+            seq: u64,
+        },
+        Catchup {
+            chats: usize,
+            limit: usize,
+        },
+        History {
+            limit: usize,
+        },
+        Exercises,
+        Count,
+        Member {
+            id: u8,
+            name: u8,
+            at: u64,
+        },
+        MembersSince {
+            since: u64,
+        },
+        SaveOut {
+            peer: u8,
+            next: u64,
+            acked: u64,
+        },
+        /// The next stream number for `peer` (numbers only grow, as the actor gives them);
+        /// `row` counts back from the newest message (0: the newest).
+        Enqueue {
+            peer: u8,
+            row_back: i64,
+            skip: u64,
+            at: u64,
+        },
+        /// The next number and the next row after `peer`'s last, at the same time: a run grows.
+        EnqueueNext {
+            peer: u8,
+        },
+        Pending {
+            peer: u8,
+            after: u64,
+            limit: usize,
+        },
+        FirstPending {
+            peer: u8,
+        },
+        Acked {
+            peer: u8,
+            upto: u64,
+        },
+        Purge {
+            before: u64,
+            max: usize,
+        },
+        SaveIn {
+            author: u8,
+            delivered: u64,
+        },
+        Streams,
+    }
+
+    fn call() -> impl Strategy<Value = Call> {
+        prop_oneof![
+            2 => Just(Call::Begin),
+            2 => Just(Call::Commit),
+            1 => Just(Call::Rollback),
+            6 => (1..4u8, 1..12u64, any::<bool>(), 0..4u8, 0..50u64)
+                .prop_map(|(author, seq, private, kind, at)| Call::Insert { author, seq, private, kind, at }),
+            1 => (1..4u8, 1..12u64).prop_map(|(author, seq)| Call::Has { author, seq }),
+            1 => (1..4u8, 1..12u64).prop_map(|(author, seq)| Call::RoomEnvelope { author, seq }),
+            1 => (0..6usize, 0..8usize).prop_map(|(chats, limit)| Call::Catchup { chats, limit }),
+            1 => (0..12usize).prop_map(|limit| Call::History { limit }),
+            1 => Just(Call::Exercises),
+            1 => Just(Call::Count),
+            1 => (1..4u8, 0..3u8, 0..10u64).prop_map(|(id, name, at)| Call::Member { id, name, at }),
+            1 => (0..10u64).prop_map(|since| Call::MembersSince { since }),
+            1 => (1..4u8, 0..40u64, 0..40u64).prop_map(|(peer, next, acked)| Call::SaveOut { peer, next, acked }),
+            6 => (1..4u8, 0..4i64, 0..2u64, 0..4u64)
+                .prop_map(|(peer, row_back, skip, at)| Call::Enqueue { peer, row_back, skip, at }),
+            6 => (1..4u8).prop_map(|peer| Call::EnqueueNext { peer }),
+            3 => (1..4u8, 0..30u64, 0..6usize).prop_map(|(peer, after, limit)| Call::Pending { peer, after, limit }),
+            1 => (1..4u8).prop_map(|peer| Call::FirstPending { peer }),
+            2 => (1..4u8, 0..30u64).prop_map(|(peer, upto)| Call::Acked { peer, upto }),
+            1 => (0..5u64, 0..6usize).prop_map(|(before, max)| Call::Purge { before, max }),
+            1 => (1..4u8, 0..40u64).prop_map(|(author, delivered)| Call::SaveIn { author, delivered }),
+            1 => Just(Call::Streams),
+        ]
+    }
+
+    fn envelope(author: u8, seq: u64, private: bool, kind: u8) -> Envelope {
+        let text = format!("m{author}.{seq}");
+        let other = MsgId { author: PeerId([9; 16]), seq: 1 };
+        let body = match kind {
+            0 => Body::Chat { text },
+            1 => Body::Problem { title: "t".into(), body: text, private_answers: private },
+            2 => Body::Answer { problem: other, text },
+            _ => Body::Feedback { answer: other, text },
+        };
+        let to = private.then_some(PeerId([1; 16]));
+        Envelope { id: MsgId { author: PeerId([author; 16]), seq }, author_name: "n".into(), sent_ms: 7, to, body }
+    }
+
+    fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+        v.sort();
+        v
+    }
+
+    /// One call on one store, its answer as text.
+    fn answer(s: &mut Store, c: &Call, lseq: &mut [u64; 4], last: &mut [(i64, u64); 4]) -> String {
+        let p = |n: u8| PeerId([n; 16]);
+        match *c {
+            Call::Begin => format!("{:?}", s.begin()),
+            Call::Commit => format!("{:?}", s.commit()),
+            Call::Rollback => format!("{:?}", s.rollback()),
+            Call::Insert { author, seq, private, kind, at } => {
+                format!("{:?}", s.insert(&envelope(author, seq, private, kind), at))
+            }
+            Call::Has { author, seq } => format!("{:?}", s.has(&MsgId { author: p(author), seq })),
+            Call::RoomEnvelope { author, seq } => format!("{:?}", s.room_envelope(&MsgId { author: p(author), seq })),
+            Call::Catchup { chats, limit } => format!("{:?}", s.catchup_ids(chats, limit)),
+            Call::History { limit } => format!("{:?}", s.history(limit)),
+            Call::Exercises => format!("{:?}", s.exercises()),
+            Call::Count => format!("{:?}", s.count()),
+            Call::Member { id, name, at } => format!("{:?}", s.touch_member(p(id), &format!("name{name}"), at)),
+            Call::MembersSince { since } => format!("{:?}", s.members_since(since).map(sorted)),
+            Call::SaveOut { peer, next, acked } => format!("{:?}", s.save_out_stream(p(peer), next, acked)),
+            Call::Enqueue { peer, row_back, skip, at } => {
+                // Only rows that exist, as the actor queues (SQLite's outbox has a foreign key).
+                let n = s.count().unwrap() as i64;
+                if n == 0 {
+                    return "no rows".into();
+                }
+                lseq[peer as usize] += 1 + skip;
+                let row = (n - row_back).max(1);
+                last[peer as usize] = (row, at);
+                format!("{:?}", s.enqueue(p(peer), lseq[peer as usize], row, at))
+            }
+            Call::EnqueueNext { peer } => {
+                let (row, at) = last[peer as usize];
+                if row == 0 || row >= s.count().unwrap() as i64 {
+                    return "no next row".into();
+                }
+                lseq[peer as usize] += 1;
+                last[peer as usize] = (row + 1, at);
+                format!("{:?}", s.enqueue(p(peer), lseq[peer as usize], row + 1, at))
+            }
+            Call::Pending { peer, after, limit } => format!("{:?}", s.pending(p(peer), after, limit)),
+            Call::FirstPending { peer } => format!("{:?}", s.first_pending(p(peer))),
+            Call::Acked { peer, upto } => format!("{:?}", s.acked(p(peer), upto)),
+            Call::Purge { before, max } => format!("{:?}", s.purge(before, max).map(sorted)),
+            Call::SaveIn { author, delivered } => format!("{:?}", s.save_in_stream(p(author), delivered)),
+            Call::Streams => {
+                format!("{:?} {:?} {}", s.out_streams().map(sorted), s.in_streams().map(sorted), s.wrote())
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+        #[test]
+        fn the_store_in_memory_answers_as_sqlite_does(calls in proptest::collection::vec(call(), 1..80)) {
+            let me = PeerId([2; 16]);
+            let mut mem = Store::open(None, me, "r").unwrap();
+            let mut sql = Store::open_sqlite(None, me, "r").unwrap();
+            assert!(matches!(mem.0, Backend::Memory(_)) && matches!(sql.0, Backend::Sqlite(_)));
+            let (mut l1, mut l2) = ([0; 4], [0; 4]);
+            let (mut r1, mut r2) = ([(0, 0); 4], [(0, 0); 4]);
+            for (i, c) in calls.iter().enumerate() {
+                let (a, b) = (answer(&mut mem, c, &mut l1, &mut r1), answer(&mut sql, c, &mut l2, &mut r2));
+                prop_assert_eq!(a, b, "call {} ({:?})", i, c);
+            }
+        }
+    }
+}
