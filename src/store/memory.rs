@@ -18,7 +18,6 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::codec;
 use crate::error::Error;
-use crate::event::Message;
 use crate::id::{MsgId, PeerId};
 use crate::protocol::{Body, Envelope};
 
@@ -226,19 +225,7 @@ impl Memory {
 
     fn stored(&self, st: &State, row: i64) -> Option<Stored> {
         let m = st.msg(row)?;
-        let env = m.env.clone();
-        Some(Stored {
-            row,
-            received_ms: m.received_ms,
-            message: Message {
-                id: env.id,
-                from_name: env.author_name,
-                sent_ms: env.sent_ms,
-                to: env.to,
-                body: env.body,
-                own: env.id.author == self.me,
-            },
-        })
+        Some(Stored::new(row, m.env.clone(), m.received_ms, self.me))
     }
 
     pub(super) fn catchup_ids(&self, chats: usize, limit: usize) -> Result<Vec<MsgId>, Error> {

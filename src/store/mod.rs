@@ -37,6 +37,24 @@ pub struct Stored {
     pub received_ms: u64,
 }
 
+impl Stored {
+    /// Row `row`, the message `env`, stored at `received_ms` by the peer `me`.
+    fn new(row: i64, env: Envelope, received_ms: u64, me: PeerId) -> Stored {
+        Stored {
+            row,
+            received_ms,
+            message: Message {
+                id: env.id,
+                from_name: env.author_name,
+                sent_ms: env.sent_ms,
+                to: env.to,
+                body: env.body,
+                own: env.id.author == me,
+            },
+        }
+    }
+}
+
 /// A catch-up list and the (chats, limit) it was made for.
 type CatchupMemo = ((usize, usize), Vec<MsgId>);
 

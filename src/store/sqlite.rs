@@ -31,7 +31,6 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::codec;
 use crate::error::Error;
-use crate::event::Message;
 use crate::id::{MsgId, PeerId};
 use crate::protocol::{Body, Envelope};
 
@@ -680,18 +679,7 @@ impl Sqlite {
     }
 
     fn stored(&self, row: i64, env: Envelope, received_ms: i64) -> Stored {
-        Stored {
-            row,
-            received_ms: received_ms as u64,
-            message: Message {
-                id: env.id,
-                from_name: env.author_name,
-                sent_ms: env.sent_ms,
-                to: env.to,
-                body: env.body,
-                own: env.id.author == self.me,
-            },
-        }
+        Stored::new(row, env, received_ms as u64, self.me)
     }
 
     /// Rows of `sql`, which selects `id, received_ms` and then [`envelope_columns!`].
