@@ -89,6 +89,14 @@ impl State {
     }
 }
 
+/// Put back `key`'s value as it was (`None`: it had none).
+fn restore<V>(map: &mut HashMap<PeerId, V>, key: PeerId, old: Option<V>) {
+    match old {
+        Some(v) => drop(map.insert(key, v)),
+        None => drop(map.remove(&key)),
+    }
+}
+
 /// The store of a node without a data directory.
 pub(super) struct Memory {
     me: PeerId,
@@ -119,10 +127,18 @@ impl Memory {
         }
     }
 
-    /// A write of the open group (if any): remember how to undo it.
-    fn write(&self, st: &mut State, undo: impl FnOnce() -> Undo) {
+    /// A write call: the open group (if any) has written, as SQLite's transaction opens on any
+    /// write call, one that changes nothing included.
+    fn writing(&self) {
         if self.grouping.get() {
             self.wrote.set(true);
+        }
+    }
+
+    /// A change in the open group (if any): remember how to undo it.
+    fn write(&self, st: &mut State, undo: impl FnOnce() -> Undo) {
+        self.writing();
+        if self.grouping.get() {
             st.undo.push(undo());
         }
     }
@@ -167,18 +183,9 @@ impl Memory {
                         }
                     }
                 }
-                Undo::Member(id, old) => drop(match old {
-                    Some(v) => st.members.insert(id, v),
-                    None => st.members.remove(&id),
-                }),
-                Undo::OutStream(p, old) => drop(match old {
-                    Some(v) => st.out_streams.insert(p, v),
-                    None => st.out_streams.remove(&p),
-                }),
-                Undo::InStream(p, old) => drop(match old {
-                    Some(v) => st.in_streams.insert(p, v),
-                    None => st.in_streams.remove(&p),
-                }),
+                Undo::Member(id, old) => restore(&mut st.members, id, old),
+                Undo::OutStream(p, old) => restore(&mut st.out_streams, p, old),
+                Undo::InStream(p, old) => restore(&mut st.in_streams, p, old),
                 Undo::Outbox(p, lseq, old) => drop(st.set_run(p, lseq, old)),
             }
         }
@@ -188,10 +195,7 @@ impl Memory {
 
     pub(super) fn insert(&self, env: &Envelope, received_ms: u64) -> Result<Option<i64>, Error> {
         let st = &mut *self.st.borrow_mut();
-        if self.grouping.get() {
-            // As SQLite's transaction opens on any write, a repeat included.
-            self.wrote.set(true);
-        }
+        self.writing();
         if st.rows.contains_key(&env.id) {
             return Ok(None);
         }
@@ -303,9 +307,7 @@ impl Memory {
 
     pub(super) fn enqueue(&self, peer: PeerId, lseq: u64, msg: i64, now_ms: u64) -> Result<(), Error> {
         let st = &mut *self.st.borrow_mut();
-        if self.grouping.get() {
-            self.wrote.set(true);
-        }
+        self.writing();
         // A message that follows the peer's last run (next number, next row, same millisecond)
         // extends it; a run is of one age, since the age bound drops whole runs.
         let last = st.outbox.get(&peer).and_then(|runs| runs.last_key_value()).map(|(l, r)| (*l, *r));
@@ -349,9 +351,7 @@ impl Memory {
 
     pub(super) fn acked(&self, peer: PeerId, upto: u64) -> Result<(), Error> {
         let st = &mut *self.st.borrow_mut();
-        if self.grouping.get() {
-            self.wrote.set(true);
-        }
+        self.writing();
         self.forget_upto(st, peer, upto);
         Ok(())
     }
@@ -372,9 +372,7 @@ impl Memory {
 
     pub(super) fn purge(&self, before_ms: u64, max_per_peer: usize) -> Result<Vec<(PeerId, u64)>, Error> {
         let st = &mut *self.st.borrow_mut();
-        if self.grouping.get() {
-            self.wrote.set(true);
-        }
+        self.writing();
         let mut dropped: HashMap<PeerId, u64> = HashMap::new();
         let old: Vec<(PeerId, u64, u64)> = st
             .outbox
