@@ -38,3 +38,48 @@ fn a_group_that_does_not_fit_on_the_disk_leaves_the_journal_whole() {
     assert_eq!(cut, 0);
     assert_eq!(groups(&path), vec![vec![b"kept".to_vec()], vec![vec![7u8; 256 << 10]]]);
 }
+
+/// The journal store on a full disk: a turn that cannot be written fails as a whole (nothing of
+/// it stays in memory either), what was committed before stays, and once there is room the same
+/// turn goes through and is there after the store is opened again.
+#[test]
+fn a_turn_the_journal_store_cannot_write_is_undone_whole() {
+    use lanpeer::id::{MsgId, PeerId};
+    use lanpeer::protocol::{Body, Envelope};
+    use lanpeer::store::Store;
+    let disk = TinyDisk::mount(1 << 20);
+    let path = disk.path.join("history.journal");
+    let me = PeerId([1; 16]);
+    let chat = |seq: u64, len: usize| Envelope {
+        id: MsgId { author: PeerId([2; 16]), seq },
+        author_name: "n".into(),
+        sent_ms: 1,
+        to: None,
+        body: Body::Chat { text: "x".repeat(len) },
+    };
+    let mut s = Store::open_journal(&path, me).unwrap();
+    s.begin();
+    s.insert(&chat(1, 10), 5).unwrap();
+    s.commit().unwrap();
+    disk.fill();
+    let turn = |s: &mut Store| {
+        s.begin();
+        for seq in 2..6 {
+            s.insert(&chat(seq, 60_000), 6).unwrap();
+        }
+        s.save_in_stream(PeerId([2; 16]), 5).unwrap();
+        s.commit()
+    };
+    let e = turn(&mut s).unwrap_err().to_string();
+    assert!(e.contains("cannot save messages"), "{e}");
+    assert_eq!(s.count().unwrap(), 1, "the failed turn's messages are not kept in memory either");
+    assert!(s.in_streams().unwrap().is_empty());
+    assert!(!s.has(&MsgId { author: PeerId([2; 16]), seq: 2 }).unwrap());
+    disk.free();
+    turn(&mut s).unwrap();
+    drop(s);
+    let s = Store::open_journal(&path, me).unwrap();
+    assert_eq!(s.count().unwrap(), 5);
+    assert_eq!(s.in_streams().unwrap(), vec![(PeerId([2; 16]), 5)]);
+    assert_eq!(s.history(10).unwrap().iter().map(|m| m.row).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+}

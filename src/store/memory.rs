@@ -40,6 +40,21 @@ struct Run {
     queued_ms: u64,
 }
 
+/// One thing a group changed, with its value after the group (see [`Memory::changes`]).
+#[derive(Debug)]
+pub(super) enum Change<'a> {
+    /// A message stored, and when.
+    Message(&'a Envelope, u64),
+    /// A member's name and when it was last seen.
+    Member(PeerId, &'a str, u64),
+    /// An outgoing stream's next number and highest acknowledged.
+    OutStream(PeerId, u64, u64),
+    /// An incoming stream's highest delivered.
+    InStream(PeerId, u64),
+    /// The run at (peer, lseq): (first row, length, time queued), or none any more.
+    Run(PeerId, u64, Option<(i64, u64, u64)>),
+}
+
 /// How to put back one change of the open group.
 #[derive(Debug)]
 enum Undo {
@@ -151,26 +166,73 @@ impl Memory {
         }
     }
 
-    pub(super) fn begin(&mut self) {
+    pub(super) fn begin(&self) {
         self.grouping.set(true);
+    }
+
+    /// A group is open.
+    pub(super) fn grouping(&self) -> bool {
+        self.grouping.get()
     }
 
     pub(super) fn wrote(&self) -> bool {
         self.wrote.get()
     }
 
-    pub(super) fn commit(&mut self) -> Result<(), Error> {
-        self.st.get_mut().undo.clear();
+    pub(super) fn commit(&self) -> Result<(), Error> {
+        self.st.borrow_mut().undo.clear();
         self.grouping.set(false);
         self.wrote.set(false);
         Ok(())
     }
 
-    pub(super) fn rollback(&mut self) {
+    /// What the open group changed, as it is now (for the journal, before the commit): the
+    /// messages it stored, in order, then each other thing it changed once, with its value now.
+    pub(super) fn changes(&self, mut each: impl FnMut(Change<'_>)) {
+        let st = self.st.borrow();
+        let new = st.undo.iter().filter(|u| matches!(u, Undo::Message)).count();
+        for m in &st.msgs[st.msgs.len() - new..] {
+            each(Change::Message(&m.env, m.received_ms));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for u in &st.undo {
+            match *u {
+                Undo::Message => {}
+                Undo::Member(id, _) if seen.insert((0, id, 0)) => {
+                    if let Some((name, at)) = st.members.get(&id) {
+                        each(Change::Member(id, name, *at));
+                    }
+                }
+                Undo::OutStream(p, _) if seen.insert((1, p, 0)) => {
+                    if let Some(&(next, acked)) = st.out_streams.get(&p) {
+                        each(Change::OutStream(p, next, acked));
+                    }
+                }
+                Undo::InStream(p, _) if seen.insert((2, p, 0)) => {
+                    if let Some(&d) = st.in_streams.get(&p) {
+                        each(Change::InStream(p, d));
+                    }
+                }
+                Undo::Outbox(p, lseq, _) if seen.insert((3, p, lseq)) => {
+                    let run = st.outbox.get(&p).and_then(|runs| runs.get(&lseq));
+                    each(Change::Run(p, lseq, run.map(|r| (r.msg, r.n, r.queued_ms))));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Set or remove the run at (peer, lseq) as a journal recorded it (outside any group).
+    pub(super) fn put_run(&self, peer: PeerId, lseq: u64, run: Option<(i64, u64, u64)>) {
+        let run = run.map(|(msg, n, queued_ms)| Run { msg, n, queued_ms });
+        self.st.borrow_mut().set_run(peer, lseq, run);
+    }
+
+    pub(super) fn rollback(&self) {
         self.grouping.set(false);
         self.wrote.set(false);
-        self.catchup_memo.get_mut().take();
-        let st = self.st.get_mut();
+        self.catchup_memo.borrow_mut().take();
+        let st = &mut *self.st.borrow_mut();
         while let Some(u) = st.undo.pop() {
             match u {
                 Undo::Message => {

@@ -10,6 +10,7 @@
 //! compares the answers). The node actor owns the store and groups a turn's writes between
 //! [`Store::begin`] and [`Store::commit`] (docs/architecture.md, "Storage").
 
+mod journaled;
 mod memory;
 mod sqlite;
 
@@ -20,6 +21,7 @@ use crate::event::Message;
 use crate::id::{MsgId, PeerId};
 use crate::protocol::Envelope;
 
+use journaled::Journaled;
 use memory::Memory;
 use sqlite::Sqlite;
 
@@ -66,20 +68,24 @@ pub struct Store(Backend);
 enum Backend {
     Sqlite(Sqlite),
     Memory(Memory),
+    Journal(Journaled),
 }
 
-/// The same call on whichever store this is.
+/// The same call on whichever store this is (`write`: a write, which the journal store makes a
+/// group of its own outside a group).
 macro_rules! each {
     ($self:ident . $f:ident ( $($a:expr),* )) => {
         match &$self.0 {
             Backend::Sqlite(s) => s.$f($($a),*),
             Backend::Memory(m) => m.$f($($a),*),
+            Backend::Journal(j) => j.mem.$f($($a),*),
         }
     };
-    (mut $self:ident . $f:ident ( $($a:expr),* )) => {
-        match &mut $self.0 {
+    (write $self:ident . $f:ident ( $($a:expr),* )) => {
+        match &$self.0 {
             Backend::Sqlite(s) => s.$f($($a),*),
             Backend::Memory(m) => m.$f($($a),*),
+            Backend::Journal(j) => j.write(|m| m.$f($($a),*)),
         }
     };
 }
@@ -100,6 +106,12 @@ impl Store {
         Sqlite::open(dir, me, room).map(|s| Store(Backend::Sqlite(s)))
     }
 
+    /// The history of one room in a journal file of our own at `path` (`src/store/journaled.rs`):
+    /// not what a node's data dir uses yet (docs/architecture.md, 8b); the bench measures it.
+    pub fn open_journal(path: &Path, me: PeerId) -> Result<Store, Error> {
+        Journaled::open(path, me).map(|j| Store(Backend::Journal(j)))
+    }
+
     /// Open the history of `dir` for reading only (export and history, even while a peer runs),
     /// for the messages of `room`, or of every room.
     pub fn open_readonly(dir: &Path, room: Option<&str>) -> Result<Store, Error> {
@@ -110,7 +122,11 @@ impl Store {
     /// [`Store::rollback`]. A group without writes costs nothing: most turns of the node (a
     /// beacon, a ping) write nothing.
     pub fn begin(&mut self) {
-        each!(mut self.begin())
+        match &mut self.0 {
+            Backend::Sqlite(s) => s.begin(),
+            Backend::Memory(m) => m.begin(),
+            Backend::Journal(j) => j.mem.begin(),
+        }
     }
 
     /// Has the current group written anything yet?
@@ -121,18 +137,26 @@ impl Store {
     /// Make the grouped writes durable, and end the group. On an error nothing of the group is
     /// kept (see [`Store::rollback`]).
     pub fn commit(&mut self) -> Result<(), Error> {
-        each!(mut self.commit())
+        match &mut self.0 {
+            Backend::Sqlite(s) => s.commit(),
+            Backend::Memory(m) => m.commit(),
+            Backend::Journal(j) => j.commit(),
+        }
     }
 
     /// Drop the group's writes and end it: a write of the group failed, and a group is kept
     /// whole or not at all (the node then acknowledges and reports nothing of it).
     pub fn rollback(&mut self) {
-        each!(mut self.rollback())
+        match &mut self.0 {
+            Backend::Sqlite(s) => s.rollback(),
+            Backend::Memory(m) => m.rollback(),
+            Backend::Journal(j) => j.mem.rollback(),
+        }
     }
 
     /// Keep a message. Returns its row number if it is new, `None` if it was already stored.
     pub fn insert(&self, env: &Envelope, received_ms: u64) -> Result<Option<i64>, Error> {
-        each!(self.insert(env, received_ms))
+        each!(write self.insert(env, received_ms))
     }
 
     /// Is this message stored?
@@ -168,7 +192,7 @@ impl Store {
 
     /// Remember a peer of the room, seen now.
     pub fn touch_member(&self, id: PeerId, name: &str, now_ms: u64) -> Result<(), Error> {
-        each!(self.touch_member(id, name, now_ms))
+        each!(write self.touch_member(id, name, now_ms))
     }
 
     /// Members seen since `since_ms`.
@@ -183,12 +207,12 @@ impl Store {
 
     /// Save an outgoing stream's counters.
     pub fn save_out_stream(&self, peer: PeerId, next: u64, acked: u64) -> Result<(), Error> {
-        each!(self.save_out_stream(peer, next, acked))
+        each!(write self.save_out_stream(peer, next, acked))
     }
 
     /// Queue message row `msg` for `peer` as stream number `lseq`.
     pub fn enqueue(&self, peer: PeerId, lseq: u64, msg: i64, now_ms: u64) -> Result<(), Error> {
-        each!(self.enqueue(peer, lseq, msg, now_ms))
+        each!(write self.enqueue(peer, lseq, msg, now_ms))
     }
 
     /// Up to `limit` queued messages for `peer` after stream number `after`: (number, envelope).
@@ -203,13 +227,13 @@ impl Store {
 
     /// `peer` has everything up to `upto`: forget those.
     pub fn acked(&self, peer: PeerId, upto: u64) -> Result<(), Error> {
-        each!(self.acked(peer, upto))
+        each!(write self.acked(peer, upto))
     }
 
     /// Drop queued messages older than `before_ms`, and beyond `max_per_peer` for any peer
     /// (oldest first). Returns how many were dropped for whom.
     pub fn purge(&self, before_ms: u64, max_per_peer: usize) -> Result<Vec<(PeerId, u64)>, Error> {
-        each!(self.purge(before_ms, max_per_peer))
+        each!(write self.purge(before_ms, max_per_peer))
     }
 
     /// Every incoming stream: (author, highest delivered).
@@ -219,7 +243,7 @@ impl Store {
 
     /// Save how far the stream from `author` has been delivered.
     pub fn save_in_stream(&self, author: PeerId, delivered: u64) -> Result<(), Error> {
-        each!(self.save_in_stream(author, delivered))
+        each!(write self.save_in_stream(author, delivered))
     }
 }
 
@@ -418,6 +442,41 @@ mod same_answers {
                 let (a, b) = (answer(&mut mem, c, &mut l1, &mut r1), answer(&mut sql, c, &mut l2, &mut r2));
                 prop_assert_eq!(a, b, "call {} ({:?})", i, c);
             }
+        }
+
+        /// The journal store against the store in memory, closed and opened again now and then
+        /// (`None`): a group still open then is lost, as in a crash, and the store in memory
+        /// rolls it back to match; everything committed comes back from the file.
+        #[test]
+        fn the_journal_store_answers_as_the_store_in_memory_across_reopens(
+            calls in proptest::collection::vec(prop_oneof![8 => call().prop_map(Some), 1 => Just(None)], 1..80)
+        ) {
+            let dir = std::env::temp_dir().join(format!("lanpeer-jstore-{}-{}", std::process::id(), rand::random::<u64>()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("history.journal");
+            let me = PeerId([2; 16]);
+            let mut mem = Store::open(None, me, "r").unwrap();
+            let mut jr = Store::open_journal(&path, me).unwrap();
+            assert!(matches!(jr.0, Backend::Journal(_)));
+            let (mut l1, mut l2) = ([0; 4], [0; 4]);
+            let (mut r1, mut r2) = ([(0, 0); 4], [(0, 0); 4]);
+            let mut result = Ok(());
+            for (i, c) in calls.iter().enumerate() {
+                let Some(c) = c else {
+                    mem.rollback();
+                    drop(jr);
+                    jr = Store::open_journal(&path, me).unwrap();
+                    continue;
+                };
+                let (a, b) = (answer(&mut mem, c, &mut l1, &mut r1), answer(&mut jr, c, &mut l2, &mut r2));
+                if a != b {
+                    result = Err(TestCaseError::fail(format!("call {i} ({c:?}): {a} != {b}")));
+                    break;
+                }
+            }
+            drop(jr);
+            std::fs::remove_dir_all(&dir).unwrap();
+            result?;
         }
     }
 }
