@@ -325,7 +325,6 @@ fn text(prefix: &str) -> String {
 fn bench_store(o: &Opts) {
     use lanpeer::codec;
     use lanpeer::id::{MsgId, PeerId};
-    use lanpeer::journal::{GroupBuf, Journal};
     use lanpeer::protocol::Envelope;
     use lanpeer::store::Store;
     let n: u64 = o.size(20_000, 5_000, 300);
@@ -355,24 +354,27 @@ fn bench_store(o: &Opts) {
         }
         t.elapsed() / n as u32
     };
+    // Four stores, each way on a new one: the SQLite store in memory (what a node without a
+    // data dir had until round 12), the store in memory that replaced it, the SQLite store on
+    // disk (`history.db`: what a node with a data dir has), and the journal store on disk (not
+    // used by nodes yet). A new database each time: a WAL that the other way filled would put its
+    // checkpoint into this one's time (SQLite's own, at `WAL_AUTOCHECKPOINT` pages, lands
+    // wherever the count of pages says).
+    let mut sqlite_memory = [Duration::ZERO; 2];
     let mut sqlite_disk = [Duration::ZERO; 2];
     let mut db_bytes = 0;
-    // The SQLite store in memory (what a node without a data dir had until round 12), the store
-    // in memory that replaced it, and the SQLite store on disk.
-    let mut sqlite_memory = [Duration::ZERO; 2];
-    for (place, durable) in [("SQLite in memory", false), ("in memory", false), ("on disk", true)] {
-        // Each way on a new database: a WAL that the other way filled would put its checkpoint
-        // into this one's time (SQLite's own, at `WAL_AUTOCHECKPOINT` pages, lands wherever the
-        // count of pages says).
-        let sqlite = place != "in memory";
+    let env_len = envs.iter().map(|(_, b)| b.len()).sum::<usize>() as f64 / envs.len() as f64;
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    for place in ["SQLite in memory", "in memory", "on disk", "journal, on disk"] {
         let fresh = || {
             let _ = std::fs::remove_dir_all(&scratch);
             std::fs::create_dir_all(&scratch).unwrap();
-            let dir = durable.then_some(scratch.as_path());
-            if sqlite {
-                Store::open_sqlite(dir, PeerId([1; 16]), "bench")
-            } else {
-                Store::open(dir, PeerId([1; 16]), "bench")
+            let me = PeerId([1; 16]);
+            match place {
+                "SQLite in memory" => Store::open_sqlite(None, me, "bench"),
+                "in memory" => Store::open(None, me, "bench"),
+                "on disk" => Store::open(Some(&scratch), me, "bench"),
+                _ => Store::open_journal(&scratch.join("history.journal"), me),
             }
             .unwrap()
         };
@@ -386,9 +388,6 @@ fn bench_store(o: &Opts) {
         }
         let one = t.elapsed() / n as u32;
         drop(st);
-        if durable {
-            sqlite_disk[0] = one;
-        }
         let mut st = fresh();
         let t = Instant::now();
         for chunk in envs[n as usize..].chunks(256) {
@@ -400,103 +399,47 @@ fn bench_store(o: &Opts) {
             st.commit().unwrap();
         }
         let batched = t.elapsed() / n as u32;
+        // Closed, so the WAL is checkpointed into the file and removed.
         drop(st);
-        if durable {
-            sqlite_disk[1] = batched;
-        }
-        if place == "SQLite in memory" {
-            sqlite_memory = [one, batched];
-        }
-        let base = |i: usize| {
-            if place == "in memory" {
-                let s = sqlite_memory[i].as_secs_f64();
-                let ours = if i == 0 { one } else { batched }.as_secs_f64();
-                format!("SQLite in memory {:.2} us, {:.1}x cheaper", s * 1e6, s / ours)
-            } else {
-                format!("file append {:.2} us per message (one write each)", raw.as_secs_f64() * 1e6)
+        let took = [one, batched];
+        let beside = |i: usize| match place {
+            "in memory" => format!(
+                "SQLite in memory {:.2} us, {:.1}x cheaper",
+                us(sqlite_memory[i]),
+                us(sqlite_memory[i]) / us(took[i])
+            ),
+            "journal, on disk" => {
+                format!("SQLite on disk {:.2} us, {:.1}x cheaper", us(sqlite_disk[i]), us(sqlite_disk[i]) / us(took[i]))
             }
+            _ => format!("file append {:.2} us per message (one write each)", us(raw)),
         };
-        figure(
-            &format!("store, 1 message per commit, {place}"),
-            format!("{:.2} us", one.as_secs_f64() * 1e6),
-            &[base(0), format!("ceiling {}msg/s on one core", rate(1.0 / one.as_secs_f64()))],
-        );
-        figure(
-            &format!("store, 256 per commit, {place}"),
-            format!("{:.2} us", batched.as_secs_f64() * 1e6),
-            &[base(1), format!("ceiling {}msg/s on one core", rate(1.0 / batched.as_secs_f64()))],
-        );
-        if durable {
-            // Closed, so the WAL is checkpointed into the file and removed.
-            let size = std::fs::metadata(scratch.join(lanpeer::store::DB_FILE)).map(|m| m.len()).unwrap_or(0);
-            db_bytes = size;
-            let env_len = envs.iter().map(|(_, b)| b.len()).sum::<usize>() as f64 / envs.len() as f64;
+        for (i, name) in ["1 message per commit", "256 per commit"].into_iter().enumerate() {
             figure(
-                "store, history.db bytes per message",
-                format!("{:.0} B", size as f64 / n as f64),
-                &[format!("the encoded envelope {env_len:.0} B (its text {TEXT_LEN} B)")],
+                &format!("store, {name}, {place}"),
+                format!("{:.2} us", us(took[i])),
+                &[beside(i), format!("ceiling {}msg/s on one core", rate(1.0 / took[i].as_secs_f64()))],
             );
         }
-    }
-    // The same messages in a journal (`lanpeer::journal`), kept the way a store of our own would
-    // keep them (docs/benchmarks-history.md, round 12): per message the repeat check and entry of
-    // an index in memory, the envelope encoded into the group with its arrival time, and per group
-    // the stream's counter as the store saves it per commit; one write per group, no fsync (as
-    // SQLite's WAL with synchronous=NORMAL above). What SQLite does beyond this is what a journal
-    // would save.
-    let journal = |per: usize| -> (Duration, u64) {
-        let _ = std::fs::remove_dir_all(&scratch);
-        std::fs::create_dir_all(&scratch).unwrap();
-        let (mut j, _) = Journal::open(&scratch.join("journal"), |_| {}).unwrap();
-        let mut g = GroupBuf::new();
-        let mut index: HashMap<(PeerId, u64), u64> = HashMap::new();
-        let t = Instant::now();
-        for chunk in envs[..n as usize].chunks(per) {
-            for (e, _) in chunk {
-                let key = (e.id.author, e.id.seq);
-                if index.contains_key(&key) {
-                    continue;
-                }
-                index.insert(key, j.len() + g.payload_len() as u64);
-                let b = codec::encode(e).unwrap();
-                g.push_with(|buf| {
-                    buf.push(1);
-                    buf.extend_from_slice(&1u64.to_le_bytes());
-                    buf.extend_from_slice(&b);
-                });
+        match place {
+            "SQLite in memory" => sqlite_memory = took,
+            "on disk" => {
+                sqlite_disk = took;
+                db_bytes = std::fs::metadata(scratch.join(lanpeer::store::DB_FILE)).map(|m| m.len()).unwrap_or(0);
+                figure(
+                    "store, history.db bytes per message",
+                    format!("{:.0} B", db_bytes as f64 / n as f64),
+                    &[format!("the encoded envelope {env_len:.0} B (its text {TEXT_LEN} B)")],
+                );
             }
-            let last = chunk.last().unwrap().0.id.seq;
-            g.push_with(|buf| {
-                buf.push(2);
-                buf.extend_from_slice(&author.0);
-                buf.extend_from_slice(&last.to_le_bytes());
-            });
-            j.append(&mut g).unwrap();
-        }
-        (t.elapsed() / n as u32, j.len())
-    };
-    let us = |d: Duration| d.as_secs_f64() * 1e6;
-    for (i, per) in [1usize, 256].into_iter().enumerate() {
-        let (took, bytes) = journal(per);
-        let name = if per == 1 { "1 message per commit" } else { "256 per commit" };
-        figure(
-            &format!("journal, {name}, on disk"),
-            format!("{:.2} us", us(took)),
-            &[
-                format!(
-                    "SQLite store {:.2} us, journal {:.1}x cheaper",
-                    us(sqlite_disk[i]),
-                    us(sqlite_disk[i]) / us(took)
-                ),
-                format!("ceiling {}msg/s on one core", rate(1.0 / took.as_secs_f64())),
-            ],
-        );
-        if per == 256 {
-            figure(
-                "journal bytes per message",
-                format!("{:.0} B", bytes as f64 / n as f64),
-                &[format!("history.db {:.0} B", db_bytes as f64 / n as f64)],
-            );
+            "journal, on disk" => {
+                let size = std::fs::metadata(scratch.join("history.journal")).map(|m| m.len()).unwrap_or(0);
+                figure(
+                    "store, journal bytes per message",
+                    format!("{:.0} B", size as f64 / n as f64),
+                    &[format!("history.db {:.0} B", db_bytes as f64 / n as f64)],
+                );
+            }
+            _ => {}
         }
     }
     let _ = std::fs::remove_dir_all(&scratch);
