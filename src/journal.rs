@@ -6,8 +6,8 @@
 //! of docs/benchmarks-history.md measured it at ≈ 4.2 of the 7.3 µs a streamed message costs,
 //! and ≈ 15 µs of the ≈ 40 µs each receiver of a fan-out spends. A journal writes a turn's bytes
 //! once, with one `write`, and keeps its indexes in memory. This module is the format and its
-//! crash rules only; `store` does not use it yet (the bench's `store` lines measure it beside
-//! SQLite, docs/benchmarks.md).
+//! crash rules; the store on it is `store/journaled.rs`, which a node's data dir does not use yet
+//! (docs/architecture.md, 8b; the bench's `store` lines measure it beside SQLite).
 //!
 //! Format (all integers little-endian; docs/architecture.md, "The journal"):
 //! - a header of 16 bytes: the magic `LPJOURN1`, the format version (`u32`, 1), 4 zero bytes;

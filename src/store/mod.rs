@@ -1,13 +1,15 @@
 //! The history: every message sent and received, the per-peer delivery streams, and the
-//! members of the room. One API, two stores behind it:
-//! - [`sqlite`](self): `history.db` in the data directory, for a node that has one (the CLI
-//!   always does): durable, readable by the read-only tools while the peer runs;
+//! members of the room. One API, three stores behind it:
+//! - `sqlite`: `history.db` in the data directory, for a node that has one (the CLI always
+//!   does): durable, readable by the read-only tools while the peer runs;
 //! - `memory`: Rust collections, for a node without a data directory (embedding, tests, the
 //!   benchmarks' in-process peers). It used to be SQLite's in-memory database, which cost every
-//!   message a b-tree row and a transaction (round 12 of docs/benchmarks-history.md).
+//!   message a b-tree row and a transaction (round 12 of docs/benchmarks-history.md);
+//! - `journaled`: the store in memory kept in a journal file of our own ([`crate::journal`]);
+//!   not used by nodes yet (docs/architecture.md, 8b).
 //!
-//! Both answer every call alike (the property test below makes random calls on both and
-//! compares the answers). The node actor owns the store and groups a turn's writes between
+//! All answer every call alike (the property tests below make random calls on them and compare
+//! the answers). The node actor owns the store and groups a turn's writes between
 //! [`Store::begin`] and [`Store::commit`] (docs/architecture.md, "Storage").
 
 mod journaled;
