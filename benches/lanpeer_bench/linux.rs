@@ -365,6 +365,7 @@ fn bench_store(o: &Opts) {
     let mut db_bytes = 0;
     let env_len = envs.iter().map(|(_, b)| b.len()).sum::<usize>() as f64 / envs.len() as f64;
     let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let journal = scratch.join("history.journal");
     for place in ["SQLite in memory", "in memory", "on disk", "journal, on disk"] {
         let fresh = || {
             let _ = std::fs::remove_dir_all(&scratch);
@@ -374,7 +375,7 @@ fn bench_store(o: &Opts) {
                 "SQLite in memory" => Store::open_sqlite(None, me, "bench"),
                 "in memory" => Store::open(None, me, "bench"),
                 "on disk" => Store::open(Some(&scratch), me, "bench"),
-                _ => Store::open_journal(&scratch.join("history.journal"), me),
+                _ => Store::open_journal(&journal, me),
             }
             .unwrap()
         };
@@ -432,7 +433,7 @@ fn bench_store(o: &Opts) {
                 );
             }
             "journal, on disk" => {
-                let size = std::fs::metadata(scratch.join("history.journal")).map(|m| m.len()).unwrap_or(0);
+                let size = std::fs::metadata(&journal).map(|m| m.len()).unwrap_or(0);
                 figure(
                     "store, journal bytes per message",
                     format!("{:.0} B", size as f64 / n as f64),
