@@ -431,7 +431,13 @@ mod same_answers {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+        // Seeds of past failures live beside this file (mod.proptest-regressions), not in a folder at
+        // the top of the repository.
+        #![proptest_config(ProptestConfig {
+            cases: 400,
+            failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"))),
+            ..ProptestConfig::default()
+        })]
         #[test]
         fn the_store_in_memory_answers_as_sqlite_does(calls in proptest::collection::vec(call(), 1..80)) {
             let me = PeerId([2; 16]);
