@@ -36,7 +36,7 @@ pub struct Config {
     pub tcp_port_fallback: bool,
     /// Seed peers, dialed by unicast whether or not their beacons reach us (crate::seeds).
     pub seeds: Vec<crate::seeds::SeedAddr>,
-    /// Where the identity and the history (`history.db`) live. `None`: a fresh identity and a
+    /// Where the identity and the history (`history.journal`) live. `None`: a fresh identity and a
     /// history in memory only (lost when the node stops), for tests and embedding.
     pub data_dir: Option<PathBuf>,
     /// Optional facts sent in the handshake, e.g. `("role", "teacher")`.

@@ -6,8 +6,8 @@
 //! of docs/benchmarks-history.md measured it at ≈ 4.2 of the 7.3 µs a streamed message costs,
 //! and ≈ 15 µs of the ≈ 40 µs each receiver of a fan-out spends. A journal writes a turn's bytes
 //! once, with one `write`, and keeps its indexes in memory. This module is the format and its
-//! crash rules; the store on it is `store/journaled.rs`, which a node's data dir does not use yet
-//! (docs/architecture.md, 8b; the bench's `store` lines measure it beside SQLite).
+//! crash rules; the store on it is `store/journaled.rs`, a data dir's `history.journal`
+//! (docs/architecture.md, 8a; the bench's `store` lines measure it beside SQLite).
 //!
 //! Format (all integers little-endian; docs/architecture.md, "The journal"):
 //! - a header of 16 bytes: the magic `LPJOURN1`, the format version (`u32`, 1), 4 zero bytes;
@@ -20,8 +20,9 @@
 //! tail is what a crash cut off in the middle of a write, and the writer cuts it away before it
 //! appends (a reader, which may be looking at a writer mid-append, stops there and leaves it).
 //! So a group, like a SQLite transaction, is kept whole or not at all. Durability is the
-//! caller's choice: [`Journal::sync`] (`fdatasync`) when it must survive a power cut; without
-//! it a group survives the process being killed, as SQLite's WAL with `synchronous=NORMAL`.
+//! caller's choice: an appended group survives the process being killed; [`Journal::sync`]
+//! (`fdatasync`) makes it survive a power cut, and a [`Syncer`] does that beside the writer at
+//! most every second, as SQLite's WAL with `synchronous=NORMAL` and its checkpoints did.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
@@ -286,6 +287,86 @@ impl Journal {
     /// No group yet.
     pub fn is_empty(&self) -> bool {
         self.end == HEADER_LEN
+    }
+}
+
+/// How long after a group is appended it is made to survive a power cut, at the latest.
+pub const SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A thread that makes a journal's appended groups survive a power cut (`fdatasync` on a handle
+/// of its own), at most every [`SYNC_EVERY`] and only after something was appended: the writer
+/// never waits for the disk, an idle journal wakes it never, and a power cut costs at most the
+/// last second or so, as SQLite's WAL with `synchronous=NORMAL` and its checkpoints did. Dropped,
+/// it syncs a last time and ends.
+#[derive(Debug)]
+pub struct Syncer {
+    /// "Appended", sent only when `dirty` was clear: one wake-up per sync at most.
+    wrote: Option<std::sync::mpsc::SyncSender<()>>,
+    dirty: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Syncer {
+    /// Start syncing `journal`'s file. `None` when no handle or thread could be had (the groups
+    /// then survive the process being killed, not a power cut; logged).
+    pub fn start(journal: &Journal) -> Option<Syncer> {
+        let file = match journal.file.try_clone() {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "the history will not be synced to disk (a power cut may lose more than the last second)");
+                return None;
+            }
+        };
+        let (wrote, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let dirty = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = dirty.clone();
+        let thread = std::thread::Builder::new()
+            .name("lanpeer-sync".into())
+            .spawn(move || {
+                use std::sync::mpsc::RecvTimeoutError;
+                let sync = || {
+                    if let Err(e) = file.sync_data() {
+                        tracing::warn!(error = %e, "cannot sync the history to disk");
+                    }
+                };
+                let mut pending = false;
+                loop {
+                    if !pending && rx.recv().is_err() {
+                        return;
+                    }
+                    flag.store(false, std::sync::atomic::Ordering::SeqCst);
+                    sync();
+                    pending = false;
+                    let until = std::time::Instant::now() + SYNC_EVERY;
+                    loop {
+                        match rx.recv_timeout(until.saturating_duration_since(std::time::Instant::now())) {
+                            Ok(()) => pending = true,
+                            Err(RecvTimeoutError::Timeout) => break,
+                            Err(RecvTimeoutError::Disconnected) => return sync(),
+                        }
+                    }
+                }
+            })
+            .ok()?;
+        Some(Syncer { wrote: Some(wrote), dirty, thread: Some(thread) })
+    }
+
+    /// A group was appended: sync soon.
+    pub fn wrote(&self) {
+        if !self.dirty.swap(true, std::sync::atomic::Ordering::SeqCst)
+            && let Some(w) = &self.wrote
+        {
+            let _ = w.try_send(());
+        }
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        self.wrote = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 

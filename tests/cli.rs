@@ -367,3 +367,78 @@ fn a_killed_peer_restarts_with_its_id_catches_up_and_exports() {
     assert!(!out.status.success());
     one_plain_sentence(&String::from_utf8_lossy(&out.stderr));
 }
+
+/// A data folder of an earlier version (`history.db`, no journal): the read-only tools read it
+/// as it is; the first peer started on it reads it into `history.journal` and leaves it as it
+/// was; the tools then read the journal and show the very same history.
+#[test]
+fn a_data_folder_of_an_earlier_version_keeps_its_history() {
+    use lanpeer::id::{MsgId, PeerId};
+    use lanpeer::protocol::{Body, Envelope};
+    use lanpeer::store::{DB_FILE, JOURNAL_FILE, Store};
+    let port = 20_000 + rand::random_range(0..40_000u16);
+    let room = format!("old-{}", rand::random::<u32>());
+    let dir = tmpdir("old");
+    // The folder's identity, as its earlier version made it; then the history of that version.
+    let mut p = spawn_in("teacher", port, &room, &dir, &[]);
+    let me: PeerId = p.wait(T, ev("ready"))["id"].as_str().unwrap().parse().unwrap();
+    drop(p.stdin.take());
+    assert!(wait_exit(&mut p.child, Duration::from_secs(5)).success());
+    std::fs::remove_file(dir.join(JOURNAL_FILE)).unwrap();
+    let student = PeerId([7; 16]);
+    let env = |author: PeerId, seq: u64, body: Body| Envelope {
+        id: MsgId { author, seq },
+        author_name: if author == me { "teacher".into() } else { "student".into() },
+        sent_ms: 1_700_000_000_000 + seq,
+        to: None,
+        body,
+    };
+    let problem =
+        env(me, 1, Body::Problem { title: "Squares".into(), body: "the first 5".into(), private_answers: false });
+    let answer = env(student, 1, Body::Answer { problem: problem.id, text: "1 4 9 16 25".into() });
+    let feedback = env(me, 2, Body::Feedback { answer: answer.id, text: "correct".into() });
+    {
+        let mut old = Store::open_sqlite(Some(&dir), me, &room).unwrap();
+        old.begin();
+        for (k, e) in [problem, answer, feedback].iter().enumerate() {
+            old.insert(e, 1_700_000_000_100 + k as u64).unwrap();
+        }
+        for k in 0..5 {
+            let row = old.insert(&env(me, 3 + k, Body::Chat { text: format!("chat {k}") }), 5).unwrap().unwrap();
+            old.enqueue(student, k + 1, row, 5).unwrap();
+        }
+        old.commit().unwrap();
+    }
+    let tools = |args: &[&str]| {
+        let out = Command::new(BIN).args(args).arg("--data-dir").arg(&dir).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let read = || {
+        (tools(&["export", "--format", "json"]), tools(&["export", "--format", "csv"]), tools(&["history", "--json"]))
+    };
+    let before = read();
+    assert!(before.0.contains("1 4 9 16 25") && before.2.contains("chat 4"), "{before:?}");
+    let db = std::fs::read(dir.join(DB_FILE)).unwrap();
+
+    let mut p = spawn_in("teacher", port, &room, &dir, &[]);
+    assert_eq!(p.wait(T, ev("ready"))["id"], me.to_string().as_str());
+    drop(p.stdin.take());
+    assert!(wait_exit(&mut p.child, Duration::from_secs(5)).success());
+    assert!(dir.join(JOURNAL_FILE).exists(), "the history was read into the journal");
+    assert_eq!(std::fs::read(dir.join(DB_FILE)).unwrap(), db, "history.db is left as it was");
+    assert_eq!(read(), before, "the same history, from the journal");
+    // What was queued for the student is still queued, naming the same messages.
+    let s = Store::open_readonly(&dir, Some(&room)).unwrap();
+    let texts: Vec<String> = s
+        .pending(student, 0, 10)
+        .unwrap()
+        .iter()
+        .map(|(_, b)| match lanpeer::codec::decode::<Envelope>(b).unwrap().body {
+            Body::Chat { text } => text,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(texts, (0..5).map(|k| format!("chat {k}")).collect::<Vec<_>>());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -57,7 +57,7 @@ fn a_turn_the_journal_store_cannot_write_is_undone_whole() {
         to: None,
         body: Body::Chat { text: "x".repeat(len) },
     };
-    let mut s = Store::open_journal(&path, me).unwrap();
+    let mut s = Store::open_journal(&path, me, "r").unwrap();
     s.begin();
     s.insert(&chat(1, 10), 5).unwrap();
     s.commit().unwrap();
@@ -78,7 +78,7 @@ fn a_turn_the_journal_store_cannot_write_is_undone_whole() {
     disk.free();
     turn(&mut s).unwrap();
     drop(s);
-    let s = Store::open_journal(&path, me).unwrap();
+    let s = Store::open_journal(&path, me, "r").unwrap();
     assert_eq!(s.count().unwrap(), 5);
     assert_eq!(s.in_streams().unwrap(), vec![(PeerId([2; 16]), 5)]);
     assert_eq!(s.history(10).unwrap().iter().map(|m| m.row).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);

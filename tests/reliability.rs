@@ -339,7 +339,7 @@ async fn a_peer_whose_history_was_deleted_is_heard_again() {
     collect(&mut b, 5, T).await;
     let a_id = a.node.id();
     a.node.shutdown().await;
-    for f in ["history.db", "history.db-wal", "history.db-shm"] {
+    for f in ["history.journal", "history.db", "history.db-wal", "history.db-shm"] {
         let _ = std::fs::remove_file(da.join(f));
     }
     let a = start_with(with_dir("a", port, &room, &da)).await;

@@ -1,62 +1,94 @@
-//! The history in a journal of our own (`crate::journal`): the store in memory, with each group
-//! of its writes appended to a file as one journal group, and replayed from it at open.
+//! The history of a data dir (`history.journal`): the store in memory, with each group of its
+//! writes appended to a journal of our own (`crate::journal`) as one journal group, and replayed
+//! from it at open.
 //!
-//! Why: round 12 of docs/benchmarks-history.md measured SQLite at ≈ 4.2 of the 7.3 µs a streamed
-//! message costs on disk and ≈ 30 µs for a receiver's one-message commit; a journal group is
-//! written once, with one `write`. Not what a node's data dir uses yet: what is missing before it
-//! can replace `history.db` (reading an older `history.db` once, the read-only tools, rooms,
-//! compaction) is listed in docs/architecture.md, 8b. The bench's `store` lines measure it.
+//! Why not SQLite (`history.db`, what data dirs used before): round 12 of
+//! docs/benchmarks-history.md measured SQLite at ≈ 4.2 of the 7.3 µs a streamed message costs on
+//! disk and ≈ 30 µs for a receiver's one-message commit; a journal group is written once, with
+//! one `write`, and the indexes live in memory.
+//!
+//! One journal holds every room of the data dir, as `history.db` did: the stream counters and the
+//! outbox are per peer, not per room (a peer met in two rooms has one stream with us), while the
+//! messages and members carry their room and the store reads its own.
 //!
 //! A group is the changes of one `begin` .. `commit` ([`Memory::changes`]): the messages it
 //! stored, then the value after the group of every other thing it changed. A write outside a
 //! group is a group of its own. If the append fails (a full disk), the group is undone in memory
-//! too and the commit fails, as SQLite's would. Records (integers little-endian, ids 16 bytes):
+//! too and the commit fails, as SQLite's would. Records (integers little-endian, ids 16 bytes,
+//! a room is its length `u16` and its UTF-8 bytes):
 //!
 //! | kind | fields |
 //! |---|---|
-//! | 1 message | time stored `u64`, the encoded envelope (the rest) |
-//! | 2 member | id, last seen `u64`, name (the rest, UTF-8) |
+//! | 1 message | time stored `u64`, room, the encoded envelope (the rest) |
+//! | 2 member | id, last seen `u64`, room, name (the rest, UTF-8) |
 //! | 3 outgoing stream | peer, next `u64`, highest acknowledged `u64` |
 //! | 4 incoming stream | author, highest delivered `u64` |
 //! | 5 run | peer, `lseq` `u64`, first row `i64`, length `u64`, time queued `u64` |
 //! | 6 run gone | peer, `lseq` `u64` |
+//!
+//! Lifecycle of the file:
+//! - **import**: a data dir with a `history.db` of an earlier version and no journal has it read
+//!   once into a new journal (rows renumbered in order, the outbox runs naming the new rows),
+//!   written beside and renamed into place; `history.db` is left as it was, no longer written;
+//! - **compaction**: at open, when superseded records (counters written again, runs acknowledged)
+//!   are more than half the file and over 1 MiB, the state is written to a new file renamed over
+//!   the old one. Messages are never superseded, so a history of messages never shrinks;
+//! - **readers** (`lanpeer export`, `lanpeer history`) replay it beside a running peer and stop
+//!   at a group being written.
 
 use std::cell::RefCell;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::codec;
 use crate::error::Error;
 use crate::id::PeerId;
-use crate::journal::{GroupBuf, Journal, Records};
+use crate::journal::{GroupBuf, Journal, Records, Syncer};
 use crate::protocol::Envelope;
 
 use super::memory::{Change, Memory};
+use super::sqlite::Sqlite;
 
-/// The history of one room in a journal file.
+/// File name of the journal in the data dir.
+pub const JOURNAL_FILE: &str = "history.journal";
+
+/// The history of a data dir, in its journal file.
 #[derive(Debug)]
 pub(super) struct Journaled {
     pub(super) mem: Memory,
     journal: RefCell<Journal>,
     /// The group being written, kept between commits (no allocation per turn).
     group: RefCell<GroupBuf>,
+    /// Syncs the file to disk beside the writer, at most every second (`None` where no thread
+    /// could be had: logged).
+    syncer: Option<Syncer>,
+}
+
+/// A room's name as a record holds it: its length `u16`, its bytes (cut at 65,535 bytes; rooms
+/// are at most 200).
+fn put_room(b: &mut Vec<u8>, room: &str) {
+    let room = &room.as_bytes()[..room.len().min(u16::MAX as usize)];
+    b.extend_from_slice(&(room.len() as u16).to_le_bytes());
+    b.extend_from_slice(room);
 }
 
 fn encode(g: &mut GroupBuf, c: Change<'_>) {
     match c {
-        Change::Message(env, at) => {
+        Change::Message(env, at, room) => {
             // An envelope that does not encode was refused before it got here (it came through
             // the codec, or was made by this node); if one did, it is kept in memory only.
             let Ok(bytes) = codec::encode(env) else { return };
             g.push_with(|b| {
                 b.push(1);
                 b.extend_from_slice(&at.to_le_bytes());
+                put_room(b, room);
                 b.extend_from_slice(&bytes);
             });
         }
-        Change::Member(id, name, at) => g.push_with(|b| {
+        Change::Member(id, room, name, at) => g.push_with(|b| {
             b.push(2);
             b.extend_from_slice(&id.0);
             b.extend_from_slice(&at.to_le_bytes());
+            put_room(b, room);
             b.extend_from_slice(name.as_bytes());
         }),
         Change::OutStream(p, next, acked) => g.push_with(|b| {
@@ -100,6 +132,12 @@ impl<'a> Fields<'a> {
     fn peer(&mut self) -> Option<PeerId> {
         self.take::<16>().map(PeerId)
     }
+    fn room(&mut self) -> Option<&'a str> {
+        let len = u16::from_le_bytes(self.take::<2>()?) as usize;
+        let (room, rest) = self.0.split_at_checked(len)?;
+        self.0 = rest;
+        std::str::from_utf8(room).ok()
+    }
     /// `Some` when every byte was read.
     fn end(self) -> Option<()> {
         self.0.is_empty().then_some(())
@@ -112,13 +150,13 @@ fn apply(mem: &Memory, rec: &[u8]) -> Option<()> {
     let mut f = Fields(rest);
     match kind {
         1 => {
-            let at = f.u64()?;
+            let (at, room) = (f.u64()?, f.room()?);
             let env: Envelope = codec::decode(f.0).ok()?;
-            mem.insert(&env, at).ok()?;
+            mem.insert_in(room, &env, at).ok()?;
         }
         2 => {
-            let (id, at) = (f.peer()?, f.u64()?);
-            mem.touch_member(id, std::str::from_utf8(f.0).ok()?, at).ok()?;
+            let (id, at, room) = (f.peer()?, f.u64()?, f.room()?);
+            mem.touch_member_in(room, id, std::str::from_utf8(f.0).ok()?, at);
         }
         3 => {
             let (p, next, acked) = (f.peer()?, f.u64()?, f.u64()?);
@@ -149,23 +187,163 @@ fn storage(what: &str, e: std::io::Error) -> Error {
     Error::Storage(format!("{what}: {e}"))
 }
 
-impl Journaled {
-    /// Open (creating) the journal at `path` and replay it.
-    pub(super) fn open(path: &Path, me: PeerId) -> Result<Journaled, Error> {
-        let mem = Memory::new(me);
-        let mut unread = 0usize;
-        let replay = |g: Records<'_>| {
-            for rec in g {
-                if apply(&mem, rec).is_none() {
-                    unread += 1;
-                }
-            }
-        };
-        let (journal, _) = Journal::open(path, replay).map_err(|e| storage("cannot open the history", e))?;
-        if unread > 0 {
-            tracing::warn!(unread, path = %path.display(), "records of the history this version cannot read were skipped");
+/// What a replay found: records it could not read, and bytes of message records (never
+/// superseded: the floor of what compaction can reach).
+#[derive(Debug, Default)]
+struct Replayed {
+    unread: usize,
+    message_bytes: u64,
+}
+
+/// Replay one group's records into `mem`.
+fn replay_into(mem: &Memory, seen: &mut Replayed, g: Records<'_>) {
+    for rec in g {
+        if rec.first() == Some(&1) {
+            seen.message_bytes += 4 + rec.len() as u64;
         }
-        Ok(Journaled { mem, journal: RefCell::new(journal), group: Default::default() })
+        if apply(mem, rec).is_none() {
+            seen.unread += 1;
+        }
+    }
+}
+
+/// Are superseded records of a journal of `len` bytes more than half of it, and over 1 MiB? The
+/// live size is the message records' bytes and an estimate of the rest's (members, counters,
+/// runs).
+fn superseded(mem: &Memory, message_bytes: u64, len: u64) -> bool {
+    let (_, members, streams, runs) = mem.sizes();
+    let live = message_bytes + members as u64 * 80 + streams as u64 * 45 + runs as u64 * 60;
+    let dead = len.saturating_sub(live);
+    dead > live && dead > 1 << 20
+}
+
+/// The peer id of a data dir, from its `id` file (the read-only tools: which messages are "own").
+fn me_of(dir: &Path) -> PeerId {
+    std::fs::read_to_string(dir.join("id")).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(PeerId([0; 16]))
+}
+
+/// Groups of a snapshot are cut at this many bytes (well under [`crate::journal::MAX_GROUP`]).
+const SNAPSHOT_GROUP: usize = 1 << 20;
+
+/// Write everything `mem` holds as a new journal at `path`, through a file beside it renamed
+/// into place: a crash leaves either the old file or the whole new one.
+fn write_snapshot(mem: &Memory, path: &Path) -> std::io::Result<()> {
+    let tmp = PathBuf::from(format!("{}.new", path.display()));
+    let _ = std::fs::remove_file(&tmp);
+    let written = (|| {
+        let (mut journal, _) = Journal::open(&tmp, |_| {})?;
+        let mut g = GroupBuf::default();
+        let mut err = Ok(());
+        mem.snapshot(|c| {
+            encode(&mut g, c);
+            if err.is_ok() && g.payload_len() >= SNAPSHOT_GROUP {
+                err = journal.append(&mut g);
+            }
+        });
+        err?;
+        journal.append(&mut g)?;
+        journal.sync()
+    })();
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // The rename itself made durable (not possible on every system: Windows cannot open a
+    // directory; there the rename is as durable as the file system makes it).
+    if let Some(dir) = path.parent()
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// A `history.db` of an earlier version, read into a store in memory: rows renumbered in order,
+/// the outbox runs naming the new rows.
+fn import_sqlite(dir: &Path, me: PeerId) -> Result<Memory, Error> {
+    let d = Sqlite::open_readonly(dir, None)?.dump()?;
+    let mem = Memory::new(me, None);
+    let mut rows = std::collections::HashMap::with_capacity(d.messages.len());
+    for (old, room, at, env) in &d.messages {
+        if let Some(new) = mem.insert_in(room, env, *at)? {
+            rows.insert(*old, new);
+        }
+    }
+    for (room, id, name, at) in &d.members {
+        mem.touch_member_in(room, *id, name, *at);
+    }
+    for &(p, next, acked) in &d.out_streams {
+        mem.save_out_stream(p, next, acked)?;
+    }
+    for &(p, delivered) in &d.in_streams {
+        mem.save_in_stream(p, delivered)?;
+    }
+    for &(p, lseq, msg, n, at) in &d.runs {
+        for i in 0..n {
+            // `enqueue` joins numbers that follow on into one run again.
+            if let Some(&row) = rows.get(&(msg + i as i64)) {
+                mem.enqueue(p, lseq + i, row, at)?;
+            }
+        }
+    }
+    tracing::info!(
+        messages = d.messages.len(),
+        runs = d.runs.len(),
+        "the history of an earlier version (history.db) was read into history.journal; history.db is no longer written"
+    );
+    Ok(mem)
+}
+
+impl Journaled {
+    /// Open (creating) the history of the data dir `dir`, for the room `room`: its journal, made
+    /// from a `history.db` of an earlier version when there is one and no journal yet.
+    pub(super) fn open_dir(dir: &Path, me: PeerId, room: &str) -> Result<Journaled, Error> {
+        let path = dir.join(JOURNAL_FILE);
+        if !path.exists() && dir.join(super::DB_FILE).exists() {
+            let mem = import_sqlite(dir, me)?;
+            write_snapshot(&mem, &path).map_err(|e| storage("cannot save the history read from history.db", e))?;
+        }
+        Journaled::open(&path, me, room)
+    }
+
+    /// Open (creating) the journal at `path` and replay it, for the room `room`; compacted first
+    /// when mostly superseded records.
+    pub(super) fn open(path: &Path, me: PeerId, room: &str) -> Result<Journaled, Error> {
+        let mem = Memory::new(me, Some(room));
+        let mut seen = Replayed::default();
+        let (journal, _) = Journal::open(path, |g| replay_into(&mem, &mut seen, g))
+            .map_err(|e| storage("cannot open the history", e))?;
+        if seen.unread > 0 {
+            tracing::warn!(unread = seen.unread, path = %path.display(), "records of the history this version cannot read were skipped");
+        }
+        if seen.unread == 0 && superseded(&mem, seen.message_bytes, journal.len()) {
+            // The state in memory holds every room (a store reads its own room, but keeps all):
+            // it is the snapshot. The file is closed before the rename (Windows would refuse it).
+            let before = journal.len();
+            drop(journal);
+            write_snapshot(&mem, path).map_err(|e| storage("cannot compact the history", e))?;
+            let (journal, _) = Journal::open(path, |_| {}).map_err(|e| storage("cannot open the history", e))?;
+            tracing::info!(before, after = journal.len(), "the history was compacted");
+            return Ok(Journaled::new(mem, journal));
+        }
+        Ok(Journaled::new(mem, journal))
+    }
+
+    fn new(mem: Memory, journal: Journal) -> Journaled {
+        Journaled { mem, syncer: Syncer::start(&journal), journal: RefCell::new(journal), group: Default::default() }
+    }
+
+    /// The history of the data dir `dir` for reading only, beside a running peer (its group
+    /// being written is left): `None` when the dir has no journal.
+    pub(super) fn read(dir: &Path, room: Option<&str>) -> Result<Option<Memory>, Error> {
+        let path = dir.join(JOURNAL_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let mem = Memory::new(me_of(dir), room);
+        let mut seen = Replayed::default();
+        Journal::read(&path, |g| replay_into(&mem, &mut seen, g)).map_err(|e| storage("cannot read the history", e))?;
+        Ok(Some(mem))
     }
 
     /// Run a write: in the open group, or as a group of its own.
@@ -189,7 +367,204 @@ impl Journaled {
                 self.mem.rollback();
                 return Err(storage("cannot save messages", e));
             }
+            if let Some(s) = &self.syncer {
+                s.wrote();
+            }
         }
         self.mem.commit()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::MsgId;
+    use crate::protocol::Body;
+    use crate::store::Store;
+
+    fn env(author: u8, seq: u64, to: Option<PeerId>, body: Body) -> Envelope {
+        Envelope { id: MsgId { author: PeerId([author; 16]), seq }, author_name: "n".into(), sent_ms: 5, to, body }
+    }
+
+    fn chat(author: u8, seq: u64, text: &str) -> Envelope {
+        env(author, seq, None, Body::Chat { text: text.into() })
+    }
+
+    fn dir(name: &str) -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("lanpeer-jdir-{name}-{}-{}", std::process::id(), rand::random::<u32>()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn texts(s: &Store) -> Vec<String> {
+        s.history(1000).unwrap().into_iter().map(|m| format!("{:?}", m.message.body)).collect()
+    }
+
+    #[test]
+    fn rooms_share_one_journal_and_do_not_mix() {
+        let d = dir("rooms");
+        let me = PeerId([1; 16]);
+        let p = env(1, 1, None, Body::Problem { title: "5A".into(), body: String::new(), private_answers: false });
+        {
+            let a = Store::open(Some(&d), me, "5A").unwrap();
+            a.insert(&p, 0).unwrap();
+            a.touch_member(PeerId([7; 16]), "x", 10).unwrap();
+            a.save_out_stream(PeerId([7; 16]), 4, 2).unwrap();
+        }
+        let b = Store::open(Some(&d), me, "5B").unwrap();
+        assert!(b.has(&p.id).unwrap(), "a message is stored once, whatever its room");
+        assert!(b.exercises().unwrap().is_empty() && b.history(10).unwrap().is_empty());
+        assert!(b.room_envelope(&p.id).unwrap().is_none() && b.catchup_ids(10, 10).unwrap().is_empty());
+        assert!(b.members_since(0).unwrap().is_empty());
+        assert_eq!(b.out_streams().unwrap(), vec![(PeerId([7; 16]), 4, 2)], "streams are per peer, not per room");
+        b.insert(&chat(2, 1, "in 5B"), 1).unwrap();
+        b.touch_member(PeerId([8; 16]), "y", 10).unwrap();
+        drop(b);
+        let a = Store::open_readonly(&d, Some("5A")).unwrap();
+        assert_eq!(a.exercises().unwrap().len(), 1);
+        assert_eq!(a.history(10).unwrap().len(), 1);
+        assert_eq!(a.members_since(0).unwrap(), vec![(PeerId([7; 16]), "x".to_string())]);
+        let all = Store::open_readonly(&d, None).unwrap();
+        assert_eq!(all.history(10).unwrap().len(), 2, "the export sees every room");
+        assert_eq!(all.members_since(0).unwrap().len(), 2);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A `history.db` of an earlier version: read once into the journal, with its rooms, members,
+    /// counters and outbox (naming the new rows), and left as it was.
+    #[test]
+    fn a_history_db_is_read_once_into_the_journal() {
+        let d = dir("import");
+        let me = PeerId([1; 16]);
+        let (p7, p8) = (PeerId([7; 16]), PeerId([8; 16]));
+        let mut old = Store::open_sqlite(Some(&d), me, "r").unwrap();
+        old.begin();
+        for k in 1..=6 {
+            let row = old.insert(&chat(1, k, &format!("c{k}")), 100 + k).unwrap().unwrap();
+            old.enqueue(p7, k, row, 100).unwrap();
+            if k > 3 {
+                old.enqueue(p8, k - 3, row, 200 + k).unwrap();
+            }
+        }
+        old.save_out_stream(p7, 7, 0).unwrap();
+        old.save_out_stream(p8, 4, 0).unwrap();
+        old.save_in_stream(PeerId([9; 16]), 12).unwrap();
+        old.touch_member(p7, "seven", 50).unwrap();
+        old.commit().unwrap();
+        old.acked(p7, 2).unwrap();
+        drop(old);
+        // A second room, and rows of it between: the renumbering must follow.
+        let other = Store::open_sqlite(Some(&d), me, "other").unwrap();
+        other.insert(&env(2, 1, Some(me), Body::Chat { text: "private".into() }), 300).unwrap();
+        other.touch_member(p8, "eight", 60).unwrap();
+        drop(other);
+        let want = Store::open_readonly(&d, Some("r")).unwrap();
+        let (w_hist, w_p7, w_p8) = (texts(&want), want.pending(p7, 0, 100).unwrap(), want.pending(p8, 0, 100).unwrap());
+        let (w_out, w_in) = (want.out_streams().unwrap(), want.in_streams().unwrap());
+        drop(want);
+        let db_before = std::fs::read(d.join(crate::store::DB_FILE)).unwrap();
+
+        let s = Store::open(Some(&d), me, "r").unwrap();
+        assert!(d.join(JOURNAL_FILE).exists());
+        assert_eq!(texts(&s), w_hist);
+        assert_eq!(s.pending(p7, 0, 100).unwrap(), w_p7);
+        assert_eq!(s.pending(p8, 0, 100).unwrap(), w_p8);
+        assert_eq!(w_p7.len(), 4);
+        assert_eq!(s.first_pending(p7).unwrap(), Some(3));
+        let mut out = s.out_streams().unwrap();
+        out.sort();
+        assert_eq!(out, w_out);
+        assert_eq!(s.in_streams().unwrap(), w_in);
+        assert_eq!(s.members_since(0).unwrap(), vec![(p7, "seven".to_string())]);
+        assert_eq!(s.count().unwrap(), 7);
+        // New writes go to the journal and come back; history.db is not touched again.
+        s.insert(&chat(1, 7, "after"), 400).unwrap();
+        drop(s);
+        assert_eq!(std::fs::read(d.join(crate::store::DB_FILE)).unwrap(), db_before);
+        let s = Store::open(Some(&d), me, "r").unwrap();
+        assert_eq!(s.history(1).unwrap()[0].message.id.seq, 7);
+        assert_eq!(s.count().unwrap(), 8, "read once: not again");
+        let other = Store::open_readonly(&d, Some("other")).unwrap();
+        assert_eq!(texts(&other).len(), 1);
+        drop((s, other));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// Counters written again and runs acknowledged pile up in the file; at open, once they are
+    /// most of it, the state is written to a new file: smaller, and the same state.
+    #[test]
+    fn a_journal_of_mostly_superseded_records_is_compacted_at_open() {
+        let d = dir("compact");
+        let me = PeerId([1; 16]);
+        let p = PeerId([7; 16]);
+        let s = Store::open(Some(&d), me, "r").unwrap();
+        for k in 1..=40_000u64 {
+            s.save_out_stream(p, k + 1, k).unwrap();
+        }
+        let row = s.insert(&chat(1, 1, "kept"), 1).unwrap().unwrap();
+        s.enqueue(p, 40_001, row, 1).unwrap();
+        s.touch_member(p, "seven", 3).unwrap();
+        drop(s);
+        let path = d.join(JOURNAL_FILE);
+        let before = std::fs::metadata(&path).unwrap().len();
+        assert!(before > 1 << 20, "{before}");
+        let s = Store::open(Some(&d), me, "r").unwrap();
+        let after = std::fs::metadata(&path).unwrap().len();
+        assert!(after < 4096, "{before} -> {after}");
+        assert_eq!(s.out_streams().unwrap(), vec![(p, 40_002, 40_000)]);
+        assert_eq!(s.pending(p, 0, 10).unwrap().len(), 1);
+        assert_eq!(s.members_since(0).unwrap().len(), 1);
+        assert!(!PathBuf::from(format!("{}.new", path.display())).exists());
+        // Still a journal that takes writes and replays them.
+        s.insert(&chat(1, 2, "more"), 2).unwrap();
+        drop(s);
+        let s = Store::open(Some(&d), me, "r").unwrap();
+        assert_eq!(s.count().unwrap(), 2);
+        drop(s);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A history of messages only is not rewritten (nothing in it is superseded).
+    #[test]
+    fn a_journal_of_messages_is_left_as_it_is() {
+        let d = dir("nocompact");
+        let me = PeerId([1; 16]);
+        let s = Store::open(Some(&d), me, "r").unwrap();
+        for k in 1..=20_000u64 {
+            s.insert(&chat(2, k, "a chat of some length, as in a lesson"), k).unwrap();
+        }
+        drop(s);
+        let path = d.join(JOURNAL_FILE);
+        let before = std::fs::metadata(&path).unwrap();
+        let s = Store::open(Some(&d), me, "r").unwrap();
+        assert_eq!(s.count().unwrap(), 20_000);
+        let after = std::fs::metadata(&path).unwrap();
+        assert_eq!(before.len(), after.len());
+        assert_eq!(before.modified().unwrap(), after.modified().unwrap());
+        drop(s);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// The read-only tools beside a writer: every committed group, and not the writer's lock.
+    #[test]
+    fn a_reader_sees_what_a_running_writer_committed() {
+        let d = dir("reader");
+        let me = PeerId([1; 16]);
+        std::fs::write(d.join("id"), me.to_string()).unwrap();
+        let mut w = Store::open(Some(&d), me, "r").unwrap();
+        w.begin();
+        w.insert(&chat(1, 1, "one"), 1).unwrap();
+        w.commit().unwrap();
+        w.begin();
+        w.insert(&chat(1, 2, "two"), 2).unwrap();
+        // Not committed yet: not in the file.
+        assert_eq!(Store::open_readonly(&d, None).unwrap().count().unwrap(), 1);
+        w.commit().unwrap();
+        let r = Store::open_readonly(&d, Some("r")).unwrap();
+        assert_eq!(r.count().unwrap(), 2);
+        assert!(r.history(10).unwrap().iter().all(|m| m.message.own), "own messages are known by the dir's id");
+        drop((w, r));
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -9,9 +9,11 @@
 //! (`crate::journal`, docs/architecture.md 8b) will rebuild when it opens.
 //!
 //! It answers every call as the SQLite store does (a property test in `store/mod.rs` makes random
-//! calls on both and compares every answer). What differs: one room only (an in-memory store is
-//! one node's), and nothing here fails. A group (`begin` .. `commit`) keeps a list of what it
-//! changed, so that `rollback` puts it back, as a rolled-back transaction does.
+//! calls on both and compares every answer), rooms included: messages and members carry their
+//! room (one data dir may serve several rooms, and the journal store keeps them all in one file),
+//! and the reads see the store's own room, or every room for the read-only tools (`room: None`).
+//! Nothing here fails. A group (`begin` .. `commit`) keeps a list of what it changed, so that
+//! `rollback` puts it back, as a rolled-back transaction does.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
@@ -29,6 +31,8 @@ use super::{CatchupMemo, Stored};
 struct Msg {
     env: Envelope,
     received_ms: u64,
+    /// Its room: an index into [`State::rooms`].
+    room: u32,
 }
 
 /// A run of messages queued for one peer: stream numbers `lseq..lseq+n` (the key of the map it
@@ -43,10 +47,10 @@ struct Run {
 /// One thing a group changed, with its value after the group (see [`Memory::changes`]).
 #[derive(Debug)]
 pub(super) enum Change<'a> {
-    /// A message stored, and when.
-    Message(&'a Envelope, u64),
-    /// A member's name and when it was last seen.
-    Member(PeerId, &'a str, u64),
+    /// A message stored, when, and its room.
+    Message(&'a Envelope, u64, &'a str),
+    /// A member of a room (id, room), its name and when it was last seen.
+    Member(PeerId, &'a str, &'a str, u64),
     /// An outgoing stream's next number and highest acknowledged.
     OutStream(PeerId, u64, u64),
     /// An incoming stream's highest delivered.
@@ -60,24 +64,33 @@ pub(super) enum Change<'a> {
 enum Undo {
     /// The last message pushed.
     Message,
-    Member(PeerId, Option<(String, u64)>),
+    Member((u32, PeerId), Option<(String, u64)>),
     OutStream(PeerId, Option<(u64, u64)>),
     InStream(PeerId, Option<u64>),
     /// The run at (peer, lseq) as it was (`None`: there was none).
     Outbox(PeerId, u64, Option<Run>),
 }
 
+/// The catch-up candidates of one room, rows in order: exercises and chats meant for the whole
+/// room.
+#[derive(Debug, Default)]
+struct Catchup {
+    exercises: Vec<i64>,
+    chats: Vec<i64>,
+}
+
 #[derive(Debug, Default)]
 struct State {
+    /// The rooms' names; a message or member names its room by index here.
+    rooms: Vec<String>,
     msgs: Vec<Msg>,
-    /// Row of each message: the repeat check (`UNIQUE (author, seq)`).
+    /// Row of each message: the repeat check (`UNIQUE (author, seq)`, over every room).
     rows: HashMap<MsgId, i64>,
-    /// Rows of problems, answers and feedback, in order (the exercises index).
+    /// Rows of problems, answers and feedback of every room, in order (the exercises index).
     exercises: Vec<i64>,
-    /// Rows of the catch-up candidates, in order: exercises and chats meant for the whole room.
-    room_exercises: Vec<i64>,
-    room_chats: Vec<i64>,
-    members: HashMap<PeerId, (String, u64)>,
+    /// The catch-up candidates of each room, by room index.
+    catchup: Vec<Catchup>,
+    members: HashMap<(u32, PeerId), (String, u64)>,
     out_streams: HashMap<PeerId, (u64, u64)>,
     in_streams: HashMap<PeerId, u64>,
     outbox: HashMap<PeerId, BTreeMap<u64, Run>>,
@@ -86,6 +99,16 @@ struct State {
 }
 
 impl State {
+    /// The index of the room `name`, added if new.
+    fn room(&mut self, name: &str) -> u32 {
+        if let Some(i) = self.rooms.iter().position(|r| r == name) {
+            return i as u32;
+        }
+        self.rooms.push(name.to_string());
+        self.catchup.push(Catchup::default());
+        (self.rooms.len() - 1) as u32
+    }
+
     fn msg(&self, row: i64) -> Option<&Msg> {
         usize::try_from(row - 1).ok().and_then(|i| self.msgs.get(i))
     }
@@ -105,7 +128,7 @@ impl State {
 }
 
 /// Put back `key`'s value as it was (`None`: it had none).
-fn restore<V>(map: &mut HashMap<PeerId, V>, key: PeerId, old: Option<V>) {
+fn restore<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, key: K, old: Option<V>) {
     match old {
         Some(v) => drop(map.insert(key, v)),
         None => drop(map.remove(&key)),
@@ -115,6 +138,9 @@ fn restore<V>(map: &mut HashMap<PeerId, V>, key: PeerId, old: Option<V>) {
 /// The store of a node without a data directory.
 pub(super) struct Memory {
     me: PeerId,
+    /// The room read and written (an index into [`State::rooms`]); `None`: every room is read
+    /// (the read-only tools), and a write goes to the room "" (as SQLite's does).
+    room: Option<u32>,
     st: RefCell<State>,
     /// Between `begin` and `commit`: changes are kept in `State::undo`.
     grouping: Cell<bool>,
@@ -132,10 +158,14 @@ impl std::fmt::Debug for Memory {
 }
 
 impl Memory {
-    pub(super) fn new(me: PeerId) -> Memory {
+    /// An empty store of the peer `me`, for the room `room` (`None`: every room).
+    pub(super) fn new(me: PeerId, room: Option<&str>) -> Memory {
+        let mut st = State::default();
+        let room = room.map(|r| st.room(r));
         Memory {
             me,
-            st: Default::default(),
+            room,
+            st: RefCell::new(st),
             grouping: Cell::new(false),
             wrote: Cell::new(false),
             catchup_memo: Default::default(),
@@ -147,6 +177,19 @@ impl Memory {
     fn writing(&self) {
         if self.grouping.get() {
             self.wrote.set(true);
+        }
+    }
+
+    /// Is `room` one this store reads?
+    fn reads(&self, room: u32) -> bool {
+        self.room.is_none_or(|r| r == room)
+    }
+
+    /// The room a write goes to.
+    fn write_room(&self, st: &mut State) -> u32 {
+        match self.room {
+            Some(r) => r,
+            None => st.room(""),
         }
     }
 
@@ -192,15 +235,15 @@ impl Memory {
         let st = self.st.borrow();
         let new = st.undo.iter().filter(|u| matches!(u, Undo::Message)).count();
         for m in &st.msgs[st.msgs.len() - new..] {
-            each(Change::Message(&m.env, m.received_ms));
+            each(Change::Message(&m.env, m.received_ms, &st.rooms[m.room as usize]));
         }
         let mut seen = std::collections::HashSet::new();
         for u in &st.undo {
             match *u {
                 Undo::Message => {}
-                Undo::Member(id, _) if seen.insert((0, id, 0)) => {
-                    if let Some((name, at)) = st.members.get(&id) {
-                        each(Change::Member(id, name, *at));
+                Undo::Member((room, id), _) if seen.insert((0, id, room as u64)) => {
+                    if let Some((name, at)) = st.members.get(&(room, id)) {
+                        each(Change::Member(id, &st.rooms[room as usize], name, *at));
                     }
                 }
                 Undo::OutStream(p, _) if seen.insert((1, p, 0)) => {
@@ -222,6 +265,36 @@ impl Memory {
         }
     }
 
+    /// Everything stored, as the changes that would make it from nothing (a journal's
+    /// compaction, an import): the messages in order, then the members, the streams and the runs.
+    pub(super) fn snapshot(&self, mut each: impl FnMut(Change<'_>)) {
+        let st = self.st.borrow();
+        for m in &st.msgs {
+            each(Change::Message(&m.env, m.received_ms, &st.rooms[m.room as usize]));
+        }
+        for ((room, id), (name, at)) in &st.members {
+            each(Change::Member(*id, &st.rooms[*room as usize], name, *at));
+        }
+        for (p, (next, acked)) in &st.out_streams {
+            each(Change::OutStream(*p, *next, *acked));
+        }
+        for (p, d) in &st.in_streams {
+            each(Change::InStream(*p, *d));
+        }
+        for (p, runs) in &st.outbox {
+            for (lseq, r) in runs {
+                each(Change::Run(*p, *lseq, Some((r.msg, r.n, r.queued_ms))));
+            }
+        }
+    }
+
+    /// How many of each thing is stored: (messages, members, streams out and in, runs).
+    pub(super) fn sizes(&self) -> (usize, usize, usize, usize) {
+        let st = self.st.borrow();
+        let runs = st.outbox.values().map(BTreeMap::len).sum();
+        (st.msgs.len(), st.members.len(), st.out_streams.len() + st.in_streams.len(), runs)
+    }
+
     /// Set or remove the run at (peer, lseq) as a journal recorded it (outside any group).
     pub(super) fn put_run(&self, peer: PeerId, lseq: u64, run: Option<(i64, u64, u64)>) {
         let run = run.map(|(msg, n, queued_ms)| Run { msg, n, queued_ms });
@@ -239,7 +312,8 @@ impl Memory {
                     let Some(m) = st.msgs.pop() else { continue };
                     let row = st.msgs.len() as i64 + 1;
                     st.rows.remove(&m.env.id);
-                    for list in [&mut st.exercises, &mut st.room_exercises, &mut st.room_chats] {
+                    let c = &mut st.catchup[m.room as usize];
+                    for list in [&mut st.exercises, &mut c.exercises, &mut c.chats] {
                         if list.last() == Some(&row) {
                             list.pop();
                         }
@@ -257,11 +331,23 @@ impl Memory {
 
     pub(super) fn insert(&self, env: &Envelope, received_ms: u64) -> Result<Option<i64>, Error> {
         let st = &mut *self.st.borrow_mut();
+        let room = self.write_room(st);
+        self.insert_at(st, room, env, received_ms)
+    }
+
+    /// Keep a message of the room `room` (a journal's record, an import).
+    pub(super) fn insert_in(&self, room: &str, env: &Envelope, received_ms: u64) -> Result<Option<i64>, Error> {
+        let st = &mut *self.st.borrow_mut();
+        let room = st.room(room);
+        self.insert_at(st, room, env, received_ms)
+    }
+
+    fn insert_at(&self, st: &mut State, room: u32, env: &Envelope, received_ms: u64) -> Result<Option<i64>, Error> {
         self.writing();
         if st.rows.contains_key(&env.id) {
             return Ok(None);
         }
-        st.msgs.push(Msg { env: env.clone(), received_ms });
+        st.msgs.push(Msg { env: env.clone(), received_ms, room });
         let row = st.msgs.len() as i64;
         st.rows.insert(env.id, row);
         let chat = matches!(env.body, Body::Chat { .. });
@@ -269,7 +355,8 @@ impl Memory {
             st.exercises.push(row);
         }
         if env.to.is_none() {
-            if chat { &mut st.room_chats } else { &mut st.room_exercises }.push(row);
+            let c = &mut st.catchup[room as usize];
+            if chat { &mut c.chats } else { &mut c.exercises }.push(row);
         }
         self.write(st, || Undo::Message);
         self.catchup_memo.borrow_mut().take();
@@ -283,7 +370,7 @@ impl Memory {
     pub(super) fn room_envelope(&self, id: &MsgId) -> Result<Option<Vec<u8>>, Error> {
         let st = self.st.borrow();
         let Some(m) = st.rows.get(id).and_then(|&row| st.msg(row)) else { return Ok(None) };
-        if m.env.to.is_some() {
+        if m.env.to.is_some() || !self.reads(m.room) {
             return Ok(None);
         }
         Ok(codec::encode(&m.env).ok().map(|b| b.to_vec()))
@@ -302,8 +389,17 @@ impl Memory {
         }
         let st = self.st.borrow();
         // Every room exercise and the last `chats` room chats; of them the newest `limit`.
-        let last_chats = &st.room_chats[st.room_chats.len().saturating_sub(chats)..];
-        let mut rows: Vec<i64> = st.room_exercises.iter().chain(last_chats).copied().collect();
+        let (mut rows, mut all_chats) = (Vec::new(), Vec::new());
+        for (i, c) in st.catchup.iter().enumerate() {
+            if self.reads(i as u32) {
+                rows.extend_from_slice(&c.exercises);
+                all_chats.extend_from_slice(&c.chats);
+            }
+        }
+        if self.room.is_none() {
+            all_chats.sort_unstable();
+        }
+        rows.extend_from_slice(&all_chats[all_chats.len().saturating_sub(chats)..]);
         rows.sort_unstable();
         let rows = &rows[rows.len().saturating_sub(limit)..];
         let ids: Vec<MsgId> = rows.iter().filter_map(|&r| st.msg(r)).map(|m| m.env.id).collect();
@@ -313,13 +409,16 @@ impl Memory {
 
     pub(super) fn history(&self, limit: usize) -> Result<Vec<Stored>, Error> {
         let st = self.st.borrow();
-        let n = st.msgs.len();
-        Ok((n.saturating_sub(limit) + 1..=n).filter_map(|row| self.stored(&st, row as i64)).collect())
+        let rows = (1..=st.msgs.len() as i64).rev().filter(|&row| st.msg(row).is_some_and(|m| self.reads(m.room)));
+        let mut rows: Vec<i64> = rows.take(limit).collect();
+        rows.reverse();
+        Ok(rows.into_iter().filter_map(|row| self.stored(&st, row)).collect())
     }
 
     pub(super) fn exercises(&self) -> Result<Vec<Stored>, Error> {
         let st = self.st.borrow();
-        Ok(st.exercises.iter().filter_map(|&row| self.stored(&st, row)).collect())
+        let mine = st.exercises.iter().filter(|&&row| st.msg(row).is_some_and(|m| self.reads(m.room)));
+        Ok(mine.filter_map(|&row| self.stored(&st, row)).collect())
     }
 
     pub(super) fn count(&self) -> Result<u64, Error> {
@@ -330,9 +429,21 @@ impl Memory {
 
     pub(super) fn touch_member(&self, id: PeerId, name: &str, now_ms: u64) -> Result<(), Error> {
         let st = &mut *self.st.borrow_mut();
-        let old = st.members.insert(id, (name.to_string(), now_ms));
-        self.write(st, || Undo::Member(id, old));
+        let room = self.write_room(st);
+        self.touch_at(st, room, id, name, now_ms);
         Ok(())
+    }
+
+    /// Remember a peer of the room `room` (a journal's record, an import).
+    pub(super) fn touch_member_in(&self, room: &str, id: PeerId, name: &str, now_ms: u64) {
+        let st = &mut *self.st.borrow_mut();
+        let room = st.room(room);
+        self.touch_at(st, room, id, name, now_ms);
+    }
+
+    fn touch_at(&self, st: &mut State, room: u32, id: PeerId, name: &str, now_ms: u64) {
+        let old = st.members.insert((room, id), (name.to_string(), now_ms));
+        self.write(st, || Undo::Member((room, id), old));
     }
 
     pub(super) fn members_since(&self, since_ms: u64) -> Result<Vec<(PeerId, String)>, Error> {
@@ -340,8 +451,8 @@ impl Memory {
         Ok(st
             .members
             .iter()
-            .filter(|(_, (_, seen))| *seen >= since_ms)
-            .map(|(id, (name, _))| (*id, name.clone()))
+            .filter(|((room, _), (_, seen))| *seen >= since_ms && self.reads(*room))
+            .map(|((_, id), (name, _))| (*id, name.clone()))
             .collect())
     }
 

@@ -1,12 +1,14 @@
 //! The history: every message sent and received, the per-peer delivery streams, and the
 //! members of the room. One API, three stores behind it:
-//! - `sqlite`: `history.db` in the data directory, for a node that has one (the CLI always
-//!   does): durable, readable by the read-only tools while the peer runs;
+//! - `journaled`: `history.journal` in the data directory, for a node that has one (the CLI
+//!   always does): the store in memory kept in a journal file of our own ([`crate::journal`]);
+//!   durable, readable by the read-only tools while the peer runs;
 //! - `memory`: Rust collections, for a node without a data directory (embedding, tests, the
 //!   benchmarks' in-process peers). It used to be SQLite's in-memory database, which cost every
 //!   message a b-tree row and a transaction (round 12 of docs/benchmarks-history.md);
-//! - `journaled`: the store in memory kept in a journal file of our own ([`crate::journal`]);
-//!   not used by nodes yet (docs/architecture.md, 8b).
+//! - `sqlite`: `history.db`, what data directories held before the journal (round 13): read once
+//!   into a new journal, read by the read-only tools where no journal is yet, and kept as the
+//!   benchmarks' baseline.
 //!
 //! All answer every call alike (the property tests below make random calls on them and compare
 //! the answers). The node actor owns the store and groups a turn's writes between
@@ -27,8 +29,9 @@ use journaled::Journaled;
 use memory::Memory;
 use sqlite::Sqlite;
 
-/// File name of the database in the data dir.
+/// File name of the SQLite database a data dir held before the journal.
 pub const DB_FILE: &str = "history.db";
+pub use journaled::JOURNAL_FILE;
 
 /// One stored message, decoded.
 #[derive(Debug, Clone)]
@@ -93,12 +96,13 @@ macro_rules! each {
 }
 
 impl Store {
-    /// Open (creating) the history of the data dir `dir` for the messages of `room`, or, for
-    /// `None`, a history in memory.
+    /// Open (creating) the history of the data dir `dir` (its journal, made from a `history.db`
+    /// of an earlier version the first time) for the messages of `room`, or, for `None`, a
+    /// history in memory.
     pub fn open(dir: Option<&Path>, me: PeerId, room: &str) -> Result<Store, Error> {
         match dir {
-            Some(_) => Store::open_sqlite(dir, me, room),
-            None => Ok(Store(Backend::Memory(Memory::new(me)))),
+            Some(d) => Journaled::open_dir(d, me, room).map(|j| Store(Backend::Journal(j))),
+            None => Ok(Store(Backend::Memory(Memory::new(me, Some(room))))),
         }
     }
 
@@ -108,16 +112,20 @@ impl Store {
         Sqlite::open(dir, me, room).map(|s| Store(Backend::Sqlite(s)))
     }
 
-    /// The history of one room in a journal file of our own at `path` (`src/store/journaled.rs`):
-    /// not what a node's data dir uses yet (docs/architecture.md, 8b); the bench measures it.
-    pub fn open_journal(path: &Path, me: PeerId) -> Result<Store, Error> {
-        Journaled::open(path, me).map(|j| Store(Backend::Journal(j)))
+    /// The history of the room `room` in the journal file at `path` (what `open` uses in a data
+    /// dir, at any path: the tests and the bench).
+    pub fn open_journal(path: &Path, me: PeerId, room: &str) -> Result<Store, Error> {
+        Journaled::open(path, me, room).map(|j| Store(Backend::Journal(j)))
     }
 
     /// Open the history of `dir` for reading only (export and history, even while a peer runs),
-    /// for the messages of `room`, or of every room.
+    /// for the messages of `room`, or of every room: its journal, or the `history.db` of an
+    /// earlier version where the dir has no journal yet.
     pub fn open_readonly(dir: &Path, room: Option<&str>) -> Result<Store, Error> {
-        Sqlite::open_readonly(dir, room).map(|s| Store(Backend::Sqlite(s)))
+        match Journaled::read(dir, room)? {
+            Some(mem) => Ok(Store(Backend::Memory(mem))),
+            None => Sqlite::open_readonly(dir, room).map(|s| Store(Backend::Sqlite(s))),
+        }
     }
 
     /// Start grouping writes: they are kept, or dropped, together, by [`Store::commit`] or
@@ -464,7 +472,7 @@ mod same_answers {
             let path = dir.join("history.journal");
             let me = PeerId([2; 16]);
             let mut mem = Store::open(None, me, "r").unwrap();
-            let mut jr = Store::open_journal(&path, me).unwrap();
+            let mut jr = Store::open_journal(&path, me, "r").unwrap();
             assert!(matches!(jr.0, Backend::Journal(_)));
             let (mut l1, mut l2) = ([0; 4], [0; 4]);
             let (mut r1, mut r2) = ([(0, 0); 4], [(0, 0); 4]);
@@ -473,7 +481,7 @@ mod same_answers {
                 let Some(c) = c else {
                     mem.rollback();
                     drop(jr);
-                    jr = Store::open_journal(&path, me).unwrap();
+                    jr = Store::open_journal(&path, me, "r").unwrap();
                     continue;
                 };
                 let (a, b) = (answer(&mut mem, c, &mut l1, &mut r1), answer(&mut jr, c, &mut l2, &mut r2));

@@ -410,6 +410,21 @@ impl RawInsert {
     }
 }
 
+/// Everything in a database (see [`Sqlite::dump`]).
+#[derive(Debug, Default)]
+pub(super) struct Dump {
+    /// (row, room, time stored, message), in row order.
+    pub messages: Vec<(i64, String, u64, Envelope)>,
+    /// (room, id, name, last seen).
+    pub members: Vec<(String, PeerId, String, u64)>,
+    /// (peer, next number, highest acknowledged).
+    pub out_streams: Vec<(PeerId, u64, u64)>,
+    /// (author, highest delivered).
+    pub in_streams: Vec<(PeerId, u64)>,
+    /// (peer, first stream number, first row, length, time queued), by peer and number.
+    pub runs: Vec<(PeerId, u64, i64, u64, u64)>,
+}
+
 /// The open database.
 pub struct Sqlite {
     conn: Connection,
@@ -547,6 +562,58 @@ impl Sqlite {
             runs: Default::default(),
             insert_stmt: Default::default(),
         })
+    }
+
+    /// Everything in the database, every room, for the journal store's one-time import of a
+    /// `history.db` (`store/journaled.rs`): messages in row order, members, stream counters, and
+    /// the outbox runs as stored (naming the rows of this database).
+    pub(super) fn dump(&self) -> Result<Dump, Error> {
+        let mut d = Dump::default();
+        let sql = format!("SELECT id, room, received_ms, {} FROM messages ORDER BY id", envelope_columns!(""));
+        let mut st = self.conn.prepare(&sql).map_err(storage)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, envelope_at(r, 3)?))
+            })
+            .map_err(storage)?;
+        for r in rows {
+            let (row, room, at, env) = r.map_err(storage)?;
+            d.messages.extend(env.map(|env| (row, room, at as u64, env)));
+        }
+        let mut st = self.conn.prepare("SELECT room, id, name, last_seen_ms FROM members").map_err(storage)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
+            })
+            .map_err(storage)?;
+        for r in rows {
+            let (room, id, name, at) = r.map_err(storage)?;
+            d.members.extend(peer_of(id).map(|id| (room, id, name, at as u64)));
+        }
+        d.out_streams = self.out_streams()?;
+        d.in_streams = self.in_streams()?;
+        // A database of an older version has no `n` (a run of 1 per row).
+        let sql = match self.conn.prepare("SELECT n FROM outbox LIMIT 0") {
+            Ok(_) => "SELECT peer, lseq, msg, n, queued_ms FROM outbox ORDER BY peer, lseq",
+            Err(_) => "SELECT peer, lseq, msg, 1, queued_ms FROM outbox ORDER BY peer, lseq",
+        };
+        let mut st = self.conn.prepare(sql).map_err(storage)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })
+            .map_err(storage)?;
+        for r in rows {
+            let (peer, lseq, msg, n, at) = r.map_err(storage)?;
+            d.runs.extend(peer_of(peer).map(|p| (p, lseq as u64, msg, n as u64, at as u64)));
+        }
+        Ok(d)
     }
 
     /// Start grouping writes: the first write after this opens a transaction, which

@@ -1,5 +1,6 @@
-//! `lanpeer export` and `lanpeer history`: read a peer's history database (even while the peer
-//! runs: SQLite's WAL lets a reader in beside the writer) and write it for the teacher.
+//! `lanpeer export` and `lanpeer history`: read a peer's history (even while the peer runs: its
+//! journal is only ever appended to, and a reader stops before a group being written; a data
+//! folder of an earlier version is read from its `history.db`) and write it for the teacher.
 
 use std::io::Write;
 use std::path::Path;
