@@ -443,6 +443,24 @@ fn bench_store(o: &Opts) {
             _ => {}
         }
     }
+    // Memory: a data dir's store keeps the history's state in memory (docs/architecture.md 8a),
+    // where `history.db` kept it on disk: resident memory per stored message, `m` chats into a
+    // store in memory (the same state the journal store replays).
+    let m = o.size(200_000, 20_000, 1_000);
+    let before = rss_kib(std::process::id()).unwrap_or(0);
+    let st = Store::open(None, PeerId([1; 16]), "bench").unwrap();
+    let mut e = envs[0].0.clone();
+    for seq in 0..m {
+        e.id.seq = 1 << 40 | seq;
+        st.insert(&e, 1).unwrap();
+    }
+    let after = rss_kib(std::process::id()).unwrap_or(0);
+    figure(
+        "store, resident memory per message",
+        format!("{:.0} B", after.saturating_sub(before) as f64 * 1024.0 / m as f64),
+        &[format!("{m} chats of {TEXT_LEN} B; the encoded envelope {env_len:.0} B")],
+    );
+    drop(st);
     let _ = std::fs::remove_dir_all(&scratch);
 }
 
