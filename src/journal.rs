@@ -19,6 +19,9 @@
 //! file or [`MAX_GROUP`], a CRC that does not match, records that overrun the payload): that
 //! tail is what a crash cut off in the middle of a write, and the writer cuts it away before it
 //! appends (a reader, which may be looking at a writer mid-append, stops there and leaves it).
+//! Damage that is not a crash's (a group that does not check out with a whole group after it: a
+//! disk error) is cut the same way, but the whole file is first copied beside it
+//! (`<name>.damaged-<ms>`) and the cut logged as an error, so nothing on disk is lost with it.
 //! So a group, like a SQLite transaction, is kept whole or not at all. Durability is the
 //! caller's choice: an appended group survives the process being killed; [`Journal::sync`]
 //! (`fdatasync`) makes it survive a power cut, and a [`Syncer`] does that beside the writer at
@@ -166,6 +169,57 @@ fn read_header(f: &mut impl Read) -> io::Result<()> {
     Ok(())
 }
 
+/// Is what follows the last whole group at `end` what an append cut off by a crash leaves (a
+/// group header cut short, or a group that reaches the end of the file, with no whole group
+/// after it), rather than damage with more of the file after it?
+fn torn(f: &File, end: u64, size: u64) -> io::Result<bool> {
+    let mut head = [0u8; GROUP_HEADER_LEN];
+    let mut r = f;
+    r.seek(SeekFrom::Start(end))?;
+    if size - end < GROUP_HEADER_LEN as u64 || r.read_exact(&mut head).is_err() {
+        return Ok(true);
+    }
+    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as u64;
+    if len > MAX_GROUP as u64 || end + GROUP_HEADER_LEN as u64 + len < size {
+        return Ok(false);
+    }
+    // The damaged group seems to reach the end, but its length may be what was damaged: a whole
+    // group starting anywhere after it says so (looked for in the first 8 MiB after it).
+    let mut rest = Vec::new();
+    r.seek(SeekFrom::Start(end + 1))?;
+    r.take(SCAN_AFTER_DAMAGE).read_to_end(&mut rest)?;
+    Ok(!(0..rest.len()).any(|o| group_at(&rest[o..])))
+}
+
+/// How far after a damaged group [`torn`] looks for a whole one.
+const SCAN_AFTER_DAMAGE: u64 = 8 << 20;
+
+/// Does `b` start with a whole group?
+fn group_at(b: &[u8]) -> bool {
+    let Some((head, rest)) = b.split_first_chunk::<GROUP_HEADER_LEN>() else { return false };
+    let len_bytes = [head[0], head[1], head[2], head[3]];
+    let len = u32::from_le_bytes(len_bytes) as usize;
+    let want = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    len <= rest.len() && crc(len_bytes, &rest[..len]) == want && whole(&rest[..len])
+}
+
+/// Where the copy of a damaged journal goes: beside it, named with the time.
+fn damaged_copy(path: &Path) -> std::path::PathBuf {
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let mut n = 0;
+    loop {
+        let p = std::path::PathBuf::from(format!(
+            "{}.damaged-{ms}{}",
+            path.display(),
+            if n == 0 { String::new() } else { format!("-{n}") }
+        ));
+        if !p.exists() {
+            return p;
+        }
+        n += 1;
+    }
+}
+
 /// Replay the groups after the header, calling `each` for every whole one; returns the offset
 /// just past the last whole group (where the next one goes).
 fn replay(f: &File, size: u64, mut each: impl FnMut(Records<'_>)) -> io::Result<u64> {
@@ -228,8 +282,18 @@ impl Journal {
         read_header(&mut file)?;
         let end = replay(&file, size, each)?;
         let cut = size - end;
-        if cut > 0 {
+        if cut > 0 && torn(&file, end, size)? {
             tracing::warn!(path = %path.display(), bytes = cut, "the journal's last write was cut off (a crash?); that unfinished group is dropped");
+            file.set_len(end)?;
+        } else if cut > 0 {
+            // Not what a crash leaves: the file was damaged before its end. What follows the
+            // damage is kept in a copy of the whole file before the journal goes on without it.
+            let copy = damaged_copy(path);
+            std::fs::copy(path, &copy)?;
+            tracing::error!(
+                path = %path.display(), at = end, bytes = cut, copy = %copy.display(),
+                "the history file is damaged (a disk error?); it goes on from before the damage, and the whole file was kept as a copy"
+            );
             file.set_len(end)?;
         }
         file.seek(SeekFrom::Start(end))?;
@@ -461,6 +525,7 @@ mod tests {
             assert_eq!(len, ends[whole]);
             assert_eq!(cut, cut_at - ends[whole]);
             assert_eq!(std::fs::metadata(&p).unwrap().len(), ends[whole], "the damaged tail was cut away");
+            assert_eq!(std::fs::read_dir(&d).unwrap().count(), 2, "a torn tail is not kept as a damaged copy");
             // The next group goes right after the last whole one, and is read back.
             let (mut j, _) = Journal::open(&p, |_| {}).unwrap();
             let mut g = GroupBuf::new();
@@ -480,7 +545,17 @@ mod tests {
         let ends = write(&full, &sample());
         let bytes = std::fs::read(&full).unwrap();
         let p = d.join("bad");
-        // Any byte of the second group flipped: the first group alone is kept.
+        // Any byte of the second group flipped: the first group alone is kept, and since a whole
+        // group follows (not what a crash leaves), the file as it was is kept as a copy.
+        let copies = || {
+            let mut c: Vec<_> = std::fs::read_dir(&d)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.to_string_lossy().contains(".damaged-"))
+                .collect();
+            c.sort();
+            c
+        };
         for at in ends[1]..ends[2] {
             let mut b = bytes.clone();
             b[at as usize] ^= 0x40;
@@ -488,12 +563,24 @@ mod tests {
             let (got, _, len) = groups_of(&p);
             assert_eq!(got, sample()[..1], "byte {at} flipped");
             assert_eq!(len, ends[1]);
+            let kept = copies();
+            assert_eq!(kept.len(), 1, "byte {at}: {kept:?}");
+            assert_eq!(std::fs::read(&kept[0]).unwrap(), b, "the whole damaged file is kept");
+            std::fs::remove_file(&kept[0]).unwrap();
         }
+        // A damaged last group (nothing after it) is read as a crash's torn write: no copy.
+        let mut b = bytes.clone();
+        b[ends[2] as usize + 9] ^= 0x40;
+        std::fs::write(&p, &b).unwrap();
+        assert_eq!(groups_of(&p).0, sample()[..2]);
+        assert!(copies().is_empty());
         // A length far beyond the file: read as a damaged tail, nothing allocated for it.
         let mut b = bytes.clone();
         b[ends[1] as usize..ends[1] as usize + 4].copy_from_slice(&u32::MAX.to_le_bytes());
         std::fs::write(&p, &b).unwrap();
         assert_eq!(groups_of(&p).0, sample()[..1]);
+        assert_eq!(copies().len(), 1, "an impossible length is damage, not a torn write");
+        std::fs::remove_file(&copies()[0]).unwrap();
         // Not a journal, or a journal of another format version: an error, the file untouched.
         for (at, what) in [(0usize, "not a lanpeer journal"), (8, "another version")] {
             let mut b = bytes.clone();
