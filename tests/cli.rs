@@ -401,10 +401,17 @@ fn a_data_folder_of_an_earlier_version_keeps_its_history() {
         let mut old = Store::open_sqlite(Some(&dir), me, &room).unwrap();
         old.begin();
         for (k, e) in [problem, answer, feedback].iter().enumerate() {
-            old.insert(e, 1_700_000_000_100 + k as u64).unwrap();
+            old.insert(e, &lanpeer::codec::encode(e).unwrap(), 1_700_000_000_100 + k as u64).unwrap();
         }
         for k in 0..5 {
-            let row = old.insert(&env(me, 3 + k, Body::Chat { text: format!("chat {k}") }), 5).unwrap().unwrap();
+            let row = old
+                .insert(
+                    &env(me, 3 + k, Body::Chat { text: format!("chat {k}") }),
+                    &lanpeer::codec::encode(&env(me, 3 + k, Body::Chat { text: format!("chat {k}") })).unwrap(),
+                    5,
+                )
+                .unwrap()
+                .unwrap();
             old.enqueue(student, k + 1, row, 5).unwrap();
         }
         old.commit().unwrap();

@@ -1146,7 +1146,7 @@ impl Actor {
             tracing::debug!(author = %env.id.author.short(), "message for someone else dropped");
             return;
         }
-        let stored = self.log_store(self.p.store.insert(&env, now_ms()));
+        let stored = self.log_store(self.p.store.insert(&env, &raw, now_ms()));
         // Catch-up is offered once per session: if this turn fails, it is stored again.
         if how != "stream" && stored != Some(None) {
             self.caught.push(raw);
@@ -1275,7 +1275,7 @@ impl Actor {
             return Err(Error::BadText("the message is too large; shorten it".into()));
         }
         let row = self
-            .checked(self.p.store.insert(&env, now))?
+            .checked(self.p.store.insert(&env, &bytes, now))?
             .ok_or_else(|| Error::Storage("message id used twice".into()))?;
         let mut recipients = std::mem::take(&mut self.targets);
         recipients.clear();

@@ -73,17 +73,12 @@ fn put_room(b: &mut Vec<u8>, room: &str) {
 
 fn encode(g: &mut GroupBuf, c: Change<'_>) {
     match c {
-        Change::Message(env, at, room) => {
-            // An envelope that does not encode was refused before it got here (it came through
-            // the codec, or was made by this node); if one did, it is kept in memory only.
-            let Ok(bytes) = codec::encode(env) else { return };
-            g.push_with(|b| {
-                b.push(1);
-                b.extend_from_slice(&at.to_le_bytes());
-                put_room(b, room);
-                b.extend_from_slice(&bytes);
-            });
-        }
+        Change::Message(raw, at, room) => g.push_with(|b| {
+            b.push(1);
+            b.extend_from_slice(&at.to_le_bytes());
+            put_room(b, room);
+            b.extend_from_slice(raw);
+        }),
         Change::Member(id, room, name, at) => g.push_with(|b| {
             b.push(2);
             b.extend_from_slice(&id.0);
@@ -152,7 +147,7 @@ fn apply(mem: &Memory, rec: &[u8]) -> Option<()> {
         1 => {
             let (at, room) = (f.u64()?, f.room()?);
             let env: Envelope = codec::decode(f.0).ok()?;
-            mem.insert_in(room, &env, at).ok()?;
+            mem.insert_in(room, &env, f.0, at).ok()?;
         }
         2 => {
             let (id, at, room) = (f.peer()?, f.u64()?, f.room()?);
@@ -265,7 +260,8 @@ fn import_sqlite(dir: &Path, me: PeerId) -> Result<Memory, Error> {
     let mem = Memory::new(me, None);
     let mut rows = std::collections::HashMap::with_capacity(d.messages.len());
     for (old, room, at, env) in &d.messages {
-        if let Some(new) = mem.insert_in(room, env, *at)? {
+        let Ok(raw) = codec::encode(env) else { continue };
+        if let Some(new) = mem.insert_in(room, env, &raw, *at)? {
             rows.insert(*old, new);
         }
     }
@@ -408,7 +404,7 @@ mod tests {
         let p = env(1, 1, None, Body::Problem { title: "5A".into(), body: String::new(), private_answers: false });
         {
             let a = Store::open(Some(&d), me, "5A").unwrap();
-            a.insert(&p, 0).unwrap();
+            a.insert(&p, &codec::encode(&p).unwrap(), 0).unwrap();
             a.touch_member(PeerId([7; 16]), "x", 10).unwrap();
             a.save_out_stream(PeerId([7; 16]), 4, 2).unwrap();
         }
@@ -418,7 +414,7 @@ mod tests {
         assert!(b.room_envelope(&p.id).unwrap().is_none() && b.catchup_ids(10, 10).unwrap().is_empty());
         assert!(b.members_since(0).unwrap().is_empty());
         assert_eq!(b.out_streams().unwrap(), vec![(PeerId([7; 16]), 4, 2)], "streams are per peer, not per room");
-        b.insert(&chat(2, 1, "in 5B"), 1).unwrap();
+        b.insert(&chat(2, 1, "in 5B"), &codec::encode(&chat(2, 1, "in 5B")).unwrap(), 1).unwrap();
         b.touch_member(PeerId([8; 16]), "y", 10).unwrap();
         drop(b);
         let a = Store::open_readonly(&d, Some("5A")).unwrap();
@@ -441,7 +437,10 @@ mod tests {
         let mut old = Store::open_sqlite(Some(&d), me, "r").unwrap();
         old.begin();
         for k in 1..=6 {
-            let row = old.insert(&chat(1, k, &format!("c{k}")), 100 + k).unwrap().unwrap();
+            let row = old
+                .insert(&chat(1, k, &format!("c{k}")), &codec::encode(&chat(1, k, &format!("c{k}"))).unwrap(), 100 + k)
+                .unwrap()
+                .unwrap();
             old.enqueue(p7, k, row, 100).unwrap();
             if k > 3 {
                 old.enqueue(p8, k - 3, row, 200 + k).unwrap();
@@ -456,7 +455,13 @@ mod tests {
         drop(old);
         // A second room, and rows of it between: the renumbering must follow.
         let other = Store::open_sqlite(Some(&d), me, "other").unwrap();
-        other.insert(&env(2, 1, Some(me), Body::Chat { text: "private".into() }), 300).unwrap();
+        other
+            .insert(
+                &env(2, 1, Some(me), Body::Chat { text: "private".into() }),
+                &codec::encode(&env(2, 1, Some(me), Body::Chat { text: "private".into() })).unwrap(),
+                300,
+            )
+            .unwrap();
         other.touch_member(p8, "eight", 60).unwrap();
         drop(other);
         let want = Store::open_readonly(&d, Some("r")).unwrap();
@@ -479,7 +484,7 @@ mod tests {
         assert_eq!(s.members_since(0).unwrap(), vec![(p7, "seven".to_string())]);
         assert_eq!(s.count().unwrap(), 7);
         // New writes go to the journal and come back; history.db is not touched again.
-        s.insert(&chat(1, 7, "after"), 400).unwrap();
+        s.insert(&chat(1, 7, "after"), &codec::encode(&chat(1, 7, "after")).unwrap(), 400).unwrap();
         drop(s);
         assert_eq!(std::fs::read(d.join(crate::store::DB_FILE)).unwrap(), db_before);
         let s = Store::open(Some(&d), me, "r").unwrap();
@@ -502,7 +507,7 @@ mod tests {
         for k in 1..=40_000u64 {
             s.save_out_stream(p, k + 1, k).unwrap();
         }
-        let row = s.insert(&chat(1, 1, "kept"), 1).unwrap().unwrap();
+        let row = s.insert(&chat(1, 1, "kept"), &codec::encode(&chat(1, 1, "kept")).unwrap(), 1).unwrap().unwrap();
         s.enqueue(p, 40_001, row, 1).unwrap();
         s.touch_member(p, "seven", 3).unwrap();
         drop(s);
@@ -517,7 +522,7 @@ mod tests {
         assert_eq!(s.members_since(0).unwrap().len(), 1);
         assert!(!PathBuf::from(format!("{}.new", path.display())).exists());
         // Still a journal that takes writes and replays them.
-        s.insert(&chat(1, 2, "more"), 2).unwrap();
+        s.insert(&chat(1, 2, "more"), &codec::encode(&chat(1, 2, "more")).unwrap(), 2).unwrap();
         drop(s);
         let s = Store::open(Some(&d), me, "r").unwrap();
         assert_eq!(s.count().unwrap(), 2);
@@ -532,7 +537,12 @@ mod tests {
         let me = PeerId([1; 16]);
         let s = Store::open(Some(&d), me, "r").unwrap();
         for k in 1..=20_000u64 {
-            s.insert(&chat(2, k, "a chat of some length, as in a lesson"), k).unwrap();
+            s.insert(
+                &chat(2, k, "a chat of some length, as in a lesson"),
+                &codec::encode(&chat(2, k, "a chat of some length, as in a lesson")).unwrap(),
+                k,
+            )
+            .unwrap();
         }
         drop(s);
         let path = d.join(JOURNAL_FILE);
@@ -554,10 +564,10 @@ mod tests {
         std::fs::write(d.join("id"), me.to_string()).unwrap();
         let mut w = Store::open(Some(&d), me, "r").unwrap();
         w.begin();
-        w.insert(&chat(1, 1, "one"), 1).unwrap();
+        w.insert(&chat(1, 1, "one"), &codec::encode(&chat(1, 1, "one")).unwrap(), 1).unwrap();
         w.commit().unwrap();
         w.begin();
-        w.insert(&chat(1, 2, "two"), 2).unwrap();
+        w.insert(&chat(1, 2, "two"), &codec::encode(&chat(1, 2, "two")).unwrap(), 2).unwrap();
         // Not committed yet: not in the file.
         assert_eq!(Store::open_readonly(&d, None).unwrap().count().unwrap(), 1);
         w.commit().unwrap();

@@ -164,9 +164,15 @@ impl Store {
         }
     }
 
-    /// Keep a message. Returns its row number if it is new, `None` if it was already stored.
-    pub fn insert(&self, env: &Envelope, received_ms: u64) -> Result<Option<i64>, Error> {
-        each!(write self.insert(env, received_ms))
+    /// Keep a message, `env`, whose encoding ([`crate::codec::encode`], or the bytes it was
+    /// decoded from) is `raw`. Returns its row number if it is new, `None` if it was already
+    /// stored.
+    pub fn insert(&self, env: &Envelope, raw: &[u8], received_ms: u64) -> Result<Option<i64>, Error> {
+        match &self.0 {
+            Backend::Sqlite(s) => s.insert(env, received_ms),
+            Backend::Memory(m) => m.insert(env, raw, received_ms),
+            Backend::Journal(j) => j.write(|m| m.insert(env, raw, received_ms)),
+        }
     }
 
     /// Is this message stored?
@@ -396,7 +402,8 @@ mod same_answers {
             Call::Commit => format!("{:?}", s.commit()),
             Call::Rollback => format!("{:?}", s.rollback()),
             Call::Insert { author, seq, private, kind, at } => {
-                format!("{:?}", s.insert(&envelope(author, seq, private, kind), at))
+                let e = envelope(author, seq, private, kind);
+                format!("{:?}", s.insert(&e, &crate::codec::encode(&e).unwrap(), at))
             }
             Call::Has { author, seq } => format!("{:?}", s.has(&MsgId { author: p(author), seq })),
             Call::RoomEnvelope { author, seq } => format!("{:?}", s.room_envelope(&MsgId { author: p(author), seq })),
