@@ -9,6 +9,16 @@
 //! type any unique prefix of a peer id, and `<prefix>-<seq>` for a message id: the short forms
 //! ([`PeerId::short`], [`MsgId::short`]) use the first 8 hex digits.
 
+/// The hasher of the maps every message touches (by peer, by message id): foldhash, seeded per
+/// process. SipHash, the standard library's default, was ≈ 5 % of a stream's CPU (round 13 of
+/// docs/benchmarks-history.md); the keys here are peer ids and counters, and the seed keeps
+/// crafted collisions out of reach of a peer that does not know it.
+pub type FastHash = foldhash::fast::RandomState;
+/// A `HashMap` with [`FastHash`].
+pub type FastMap<K, V> = std::collections::HashMap<K, V, FastHash>;
+/// A `HashSet` with [`FastHash`].
+pub type FastSet<K> = std::collections::HashSet<K, FastHash>;
+
 use std::fmt;
 use std::str::FromStr;
 

@@ -18,7 +18,9 @@
 //!
 //! [`Node`]: super::Node
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use crate::id::{FastMap as HashMap, FastSet as HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -252,7 +254,7 @@ pub(super) struct Actor {
     /// The last acknowledgement sent per stream.
     acks_sent: HashMap<PeerId, u64>,
     /// Streams whose counters changed this turn (saved once, at the end of the turn).
-    dirty_out: std::collections::HashSet<PeerId>,
+    dirty_out: HashSet<PeerId>,
     /// Delivered positions of incoming streams, committed messages not yet written as counters,
     /// and when they were last written (see `flush`).
     in_unsaved: HashMap<PeerId, u64>,
@@ -261,7 +263,7 @@ pub(super) struct Actor {
     held_replies: Vec<HeldReply>,
     /// Streams with acknowledgements not yet applied to the outbox table: done in a turn that
     /// writes anyway, or on the tick, so that a turn of acknowledgements alone costs no commit.
-    acked_unsaved: std::collections::HashSet<PeerId>,
+    acked_unsaved: HashSet<PeerId>,
     last_purge: Instant,
     /// When each peer's last beacon was heard (sessions of peers heard lately ping seldom).
     beaconed: HashMap<PeerId, Instant>,
@@ -321,26 +323,26 @@ impl Actor {
             table,
             mesh,
             exercises,
-            sessions: HashMap::new(),
+            sessions: HashMap::default(),
             out,
             inbound,
             members,
             held_events: Vec::new(),
-            held_acks: HashMap::new(),
-            ack_later: HashMap::new(),
+            held_acks: HashMap::default(),
+            ack_later: HashMap::default(),
             ack_due: None,
-            acks_sent: HashMap::new(),
+            acks_sent: HashMap::default(),
             held_replies: Vec::new(),
             acked_unsaved: Default::default(),
             dirty_out: Default::default(),
-            in_unsaved: HashMap::new(),
+            in_unsaved: HashMap::default(),
             in_saved_at: now,
             last_purge: now,
-            beaconed: HashMap::new(),
+            beaconed: HashMap::default(),
             failed: Default::default(),
             held_frames: Vec::new(),
             unsent: unsent::Unsent::new(),
-            numbered: HashMap::new(),
+            numbered: HashMap::default(),
             caught: Vec::new(),
             retry: Vec::new(),
             arena: codec::Arena::new(),
@@ -901,7 +903,8 @@ impl Actor {
 
     /// A new session: tell the peer where our stream to it resumes, and send what it lacks.
     fn start_stream(&mut self, peer: PeerId) {
-        let o = self.out.entry(peer).or_insert(OutStream { next: 1, acked: 0, sent: 0, progress: Instant::now() });
+        let o =
+            self.out.entry(peer).or_insert_with(|| OutStream { next: 1, acked: 0, sent: 0, progress: Instant::now() });
         // Nothing sent beyond what is acknowledged (every session of a room that is forming):
         // nothing is queued, no need to ask the database.
         let first =
@@ -1297,7 +1300,12 @@ impl Actor {
     /// and queue it there; it is sent once the turn commits (`flush_with`).
     fn queue(&mut self, recipients: &[PeerId], row: i64, bytes: &Bytes, now: u64) -> Result<(), Error> {
         for &peer in recipients {
-            let o = self.out.entry(peer).or_insert(OutStream { next: 1, acked: 0, sent: 0, progress: Instant::now() });
+            let o = self.out.entry(peer).or_insert_with(|| OutStream {
+                next: 1,
+                acked: 0,
+                sent: 0,
+                progress: Instant::now(),
+            });
             let lseq = o.next;
             self.numbered.entry(peer).or_insert(lseq);
             o.next += 1;

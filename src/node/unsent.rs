@@ -13,7 +13,9 @@
 //! hold at most [`MAX_BYTES`]; a frame that does not fit is simply not kept (and the run is not
 //! extended past the gap it leaves).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::id::FastMap as HashMap;
 
 use bytes::Bytes;
 
@@ -38,7 +40,7 @@ impl Unsent {
 
     /// Empty, holding at most `max_bytes`.
     pub fn with_max_bytes(max_bytes: usize) -> Self {
-        Unsent { runs: HashMap::new(), bytes: 0, max_bytes }
+        Unsent { runs: HashMap::default(), bytes: 0, max_bytes }
     }
 
     /// Could a frame of at least `len` bytes, number `lseq` of `peer`'s stream, be kept? (So

@@ -16,7 +16,9 @@
 //! `rollback` puts it back, as a rolled-back transaction does.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use crate::id::FastMap as HashMap;
 
 use crate::codec;
 use crate::error::Error;
@@ -95,7 +97,7 @@ struct State {
     /// Row of each message: the repeat check (`UNIQUE (author, seq)`, over every room). Hashed
     /// with foldhash (seeded per process), not SipHash: one lookup and one insert per message,
     /// ≈ 5 % of a stream's CPU with SipHash.
-    rows: HashMap<MsgId, i64, foldhash::fast::RandomState>,
+    rows: HashMap<MsgId, i64>,
     /// Rows of problems, answers and feedback of every room, in order (the exercises index).
     exercises: Vec<i64>,
     /// The catch-up candidates of each room, by room index.
@@ -564,7 +566,7 @@ impl Memory {
     pub(super) fn purge(&self, before_ms: u64, max_per_peer: usize) -> Result<Vec<(PeerId, u64)>, Error> {
         let st = &mut *self.st.borrow_mut();
         self.writing();
-        let mut dropped: HashMap<PeerId, u64> = HashMap::new();
+        let mut dropped: HashMap<PeerId, u64> = HashMap::default();
         let old: Vec<(PeerId, u64, u64)> = st
             .outbox
             .iter()
