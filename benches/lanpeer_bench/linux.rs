@@ -439,6 +439,25 @@ fn bench_store(o: &Opts) {
                     format!("{:.0} B", size as f64 / n as f64),
                     &[format!("history.db {:.0} B", db_bytes as f64 / n as f64)],
                 );
+                // What a peer's start pays for its history: the journal replayed into memory.
+                let t = Instant::now();
+                let bytes = std::fs::read(&journal).map(|b| b.len()).unwrap_or(0);
+                let read = t.elapsed();
+                let t = Instant::now();
+                let st = Store::open(Some(&scratch), PeerId([1; 16]), "bench").unwrap();
+                let open = t.elapsed();
+                assert_eq!(st.count().unwrap(), n, "the journal holds what was written");
+                drop(st);
+                figure(
+                    "store, opening a journal, per message",
+                    format!("{:.2} us", us(open) / n as f64),
+                    &[format!(
+                        "{n} messages in {:.1} ms; reading its {:.1} MB alone {:.1} ms",
+                        open.as_secs_f64() * 1e3,
+                        bytes as f64 / 1e6,
+                        read.as_secs_f64() * 1e3
+                    )],
+                );
             }
             _ => {}
         }
