@@ -34,29 +34,77 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Bytes, CodecError> {
     Ok(bincode::serde::encode_to_vec(value, config())?.into())
 }
 
-/// The bytes of `Frame::Message { lseq, env }` built from an already encoded envelope, so that a
-/// message sent to many peers (each with its own stream number) is encoded once. bincode writes
-/// an enum as its variant index then its fields in order, so this is the same as encoding the
-/// frame (a unit test in `protocol` checks it).
-pub fn message_frame(lseq: u64, env: &[u8]) -> Result<Bytes, CodecError> {
+/// A frame on its way out, in two parts written one after the other: a short head and a body.
+///
+/// A message frame is `Frame::Message { lseq, env }`: its head is the variant and the peer's
+/// stream number, its body the envelope's bytes as they were encoded once for every recipient
+/// (shared with the [`Arena`], not copied: a message sent to 100 peers is 100 heads of a few
+/// bytes and one envelope, where it was 100 frames of their own, each allocated and filled). Any
+/// other frame is all body. The writer copies both parts into the record it encrypts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutFrame {
+    head: [u8; HEAD_MAX],
+    head_len: u8,
+    body: Bytes,
+}
+
+/// The longest head: a variant index and a stream number, 5 + 9 bytes at most as varints.
+const HEAD_MAX: usize = 14;
+
+impl OutFrame {
+    /// The head (empty for a frame that is all body).
+    pub fn head(&self) -> &[u8] {
+        &self.head[..self.head_len as usize]
+    }
+
+    /// The body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Length of the whole frame.
+    pub fn len(&self) -> usize {
+        self.head_len as usize + self.body.len()
+    }
+
+    /// Is the frame empty (no head, no body)?
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The frame in one piece, in an allocation of its exact size: for a frame that may wait
+    /// long (its body would otherwise keep a whole arena chunk alive).
+    pub fn to_bytes(&self) -> Bytes {
+        let mut v = Vec::with_capacity(self.len());
+        v.extend_from_slice(self.head());
+        v.extend_from_slice(&self.body);
+        v.into()
+    }
+}
+
+impl From<Bytes> for OutFrame {
+    fn from(body: Bytes) -> OutFrame {
+        OutFrame { head: [0; HEAD_MAX], head_len: 0, body }
+    }
+}
+
+/// `Frame::Message { lseq, env }` from an already encoded envelope, so that a message sent to
+/// many peers (each with its own stream number) is encoded once and never copied before the
+/// writer's record. bincode writes an enum as its variant index then its fields in order, so
+/// head then body is the same as encoding the frame (a unit test in `protocol` checks it).
+pub fn message_frame(lseq: u64, env: Bytes) -> Result<OutFrame, CodecError> {
     prefixed(&(1u32, lseq), env)
 }
 
-/// The bytes of `Frame::CatchUp(env)` from an encoded envelope (see [`message_frame`]).
-pub fn catchup_frame(env: &[u8]) -> Result<Bytes, CodecError> {
+/// `Frame::CatchUp(env)` from an encoded envelope (see [`message_frame`]).
+pub fn catchup_frame(env: Bytes) -> Result<OutFrame, CodecError> {
     prefixed(&8u32, env)
 }
 
-/// `head` then `tail`, in one allocation of the exact size (a frame may wait long in the outbox
-/// of a slow peer: it holds its own bytes and nothing more).
-fn prefixed<T: Serialize>(head: &T, tail: &[u8]) -> Result<Bytes, CodecError> {
-    // The heads are a variant index and a stream number: 5 + 9 bytes at most as varints.
-    let mut h = [0u8; 16];
+fn prefixed<T: Serialize>(head: &T, body: Bytes) -> Result<OutFrame, CodecError> {
+    let mut h = [0u8; HEAD_MAX];
     let n = bincode::serde::encode_into_slice(head, &mut h, config())?;
-    let mut v = Vec::with_capacity(n + tail.len());
-    v.extend_from_slice(&h[..n]);
-    v.extend_from_slice(tail);
-    Ok(v.into())
+    Ok(OutFrame { head: h, head_len: n as u8, body })
 }
 
 /// Bytes a fresh [`Arena`] chunk holds (a chunk is shared by the values cut from it, and freed
@@ -193,9 +241,9 @@ mod tests {
             let bytes = a.encode(&e).unwrap();
             assert_eq!(bytes, encode(&e).unwrap());
             let lseq = if seq == 5 { u64::MAX } else { seq * 7 };
-            let f = message_frame(lseq, &bytes).unwrap();
+            let f = message_frame(lseq, bytes.clone()).unwrap().to_bytes();
             assert_eq!(f, encode(&Frame::Message { lseq, env: e.clone() }).unwrap());
-            assert_eq!(catchup_frame(&bytes).unwrap(), encode(&Frame::CatchUp(e.clone())).unwrap());
+            assert_eq!(catchup_frame(bytes.clone()).unwrap().to_bytes(), encode(&Frame::CatchUp(e.clone())).unwrap());
             kept.push((lseq, e, bytes, f));
         }
         // Frames cut earlier are not disturbed by the later ones.

@@ -285,11 +285,19 @@ mod tests {
             match &f {
                 Frame::Message { lseq, env } => {
                     let env_bytes = codec::encode(env).unwrap();
-                    assert_eq!(codec::message_frame(*lseq, &env_bytes).unwrap(), codec::encode(&f).unwrap());
+                    let whole = codec::encode(&f).unwrap();
+                    assert_eq!(codec::message_frame(*lseq, env_bytes.clone()).unwrap().to_bytes(), whole);
+                    // The longest head there is.
+                    let last = Frame::Message { lseq: u64::MAX, env: env.clone() };
+                    let f = codec::message_frame(u64::MAX, env_bytes).unwrap();
+                    assert_eq!(
+                        (f.to_bytes(), f.len()),
+                        (codec::encode(&last).unwrap(), f.head().len() + f.body().len())
+                    );
                 }
                 Frame::CatchUp(env) => {
                     let env_bytes = codec::encode(env).unwrap();
-                    assert_eq!(codec::catchup_frame(&env_bytes).unwrap(), codec::encode(&f).unwrap());
+                    assert_eq!(codec::catchup_frame(env_bytes).unwrap().to_bytes(), codec::encode(&f).unwrap());
                 }
                 _ => {}
             }

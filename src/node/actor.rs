@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{Command, MAX_TITLE};
-use crate::codec::{self, Received};
+use crate::codec::{self, OutFrame, Received};
 use crate::config::Config;
 use crate::discovery::listen::Heard;
 use crate::error::Error;
@@ -81,7 +81,7 @@ struct Live {
     dialer_is_me: bool,
     outbox: OutboxHandle,
     /// Frames of this turn, written at its end (`Actor::write_pending`), or when dropped.
-    pending: Vec<Bytes>,
+    pending: Vec<OutFrame>,
     cancel: CancellationToken,
     /// Our end's address (cut when it vanishes: see `mesh`).
     local: Option<std::net::SocketAddr>,
@@ -97,7 +97,7 @@ impl Live {
     /// Add an encoded frame for `peer` (this session's peer) to the turn's, and the peer to
     /// `touched` with its first; false if the session is gone or was too slow (then it is
     /// closed).
-    fn push(&mut self, peer: PeerId, frame: Bytes, touched: &mut Vec<PeerId>) -> bool {
+    fn push(&mut self, peer: PeerId, frame: OutFrame, touched: &mut Vec<PeerId>) -> bool {
         // Frames still waiting from earlier turns, not this turn's (see `transport::outbox`);
         // both checks once per turn, with its first frame (the token's check takes a lock, and
         // `Outbox::send` refuses a session cancelled meanwhile).
@@ -117,7 +117,7 @@ impl Live {
 
     /// Write the turn's frames.
     fn write_pending(&mut self, peer: PeerId) {
-        if let Err(Refused::Full) = self.outbox.send(&self.pending) {
+        if let Err(Refused::Full) = self.outbox.send(&mut self.pending) {
             self.too_slow(peer);
         }
         if self.pending.capacity() > PENDING_KEPT {
@@ -135,7 +135,7 @@ impl Live {
     /// Close gracefully: say why; dropped, the session writes what it has and ends.
     fn close(mut self, reason: &str) {
         if let Ok(bye) = codec::encode(&Frame::Bye(reason.to_string())) {
-            self.pending.push(bye);
+            self.pending.push(bye.into());
         }
     }
 }
@@ -144,7 +144,7 @@ impl Drop for Live {
     /// Frames of a turn that closed the session still go (then the outbox handle, dropped after
     /// this, lets the writer finish and close).
     fn drop(&mut self) {
-        let _ = self.outbox.send(&self.pending);
+        let _ = self.outbox.send(&mut self.pending);
     }
 }
 
@@ -453,16 +453,17 @@ impl Actor {
             // Without a session the outbox table has it, for the next one.
             let (Some(o), Some(s)) = (self.out.get_mut(&peer), self.sessions.get_mut(&peer)) else { continue };
             if o.sent + 1 == lseq && o.sent - o.acked < window {
-                if let Ok(f) = codec::message_frame(lseq, &env)
+                if let Ok(f) = codec::message_frame(lseq, env)
                     && s.push(peer, f, &mut self.touched)
                 {
                     o.sent = lseq;
                 }
             } else if self.unsent.fits(peer, lseq, env.len())
-                && let Ok(f) = codec::message_frame(lseq, &env)
+                && let Ok(f) = codec::message_frame(lseq, env)
             {
-                // The window is full: `pump` sends it when the peer acknowledges.
-                self.unsent.keep(peer, lseq, f);
+                // The window is full: `pump` sends it when the peer acknowledges. It may wait
+                // long: in bytes of its own, not holding on to the arena's chunk.
+                self.unsent.keep(peer, lseq, f.to_bytes());
             }
         }
         // Kept for its capacity.
@@ -964,7 +965,7 @@ impl Actor {
                 return;
             }
             for (lseq, env) in batch {
-                let Ok(f) = codec::message_frame(lseq, &env) else { return };
+                let Ok(f) = codec::message_frame(lseq, env.into()) else { return };
                 if !self.push(peer, f) {
                     return;
                 }
@@ -1045,7 +1046,7 @@ impl Actor {
             Frame::Want(ids) => {
                 for id in ids.into_iter().take(self.p.config.catchup_max) {
                     let Some(Some(env)) = self.log_store(self.p.store.room_envelope(&id)) else { continue };
-                    let Ok(f) = codec::catchup_frame(&env) else { continue };
+                    let Ok(f) = codec::catchup_frame(env.into()) else { continue };
                     if !self.push(peer, f) {
                         break;
                     }
@@ -1174,8 +1175,8 @@ impl Actor {
 
     /// Queue an encoded frame for `peer`, written at the end of the turn; false if it has no
     /// live session or was too slow.
-    fn push(&mut self, peer: PeerId, frame: Bytes) -> bool {
-        self.sessions.get_mut(&peer).is_some_and(|s| s.push(peer, frame, &mut self.touched))
+    fn push(&mut self, peer: PeerId, frame: impl Into<OutFrame>) -> bool {
+        self.sessions.get_mut(&peer).is_some_and(|s| s.push(peer, frame.into(), &mut self.touched))
     }
 
     // ---- commands --------------------------------------------------------------------------

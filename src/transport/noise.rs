@@ -29,6 +29,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Decoder, Encoder};
 
+use crate::codec::OutFrame;
 use crate::crypto::{NOISE_OPEN, NOISE_PSK, SessionKeys};
 use crate::id::PeerId;
 use crate::protocol::{MODE_NOISE, MODE_NOISE_PSK, PREAMBLE_LEN, Preamble, PreambleError};
@@ -376,7 +377,7 @@ impl NoiseWriter {
     /// limit first; on an error nothing is appended.
     pub fn encode_batch<'a>(
         &mut self,
-        frames: impl IntoIterator<Item = &'a [u8]>,
+        frames: impl IntoIterator<Item = &'a OutFrame>,
         dst: &mut BytesMut,
     ) -> std::io::Result<()> {
         let mut plain = std::mem::take(&mut self.plain);
@@ -390,7 +391,8 @@ impl NoiseWriter {
                 ));
             }
             plain.extend_from_slice(&(frame.len() as u32).to_be_bytes());
-            plain.extend_from_slice(frame);
+            plain.extend_from_slice(frame.head());
+            plain.extend_from_slice(frame.body());
         }
         let r = self.seal_all(&plain, dst);
         if plain.capacity() <= 4 * MAX_RECORD_PLAIN {
@@ -712,15 +714,18 @@ pub(crate) mod tests {
         let (i, r) = pair(None);
         let mut w = NoiseWriter::new(i, 1 << 20);
         let mut rd = NoiseReader::new(r, 1 << 20);
-        let frames: Vec<Vec<u8>> = [100usize, 0, 100, 200_000, 7, MAX_RECORD_PLAIN, 100]
+        let mut out: Vec<OutFrame> = [100usize, 0, 99, 200_000, 7, MAX_RECORD_PLAIN, 100]
             .iter()
             .enumerate()
-            .map(|(k, &n)| (0..n).map(|x| (x + k) as u8).collect())
+            .map(|(k, &n)| Bytes::from((0..n).map(|x| (x + k) as u8).collect::<Vec<u8>>()).into())
             .collect();
+        // A frame in two parts (a head, and a body shared with others) is written as one.
+        out[2] = codec::catchup_frame(out[2].to_bytes()).unwrap();
+        let frames: Vec<Bytes> = out.iter().map(OutFrame::to_bytes).collect();
         let mut wire = BytesMut::new();
-        w.encode_batch(frames[..3].iter().map(|f| &f[..]), &mut wire).unwrap();
+        w.encode_batch(&out[..3], &mut wire).unwrap();
         assert_eq!(wire.len(), 2 + 3 * 4 + 200 + TAG_LEN, "three small frames in one record");
-        w.encode_batch(frames[3..].iter().map(|f| &f[..]), &mut wire).unwrap();
+        w.encode_batch(&out[3..], &mut wire).unwrap();
         let mut got = Vec::new();
         let mut fed = BytesMut::new();
         for piece in wire.chunks(4093) {
@@ -733,7 +738,8 @@ pub(crate) mod tests {
         }
         let mut out = BytesMut::new();
         let big = vec![0u8; (1 << 20) + 1];
-        assert!(w.encode_batch([&b"ok"[..], &big[..]], &mut out).is_err());
+        let refused: [OutFrame; 2] = [Bytes::from_static(b"ok").into(), Bytes::from(big).into()];
+        assert!(w.encode_batch(&refused, &mut out).is_err());
         assert!(out.is_empty(), "nothing appended when a frame is refused");
     }
 

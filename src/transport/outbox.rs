@@ -25,13 +25,13 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio_util::sync::CancellationToken;
 
 use super::noise::NoiseWriter;
 use super::session::Liveness;
-use crate::codec;
+use crate::codec::{self, OutFrame};
 use crate::protocol::Frame;
 
 /// At most this many frames, of at most `INLINE_BYTES` together, are written by the caller of
@@ -55,7 +55,7 @@ pub enum Refused {
 struct State {
     noise: NoiseWriter,
     /// Frames handed to the writer task, not yet encoded (a turn's many frames: see `send`).
-    queued: Vec<Bytes>,
+    queued: Vec<OutFrame>,
     /// Encoded records not yet taken by the socket.
     buf: BytesMut,
     /// Bytes ever appended to `buf`, and ever written from it.
@@ -134,7 +134,8 @@ impl Outbox {
     /// fan-out case) are encrypted and written at once, what the socket does not take finished
     /// by the writer task; many (a stream: hundreds per turn) are handed to the writer task, which
     /// encrypts and writes them on another core while this turn's caller goes on to the next.
-    pub fn send(&self, frames: &[Bytes]) -> Result<(), Refused> {
+    /// The frames are taken from `frames` (moved, not copied), which is left empty.
+    pub fn send(&self, frames: &mut Vec<OutFrame>) -> Result<(), Refused> {
         if frames.is_empty() {
             return Ok(());
         }
@@ -153,12 +154,14 @@ impl Outbox {
         self.waiting.fetch_add(frames.len(), Ordering::Relaxed);
         let few = frames.len() <= INLINE_FRAMES && frames.iter().map(|f| f.len()).sum::<usize>() <= INLINE_BYTES;
         if few && !st.writer_waits && st.queued.is_empty() {
-            self.append(&mut st, frames.iter().map(|b| &b[..]), frames.len())?;
+            let appended = self.append(&mut st, frames.iter(), frames.len());
+            frames.clear();
+            appended?;
             self.write_some(&mut st, true)?;
         } else {
             // The writer is woken unless it is busy already (it takes the queue on each pass).
             let wake = st.queued.is_empty() && !st.writer_waits;
-            st.queued.extend_from_slice(frames);
+            st.queued.append(frames);
             if wake {
                 self.live.wake.notify_one();
             }
@@ -167,7 +170,12 @@ impl Outbox {
     }
 
     /// Encode `n` frames at the end of `buf` (`waiting` counts them already).
-    fn append<'a>(&self, st: &mut State, frames: impl IntoIterator<Item = &'a [u8]>, n: usize) -> Result<(), Refused> {
+    fn append<'a>(
+        &self,
+        st: &mut State,
+        frames: impl IntoIterator<Item = &'a OutFrame>,
+        n: usize,
+    ) -> Result<(), Refused> {
         let before = st.buf.len();
         if let Err(e) = st.noise.encode_batch(frames, &mut st.buf) {
             tracing::debug!(error = %e, "session write failed");
@@ -185,7 +193,7 @@ impl Outbox {
             return Ok(());
         }
         let mut queued = std::mem::take(&mut st.queued);
-        let r = self.append(st, queued.iter().map(|b| &b[..]), queued.len());
+        let r = self.append(st, queued.iter(), queued.len());
         queued.clear();
         if queued.capacity() <= QUEUED_KEPT {
             st.queued = queued; // kept for its capacity
@@ -271,7 +279,7 @@ impl Drop for OutboxHandle {
 /// close the write half once the actor let go and everything is written. Ends at once when the
 /// session is cancelled.
 pub async fn run_writer(out: Arc<Outbox>) {
-    let ping = codec::encode(&Frame::Ping).expect("ping encodes");
+    let ping: OutFrame = codec::encode(&Frame::Ping).expect("ping encodes").into();
     let live = out.live.clone();
     let cancelled = out.cancel.cancelled();
     tokio::pin!(cancelled);
@@ -294,7 +302,7 @@ pub async fn run_writer(out: Arc<Outbox>) {
                 let ping_now = std::mem::take(&mut ping_due) && st.buf.is_empty() && !st.closing;
                 if ping_now {
                     out.waiting.fetch_add(1, Ordering::Relaxed);
-                    if out.append(&mut st, [&ping[..]], 1).is_err() {
+                    if out.append(&mut st, [&ping], 1).is_err() {
                         return;
                     }
                 }
@@ -330,6 +338,7 @@ pub async fn run_writer(out: Arc<Outbox>) {
 mod tests {
     use std::time::Duration;
 
+    use bytes::Bytes;
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpStream;
     use tokio_util::codec::Decoder;
@@ -364,6 +373,10 @@ mod tests {
         Bytes::from(f)
     }
 
+    fn outs(frames: &[Bytes]) -> Vec<OutFrame> {
+        frames.iter().cloned().map(OutFrame::from).collect()
+    }
+
     /// Read frames until end of stream (or `limit` frames).
     async fn read_all(s: &mut TcpStream, r: &mut NoiseReader, limit: usize) -> Vec<Bytes> {
         let mut wire = BytesMut::new();
@@ -393,7 +406,7 @@ mod tests {
         for size in [1u32, 10, 100, 3, 50, 16, 17].into_iter().cycle() {
             let end = (i + size).min(n);
             let frames: Vec<Bytes> = (i..end).map(|i| frame(i, 1000)).collect();
-            out.send(&frames).unwrap();
+            out.send(&mut outs(&frames)).unwrap();
             i = end;
             if i == n {
                 break;
@@ -416,7 +429,7 @@ mod tests {
         let mut refused = None;
         for i in 0..100u32 {
             let frames: Vec<Bytes> = (0..100).map(|j| frame(i * 100 + j, 10_000)).collect();
-            if let Err(e) = out.send(&frames) {
+            if let Err(e) = out.send(&mut outs(&frames)) {
                 refused = Some((i, e));
                 break;
             }
@@ -432,7 +445,7 @@ mod tests {
     async fn dropping_the_handle_writes_everything_then_closes() {
         let (out, mut s, mut r, writer) = setup(100_000, Duration::from_secs(60)).await;
         let frames: Vec<Bytes> = (0..3_000).map(|i| frame(i, 1000)).collect();
-        out.send(&frames).unwrap();
+        out.send(&mut outs(&frames)).unwrap();
         drop(out);
         let got = read_all(&mut s, &mut r, usize::MAX).await;
         assert_eq!(got, frames, "every frame, then end of stream");
@@ -447,7 +460,7 @@ mod tests {
         let got = read_all(&mut s, &mut r, 1).await;
         assert!(t0.elapsed() >= Duration::from_millis(150), "not before the interval");
         assert!(matches!(codec::decode_received(&got[0]), Ok(Received::Other(Frame::Ping))));
-        out.send(&[frame(7, 10)]).unwrap();
+        out.send(&mut outs(&[frame(7, 10)])).unwrap();
         let got = read_all(&mut s, &mut r, 1).await;
         assert_eq!(got[0], frame(7, 10), "the frame, not a ping, comes next");
     }
