@@ -6,14 +6,13 @@
 //! A peer is *listed* (and reported joined) once its session is up, so that everyone on the list
 //! can be messaged; see docs/protocol.md, "Peer state machine".
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::discovery::beacon::Beacon;
 use crate::error::Error;
 use crate::event::{LeaveReason, PeerInfo, PeerState};
-use crate::id::PeerId;
+use crate::id::{FastMap, PeerId};
 use crate::protocol::Hello;
 
 /// First wait before dialing a peer again; doubled per failure up to [`MAX_BACKOFF`].
@@ -178,14 +177,14 @@ pub struct PeerTable {
     me: PeerId,
     grace: Duration,
     expiry: Duration,
-    peers: HashMap<PeerId, Entry>,
+    peers: FastMap<PeerId, Entry>,
     window: DialWindow,
 }
 
 impl PeerTable {
     /// An empty table for peer `me`, starting at most 16 dials at once.
     pub fn new(me: PeerId, grace: Duration, expiry: Duration) -> Self {
-        PeerTable { me, grace, expiry, peers: HashMap::new(), window: DialWindow::new(16) }
+        PeerTable { me, grace, expiry, peers: FastMap::default(), window: DialWindow::new(16) }
     }
 
     /// Start at most `max` dials at once (`Config::max_dials`; fewer while dials are slow).

@@ -364,12 +364,13 @@ impl Memory {
         received_ms: u64,
     ) -> Result<Option<i64>, Error> {
         self.writing();
-        if st.rows.contains_key(&env.id) {
-            return Ok(None);
-        }
+        // One probe of the id map (it is as large as the history: each probe is a cache miss).
+        let row = st.msgs.len() as i64 + 1;
+        match st.rows.entry(env.id) {
+            std::collections::hash_map::Entry::Occupied(_) => return Ok(None),
+            std::collections::hash_map::Entry::Vacant(v) => v.insert(row),
+        };
         st.msgs.push(Msg { raw: raw.into(), id: env.id, received_ms, room, private: env.to.is_some() });
-        let row = st.msgs.len() as i64;
-        st.rows.insert(env.id, row);
         let chat = matches!(env.body, Body::Chat { .. });
         if !chat {
             st.exercises.push(row);
