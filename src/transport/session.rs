@@ -161,6 +161,7 @@ pub async fn run(
     // every `STAMP_EVERY` frames, not per frame.
     let mut last_heard = Instant::now();
     let mut unstamped = 0u32;
+    let mut report_len = 1;
     let idle = tokio::time::sleep_until(last_heard + live.idle_timeout(ctx.idle_timeout));
     tokio::pin!(idle);
     // Registered once for the session's life, not once per frame.
@@ -199,7 +200,9 @@ pub async fn run(
         };
         // This frame and the others already decrypted (the rest of its record) go to the actor
         // in one report: one channel message per record rather than per frame.
-        let mut frames = Vec::new();
+        // Sized as the last report was (a stream's reports are alike), so that a report of
+        // hundreds of frames is not grown, and copied, nine times on the way.
+        let mut frames = Vec::with_capacity(report_len);
         let mut pinged = false;
         let mut next = Some(bytes);
         while let Some(bytes) = next {
@@ -238,6 +241,7 @@ pub async fn run(
             last_heard = Instant::now();
             unstamped = 0;
         }
+        report_len = frames.len().next_power_of_two().min(REPORT_MAX);
         let msg = match (frames.is_empty(), pinged) {
             (false, _) => SessionMsg::Frames { peer, frames },
             (true, true) => SessionMsg::Heard { peer },
