@@ -287,6 +287,9 @@ pub(super) struct Actor {
     targets: Vec<PeerId>,
     /// Sessions with frames of this turn to write at its end.
     touched: Vec<PeerId>,
+    /// The wall clock as of this turn (read once per turn, when first needed: a turn of a
+    /// stream is hundreds of messages, and a clock read per message was ≈ 1.5 % of its CPU).
+    turn_ms: Option<u64>,
 }
 
 fn now_ms() -> u64 {
@@ -294,6 +297,11 @@ fn now_ms() -> u64 {
 }
 
 impl Actor {
+    /// The wall clock in ms, as of this turn.
+    fn turn_now_ms(&mut self) -> u64 {
+        *self.turn_ms.get_or_insert_with(now_ms)
+    }
+
     pub(super) fn new(p: Parts) -> Result<Self, Error> {
         let me = p.identity.id;
         let table = PeerTable::new(me, p.config.dial_grace, p.config.expiry).with_max_dials(p.config.max_dials);
@@ -334,6 +342,7 @@ impl Actor {
             acks_sent: HashMap::default(),
             held_replies: Vec::new(),
             acked_unsaved: Default::default(),
+            turn_ms: None,
             dirty_out: Default::default(),
             in_unsaved: HashMap::default(),
             in_saved_at: now,
@@ -585,6 +594,7 @@ impl Actor {
         let mut ifaces = self.p.ifaces.clone();
         loop {
             self.p.store.begin();
+            self.turn_ms = None;
             tokio::select! {
                 c = cmds.recv() => match c {
                     None | Some(Command::Shutdown) => break,
@@ -1150,7 +1160,8 @@ impl Actor {
             tracing::debug!(author = %env.id.author.short(), "message for someone else dropped");
             return;
         }
-        let stored = self.log_store(self.p.store.insert(&env, &raw, now_ms()));
+        let at = self.turn_now_ms();
+        let stored = self.log_store(self.p.store.insert(&env, &raw, at));
         // Catch-up is offered once per session: if this turn fails, it is stored again.
         if how != "stream" && stored != Some(None) {
             self.caught.push(raw);
@@ -1271,7 +1282,7 @@ impl Actor {
             return Err(Error::UnknownPeer(name));
         }
         let id = MsgId { author: self.me, seq: self.p.identity.next_seq()? };
-        let now = now_ms();
+        let now = self.turn_now_ms();
         let env = Envelope { id, author_name: self.p.name.clone(), sent_ms: now, to, body };
         let bytes =
             self.arena.encode(&env).map_err(|_| Error::BadText("the message is too large; shorten it".into()))?;
