@@ -74,7 +74,7 @@ pub enum WarnKind {
 /// [`Warner::BURST`] per `every` in all.
 #[derive(Debug)]
 pub struct Warner {
-    events: mpsc::UnboundedSender<Event>,
+    events: mpsc::UnboundedSender<Vec<Event>>,
     every: Duration,
     state: Mutex<WarnState>,
 }
@@ -87,7 +87,7 @@ impl Warner {
     pub const BURST: u32 = 5;
 
     /// A warner that reports to `events`.
-    pub fn new(events: mpsc::UnboundedSender<Event>, every: Duration) -> Self {
+    pub fn new(events: mpsc::UnboundedSender<Vec<Event>>, every: Duration) -> Self {
         let per_sec = Self::BURST as f64 / every.as_secs_f64().max(0.001);
         Warner { events, every, state: Mutex::new((HashMap::new(), RateLimiter::new(Self::BURST, per_sec))) }
     }
@@ -114,7 +114,7 @@ impl Warner {
         let message = message();
         // The event is how the user hears of it (a `!` line, or `--json`); the log keeps a copy.
         tracing::info!("{message}");
-        self.events.send(Event::Warning { message }).is_ok()
+        self.events.send(vec![Event::Warning { message }]).is_ok()
     }
 }
 
@@ -158,6 +158,6 @@ mod tests {
             sent += w.warn(WarnKind::Flood, IpAddr::from(i.to_be_bytes()), || "flood".into()) as u32;
         }
         assert_eq!(sent, Warner::BURST, "at most a burst in all");
-        assert!(matches!(rx.try_recv(), Ok(Event::Warning { message }) if message == "one"));
+        assert!(matches!(rx.try_recv().as_deref(), Ok([Event::Warning { message }]) if message == "one"));
     }
 }

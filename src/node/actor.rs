@@ -58,6 +58,8 @@ const PURGE_EVERY: Duration = Duration::from_secs(30);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Session reports handled in one transaction at most.
 const BATCH: usize = 256;
+/// The room a turn's events start with, at most (see `send_events`).
+const EVENTS_ROOM_MAX: usize = 512;
 /// An acknowledgement waits this long for more deliveries to cover (see `flush`).
 const ACK_DELAY: Duration = Duration::from_millis(20);
 /// How often the delivered positions of the incoming streams are written (see `flush`).
@@ -219,7 +221,7 @@ pub(super) struct Parts {
     pub name: String,
     pub config: Config,
     pub ctx: Arc<Ctx>,
-    pub events: mpsc::UnboundedSender<Event>,
+    pub events: super::events::EventSender,
     pub cancel: CancellationToken,
     pub announce_cancel: CancellationToken,
     pub net_cancel: CancellationToken,
@@ -364,6 +366,17 @@ impl Actor {
         self.held_events.push(e);
     }
 
+    /// Hand the turn's events to the application, in one batch. The next batch starts with
+    /// room for as many as this one had (a stream's turns are alike: not grown on the way).
+    fn send_events(&mut self) {
+        if self.held_events.is_empty() {
+            return;
+        }
+        let room = self.held_events.len().next_power_of_two().min(EVENTS_ROOM_MAX);
+        let batch = std::mem::replace(&mut self.held_events, Vec::with_capacity(room));
+        let _ = self.p.events.send(batch);
+    }
+
     fn left(&mut self, info: PeerInfo, reason: LeaveReason) {
         if reason == LeaveReason::Left {
             self.mesh_left(&info.id);
@@ -453,9 +466,7 @@ impl Actor {
         for reply in self.held_replies.drain(..) {
             reply.send();
         }
-        for e in self.held_events.drain(..) {
-            let _ = self.p.events.send(e);
-        }
+        self.send_events();
         let window = self.p.config.window as u64;
         let mut frames = std::mem::take(&mut self.held_frames);
         for (peer, lseq, env) in frames.drain(..) {
@@ -546,9 +557,7 @@ impl Actor {
             }
             self.exercises = exercises;
         }
-        for e in self.held_events.drain(..) {
-            let _ = self.p.events.send(e);
-        }
+        self.send_events();
         // The acknowledgement and counter writes of the turn are lost too: write them again with
         // the next turn that commits (all of them: rare, and harmless twice).
         self.acked_unsaved.extend(self.out.keys().copied());

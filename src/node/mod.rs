@@ -31,9 +31,9 @@ use crate::protocol::{Body, Frame, Hello};
 use crate::transport::{self, Ctx};
 
 mod actor;
+mod events;
 
-/// The receiving end of a node's events. Read it: events are queued until read.
-pub type Events = mpsc::UnboundedReceiver<Event>;
+pub use events::{Events, TryRecvError};
 
 /// A submitted message, not yet confirmed: await it for its id, or for the reason it was refused.
 pub type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Result<MsgId, Error>> + Send>>;
@@ -180,7 +180,7 @@ impl Node {
         let (heard_tx, heard_rx) = mpsc::channel(1024);
         let latest = Arc::new(crate::discovery::listen::Latest::default());
         let (sess_tx, sess_rx) = mpsc::channel(4096);
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = events::channel();
         let (iface_tx, iface_rx) = watch::channel(selected.clone());
         let iface_watch = iface_rx.clone();
         let cancel = CancellationToken::new();
@@ -244,7 +244,8 @@ impl Node {
         let names: Vec<String> = selected.iter().map(|i| format!("{} {}", i.name, i.ip)).collect();
         tracing::info!(id = %me, %name, room = %config.room, %listen, interfaces = %names.join(", "), "peer up");
         let role = crate::web::json::role(&config.props).map(str::to_string);
-        let _ = events_tx.send(Event::Ready { id: me, name: name.clone(), room: config.room.clone(), listen, role });
+        let _ =
+            events_tx.send(vec![Event::Ready { id: me, name: name.clone(), room: config.room.clone(), listen, role }]);
         let net_cancel = cancel.child_token();
         let announce = tokio::spawn(announcer.run(announce_cancel.clone()));
         let listen_task = tokio::spawn(listener.run(net_cancel.clone()));
