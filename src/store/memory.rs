@@ -374,7 +374,7 @@ impl Memory {
         for m in &st.msgs[st.msgs.len() - new..] {
             each(Change::Message(st.raw.get(m.raw), m.received_ms, &st.rooms[m.room as usize]));
         }
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = crate::id::FastSet::default();
         for u in &st.undo {
             match *u {
                 Undo::Message => {}
