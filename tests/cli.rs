@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+use common::TmpDir;
+
 const BIN: &str = env!("CARGO_BIN_EXE_lanpeer");
 
 struct Proc {
@@ -16,6 +19,8 @@ struct Proc {
     stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<Value>,
     seen: Vec<Value>,
+    /// The data dir made for it by `spawn` (removed after it is killed).
+    _dir: Option<TmpDir>,
 }
 
 impl Drop for Proc {
@@ -25,14 +30,15 @@ impl Drop for Proc {
     }
 }
 
-fn tmpdir(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("lanpeer-cli-{}-{}-{tag}", std::process::id(), rand::random::<u32>()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn tmpdir(tag: &str) -> TmpDir {
+    TmpDir::new(&format!("lanpeer-cli-{tag}"))
 }
 
 fn spawn(name: &str, port: u16, room: &str, extra: &[&str]) -> Proc {
-    spawn_in(name, port, room, &tmpdir(name), extra)
+    let dir = tmpdir(name);
+    let mut p = spawn_in(name, port, room, &dir, extra);
+    p._dir = Some(dir);
+    p
 }
 
 impl Proc {
@@ -254,7 +260,7 @@ fn mistakes_get_one_plain_sentence_and_a_failure_status() {
     let port = 20_000 + rand::random_range(0..40_000u16);
     let mut first = spawn("one", port, "x", &[]);
     first.wait(T, ev("ready"));
-    let dir1 = std::env::temp_dir().join(format!("lanpeer-cli-{}-shared", std::process::id()));
+    let dir1 = tmpdir("shared");
     drop(first);
     let mut a = Command::new(BIN)
         .args(["--json", "--iface", "lo", "--port", &port.to_string(), "--data-dir", dir1.to_str().unwrap()])
@@ -298,7 +304,7 @@ fn spawn_in(name: &str, port: u16, room: &str, dir: &std::path::Path, extra: &[&
         }
     });
     let stdin = child.stdin.take();
-    Proc { name: name.into(), child, stdin, lines: rx, seen: Vec::new() }
+    Proc { name: name.into(), child, stdin, lines: rx, seen: Vec::new(), _dir: None }
 }
 
 #[test]

@@ -4,6 +4,9 @@
 //! matches). Real processes on loopback.
 #![cfg(target_os = "linux")]
 
+mod common;
+use common::TmpDir;
+
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -24,10 +27,8 @@ impl Drop for Kill {
     }
 }
 
-fn tmpdir(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("lanpeer-tty-{}-{}-{tag}", std::process::id(), rand::random::<u32>()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn tmpdir(tag: &str) -> TmpDir {
+    TmpDir::new(&format!("lanpeer-tty-{tag}"))
 }
 
 /// A new pseudo-terminal: (master, slave).
@@ -76,12 +77,13 @@ fn ask_passphrase_reads_the_terminal_without_echo_and_joins_the_passphrase_room(
     let room = format!("tty-{}-{}", std::process::id(), rand::random::<u32>());
     let secret = "correct horse battery";
 
+    let (dir_a, dir_b) = (tmpdir("a"), tmpdir("b"));
     // A: in the passphrase room through the environment, JSON on a pipe.
     let mut a = Kill(
         Command::new(BIN)
             .args(["--json", "--iface", "lo", "--port", &port.to_string(), "--room", &room, "--name", "ada"])
             .arg("--data-dir")
-            .arg(tmpdir("a"))
+            .arg(&*dir_a)
             .env("LANPEER_PASSPHRASE", secret)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -104,7 +106,7 @@ fn ask_passphrase_reads_the_terminal_without_echo_and_joins_the_passphrase_room(
     let mut cmd = Command::new(BIN);
     cmd.args(["--json", "--ask-passphrase", "--iface", "lo", "--port", &port.to_string(), "--room", &room])
         .args(["--name", "bea", "--data-dir"])
-        .arg(tmpdir("b"))
+        .arg(&*dir_b)
         .env_remove("LANPEER_PASSPHRASE")
         .stdin(Stdio::from(slave.try_clone().unwrap()))
         .stdout(Stdio::from(slave.try_clone().unwrap()))

@@ -170,3 +170,42 @@ impl Drop for TinyDisk {
         let _ = std::fs::remove_dir_all(&self.path);
     }
 }
+
+/// A scratch directory of its own in the temporary directory, removed when dropped (whether
+/// the test passed or not).
+pub struct TmpDir(pub std::path::PathBuf);
+
+impl TmpDir {
+    /// A new empty directory named after `tag`, this process and a random number.
+    pub fn new(tag: &str) -> TmpDir {
+        let d = std::env::temp_dir().join(format!("{tag}-{}-{}", std::process::id(), rand::random::<u32>()));
+        std::fs::create_dir_all(&d).unwrap();
+        TmpDir(d)
+    }
+}
+
+impl std::ops::Deref for TmpDir {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TmpDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl AsRef<std::path::Path> for TmpDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
