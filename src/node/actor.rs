@@ -601,9 +601,20 @@ impl Actor {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ifaces = self.p.ifaces.clone();
+        // The delayed acknowledgements' timer: one for the actor's life, set again only when
+        // `ack_due` changes (once per ACK_DELAY), not a timer made and dropped every turn.
+        let ack_timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(ack_timer);
+        let mut ack_armed = None;
         loop {
             self.p.store.begin();
             self.turn_ms = None;
+            if self.ack_due != ack_armed {
+                if let Some(due) = self.ack_due {
+                    ack_timer.as_mut().reset(tokio::time::Instant::from_std(due));
+                }
+                ack_armed = self.ack_due;
+            }
             tokio::select! {
                 c = cmds.recv() => match c {
                     None | Some(Command::Shutdown) => break,
@@ -639,8 +650,7 @@ impl Actor {
                     }
                 }
                 _ = tick.tick() => self.tick(),
-                _ = tokio::time::sleep_until(self.ack_due.map_or_else(tokio::time::Instant::now, tokio::time::Instant::from_std)),
-                    if self.ack_due.is_some() => self.send_acks(),
+                _ = &mut ack_timer, if self.ack_due.is_some() => self.send_acks(),
                 Ok(()) = ifaces.changed() => {
                     let now_set = ifaces.borrow_and_update().clone();
                     self.ifaces_changed(&now_set);
