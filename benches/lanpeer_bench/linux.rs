@@ -172,8 +172,10 @@ enum Note {
 /// main thread 50 or 100 times a round, CPU that the round's receivers then lacked: the raw TCP
 /// baseline counts the same way.)
 struct Tally {
-    round: AtomicU64,
-    count: AtomicUsize,
+    /// The round (high 32 bits, mod 2^32) and its arrivals so far (low 32 bits), in one atomic:
+    /// a late arrival of an earlier round (after a round that timed out) is never counted in
+    /// the next.
+    round_count: AtomicU64,
     target: AtomicUsize,
     /// The latest arrival of the round, in ns after `base`.
     last_ns: AtomicU64,
@@ -183,8 +185,7 @@ struct Tally {
 impl Tally {
     fn new() -> Tally {
         Tally {
-            round: AtomicU64::new(u64::MAX),
-            count: AtomicUsize::new(0),
+            round_count: AtomicU64::new(u64::MAX),
             target: AtomicUsize::new(0),
             last_ns: AtomicU64::new(0),
             base: Instant::now(),
@@ -193,21 +194,29 @@ impl Tally {
 
     /// Round `round` starts: `n` receivers are to have it.
     fn start(&self, round: u64, n: usize) {
-        self.count.store(0, Ordering::SeqCst);
         self.last_ns.store(0, Ordering::SeqCst);
         self.target.store(n, Ordering::SeqCst);
-        self.round.store(round, Ordering::SeqCst);
+        self.round_count.store((round as u32 as u64) << 32, Ordering::SeqCst);
     }
 
     /// A receiver has round `round` (now): the latest arrival when it is the round's last.
     fn arrived(&self, round: u64) -> Option<Instant> {
-        if round != self.round.load(Ordering::SeqCst) {
-            return None;
-        }
         let at = Instant::now();
+        // Before the count: the arrival that completes the round sees every earlier one's time.
+        // (A late arrival of an earlier round may raise it too, with an earlier time: harmless.)
         self.last_ns.fetch_max((at - self.base).as_nanos() as u64, Ordering::SeqCst);
-        let c = self.count.fetch_add(1, Ordering::SeqCst) + 1;
-        (c == self.target.load(Ordering::SeqCst))
+        let mut cur = self.round_count.load(Ordering::SeqCst);
+        loop {
+            if cur >> 32 != round as u32 as u64 {
+                return None;
+            }
+            match self.round_count.compare_exchange(cur, cur + 1, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        let count = (cur & 0xffff_ffff) as usize + 1;
+        (count == self.target.load(Ordering::SeqCst))
             .then(|| self.base + Duration::from_nanos(self.last_ns.load(Ordering::SeqCst)))
     }
 }
