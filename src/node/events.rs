@@ -63,7 +63,8 @@ impl Events {
         if limit == 0 {
             return 0;
         }
-        if self.cur.len() == 0 {
+        // An empty batch is not an event: wait on (0 means the end, as tokio's `recv_many`).
+        while self.cur.len() == 0 {
             match self.rx.recv().await {
                 Some(batch) => self.cur = batch.into_iter(),
                 None => return 0,
@@ -136,6 +137,22 @@ mod tests {
         assert!(ev.recv().await.is_none());
         assert_eq!(ev.try_recv().unwrap_err(), TryRecvError::Disconnected);
         assert_eq!(ev.recv_many(&mut buf, 10).await, 0);
+    }
+
+    /// An empty batch, then nothing for a while: `recv_many` waits for an event (0 would mean
+    /// the end).
+    #[tokio::test]
+    async fn recv_many_waits_past_an_empty_batch() {
+        let (tx, mut ev) = channel();
+        tx.send(Vec::new()).unwrap();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            tx.send(vec![warning(9)]).unwrap();
+        });
+        let mut buf = Vec::new();
+        assert_eq!(ev.recv_many(&mut buf, 10).await, 1);
+        assert_eq!(number(&buf[0]), 9);
+        assert_eq!(ev.recv_many(&mut buf, 10).await, 0, "then the end");
     }
 
     /// A `recv` that loses a `select!` loses no event.
