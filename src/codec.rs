@@ -195,14 +195,28 @@ pub fn decode_received(bytes: &Bytes) -> Result<Received, CodecError> {
         1 => {
             let (lseq, n): (u64, usize) = bincode::serde::decode_from_slice(&bytes[used..], config())?;
             let raw = bytes.slice(used + n..);
-            Ok(Received::Message { lseq, env: decode(&raw)?, raw })
+            Ok(Received::Message { lseq, env: decode_envelope(&raw)?, raw })
         }
         8 => {
             let raw = bytes.slice(used..);
-            Ok(Received::CatchUp { env: decode(&raw)?, raw })
+            Ok(Received::CatchUp { env: decode_envelope(&raw)?, raw })
         }
         _ => Ok(Received::Other(decode::<Frame>(bytes)?)),
     }
+}
+
+/// Decode an envelope that must fill `bytes` exactly: [`decode`]'s result, without serde.
+///
+/// Why: every message received and every message replayed from the journal is an envelope, and
+/// serde's bincode reads a peer id (a `[u8; 16]`) as a tuple, one visited byte at a time, where
+/// bincode's own `Decode` (derived on the envelope's types) reads it in one copy. Same bytes,
+/// same limit, same refusals (tested below against serde on valid and random input).
+pub fn decode_envelope(bytes: &[u8]) -> Result<crate::protocol::Envelope, CodecError> {
+    let (value, used) = bincode::decode_from_slice(bytes, config())?;
+    if used != bytes.len() {
+        return Err(CodecError::Trailing(bytes.len() - used));
+    }
+    Ok(value)
 }
 
 /// Decode a value that must fill `bytes` exactly.
@@ -219,6 +233,7 @@ mod tests {
     use super::*;
     use crate::id::{MsgId, PeerId};
     use crate::protocol::{Body, Envelope, Frame};
+    use proptest::prelude::*;
 
     fn env(seq: u64, text: &str) -> Envelope {
         Envelope {
@@ -228,6 +243,74 @@ mod tests {
             to: None,
             body: Body::Chat { text: text.into() },
         }
+    }
+
+    fn same_verdict(bytes: &[u8]) {
+        let native = decode_envelope(bytes);
+        let serde = decode::<Envelope>(bytes);
+        match (&native, &serde) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b),
+            (Err(_), Err(_)) => {}
+            _ => panic!("native {native:?} and serde {serde:?} disagree on {bytes:?}"),
+        }
+    }
+
+    fn any_envelope() -> impl Strategy<Value = Envelope> {
+        let id = (any::<[u8; 16]>(), any::<u64>()).prop_map(|(a, seq)| MsgId { author: PeerId(a), seq });
+        let body = prop_oneof![
+            ".{0,40}".prop_map(|text| Body::Chat { text }),
+            (".{0,20}", ".{0,40}", any::<bool>()).prop_map(|(title, body, private_answers)| Body::Problem {
+                title,
+                body,
+                private_answers
+            }),
+            (id.clone(), ".{0,40}").prop_map(|(problem, text)| Body::Answer { problem, text }),
+            (id.clone(), ".{0,40}").prop_map(|(answer, text)| Body::Feedback { answer, text }),
+        ];
+        (id, ".{0,20}", any::<u64>(), proptest::option::of(any::<[u8; 16]>()), body).prop_map(
+            |(id, author_name, sent_ms, to, body)| Envelope { id, author_name, sent_ms, to: to.map(PeerId), body },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn native_envelope_decoding_reads_what_serde_wrote(e in any_envelope()) {
+            let bytes = encode(&e).unwrap();
+            prop_assert_eq!(decode_envelope(&bytes).unwrap(), e);
+            // Every cut short, and one byte too many, refused by both.
+            for n in 0..bytes.len() {
+                prop_assert!(decode_envelope(&bytes[..n]).is_err());
+                same_verdict(&bytes[..n]);
+            }
+            let mut longer = bytes.to_vec();
+            longer.push(0);
+            prop_assert!(decode_envelope(&longer).is_err());
+        }
+
+        #[test]
+        fn native_and_serde_envelope_decoding_agree_on_altered_bytes(
+            e in any_envelope(), at in any::<prop::sample::Index>(), to in any::<u8>()
+        ) {
+            let mut bytes = encode(&e).unwrap().to_vec();
+            let i = at.index(bytes.len());
+            bytes[i] = to;
+            same_verdict(&bytes);
+        }
+
+        #[test]
+        fn native_and_serde_envelope_decoding_agree_on_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..120)) {
+            same_verdict(&bytes);
+        }
+    }
+
+    #[test]
+    fn native_envelope_decoding_refuses_a_length_past_the_limit() {
+        // A name whose length field claims 4 GiB: refused before anything is allocated.
+        let mut bytes = vec![0u8; 16];
+        bytes.push(1); // seq
+        bytes.extend_from_slice(&[252, 0xff, 0xff, 0xff, 0xff]);
+        assert!(decode_envelope(&bytes).is_err());
+        same_verdict(&bytes);
     }
 
     #[test]

@@ -28,7 +28,9 @@ use serde::{Deserialize, Serialize};
 pub const SHORT_LEN: usize = 8;
 
 /// The identity of one peer: 16 bytes, shown as 32 hex digits.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+// `bincode::Decode`: the codec's native decoding of an envelope (`codec::decode_envelope`),
+// the same bytes as serde's.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, bincode::Decode)]
 pub struct PeerId(pub [u8; 16]);
 
 impl PeerId {
@@ -80,7 +82,7 @@ impl FromStr for PeerId {
 }
 
 /// The id of one message: its author and the author's sequence number.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, bincode::Decode)]
 pub struct MsgId {
     /// Who wrote the message.
     pub author: PeerId,

@@ -146,7 +146,7 @@ fn apply(mem: &Memory, rec: &[u8]) -> Option<()> {
     match kind {
         1 => {
             let (at, room) = (f.u64()?, f.room()?);
-            let env: Envelope = codec::decode(f.0).ok()?;
+            let env: Envelope = codec::decode_envelope(f.0).ok()?;
             mem.insert_in(room, &env, f.0, at).ok()?;
         }
         2 => {
