@@ -28,9 +28,11 @@ use serde::{Deserialize, Serialize};
 pub const SHORT_LEN: usize = 8;
 
 /// The identity of one peer: 16 bytes, shown as 32 hex digits.
-// `bincode::Decode`: the codec's native decoding of an envelope (`codec::decode_envelope`),
-// the same bytes as serde's.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, bincode::Decode)]
+// `bincode::Decode` and `Encode`: the codec's native coding of an envelope
+// (`codec::decode_envelope`, `codec::Arena`), the same bytes as serde's.
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, bincode::Decode, bincode::Encode,
+)]
 pub struct PeerId(pub [u8; 16]);
 
 impl PeerId {
@@ -82,7 +84,9 @@ impl FromStr for PeerId {
 }
 
 /// The id of one message: its author and the author's sequence number.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, bincode::Decode)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, bincode::Decode, bincode::Encode,
+)]
 pub struct MsgId {
     /// Who wrote the message.
     pub author: PeerId,

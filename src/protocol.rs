@@ -163,8 +163,8 @@ pub struct Hello {
 }
 
 /// An application message with its id, as sent to each addressee.
-// `bincode::Decode` (with `Body`): see `codec::decode_envelope`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, bincode::Decode)]
+// `bincode::Decode` and `Encode` (with `Body`): see `codec::decode_envelope` and `codec::Arena`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, bincode::Decode, bincode::Encode)]
 pub struct Envelope {
     /// Unique in the room: author and the author's sequence number.
     pub id: MsgId,
@@ -179,7 +179,7 @@ pub struct Envelope {
 }
 
 /// The four kinds of application message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, bincode::Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, bincode::Decode, bincode::Encode)]
 pub enum Body {
     /// 0: a chat line (to everyone, or private when the envelope has `to`).
     Chat {
