@@ -22,6 +22,9 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Addresses remembered per peer (the one to dial first, and others it was heard on).
 pub const MAX_ADDRS: usize = 4;
 
+/// A table is settled this many dial graces after it was made ([`PeerTable::settled`]).
+pub const SETTLED_GRACES: u32 = 2;
+
 /// Dials started at once when the table is new (the window then adapts, see [`DialWindow`]).
 pub const DIAL_WINDOW_START: usize = 4;
 /// A dial that ends (session up, or failed) within this widens the window by one.
@@ -179,12 +182,33 @@ pub struct PeerTable {
     expiry: Duration,
     peers: FastMap<PeerId, Entry>,
     window: DialWindow,
+    /// From then on a peer heard for the first time is a newcomer to a room we know: dialed at
+    /// once, whatever the ids (see [`Self::settled`]).
+    settled_at: Instant,
 }
 
 impl PeerTable {
     /// An empty table for peer `me`, starting at most 16 dials at once.
     pub fn new(me: PeerId, grace: Duration, expiry: Duration) -> Self {
-        PeerTable { me, grace, expiry, peers: FastMap::default(), window: DialWindow::new(16) }
+        PeerTable::new_at(me, grace, expiry, Instant::now())
+    }
+
+    /// [`Self::new`], the table made at `now`.
+    pub fn new_at(me: PeerId, grace: Duration, expiry: Duration, now: Instant) -> Self {
+        let settled_at = now + grace * SETTLED_GRACES;
+        PeerTable { me, grace, expiry, peers: FastMap::default(), window: DialWindow::new(16), settled_at }
+    }
+
+    /// Have we been up long enough to have heard the peers around (two graces: three beacon
+    /// intervals by default)? Then a peer heard for the first time has just started, or just
+    /// come into reach: we dial it at once, whatever the ids, rather than answer its beacon
+    /// with ours and let the lower id dial. A room of 200 answering a newcomer's beacon by
+    /// broadcast is 200 beacons that each of the 200 receives, 40,000 datagrams for one
+    /// newcomer; 200 dials are 200 connections, each to the newcomer only. Both ends settled (two
+    /// groups that come into reach of each other) dial each other at once: the crossing is
+    /// settled before any handshake ([`crate::transport::crossing`]).
+    pub fn settled(&self, now: Instant) -> bool {
+        now >= self.settled_at
     }
 
     /// Start at most `max` dials at once (`Config::max_dials`; fewer while dials are slow).
@@ -199,9 +223,10 @@ impl PeerTable {
     }
 
     /// The first dial waits `grace` for the peer with the higher id, so that the lower id usually
-    /// dials first and the two seldom dial each other at once.
+    /// dials first and the two seldom dial each other at once; once we are settled, a newcomer is
+    /// dialed at once ([`Self::settled`]).
     fn first_dial_at(&self, id: PeerId, now: Instant) -> Instant {
-        if self.me < id { now } else { now + self.grace }
+        if self.me < id || self.settled(now) { now } else { now + self.grace }
     }
 
     fn fresh(&self, b: &Beacon, addr: SocketAddr, now: Instant) -> Entry {
@@ -575,6 +600,30 @@ mod tests {
         let later = now + GRACE;
         assert_eq!(t.due_dials(later), vec![(PeerId([1; 16]), vec![ADDR])]);
         assert!(t.listed(later).is_empty(), "not listed before its session is up");
+    }
+
+    #[test]
+    fn once_settled_a_newcomer_is_dialed_at_once_whatever_the_ids() {
+        let t0 = Instant::now();
+        let mut t = PeerTable::new_at(PeerId([5; 16]), GRACE, EXPIRY, t0);
+        // Just before settling: the higher id (us, 5 > 1) waits the grace.
+        let early = t0 + GRACE * SETTLED_GRACES - Duration::from_millis(1);
+        assert!(!t.settled(early));
+        t.beacon(&beacon(1, 1, false), IP, early);
+        assert!(t.due_dials(early).is_empty());
+        // Settled: a peer heard for the first time is dialed now, lower id or not.
+        let settled = t0 + GRACE * SETTLED_GRACES;
+        assert!(t.settled(settled));
+        t.beacon(&beacon(2, 1, false), IP, settled);
+        assert_eq!(t.due_dials(settled), vec![(PeerId([2; 16]), vec![ADDR])]);
+        // So is one that came back with a new incarnation.
+        t.beacon(&beacon(2, 2, false), IP, settled);
+        t.dial_failed(PeerId([2; 16]), settled);
+        t.beacon(&beacon(2, 3, false), IP, settled);
+        assert_eq!(t.due_dials(settled), vec![(PeerId([2; 16]), vec![ADDR])]);
+        // The one heard before settling keeps its grace.
+        assert!(t.due_dials(early + GRACE - Duration::from_millis(1)).is_empty());
+        assert_eq!(t.due_dials(early + GRACE), vec![(PeerId([1; 16]), vec![ADDR])]);
     }
 
     #[test]

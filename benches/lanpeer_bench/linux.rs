@@ -1155,8 +1155,13 @@ async fn convergence_lib(n: usize) -> (Option<Duration>, Option<Duration>, Strin
         print_counts(n, &counts.lock().unwrap());
         return (None, None, note);
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    // The late joiner, in this process, same room.
+    // The late joiner, in this process, same room: into a settled room, as a student who comes
+    // in after the others (and as Zyre's late joiner, which joins a room up for seconds), at
+    // least 500 ms after the room converged. Into a room younger than that, every peer would
+    // answer its beacon with one of their own and the lower ids dial (`lanpeer::peers`,
+    // `PeerTable::settled`), as in a room started together.
+    let settled = t0 + Config::default().dial_grace * lanpeer::peers::SETTLED_GRACES + Duration::from_millis(500);
+    tokio::time::sleep_until(settled.max(Instant::now() + Duration::from_millis(500)).into()).await;
     let mut s = Swarm::start(0, "unused", false).await;
     s.port = port;
     s.room = room;

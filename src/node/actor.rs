@@ -677,8 +677,13 @@ impl Actor {
         match self.table.beacon(&h.beacon, h.from, h.at) {
             BeaconOutcome::New => {
                 tracing::debug!(peer = %h.beacon.id.short(), from = %h.from, "discovered");
-                self.p.wake_announcer.notify_one();
-                self.dial_due(Instant::now());
+                let now = Instant::now();
+                // Settled, we dial the newcomer at once, which tells it of us; else our beacon
+                // does, and the lower id dials.
+                if !self.table.settled(now) {
+                    self.p.wake_announcer.notify_one();
+                }
+                self.dial_due(now);
             }
             BeaconOutcome::Known => {}
             BeaconOutcome::Left(info) => {
@@ -695,7 +700,11 @@ impl Actor {
                 }
                 self.session_gone(info.id);
                 self.left(info, LeaveReason::Restarted);
-                self.p.wake_announcer.notify_one();
+                let now = Instant::now();
+                if !self.table.settled(now) {
+                    self.p.wake_announcer.notify_one();
+                }
+                self.dial_due(now);
             }
         }
     }
