@@ -182,8 +182,8 @@ pub struct PeerTable {
     expiry: Duration,
     peers: FastMap<PeerId, Entry>,
     window: DialWindow,
-    /// From then on a peer heard for the first time is a newcomer to a room we know: dialed at
-    /// once, whatever the ids (see [`Self::settled`]).
+    /// From then on a peer heard for the first time is a newcomer to a room we know (see
+    /// [`Self::settled`]).
     settled_at: Instant,
 }
 
@@ -200,15 +200,26 @@ impl PeerTable {
     }
 
     /// Have we been up long enough to have heard the peers around (two graces: three beacon
-    /// intervals by default)? Then a peer heard for the first time has just started, or just
-    /// come into reach: we dial it at once, whatever the ids, rather than answer its beacon
-    /// with ours and let the lower id dial. A room of 200 answering a newcomer's beacon by
-    /// broadcast is 200 beacons that each of the 200 receives, 40,000 datagrams for one
-    /// newcomer; 200 dials are 200 connections, each to the newcomer only. Both ends settled (two
-    /// groups that come into reach of each other) dial each other at once: the crossing is
-    /// settled before any handshake ([`crate::transport::crossing`]).
+    /// intervals by default)? Then a peer heard for the first time, and never met before in
+    /// this incarnation, has just started: the node dials it at once, whatever the ids
+    /// ([`Self::dial_now`]), rather than answer its beacon with ours and let the lower id dial.
+    /// A room of 200 answering a newcomer's beacon by broadcast is 200 beacons that each of the
+    /// 200 receives, 40,000 datagrams for one newcomer; 200 dials are 200 connections, each to
+    /// the newcomer only. (A peer met before, heard again after a partition, is not a
+    /// newcomer: both sides would dial at once, and every pair would cross.)
     pub fn settled(&self, now: Instant) -> bool {
         now >= self.settled_at
+    }
+
+    /// Dial `id` now, whatever the ids (a newcomer to a settled node): unless it is connected
+    /// or a dial to it is under way.
+    pub fn dial_now(&mut self, id: &PeerId, now: Instant) {
+        if let Some(e) = self.peers.get_mut(id)
+            && e.state != PeerState::Connected
+            && e.dialing.is_none()
+        {
+            e.next_dial = Some(now);
+        }
     }
 
     /// Start at most `max` dials at once (`Config::max_dials`; fewer while dials are slow).
@@ -223,10 +234,10 @@ impl PeerTable {
     }
 
     /// The first dial waits `grace` for the peer with the higher id, so that the lower id usually
-    /// dials first and the two seldom dial each other at once; once we are settled, a newcomer is
-    /// dialed at once ([`Self::settled`]).
+    /// dials first and the two seldom dial each other at once (unless the node dials a newcomer
+    /// at once: [`Self::settled`]).
     fn first_dial_at(&self, id: PeerId, now: Instant) -> Instant {
-        if self.me < id || self.settled(now) { now } else { now + self.grace }
+        if self.me < id { now } else { now + self.grace }
     }
 
     fn fresh(&self, b: &Beacon, addr: SocketAddr, now: Instant) -> Entry {
@@ -603,27 +614,29 @@ mod tests {
     }
 
     #[test]
-    fn once_settled_a_newcomer_is_dialed_at_once_whatever_the_ids() {
+    fn settled_after_two_graces_and_a_newcomer_dialed_now_whatever_the_ids() {
         let t0 = Instant::now();
         let mut t = PeerTable::new_at(PeerId([5; 16]), GRACE, EXPIRY, t0);
-        // Just before settling: the higher id (us, 5 > 1) waits the grace.
-        let early = t0 + GRACE * SETTLED_GRACES - Duration::from_millis(1);
-        assert!(!t.settled(early));
-        t.beacon(&beacon(1, 1, false), IP, early);
-        assert!(t.due_dials(early).is_empty());
-        // Settled: a peer heard for the first time is dialed now, lower id or not.
-        let settled = t0 + GRACE * SETTLED_GRACES;
-        assert!(t.settled(settled));
-        t.beacon(&beacon(2, 1, false), IP, settled);
-        assert_eq!(t.due_dials(settled), vec![(PeerId([2; 16]), vec![ADDR])]);
-        // So is one that came back with a new incarnation.
-        t.beacon(&beacon(2, 2, false), IP, settled);
-        t.dial_failed(PeerId([2; 16]), settled);
-        t.beacon(&beacon(2, 3, false), IP, settled);
-        assert_eq!(t.due_dials(settled), vec![(PeerId([2; 16]), vec![ADDR])]);
-        // The one heard before settling keeps its grace.
-        assert!(t.due_dials(early + GRACE - Duration::from_millis(1)).is_empty());
-        assert_eq!(t.due_dials(early + GRACE), vec![(PeerId([1; 16]), vec![ADDR])]);
+        assert!(!t.settled(t0 + GRACE * SETTLED_GRACES - Duration::from_millis(1)));
+        let now = t0 + GRACE * SETTLED_GRACES;
+        assert!(t.settled(now));
+        // The id rule alone: we (5) are higher than 1 and 2, and wait the grace for both.
+        t.beacon(&beacon(1, 1, false), IP, now);
+        t.beacon(&beacon(2, 1, false), IP, now);
+        assert!(t.due_dials(now).is_empty());
+        // 2 is a newcomer to us: dialed now; 1 keeps its grace.
+        t.dial_now(&PeerId([2; 16]), now);
+        assert_eq!(t.due_dials(now), vec![(PeerId([2; 16]), vec![ADDR])]);
+        // Not twice while its dial is under way, nor once it is connected.
+        t.dial_now(&PeerId([2; 16]), now);
+        assert!(t.due_dials(now).is_empty());
+        t.session_up(&hello(2, 1, "two"), IP, now);
+        t.dial_now(&PeerId([2; 16]), now);
+        assert!(t.due_dials(now).is_empty());
+        // An unknown id: nothing to dial.
+        t.dial_now(&PeerId([3; 16]), now);
+        assert!(t.due_dials(now).is_empty());
+        assert_eq!(t.due_dials(now + GRACE), vec![(PeerId([1; 16]), vec![ADDR])]);
     }
 
     #[test]

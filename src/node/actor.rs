@@ -677,13 +677,7 @@ impl Actor {
         match self.table.beacon(&h.beacon, h.from, h.at) {
             BeaconOutcome::New => {
                 tracing::debug!(peer = %h.beacon.id.short(), from = %h.from, "discovered");
-                let now = Instant::now();
-                // Settled, we dial the newcomer at once, which tells it of us; else our beacon
-                // does, and the lower id dials.
-                if !self.table.settled(now) {
-                    self.p.wake_announcer.notify_one();
-                }
-                self.dial_due(now);
+                self.newcomer(&h.beacon);
             }
             BeaconOutcome::Known => {}
             BeaconOutcome::Left(info) => {
@@ -700,13 +694,23 @@ impl Actor {
                 }
                 self.session_gone(info.id);
                 self.left(info, LeaveReason::Restarted);
-                let now = Instant::now();
-                if !self.table.settled(now) {
-                    self.p.wake_announcer.notify_one();
-                }
-                self.dial_due(now);
+                self.newcomer(&h.beacon);
             }
         }
+    }
+
+    /// A peer heard for the first time, or with a new incarnation. Once we are settled, one we
+    /// do not remember in this incarnation (`met_before`) has just started: we dial it at once,
+    /// which tells it of us. Else our beacon does, at once, and the lower id dials
+    /// (docs/protocol.md, 3.5 and 8.2).
+    fn newcomer(&mut self, b: &crate::discovery::beacon::Beacon) {
+        let now = Instant::now();
+        if self.table.settled(now) && !self.met_before(&b.id, b.incarnation) {
+            self.table.dial_now(&b.id, now);
+        } else {
+            self.p.wake_announcer.notify_one();
+        }
+        self.dial_due(now);
     }
 
     /// Start the dials that are due (on every tick, and at once when a newcomer is heard).

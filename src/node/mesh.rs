@@ -106,6 +106,12 @@ impl Actor {
         self.dial_due(now);
     }
 
+    /// Do we remember this incarnation of `peer` (from a session of ours, or gossip, within
+    /// [`gossip::REMEMBER_FOR`])? Then it is not a newcomer: it comes back into reach.
+    pub(super) fn met_before(&self, peer: &PeerId, incarnation: u64) -> bool {
+        self.mesh.book.get(peer).is_some_and(|k| k.incarnation == incarnation)
+    }
+
     /// The peer left on purpose: stop looking for it.
     pub(super) fn mesh_left(&mut self, peer: &PeerId) {
         self.mesh.book.forget(peer);
