@@ -23,6 +23,8 @@ impl BeaconCount {
         use socket2::{Domain, Protocol, Socket, Type};
         let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
         s.set_reuse_address(true).unwrap();
+        // As the peers' own socket (src/discovery/socket.rs): SO_REUSEPORT where there is one.
+        #[cfg(unix)]
         s.set_reuse_port(true).unwrap();
         s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into()).unwrap();
         let s: std::net::UdpSocket = s.into();
