@@ -778,7 +778,7 @@ impl Actor {
         }
         // Catch-up that a failed turn could not store.
         for raw in std::mem::take(&mut self.retry) {
-            if let Ok(env) = codec::decode::<Envelope>(&raw) {
+            if let Ok(env) = codec::decode_envelope(&raw) {
                 self.deliver(env, raw, "catch-up again");
             }
         }

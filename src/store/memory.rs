@@ -524,7 +524,7 @@ impl Memory {
 
     fn stored(&self, st: &State, row: i64) -> Option<Stored> {
         let m = st.msg(row)?;
-        let env = codec::decode::<Envelope>(st.raw.get(m.raw)).ok()?;
+        let env = codec::decode_envelope(st.raw.get(m.raw)).ok()?;
         Some(Stored::new(row, env, m.received_ms, self.me))
     }
 
