@@ -132,6 +132,12 @@ fn zyre_beside(z: &Zyre, key: &str, unit: &str, scale: f64, ours: f64, higher_is
     }
 }
 
+/// "; raw TCP itself 9.1x": how far the plain TCP baseline of the same run is from Zyre's
+/// figure, the most that any TCP peer could show against it on this machine.
+fn raw_vs_zyre(z: &Zyre, key: &str, raw: Duration) -> String {
+    z.get(key).map_or(String::new(), |v| format!("; raw TCP itself {:.1}x", v / (raw.as_secs_f64() * 1e3)))
+}
+
 // ---- loopback setup --------------------------------------------------------------------------
 
 /// A random discovery port and a room nobody else uses.
@@ -732,12 +738,54 @@ fn stream_raw(n: u64) -> Duration {
     end - t0
 }
 
+/// The cores the figures share (all peers of a benchmark run on them).
+fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
+}
+
+/// What the encryption alone leaves of raw TCP's rate: a stream of sealed chats needs at least
+/// raw TCP's CPU per message plus the sealing and opening of each chat's frame, so on these
+/// cores it moves at most `cores / (raw + seal_open)` messages a second, whatever else it does.
+fn stream_floor(o: &Opts, raw_rate: f64, raw_cpu: f64) {
+    use lanpeer::protocol::Envelope;
+    let env = Envelope {
+        id: lanpeer::MsgId { author: lanpeer::PeerId([7; 16]), seq: 100_000 },
+        author_name: "bench".into(),
+        sent_ms: 1,
+        to: None,
+        body: Body::Chat { text: text("floor") },
+    };
+    let frame = lanpeer::codec::message_frame(100_000, lanpeer::codec::encode(&env).unwrap()).unwrap();
+    let frame_len = 4 + frame.len();
+    let aead = crate::floors::seal_open_cpu(frame_len, o.size(200, 50, 5)).as_secs_f64();
+    let ceiling = cores() / (raw_cpu + aead);
+    figure(
+        "stream floor: seal + open per chat",
+        format!("{:.1} ns", aead * 1e9),
+        &[
+            format!(
+                "its {frame_len}-byte frame in 64 KiB records, both ends, one core (ChaCha20-Poly1305, AWS-LC); raw TCP's CPU {:.1} ns per message (both ends)",
+                raw_cpu * 1e9
+            ),
+            format!(
+                "so a sealed stream moves at most {}msg/s on {} cores, ratio {:.2} of raw TCP",
+                rate(ceiling),
+                cores(),
+                ceiling / raw_rate
+            ),
+        ],
+    );
+}
+
 async fn bench_stream(o: &Opts, z: &Zyre) -> Option<f64> {
     let n: u64 = o.size(300_000, 50_000, 3_000);
     let raw_n: u64 = o.size(5_000_000, 1_000_000, 100_000);
+    let raw_cpu0 = process_cpu();
     let raw = tokio::task::spawn_blocking(move || stream_raw(raw_n)).await.unwrap();
+    let raw_cpu = (process_cpu() - raw_cpu0).as_secs_f64() / raw_n as f64;
     let raw_rate = raw_n as f64 / raw.as_secs_f64();
     let raw_txt = format!("raw TCP {}msg/s {:.1} MB/s", rate(raw_rate), raw_rate * TEXT_LEN as f64 / 1e6);
+    stream_floor(o, raw_rate, raw_cpu);
     let mut best = None;
     // Durable (a data dir per node, as the CLI runs) for each way of calling; then the pipelined
     // stream again with the history in memory, to show what durability costs.
@@ -942,7 +990,8 @@ async fn bench_fanout(o: &Opts, z: &Zyre) -> Vec<(usize, Duration, Duration)> {
                     p50.as_secs_f64() / r50.as_secs_f64(),
                     lat.len()
                 ),
-                zyre_beside(z, &format!("fanout_{n}_p50_ms"), "ms", 1.0, p50.as_secs_f64() * 1e3, false),
+                zyre_beside(z, &format!("fanout_{n}_p50_ms"), "ms", 1.0, p50.as_secs_f64() * 1e3, false)
+                    + &raw_vs_zyre(z, &format!("fanout_{n}_p50_ms"), r50),
             ],
         );
         figure(
@@ -950,7 +999,8 @@ async fn bench_fanout(o: &Opts, z: &Zyre) -> Vec<(usize, Duration, Duration)> {
             ms(p99),
             &[
                 format!("raw TCP {}, ratio {:.1}x", ms(r99), p99.as_secs_f64() / r99.as_secs_f64()),
-                zyre_beside(z, &format!("fanout_{n}_p99_ms"), "ms", 1.0, p99.as_secs_f64() * 1e3, false),
+                zyre_beside(z, &format!("fanout_{n}_p99_ms"), "ms", 1.0, p99.as_secs_f64() * 1e3, false)
+                    + &raw_vs_zyre(z, &format!("fanout_{n}_p99_ms"), r99),
             ],
         );
         figure(
@@ -1253,6 +1303,14 @@ async fn mesh_raw(n: usize) -> (Duration, Duration) {
 async fn bench_convergence(o: &Opts, z: &Zyre) -> Vec<(usize, Option<Duration>, Option<Duration>)> {
     let sizes: &[usize] = o.sizes.as_deref().unwrap_or(o.size(&[10, 50, 100, 200], &[10, 50], &[5]));
     let mut out = Vec::new();
+    // The floor under every session: its Noise handshake's CPU (both ends), measured here.
+    let hs = crate::floors::handshake_cpu(o.size(200, 50, 5));
+    println!("  a Noise XX handshake, both ends, in memory on one core: {:.1} us", hs.as_secs_f64() * 1e6);
+    // A room cannot form faster than its handshakes spread over the cores plus its TCP alone.
+    let floor = |sessions: usize, raw: Duration| hs.mul_f64(sessions as f64 / cores()) + raw;
+    let vs_floor = |d: Option<Duration>, f: Duration| {
+        d.map_or(String::new(), |d| format!(", ours {:.1}x the floor", d.as_secs_f64() / f.as_secs_f64()))
+    };
     for &n in sizes {
         if n < 2 {
             println!("convergence of {n}: skipped (a room needs at least 2 peers)");
@@ -1261,20 +1319,40 @@ async fn bench_convergence(o: &Opts, z: &Zyre) -> Vec<(usize, Option<Duration>, 
         let (raw_all, raw_late) = mesh_raw(n).await;
         let (all, late, note) = convergence_lib(n).await;
         let show = |d: Option<Duration>| d.map_or("NOT CONVERGED".to_string(), ms);
+        let sessions = n * (n - 1) / 2;
+        let all_floor = floor(sessions, raw_all);
         figure(
             &format!("convergence of {n} started together"),
             show(all),
-            &[format!("raw TCP full mesh ({} connections) {}", n * (n - 1) / 2, ms(raw_all)), note],
+            &[
+                format!("raw TCP full mesh ({sessions} connections) {}", ms(raw_all)),
+                format!(
+                    "floor {} ({sessions} handshakes over {} cores + the raw TCP mesh){}",
+                    ms(all_floor),
+                    cores(),
+                    vs_floor(all, all_floor)
+                ),
+                note,
+            ],
         );
+        let late_floor = floor(n, raw_late);
         figure(
             &format!("late joiner to {n}: lists all"),
             show(late),
             &[
                 format!("raw TCP connect to {n} {}", ms(raw_late)),
+                format!(
+                    "floor {} ({n} handshakes over {} cores + the raw TCP connects){}",
+                    ms(late_floor),
+                    cores(),
+                    vs_floor(late, late_floor)
+                ),
                 match (z.get(&format!("late_join_{n}_ms")), late) {
-                    (Some(v), Some(l)) => {
-                        format!("Zyre (pyre) {v:.1} ms, {}", better(v / (l.as_secs_f64() * 1e3)))
-                    }
+                    (Some(v), Some(l)) => format!(
+                        "Zyre (pyre) {v:.1} ms, {}; 10x Zyre asks {:.1} ms",
+                        better(v / (l.as_secs_f64() * 1e3)),
+                        v / 10.0
+                    ),
                     _ => "Zyre: not measured for this size".to_string(),
                 },
             ],

@@ -26,6 +26,8 @@
 //! process would need 39,800 descriptors, more than the 20,000 hard limit of this container.
 
 #[cfg(target_os = "linux")]
+mod floors;
+#[cfg(target_os = "linux")]
 mod linux;
 
 fn main() {
