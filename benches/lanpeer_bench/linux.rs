@@ -380,28 +380,35 @@ fn text(prefix: &str) -> String {
 
 // ---- store -----------------------------------------------------------------------------------
 
+/// The author of [`chat_envelope`]'s chats.
+const AUTHOR: lanpeer::PeerId = lanpeer::PeerId([7; 16]);
+
+/// A chat of [`TEXT_LEN`] bytes as a peer would send it, number `seq` of [`AUTHOR`].
+fn chat_envelope(seq: u64, tag: &str) -> lanpeer::protocol::Envelope {
+    lanpeer::protocol::Envelope {
+        id: lanpeer::MsgId { author: AUTHOR, seq },
+        author_name: "bench".into(),
+        sent_ms: 1,
+        to: None,
+        body: Body::Chat { text: text(tag) },
+    }
+}
+
 /// The history database alone, as the node actor drives it: one message per transaction (a lone
 /// caller awaiting each `chat`, or one message arriving), and many per transaction (a pipelined
 /// stream), in memory and on disk (WAL, synchronous=NORMAL, as the CLI runs). Baseline: the same
 /// encoded envelopes appended to a plain file with one `write` each (the cheapest durable log the
 /// kernel offers without fsync, which the WAL does not do per commit either).
 fn bench_store(o: &Opts) {
+    use lanpeer::PeerId;
     use lanpeer::codec;
-    use lanpeer::id::{MsgId, PeerId};
     use lanpeer::protocol::Envelope;
     use lanpeer::store::Store;
     let n: u64 = o.size(20_000, 5_000, 300);
     let scratch = std::env::temp_dir().join(format!("lanpeer-bench-store-{}", std::process::id()));
-    let author = PeerId([7; 16]);
     let envs: Vec<(Envelope, Vec<u8>)> = (1..=2 * n)
         .map(|seq| {
-            let e = Envelope {
-                id: MsgId { author, seq },
-                author_name: "bench".into(),
-                sent_ms: 1,
-                to: None,
-                body: Body::Chat { text: text("store") },
-            };
+            let e = chat_envelope(seq, "store");
             let b = codec::encode(&e).unwrap().to_vec();
             (e, b)
         })
@@ -447,7 +454,7 @@ fn bench_store(o: &Opts) {
         for (e, b) in &envs[..n as usize] {
             st.begin();
             st.insert(e, b, 1).unwrap();
-            st.save_in_stream(author, e.id.seq).unwrap();
+            st.save_in_stream(AUTHOR, e.id.seq).unwrap();
             st.commit().unwrap();
         }
         let one = t.elapsed() / n as u32;
@@ -459,7 +466,7 @@ fn bench_store(o: &Opts) {
             for (e, b) in chunk {
                 st.insert(e, b, 1).unwrap();
             }
-            st.save_in_stream(author, chunk.last().unwrap().0.id.seq).unwrap();
+            st.save_in_stream(AUTHOR, chunk.last().unwrap().0.id.seq).unwrap();
             st.commit().unwrap();
         }
         let batched = t.elapsed() / n as u32;
@@ -747,14 +754,7 @@ fn cores() -> f64 {
 /// raw TCP's CPU per message plus the sealing and opening of each chat's frame, so on these
 /// cores it moves at most `cores / (raw + seal_open)` messages a second, whatever else it does.
 fn stream_floor(o: &Opts, raw_rate: f64, raw_cpu: f64) {
-    use lanpeer::protocol::Envelope;
-    let env = Envelope {
-        id: lanpeer::MsgId { author: lanpeer::PeerId([7; 16]), seq: 100_000 },
-        author_name: "bench".into(),
-        sent_ms: 1,
-        to: None,
-        body: Body::Chat { text: text("floor") },
-    };
+    let env = chat_envelope(100_000, "floor");
     let frame = lanpeer::codec::message_frame(100_000, lanpeer::codec::encode(&env).unwrap()).unwrap();
     let frame_len = 4 + frame.len();
     let aead = crate::floors::seal_open_cpu(frame_len, o.size(200, 50, 5)).as_secs_f64();
@@ -1783,8 +1783,7 @@ fn machine() -> String {
         .and_then(|s| s.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string()))
         .and_then(|k| k.parse::<u64>().ok())
         .map_or("unknown".to_string(), |k| format!("{:.1} GiB", k as f64 / 1024.0 / 1024.0));
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{cores} cores, {cpu}, {mem} RAM")
+    format!("{} cores, {cpu}, {mem} RAM", cores())
 }
 
 /// 200 peers in one process hold 200·199 sockets: raise the soft limit, and as root the hard one.
