@@ -26,8 +26,8 @@
 //! - [`transport`]: TCP accept task, dialing, handshake, one task per session.
 //! - [`protocol`]: every frame of the TCP wire; [`codec`]: how they become bytes.
 //! - [`identity`]: the data directory (lasting key and id, lock).
-//! - [`store`]: the history (a journal in a data dir, Rust collections without one; SQLite's
-//!   `history.db` of earlier versions read once); [`journal`]: the append-only file format.
+//! - [`store`]: the history (a journal in a data dir, Rust collections without one);
+//!   [`journal`]: the append-only file format.
 //! - [`crypto`]: static keys, passphrase room keys; [`guard`]: flood limits and warnings.
 //! - [`web`]: the page of `--web`: a local web server and WebSocket that face this peer.
 //!

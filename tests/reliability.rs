@@ -339,9 +339,7 @@ async fn a_peer_whose_history_was_deleted_is_heard_again() {
     collect(&mut b, 5, T).await;
     let a_id = a.node.id();
     a.node.shutdown().await;
-    for f in ["history.journal", "history.db", "history.db-wal", "history.db-shm"] {
-        let _ = std::fs::remove_file(da.join(f));
-    }
+    let _ = std::fs::remove_file(da.join("history.journal"));
     let a = start_with(with_dir("a", port, &room, &da)).await;
     assert_eq!(a.node.id(), a_id, "the same identity, a new history");
     wait_listed(&a, 1, T).await;

@@ -394,11 +394,11 @@ fn chat_envelope(seq: u64, tag: &str) -> lanpeer::protocol::Envelope {
     }
 }
 
-/// The history database alone, as the node actor drives it: one message per transaction (a lone
-/// caller awaiting each `chat`, or one message arriving), and many per transaction (a pipelined
-/// stream), in memory and on disk (WAL, synchronous=NORMAL, as the CLI runs). Baseline: the same
-/// encoded envelopes appended to a plain file with one `write` each (the cheapest durable log the
-/// kernel offers without fsync, which the WAL does not do per commit either).
+/// The history alone, as the node actor drives it: one message per commit (a lone caller
+/// awaiting each `chat`, or one message arriving), and many per commit (a pipelined stream), in
+/// memory and on disk (`history.journal`, as the CLI runs). Baseline: the same encoded envelopes
+/// appended to a plain file with one `write` each (the cheapest durable log the kernel offers
+/// without fsync, which the journal does not do per commit either).
 fn bench_store(o: &Opts) {
     use lanpeer::PeerId;
     use lanpeer::codec;
@@ -424,27 +424,16 @@ fn bench_store(o: &Opts) {
         }
         t.elapsed() / n as u32
     };
-    // Four stores, each way on a new one: the SQLite store in memory (what a node without a
-    // data dir had until round 12), the store in memory that replaced it, the SQLite store on
-    // disk (`history.db`: what a data dir had until round 13), and the store a data dir has now
-    // (`history.journal`, with its sync thread). A new store each time: a WAL that the other way
-    // filled would put its checkpoint into this one's time (SQLite's own, at
-    // `WAL_AUTOCHECKPOINT` pages, lands wherever the count of pages says).
-    let mut sqlite_memory = [Duration::ZERO; 2];
-    let mut sqlite_disk = [Duration::ZERO; 2];
-    let mut db_bytes = 0;
     let env_len = envs.iter().map(|(_, b)| b.len()).sum::<usize>() as f64 / envs.len() as f64;
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     let journal = scratch.join(lanpeer::store::JOURNAL_FILE);
-    for place in ["SQLite in memory", "in memory", "SQLite on disk", "on disk"] {
+    for place in ["in memory", "on disk"] {
         let fresh = || {
             let _ = std::fs::remove_dir_all(&scratch);
             std::fs::create_dir_all(&scratch).unwrap();
             let me = PeerId([1; 16]);
             match place {
-                "SQLite in memory" => Store::open_sqlite(None, me, "bench"),
                 "in memory" => Store::open(None, me, "bench"),
-                "SQLite on disk" => Store::open_sqlite(Some(&scratch), me, "bench"),
                 _ => Store::open(Some(&scratch), me, "bench"),
             }
             .unwrap()
@@ -470,71 +459,49 @@ fn bench_store(o: &Opts) {
             st.commit().unwrap();
         }
         let batched = t.elapsed() / n as u32;
-        // Closed, so the WAL is checkpointed into the file and removed.
         drop(st);
         let took = [one, batched];
-        let beside = |i: usize| match place {
-            "in memory" => format!(
-                "SQLite in memory {:.2} us, {:.1}x cheaper",
-                us(sqlite_memory[i]),
-                us(sqlite_memory[i]) / us(took[i])
-            ),
-            "on disk" => {
-                format!("SQLite on disk {:.2} us, {:.1}x cheaper", us(sqlite_disk[i]), us(sqlite_disk[i]) / us(took[i]))
-            }
-            _ => format!("file append {:.2} us per message (one write each)", us(raw)),
-        };
         for (i, name) in ["1 message per commit", "256 per commit"].into_iter().enumerate() {
             figure(
                 &format!("store, {name}, {place}"),
                 format!("{:.2} us", us(took[i])),
-                &[beside(i), format!("ceiling {}msg/s on one core", rate(1.0 / took[i].as_secs_f64()))],
+                &[
+                    format!("file append {:.2} us per message (one write each)", us(raw)),
+                    format!("ceiling {}msg/s on one core", rate(1.0 / took[i].as_secs_f64())),
+                ],
             );
         }
-        match place {
-            "SQLite in memory" => sqlite_memory = took,
-            "SQLite on disk" => {
-                sqlite_disk = took;
-                db_bytes = std::fs::metadata(scratch.join(lanpeer::store::DB_FILE)).map(|m| m.len()).unwrap_or(0);
-                figure(
-                    "store, history.db bytes per message",
-                    format!("{:.0} B", db_bytes as f64 / n as f64),
-                    &[format!("the encoded envelope {env_len:.0} B (its text {TEXT_LEN} B)")],
-                );
-            }
-            "on disk" => {
-                let size = std::fs::metadata(&journal).map(|m| m.len()).unwrap_or(0);
-                figure(
-                    "store, journal bytes per message",
-                    format!("{:.0} B", size as f64 / n as f64),
-                    &[format!("history.db {:.0} B", db_bytes as f64 / n as f64)],
-                );
-                // What a peer's start pays for its history: the journal replayed into memory.
-                let t = Instant::now();
-                let bytes = std::fs::read(&journal).map(|b| b.len()).unwrap_or(0);
-                let read = t.elapsed();
-                let t = Instant::now();
-                let st = Store::open(Some(&scratch), PeerId([1; 16]), "bench").unwrap();
-                let open = t.elapsed();
-                assert_eq!(st.count().unwrap(), n, "the journal holds what was written");
-                drop(st);
-                figure(
-                    "store, opening a journal, per message",
-                    format!("{:.2} us", us(open) / n as f64),
-                    &[format!(
-                        "{n} messages in {:.1} ms; reading its {:.1} MB alone {:.1} ms",
-                        open.as_secs_f64() * 1e3,
-                        bytes as f64 / 1e6,
-                        read.as_secs_f64() * 1e3
-                    )],
-                );
-            }
-            _ => {}
+        if place == "on disk" {
+            let size = std::fs::metadata(&journal).map(|m| m.len()).unwrap_or(0);
+            figure(
+                "store, journal bytes per message",
+                format!("{:.0} B", size as f64 / n as f64),
+                &[format!("the encoded envelope {env_len:.0} B (its text {TEXT_LEN} B)")],
+            );
+            // What a peer's start pays for its history: the journal replayed into memory.
+            let t = Instant::now();
+            let bytes = std::fs::read(&journal).map(|b| b.len()).unwrap_or(0);
+            let read = t.elapsed();
+            let t = Instant::now();
+            let st = Store::open(Some(&scratch), PeerId([1; 16]), "bench").unwrap();
+            let open = t.elapsed();
+            assert_eq!(st.count().unwrap(), n, "the journal holds what was written");
+            drop(st);
+            figure(
+                "store, opening a journal, per message",
+                format!("{:.2} us", us(open) / n as f64),
+                &[format!(
+                    "{n} messages in {:.1} ms; reading its {:.1} MB alone {:.1} ms",
+                    open.as_secs_f64() * 1e3,
+                    bytes as f64 / 1e6,
+                    read.as_secs_f64() * 1e3
+                )],
+            );
         }
     }
-    // Memory: a data dir's store keeps the history's state in memory (docs/architecture.md 8a),
-    // where `history.db` kept it on disk: resident memory per stored message, `m` chats into a
-    // store in memory (the same state the journal store replays).
+    // Memory: a data dir's store keeps the history's state in memory (docs/architecture.md):
+    // resident memory per stored message, `m` chats into a store in memory (the same state the
+    // journal store replays).
     let m = o.size(200_000, 20_000, 1_000);
     // What the stores above freed goes back to the system first, so that the store measured
     // here grows the resident set rather than reusing it (which read 141 B in one run, 224 in

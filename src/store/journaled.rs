@@ -2,19 +2,18 @@
 //! writes appended to a journal of our own (`crate::journal`) as one journal group, and replayed
 //! from it at open.
 //!
-//! Why not SQLite (`history.db`, what data dirs used before): round 12 of
-//! docs/benchmarks-history.md measured SQLite at ≈ 4.2 of the 7.3 µs a streamed message costs on
-//! disk and ≈ 30 µs for a receiver's one-message commit; a journal group is written once, with
-//! one `write`, and the indexes live in memory.
+//! Why a journal of our own and not a database: a turn's writes are one journal group, written
+//! with one `write`, and the indexes live in memory; a message costs its bytes appended, not a
+//! b-tree row and a transaction (docs/benchmarks.md has the figures).
 //!
-//! One journal holds every room of the data dir, as `history.db` did: the stream counters and the
+//! One journal holds every room of the data dir: the stream counters and the
 //! outbox are per peer, not per room (a peer met in two rooms has one stream with us), while the
 //! messages and members carry their room and the store reads its own.
 //!
 //! A group is the changes of one `begin` .. `commit` ([`Memory::changes`]): the messages it
 //! stored, then the value after the group of every other thing it changed. A write outside a
 //! group is a group of its own. If the append fails (a full disk), the group is undone in memory
-//! too and the commit fails, as SQLite's would. Records (integers little-endian, ids 16 bytes,
+//! too and the commit fails. Records (integers little-endian, ids 16 bytes,
 //! a room is its length `u16` and its UTF-8 bytes):
 //!
 //! | kind | fields |
@@ -27,9 +26,6 @@
 //! | 6 run gone | peer, `lseq` `u64` |
 //!
 //! Lifecycle of the file:
-//! - **import**: a data dir with a `history.db` of an earlier version and no journal has it read
-//!   once into a new journal (rows renumbered in order, the outbox runs naming the new rows),
-//!   written beside and renamed into place; `history.db` is left as it was, no longer written;
 //! - **compaction**: at open, when superseded records (counters written again, runs acknowledged)
 //!   are more than half the file and over 1 MiB, the state is written to a new file renamed over
 //!   the old one. Messages are never superseded, so a history of messages never shrinks;
@@ -46,7 +42,6 @@ use crate::journal::{GroupBuf, Journal, Records, Syncer};
 use crate::protocol::Envelope;
 
 use super::memory::{Change, Memory};
-use super::sqlite::Sqlite;
 
 /// File name of the journal in the data dir.
 pub const JOURNAL_FILE: &str = "history.journal";
@@ -253,53 +248,10 @@ fn write_snapshot(mem: &Memory, path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A `history.db` of an earlier version, read into a store in memory: rows renumbered in order,
-/// the outbox runs naming the new rows.
-fn import_sqlite(dir: &Path, me: PeerId) -> Result<Memory, Error> {
-    let d = Sqlite::open_readonly(dir, None)?.dump()?;
-    let mem = Memory::new(me, None);
-    let mut rows = std::collections::HashMap::with_capacity(d.messages.len());
-    for (old, room, at, env) in &d.messages {
-        let Ok(raw) = codec::encode(env) else { continue };
-        if let Some(new) = mem.insert_in(room, env, &raw, *at)? {
-            rows.insert(*old, new);
-        }
-    }
-    for (room, id, name, at) in &d.members {
-        mem.touch_member_in(room, *id, name, *at);
-    }
-    for &(p, next, acked) in &d.out_streams {
-        mem.save_out_stream(p, next, acked)?;
-    }
-    for &(p, delivered) in &d.in_streams {
-        mem.save_in_stream(p, delivered)?;
-    }
-    for &(p, lseq, msg, n, at) in &d.runs {
-        for i in 0..n {
-            // `enqueue` joins numbers that follow on into one run again.
-            if let Some(&row) = rows.get(&(msg + i as i64)) {
-                mem.enqueue(p, lseq + i, row, at)?;
-            }
-        }
-    }
-    tracing::info!(
-        messages = d.messages.len(),
-        runs = d.runs.len(),
-        "the history of an earlier version (history.db) was read into history.journal; history.db is no longer written"
-    );
-    Ok(mem)
-}
-
 impl Journaled {
-    /// Open (creating) the history of the data dir `dir`, for the room `room`: its journal, made
-    /// from a `history.db` of an earlier version when there is one and no journal yet.
+    /// Open (creating) the history of the data dir `dir`, for the room `room`: its journal.
     pub(super) fn open_dir(dir: &Path, me: PeerId, room: &str) -> Result<Journaled, Error> {
-        let path = dir.join(JOURNAL_FILE);
-        if !path.exists() && dir.join(super::DB_FILE).exists() {
-            let mem = import_sqlite(dir, me)?;
-            write_snapshot(&mem, &path).map_err(|e| storage("cannot save the history read from history.db", e))?;
-        }
-        Journaled::open(&path, me, room)
+        Journaled::open(&dir.join(JOURNAL_FILE), me, room)
     }
 
     /// Open (creating) the journal at `path` and replay it, for the room `room`; compacted first
@@ -393,10 +345,6 @@ mod tests {
         d
     }
 
-    fn texts(s: &Store) -> Vec<String> {
-        s.history(1000).unwrap().into_iter().map(|m| format!("{:?}", m.message.body)).collect()
-    }
-
     #[test]
     fn rooms_share_one_journal_and_do_not_mix() {
         let d = dir("rooms");
@@ -424,75 +372,6 @@ mod tests {
         let all = Store::open_readonly(&d, None).unwrap();
         assert_eq!(all.history(10).unwrap().len(), 2, "the export sees every room");
         assert_eq!(all.members_since(0).unwrap().len(), 2);
-        std::fs::remove_dir_all(&d).unwrap();
-    }
-
-    /// A `history.db` of an earlier version: read once into the journal, with its rooms, members,
-    /// counters and outbox (naming the new rows), and left as it was.
-    #[test]
-    fn a_history_db_is_read_once_into_the_journal() {
-        let d = dir("import");
-        let me = PeerId([1; 16]);
-        let (p7, p8) = (PeerId([7; 16]), PeerId([8; 16]));
-        let mut old = Store::open_sqlite(Some(&d), me, "r").unwrap();
-        old.begin();
-        for k in 1..=6 {
-            let row = old
-                .insert(&chat(1, k, &format!("c{k}")), &codec::encode(&chat(1, k, &format!("c{k}"))).unwrap(), 100 + k)
-                .unwrap()
-                .unwrap();
-            old.enqueue(p7, k, row, 100).unwrap();
-            if k > 3 {
-                old.enqueue(p8, k - 3, row, 200 + k).unwrap();
-            }
-        }
-        old.save_out_stream(p7, 7, 0).unwrap();
-        old.save_out_stream(p8, 4, 0).unwrap();
-        old.save_in_stream(PeerId([9; 16]), 12).unwrap();
-        old.touch_member(p7, "seven", 50).unwrap();
-        old.commit().unwrap();
-        old.acked(p7, 2).unwrap();
-        drop(old);
-        // A second room, and rows of it between: the renumbering must follow.
-        let other = Store::open_sqlite(Some(&d), me, "other").unwrap();
-        other
-            .insert(
-                &env(2, 1, Some(me), Body::Chat { text: "private".into() }),
-                &codec::encode(&env(2, 1, Some(me), Body::Chat { text: "private".into() })).unwrap(),
-                300,
-            )
-            .unwrap();
-        other.touch_member(p8, "eight", 60).unwrap();
-        drop(other);
-        let want = Store::open_readonly(&d, Some("r")).unwrap();
-        let (w_hist, w_p7, w_p8) = (texts(&want), want.pending(p7, 0, 100).unwrap(), want.pending(p8, 0, 100).unwrap());
-        let (w_out, w_in) = (want.out_streams().unwrap(), want.in_streams().unwrap());
-        drop(want);
-        let db_before = std::fs::read(d.join(crate::store::DB_FILE)).unwrap();
-
-        let s = Store::open(Some(&d), me, "r").unwrap();
-        assert!(d.join(JOURNAL_FILE).exists());
-        assert_eq!(texts(&s), w_hist);
-        assert_eq!(s.pending(p7, 0, 100).unwrap(), w_p7);
-        assert_eq!(s.pending(p8, 0, 100).unwrap(), w_p8);
-        assert_eq!(w_p7.len(), 4);
-        assert_eq!(s.first_pending(p7).unwrap(), Some(3));
-        let mut out = s.out_streams().unwrap();
-        out.sort();
-        assert_eq!(out, w_out);
-        assert_eq!(s.in_streams().unwrap(), w_in);
-        assert_eq!(s.members_since(0).unwrap(), vec![(p7, "seven".to_string())]);
-        assert_eq!(s.count().unwrap(), 7);
-        // New writes go to the journal and come back; history.db is not touched again.
-        s.insert(&chat(1, 7, "after"), &codec::encode(&chat(1, 7, "after")).unwrap(), 400).unwrap();
-        drop(s);
-        assert_eq!(std::fs::read(d.join(crate::store::DB_FILE)).unwrap(), db_before);
-        let s = Store::open(Some(&d), me, "r").unwrap();
-        assert_eq!(s.history(1).unwrap()[0].message.id.seq, 7);
-        assert_eq!(s.count().unwrap(), 8, "read once: not again");
-        let other = Store::open_readonly(&d, Some("other")).unwrap();
-        assert_eq!(texts(&other).len(), 1);
-        drop((s, other));
         std::fs::remove_dir_all(&d).unwrap();
     }
 

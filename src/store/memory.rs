@@ -1,19 +1,14 @@
-//! The history in memory, for a node without a data directory (`Config::data_dir = None`:
-//! embedding, tests, the benchmarks' in-process peers): the tables of `sqlite.rs`, kept in Rust
-//! collections.
+//! The history in memory: the store of a node without a data directory (`Config::data_dir =
+//! None`: embedding, tests, the benchmarks' in-process peers), and the state that the journal
+//! store (`journaled`) rebuilds when it opens and appends to as it goes.
 //!
-//! Why not SQLite's in-memory database, as before: each message still paid a b-tree row, an
-//! index entry, and a transaction with its in-memory journal, ≈ 15 µs of the ≈ 40 µs each
-//! receiver of a fan-out spent (round 12 of docs/benchmarks-history.md). Here a message is a push
-//! onto a vector and an entry in a hash map. It is also the state a store on the journal
-//! (`crate::journal`, docs/architecture.md 8b) will rebuild when it opens.
-//!
-//! It answers every call as the SQLite store does (a property test in `store/mod.rs` makes random
-//! calls on both and compares every answer), rooms included: messages and members carry their
-//! room (one data dir may serve several rooms, and the journal store keeps them all in one file),
-//! and the reads see the store's own room, or every room for the read-only tools (`room: None`).
+//! A message is a push onto a vector and an entry in a per-author vector of numbers: no b-tree,
+//! no transaction log (the costs are in docs/benchmarks.md). Messages and members carry their
+//! room (one data dir may serve several rooms, and the journal keeps them all in one file), and
+//! the reads see the store's own room, or every room for the read-only tools (`room: None`).
 //! Nothing here fails. A group (`begin` .. `commit`) keeps a list of what it changed, so that
-//! `rollback` puts it back, as a rolled-back transaction does.
+//! `rollback` puts it back. A property test in `store/mod.rs` makes random calls on it and on a
+//! naive model (`model.rs`) and compares every answer.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -27,8 +22,8 @@ use crate::protocol::{Body, Envelope};
 
 use super::{CatchupMemo, Stored};
 
-/// One stored message. Its row number is its index in [`State::msgs`] plus 1 (as SQLite's rows
-/// count from 1).
+/// One stored message. Its row number is its index in [`State::msgs`] plus 1 (0 means "none" in
+/// the per-author vectors of [`Rows`]).
 ///
 /// Kept as its encoding (what the wire carried, what resending and catch-up send again, what the
 /// journal writes), not as an [`Envelope`]: ≈ 130 bytes for a 100-byte chat instead of a copy of
@@ -171,7 +166,7 @@ impl Rows {
 }
 
 /// A run of messages queued for one peer: stream numbers `lseq..lseq+n` (the key of the map it
-/// is in) are rows `msg..msg+n`, as the `outbox` rows of `sqlite.rs`.
+/// is in) are rows `msg..msg+n`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Run {
     msg: i64,
@@ -276,7 +271,7 @@ fn restore<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, key: K, old: Opt
 pub(super) struct Memory {
     me: PeerId,
     /// The room read and written (an index into [`State::rooms`]); `None`: every room is read
-    /// (the read-only tools), and a write goes to the room "" (as SQLite's does).
+    /// (the read-only tools), and a write goes to the room "".
     room: Option<u32>,
     st: RefCell<State>,
     /// Between `begin` and `commit`: changes are kept in `State::undo`.
@@ -309,8 +304,8 @@ impl Memory {
         }
     }
 
-    /// A write call: the open group (if any) has written, as SQLite's transaction opens on any
-    /// write call, one that changes nothing included.
+    /// A write call: the open group (if any) has written, even when the call changed nothing
+    /// (the actor asks [`Memory::wrote`] whether a turn writes anyway).
     fn writing(&self) {
         if self.grouping.get() {
             self.wrote.set(true);
@@ -607,8 +602,8 @@ impl Memory {
 
     pub(super) fn out_streams(&self) -> Result<Vec<(PeerId, u64, u64)>, Error> {
         let st = self.st.borrow();
-        // As in `sqlite.rs`: the next number is one past the highest queued when the saved
-        // counter lags behind.
+        // The next number is one past the highest queued when the saved counter lags behind (it
+        // is written with the acknowledgements, not with every message queued).
         let mut all: BTreeMap<PeerId, (u64, u64)> = st.out_streams.iter().map(|(p, v)| (*p, *v)).collect();
         for (peer, runs) in &st.outbox {
             let Some((lseq, r)) = runs.last_key_value() else { continue };

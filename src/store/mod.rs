@@ -1,22 +1,20 @@
 //! The history: every message sent and received, the per-peer delivery streams, and the
-//! members of the room. One API, three stores behind it:
+//! members of the room. One API, two stores behind it:
 //! - `journaled`: `history.journal` in the data directory, for a node that has one (the CLI
 //!   always does): the store in memory kept in a journal file of our own ([`crate::journal`]);
 //!   durable, readable by the read-only tools while the peer runs;
 //! - `memory`: Rust collections, for a node without a data directory (embedding, tests, the
-//!   benchmarks' in-process peers). It used to be SQLite's in-memory database, which cost every
-//!   message a b-tree row and a transaction (round 12 of docs/benchmarks-history.md);
-//! - `sqlite`: `history.db`, what data directories held before the journal (round 13): read once
-//!   into a new journal, read by the read-only tools where no journal is yet, and kept as the
-//!   benchmarks' baseline.
+//!   benchmarks' in-process peers).
 //!
-//! All answer every call alike (the property tests below make random calls on them and compare
-//! the answers). The node actor owns the store and groups a turn's writes between
-//! [`Store::begin`] and [`Store::commit`] (docs/architecture.md, "Storage").
+//! Both answer every call as a small naive model does (`model`, in the tests: the property tests
+//! below make random calls on each and compare the answers). The node actor owns the store and
+//! groups a turn's writes between [`Store::begin`] and [`Store::commit`] (docs/architecture.md,
+//! "Storage").
 
 mod journaled;
 mod memory;
-mod sqlite;
+#[cfg(test)]
+mod model;
 
 use std::path::Path;
 
@@ -27,10 +25,7 @@ use crate::protocol::Envelope;
 
 use journaled::Journaled;
 use memory::Memory;
-use sqlite::Sqlite;
 
-/// File name of the SQLite database a data dir held before the journal.
-pub const DB_FILE: &str = "history.db";
 pub use journaled::JOURNAL_FILE;
 
 /// One stored message, decoded.
@@ -71,7 +66,6 @@ pub struct Store(Backend);
 
 #[derive(Debug)]
 enum Backend {
-    Sqlite(Sqlite),
     Memory(Memory),
     Journal(Journaled),
 }
@@ -81,14 +75,12 @@ enum Backend {
 macro_rules! each {
     ($self:ident . $f:ident ( $($a:expr),* )) => {
         match &$self.0 {
-            Backend::Sqlite(s) => s.$f($($a),*),
             Backend::Memory(m) => m.$f($($a),*),
             Backend::Journal(j) => j.mem.$f($($a),*),
         }
     };
     (write $self:ident . $f:ident ( $($a:expr),* )) => {
         match &$self.0 {
-            Backend::Sqlite(s) => s.$f($($a),*),
             Backend::Memory(m) => m.$f($($a),*),
             Backend::Journal(j) => j.write(|m| m.$f($($a),*)),
         }
@@ -96,20 +88,13 @@ macro_rules! each {
 }
 
 impl Store {
-    /// Open (creating) the history of the data dir `dir` (its journal, made from a `history.db`
-    /// of an earlier version the first time) for the messages of `room`, or, for `None`, a
-    /// history in memory.
+    /// Open (creating) the history of the data dir `dir` (its journal) for the messages of
+    /// `room`, or, for `None`, a history in memory.
     pub fn open(dir: Option<&Path>, me: PeerId, room: &str) -> Result<Store, Error> {
         match dir {
             Some(d) => Journaled::open_dir(d, me, room).map(|j| Store(Backend::Journal(j))),
             None => Ok(Store(Backend::Memory(Memory::new(me, Some(room))))),
         }
-    }
-
-    /// The SQLite store even without a data dir (SQLite's in-memory database): what `open(None,
-    /// ..)` gave before the store in memory, kept for comparisons (the benchmarks, the tests).
-    pub fn open_sqlite(dir: Option<&Path>, me: PeerId, room: &str) -> Result<Store, Error> {
-        Sqlite::open(dir, me, room).map(|s| Store(Backend::Sqlite(s)))
     }
 
     /// The history of the room `room` in the journal file at `path` (what `open` uses in a data
@@ -119,12 +104,14 @@ impl Store {
     }
 
     /// Open the history of `dir` for reading only (export and history, even while a peer runs),
-    /// for the messages of `room`, or of every room: its journal, or the `history.db` of an
-    /// earlier version where the dir has no journal yet.
+    /// for the messages of `room`, or of every room: its journal.
     pub fn open_readonly(dir: &Path, room: Option<&str>) -> Result<Store, Error> {
         match Journaled::read(dir, room)? {
             Some(mem) => Ok(Store(Backend::Memory(mem))),
-            None => Sqlite::open_readonly(dir, room).map(|s| Store(Backend::Sqlite(s))),
+            None => Err(Error::Storage(format!(
+                "there is no history in {}; give the --data-dir of a peer that has run",
+                dir.display()
+            ))),
         }
     }
 
@@ -133,7 +120,6 @@ impl Store {
     /// beacon, a ping) write nothing.
     pub fn begin(&mut self) {
         match &mut self.0 {
-            Backend::Sqlite(s) => s.begin(),
             Backend::Memory(m) => m.begin(),
             Backend::Journal(j) => j.mem.begin(),
         }
@@ -148,7 +134,6 @@ impl Store {
     /// kept (see [`Store::rollback`]).
     pub fn commit(&mut self) -> Result<(), Error> {
         match &mut self.0 {
-            Backend::Sqlite(s) => s.commit(),
             Backend::Memory(m) => m.commit(),
             Backend::Journal(j) => j.commit(),
         }
@@ -158,7 +143,6 @@ impl Store {
     /// whole or not at all (the node then acknowledges and reports nothing of it).
     pub fn rollback(&mut self) {
         match &mut self.0 {
-            Backend::Sqlite(s) => s.rollback(),
             Backend::Memory(m) => m.rollback(),
             Backend::Journal(j) => j.mem.rollback(),
         }
@@ -169,7 +153,6 @@ impl Store {
     /// stored.
     pub fn insert(&self, env: &Envelope, raw: &[u8], received_ms: u64) -> Result<Option<i64>, Error> {
         match &self.0 {
-            Backend::Sqlite(s) => s.insert(env, received_ms),
             Backend::Memory(m) => m.insert(env, raw, received_ms),
             Backend::Journal(j) => j.write(|m| m.insert(env, raw, received_ms)),
         }
@@ -265,7 +248,7 @@ impl Store {
 
 #[cfg(test)]
 mod same_answers {
-    //! The store in memory against the SQLite store: random calls, every answer compared.
+    //! The stores against the naive model (`model`): random calls, every answer compared.
 
     use super::*;
     use crate::protocol::Body;
@@ -394,56 +377,65 @@ mod same_answers {
         v
     }
 
-    /// One call on one store, its answer as text.
-    fn answer(s: &mut Store, c: &Call, lseq: &mut [u64; 4], last: &mut [(i64, u64); 4]) -> String {
-        let p = |n: u8| PeerId([n; 16]);
-        match *c {
-            Call::Begin => format!("{:?}", s.begin()),
-            Call::Commit => format!("{:?}", s.commit()),
-            Call::Rollback => format!("{:?}", s.rollback()),
-            Call::Insert { author, seq, private, kind, at } => {
-                let e = envelope(author, seq, private, kind);
-                format!("{:?}", s.insert(&e, &crate::codec::encode(&e).unwrap(), at))
-            }
-            Call::Has { author, seq } => format!("{:?}", s.has(&MsgId { author: p(author), seq })),
-            Call::RoomEnvelope { author, seq } => format!("{:?}", s.room_envelope(&MsgId { author: p(author), seq })),
-            Call::Catchup { chats, limit } => format!("{:?}", s.catchup_ids(chats, limit)),
-            Call::History { limit } => format!("{:?}", s.history(limit)),
-            Call::Exercises => format!("{:?}", s.exercises()),
-            Call::Count => format!("{:?}", s.count()),
-            Call::Member { id, name, at } => format!("{:?}", s.touch_member(p(id), &format!("name{name}"), at)),
-            Call::MembersSince { since } => format!("{:?}", s.members_since(since).map(sorted)),
-            Call::SaveOut { peer, next, acked } => format!("{:?}", s.save_out_stream(p(peer), next, acked)),
-            Call::Enqueue { peer, row_back, skip, at } => {
-                // Only rows that exist, as the actor queues (SQLite's outbox has a foreign key).
-                let n = s.count().unwrap() as i64;
-                if n == 0 {
-                    return "no rows".into();
+    /// `fn $name(s: &mut $store, ..)`: one call on one store, its answer as text (the same code
+    /// for the stores and the model, which have the same calls).
+    macro_rules! answer_fn {
+        ($name:ident, $store:ty) => {
+            fn $name(s: &mut $store, c: &Call, lseq: &mut [u64; 4], last: &mut [(i64, u64); 4]) -> String {
+                let p = |n: u8| PeerId([n; 16]);
+                match *c {
+                    Call::Begin => format!("{:?}", s.begin()),
+                    Call::Commit => format!("{:?}", s.commit()),
+                    Call::Rollback => format!("{:?}", s.rollback()),
+                    Call::Insert { author, seq, private, kind, at } => {
+                        let e = envelope(author, seq, private, kind);
+                        format!("{:?}", s.insert(&e, &crate::codec::encode(&e).unwrap(), at))
+                    }
+                    Call::Has { author, seq } => format!("{:?}", s.has(&MsgId { author: p(author), seq })),
+                    Call::RoomEnvelope { author, seq } => {
+                        format!("{:?}", s.room_envelope(&MsgId { author: p(author), seq }))
+                    }
+                    Call::Catchup { chats, limit } => format!("{:?}", s.catchup_ids(chats, limit)),
+                    Call::History { limit } => format!("{:?}", s.history(limit)),
+                    Call::Exercises => format!("{:?}", s.exercises()),
+                    Call::Count => format!("{:?}", s.count()),
+                    Call::Member { id, name, at } => format!("{:?}", s.touch_member(p(id), &format!("name{name}"), at)),
+                    Call::MembersSince { since } => format!("{:?}", s.members_since(since).map(sorted)),
+                    Call::SaveOut { peer, next, acked } => format!("{:?}", s.save_out_stream(p(peer), next, acked)),
+                    Call::Enqueue { peer, row_back, skip, at } => {
+                        // Only rows that exist, as the actor queues.
+                        let n = s.count().unwrap() as i64;
+                        if n == 0 {
+                            return "no rows".into();
+                        }
+                        lseq[peer as usize] += 1 + skip;
+                        let row = (n - row_back).max(1);
+                        last[peer as usize] = (row, at);
+                        format!("{:?}", s.enqueue(p(peer), lseq[peer as usize], row, at))
+                    }
+                    Call::EnqueueNext { peer } => {
+                        let (row, at) = last[peer as usize];
+                        if row == 0 || row >= s.count().unwrap() as i64 {
+                            return "no next row".into();
+                        }
+                        lseq[peer as usize] += 1;
+                        last[peer as usize] = (row + 1, at);
+                        format!("{:?}", s.enqueue(p(peer), lseq[peer as usize], row + 1, at))
+                    }
+                    Call::Pending { peer, after, limit } => format!("{:?}", s.pending(p(peer), after, limit)),
+                    Call::FirstPending { peer } => format!("{:?}", s.first_pending(p(peer))),
+                    Call::Acked { peer, upto } => format!("{:?}", s.acked(p(peer), upto)),
+                    Call::Purge { before, max } => format!("{:?}", s.purge(before, max).map(sorted)),
+                    Call::SaveIn { author, delivered } => format!("{:?}", s.save_in_stream(p(author), delivered)),
+                    Call::Streams => {
+                        format!("{:?} {:?} {}", s.out_streams().map(sorted), s.in_streams().map(sorted), s.wrote())
+                    }
                 }
-                lseq[peer as usize] += 1 + skip;
-                let row = (n - row_back).max(1);
-                last[peer as usize] = (row, at);
-                format!("{:?}", s.enqueue(p(peer), lseq[peer as usize], row, at))
             }
-            Call::EnqueueNext { peer } => {
-                let (row, at) = last[peer as usize];
-                if row == 0 || row >= s.count().unwrap() as i64 {
-                    return "no next row".into();
-                }
-                lseq[peer as usize] += 1;
-                last[peer as usize] = (row + 1, at);
-                format!("{:?}", s.enqueue(p(peer), lseq[peer as usize], row + 1, at))
-            }
-            Call::Pending { peer, after, limit } => format!("{:?}", s.pending(p(peer), after, limit)),
-            Call::FirstPending { peer } => format!("{:?}", s.first_pending(p(peer))),
-            Call::Acked { peer, upto } => format!("{:?}", s.acked(p(peer), upto)),
-            Call::Purge { before, max } => format!("{:?}", s.purge(before, max).map(sorted)),
-            Call::SaveIn { author, delivered } => format!("{:?}", s.save_in_stream(p(author), delivered)),
-            Call::Streams => {
-                format!("{:?} {:?} {}", s.out_streams().map(sorted), s.in_streams().map(sorted), s.wrote())
-            }
-        }
+        };
     }
+    answer_fn!(answer, Store);
+    answer_fn!(answer_model, model::Model);
 
     proptest! {
         // Seeds of past failures live beside this file (mod.proptest-regressions), not in a folder at
@@ -454,15 +446,15 @@ mod same_answers {
             ..ProptestConfig::default()
         })]
         #[test]
-        fn the_store_in_memory_answers_as_sqlite_does(calls in proptest::collection::vec(call(), 1..80)) {
+        fn the_store_in_memory_answers_as_the_model_does(calls in proptest::collection::vec(call(), 1..80)) {
             let me = PeerId([2; 16]);
             let mut mem = Store::open(None, me, "r").unwrap();
-            let mut sql = Store::open_sqlite(None, me, "r").unwrap();
-            assert!(matches!(mem.0, Backend::Memory(_)) && matches!(sql.0, Backend::Sqlite(_)));
+            let mut model = model::Model::new(me, "r");
+            assert!(matches!(mem.0, Backend::Memory(_)));
             let (mut l1, mut l2) = ([0; 4], [0; 4]);
             let (mut r1, mut r2) = ([(0, 0); 4], [(0, 0); 4]);
             for (i, c) in calls.iter().enumerate() {
-                let (a, b) = (answer(&mut mem, c, &mut l1, &mut r1), answer(&mut sql, c, &mut l2, &mut r2));
+                let (a, b) = (answer(&mut mem, c, &mut l1, &mut r1), answer_model(&mut model, c, &mut l2, &mut r2));
                 prop_assert_eq!(a, b, "call {} ({:?})", i, c);
             }
         }

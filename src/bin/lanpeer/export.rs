@@ -1,6 +1,6 @@
 //! `lanpeer export` and `lanpeer history`: read a peer's history (even while the peer runs: its
-//! journal is only ever appended to, and a reader stops before a group being written; a data
-//! folder of an earlier version is read from its `history.db`) and write it for the teacher.
+//! journal is only ever appended to, and a reader stops before a group being written) and write
+//! it for the teacher.
 
 use std::io::Write;
 use std::path::Path;
