@@ -1,0 +1,150 @@
+//! The commands of the [`Node`](crate::Node) handles, and sending a message: checked, numbered,
+//! stored and queued for each addressee within the turn; answered, and sent, once the turn
+//! commits.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::Actor;
+use super::delivery::OutStream;
+use super::turn::HeldReply;
+use crate::error::Error;
+use crate::event::{Event, Message};
+use crate::id::{MsgId, PeerId};
+use crate::node::{Command, MAX_TITLE};
+use crate::protocol::{Body, Envelope};
+
+impl Actor {
+    /// Carry out a command; how many messages it submitted (1 for any other command).
+    pub(super) fn command(&mut self, c: Command) -> usize {
+        let now = Instant::now();
+        match c {
+            Command::Send { to, body, reply } => {
+                // Answered after the commit (in `flush`), so an id the caller gets is on disk.
+                let r = self.send(to, body);
+                self.turn.replies.push(HeldReply::One(reply, r));
+            }
+            Command::SendBatch { msgs, reply } => {
+                let n = msgs.len();
+                let r = msgs.into_iter().map(|(to, body)| self.send(to, body)).collect();
+                self.turn.replies.push(HeldReply::Batch(reply, r));
+                return n.max(1);
+            }
+            Command::Peers(r) => {
+                let _ = r.send(self.table.listed(now));
+            }
+            Command::Problems(r) => {
+                let _ = r.send(self.exercises.view());
+            }
+            Command::History(limit, r) => {
+                let h = self.p.store.history(limit).map(|v| v.into_iter().map(|s| s.message).collect());
+                let _ = r.send(h);
+            }
+            Command::FindPeer(q, r) => {
+                let _ = r.send(self.table.resolve(&q, now));
+            }
+            Command::FindProblem(q, r) => {
+                let _ = r.send(self.exercises.find_problem(&q));
+            }
+            Command::FindAnswer(q, r) => {
+                let _ = r.send(self.exercises.find_answer(&q));
+            }
+            Command::Shutdown => {}
+        }
+        1
+    }
+
+    pub(super) fn check_text(&self, what: &str, text: &str) -> Result<(), Error> {
+        if text.trim().is_empty() {
+            return Err(Error::BadText(format!("the {what} is empty; type some text after the command")));
+        }
+        if text.len() > self.p.config.max_text {
+            return Err(Error::BadText(format!(
+                "the {what} is {} bytes long, more than the limit of {}; shorten it",
+                text.len(),
+                self.p.config.max_text
+            )));
+        }
+        Ok(())
+    }
+
+    pub(super) fn send(&mut self, mut to: Option<PeerId>, body: Body) -> Result<MsgId, Error> {
+        match &body {
+            Body::Chat { text } => self.check_text("message", text)?,
+            Body::Problem { title, body, .. } => {
+                self.check_text("title", title)?;
+                if title.len() > MAX_TITLE {
+                    return Err(Error::BadText(format!("the title is longer than {MAX_TITLE} bytes; shorten it")));
+                }
+                if body.len() > self.p.config.max_text {
+                    return Err(Error::BadText("the problem text is too long; shorten it".into()));
+                }
+            }
+            Body::Answer { problem, text } => {
+                self.exercises.find_problem(&problem.to_string())?;
+                self.check_text("answer", text)?;
+                // A quiz: answers go to its author only.
+                if let Some(author) = self.exercises.quiz_author(problem) {
+                    to = Some(author);
+                }
+            }
+            Body::Feedback { answer, text } => {
+                self.exercises.find_answer(&answer.to_string())?;
+                self.check_text("feedback", text)?;
+                // Feedback on a quiz answer goes to the answer's author only.
+                if self.exercises.problem_of(answer).and_then(|p| self.exercises.quiz_author(&p)).is_some() {
+                    to = Some(answer.author);
+                }
+            }
+        }
+        if let Some(t) = to
+            && t != self.me
+            && !self.members.contains_key(&t)
+        {
+            let name = self.table.get(&t).map(|e| e.name.clone()).unwrap_or_else(|| t.short());
+            return Err(Error::UnknownPeer(name));
+        }
+        let id = MsgId { author: self.me, seq: self.p.identity.next_seq()? };
+        let now = self.turn_now_ms();
+        let env = Envelope { id, author_name: self.p.name.clone(), sent_ms: now, to, body };
+        let bytes =
+            self.arena.encode(&env).map_err(|_| Error::BadText("the message is too large; shorten it".into()))?;
+        if bytes.len() + 16 > self.p.ctx.max_frame {
+            return Err(Error::BadText("the message is too large; shorten it".into()));
+        }
+        let row = self
+            .checked(self.p.store.insert(&env, &bytes, now))?
+            .ok_or_else(|| Error::Storage("message id used twice".into()))?;
+        let mut recipients = std::mem::take(&mut self.targets);
+        recipients.clear();
+        match to {
+            Some(t) if t == self.me => {}
+            Some(t) => recipients.push(t),
+            None => recipients.extend(self.members.keys().copied().filter(|p| *p != self.me)),
+        }
+        let queued = self.queue(&recipients, row, &bytes, now);
+        self.targets = recipients;
+        queued?;
+        let m = Message { id, from_name: env.author_name, sent_ms: env.sent_ms, to, body: env.body, own: true };
+        self.exercises.record(&m);
+        self.emit(Event::Message(m));
+        Ok(id)
+    }
+
+    /// Give our message (row `row`, encoded `bytes`) the next number of each recipient's stream
+    /// and queue it there; it is sent once the turn commits (`flush_with`).
+    pub(super) fn queue(&mut self, recipients: &[PeerId], row: i64, bytes: &Bytes, now: u64) -> Result<(), Error> {
+        for &peer in recipients {
+            let o = self.out.entry(peer).or_insert_with(|| OutStream::new(Instant::now()));
+            let lseq = o.next;
+            self.turn.numbered.entry(peer).or_insert(lseq);
+            o.next += 1;
+            // The stream's counter is not written here: the outbox row says how far it went (see
+            // `Store::out_streams`), and it is written with the acknowledgements.
+            self.checked(self.p.store.enqueue(peer, lseq, row, now))?;
+            self.turn.frames.push((peer, lseq, bytes.clone()));
+        }
+        Ok(())
+    }
+}
