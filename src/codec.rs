@@ -1,11 +1,9 @@
 //! The one place that knows how messages become bytes: bincode 2 (serde flavour).
 //!
 //! Every other module calls [`encode`] and [`decode`]; swapping the encoding, or its settings,
-//! touches this file alone. The envelope, the one value coded once per message, goes through
-//! bincode's own `Encode`/`Decode` (derived beside serde's on its types) into the very same
-//! bytes: half the time to decode, a third less to encode (measured: benchmarks-history.md,
-//! round 15). Decoding is bounded: bincode is given a byte limit so that a length
-//! field in hostile input can never make it allocate more than the frame it came in.
+//! touches this file alone. Decoding is bounded: bincode is given a byte limit so that a length
+//! field in hostile input can never make it allocate more than the frame it came in. Byte arrays
+//! (ids, keys, hashes) are byte strings on the wire (`serde_bytes`): one copy to decode.
 
 use bytes::{Bytes, BytesMut};
 use serde::Serialize;
@@ -147,16 +145,15 @@ impl Arena {
         Arena::default()
     }
 
-    /// The bytes of `value`, as [`encode`] gives them (written by bincode's own `Encode`, derived
-    /// on the envelope's types: a peer id in one write, not sixteen; tested against serde's).
-    pub fn encode<T: bincode::Encode>(&mut self, value: &T) -> Result<Bytes, CodecError> {
+    /// The bytes of `value`, as [`encode`] gives them.
+    pub fn encode<T: Serialize>(&mut self, value: &T) -> Result<Bytes, CodecError> {
         debug_assert!(self.buf.is_empty());
         if self.buf.capacity() < 256 {
             // The values cut from the old chunk keep it alive; this one is new. A larger value
             // grows it as it is written.
             self.buf = BytesMut::with_capacity(ARENA_CHUNK);
         }
-        let r = bincode::encode_into_writer(value, ArenaWriter(&mut self.buf), config());
+        let r = bincode::serde::encode_into_writer(value, ArenaWriter(&mut self.buf), config());
         if let Err(e) = r {
             self.buf.clear();
             return Err(e.into());
@@ -177,6 +174,8 @@ pub enum Received {
         env: crate::protocol::Envelope,
         /// Its bytes on the wire.
         raw: Bytes,
+        /// The batch that proves its author, once a seal did ([`crate::authorship::Verifier`]).
+        proof: Option<std::sync::Arc<crate::authorship::Batch>>,
     },
     /// `Frame::CatchUp`, with the envelope's bytes.
     CatchUp {
@@ -184,6 +183,8 @@ pub enum Received {
         env: crate::protocol::Envelope,
         /// Its bytes on the wire.
         raw: Bytes,
+        /// As for `Message`.
+        proof: Option<std::sync::Arc<crate::authorship::Batch>>,
     },
     /// Any other frame.
     Other(crate::protocol::Frame),
@@ -199,28 +200,25 @@ pub fn decode_received(bytes: &Bytes) -> Result<Received, CodecError> {
         1 => {
             let (lseq, n): (u64, usize) = bincode::serde::decode_from_slice(&bytes[used..], config())?;
             let raw = bytes.slice(used + n..);
-            Ok(Received::Message { lseq, env: decode_envelope(&raw)?, raw })
+            Ok(Received::Message { lseq, env: decode_envelope(&raw)?, raw, proof: None })
         }
         8 => {
             let raw = bytes.slice(used..);
-            Ok(Received::CatchUp { env: decode_envelope(&raw)?, raw })
+            Ok(Received::CatchUp { env: decode_envelope(&raw)?, raw, proof: None })
         }
         _ => Ok(Received::Other(decode::<Frame>(bytes)?)),
     }
 }
 
-/// Decode an envelope that must fill `bytes` exactly: [`decode`]'s result, without serde.
-///
-/// Why: every message received and every message replayed from the journal is an envelope, and
-/// serde's bincode reads a peer id (a `[u8; 16]`) as a tuple, one visited byte at a time, where
-/// bincode's own `Decode` (derived on the envelope's types) reads it in one copy. Same bytes,
-/// same limit, same refusals (tested below against serde on valid and random input).
+/// Decode an envelope that must fill `bytes` exactly (every message received, every message
+/// replayed from the journal).
 pub fn decode_envelope(bytes: &[u8]) -> Result<crate::protocol::Envelope, CodecError> {
-    let (value, used) = bincode::decode_from_slice(bytes, config())?;
-    if used != bytes.len() {
-        return Err(CodecError::Trailing(bytes.len() - used));
-    }
-    Ok(value)
+    decode(bytes)
+}
+
+/// The id of the envelope encoded in `bytes` (its first field), without decoding the rest.
+pub fn envelope_id(bytes: &[u8]) -> Result<crate::id::MsgId, CodecError> {
+    Ok(bincode::serde::decode_from_slice(bytes, config())?.0)
 }
 
 /// Decode a value that must fill `bytes` exactly.
@@ -246,16 +244,7 @@ mod tests {
             sent_ms: 1_700_000_000_000 + seq,
             to: None,
             body: Body::Chat { text: text.into() },
-        }
-    }
-
-    fn same_verdict(bytes: &[u8]) {
-        let native = decode_envelope(bytes);
-        let serde = decode::<Envelope>(bytes);
-        match (&native, &serde) {
-            (Ok(a), Ok(b)) => assert_eq!(a, b),
-            (Err(_), Err(_)) => {}
-            _ => panic!("native {native:?} and serde {serde:?} disagree on {bytes:?}"),
+            files: vec![],
         }
     }
 
@@ -271,51 +260,57 @@ mod tests {
             (id.clone(), ".{0,40}").prop_map(|(problem, text)| Body::Answer { problem, text }),
             (id.clone(), ".{0,40}").prop_map(|(answer, text)| Body::Feedback { answer, text }),
         ];
-        (id, ".{0,20}", any::<u64>(), proptest::option::of(any::<[u8; 16]>()), body).prop_map(
-            |(id, author_name, sent_ms, to, body)| Envelope { id, author_name, sent_ms, to: to.map(PeerId), body },
+        let file = (".{0,20}", any::<u64>(), any::<[u8; 32]>(), any::<[u8; 32]>())
+            .prop_map(|(name, size, sha256, chunks)| crate::protocol::FileRef { name, size, sha256, chunks });
+        (
+            id,
+            ".{0,20}",
+            any::<u64>(),
+            proptest::option::of(any::<[u8; 16]>()),
+            body,
+            proptest::collection::vec(file, 0..3),
         )
+            .prop_map(|(id, author_name, sent_ms, to, body, files)| Envelope {
+                id,
+                author_name,
+                sent_ms,
+                to: to.map(PeerId),
+                body,
+                files,
+            })
+    }
+
+    #[test]
+    fn an_envelope_length_past_the_limit_is_refused_before_any_allocation() {
+        // A name whose length field claims 4 GiB.
+        let mut bytes = vec![16u8];
+        bytes.extend_from_slice(&[0u8; 16]);
+        bytes.push(1); // seq
+        bytes.extend_from_slice(&[252, 0xff, 0xff, 0xff, 0xff]);
+        assert!(decode_envelope(&bytes).is_err());
     }
 
     proptest! {
+        /// Every envelope comes back; every cut short, and one byte too many, is refused.
         #[test]
-        fn native_envelope_coding_is_serdes(e in any_envelope()) {
+        fn envelopes_round_trip_and_cut_ones_are_refused(e in any_envelope()) {
             let bytes = encode(&e).unwrap();
             prop_assert_eq!(&Arena::new().encode(&e).unwrap(), &bytes);
             prop_assert_eq!(decode_envelope(&bytes).unwrap(), e);
-            // Every cut short, and one byte too many, refused by both.
             for n in 0..bytes.len() {
                 prop_assert!(decode_envelope(&bytes[..n]).is_err());
-                same_verdict(&bytes[..n]);
             }
             let mut longer = bytes.to_vec();
             longer.push(0);
             prop_assert!(decode_envelope(&longer).is_err());
         }
 
+        /// Random bytes never panic the decoder.
         #[test]
-        fn native_and_serde_envelope_decoding_agree_on_altered_bytes(
-            e in any_envelope(), at in any::<prop::sample::Index>(), to in any::<u8>()
-        ) {
-            let mut bytes = encode(&e).unwrap().to_vec();
-            let i = at.index(bytes.len());
-            bytes[i] = to;
-            same_verdict(&bytes);
+        fn random_bytes_do_not_panic(bytes in proptest::collection::vec(any::<u8>(), 0..160)) {
+            let _ = decode_envelope(&bytes);
+            let _ = decode_received(&bytes::Bytes::from(bytes));
         }
-
-        #[test]
-        fn native_and_serde_envelope_decoding_agree_on_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..120)) {
-            same_verdict(&bytes);
-        }
-    }
-
-    #[test]
-    fn native_envelope_decoding_refuses_a_length_past_the_limit() {
-        // A name whose length field claims 4 GiB: refused before anything is allocated.
-        let mut bytes = vec![0u8; 16];
-        bytes.push(1); // seq
-        bytes.extend_from_slice(&[252, 0xff, 0xff, 0xff, 0xff]);
-        assert!(decode_envelope(&bytes).is_err());
-        same_verdict(&bytes);
     }
 
     #[test]

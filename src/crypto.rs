@@ -1,14 +1,21 @@
-//! Keys: the peer's long-term static key (its identity), the room keys derived from a
-//! passphrase, and the Noise protocol names. No cryptography is made here: the Noise protocol
-//! runs in `snow`, with X25519 and ChaChaPoly from AWS-LC (`aws-lc-rs`) and BLAKE2s from snow's
-//! own (see [`crate::transport::resolver`]), the passphrase KDF is Argon2id (`argon2`),
-//! the key expansion HKDF-SHA256 (`hkdf`), and the beacon tag HMAC-SHA256 (`hmac`).
+//! Keys: the peer's long-term identity key (it signs the peer's messages, and the Noise key of
+//! its sessions derives from it), the room keys derived from a passphrase, and the Noise protocol
+//! names. No cryptography is made here: Ed25519 is `ed25519-dalek`'s, the Noise protocol runs in
+//! `snow`, with X25519 and ChaChaPoly from AWS-LC (`aws-lc-rs`) and BLAKE2s from snow's own (see
+//! [`crate::transport::resolver`]), the passphrase KDF is Argon2id (`argon2`), the key expansion
+//! HKDF-SHA256 (`hkdf`), and the beacon tag HMAC-SHA256 (`hmac`).
 //!
-//! docs/security.md explains what each key protects.
+//! One key, two uses: a peer's identity is an Ed25519 key pair; the X25519 key of its Noise
+//! handshakes is the same secret scalar, and its public key the Montgomery form of the Ed25519
+//! public key (as libsodium's `crypto_sign_ed25519_sk_to_curve25519` and `_pk_to_curve25519`
+//! do). So a hello that names its Ed25519 key proves, through the handshake, that the sender
+//! holds it; and the peer id, a hash of that key, is proved by every message the key signs,
+//! whoever hands it over. docs/security.md explains what each key protects.
 
 use std::fmt;
 use std::sync::Arc;
 
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use hkdf::Hkdf;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -26,49 +33,97 @@ pub const KDF_MEMORY_KIB: u32 = 19 * 1024;
 /// Argon2id passes.
 pub const KDF_PASSES: u32 = 2;
 
-/// The peer id that stands for a static public key: the first 16 bytes of its SHA-256.
-pub fn peer_id_of(public: &[u8]) -> PeerId {
-    let d = Sha256::digest(public);
+/// An Ed25519 public key: a peer's identity.
+pub type PublicKey = [u8; 32];
+/// An Ed25519 signature.
+pub type Signature = [u8; 64];
+
+/// The peer id that stands for an identity key: the first 16 bytes of its SHA-256.
+pub fn peer_id_of(identity: &[u8]) -> PeerId {
+    let d = Sha256::digest(identity);
     let mut id = [0u8; 16];
     id.copy_from_slice(&d[..16]);
     PeerId(id)
 }
 
-/// A long-term X25519 keypair. The secret is wiped from memory when dropped.
+/// The X25519 public key of the Noise handshakes of the identity `identity` (its Montgomery
+/// form); `None` for 32 bytes that are no Ed25519 public key.
+pub fn noise_key_of(identity: &PublicKey) -> Option<[u8; 32]> {
+    VerifyingKey::from_bytes(identity).ok().map(|k| k.to_montgomery().to_bytes())
+}
+
+/// Does `sig` sign `msg` with the identity key `identity`?
+pub fn verify(identity: &PublicKey, msg: &[u8], sig: &Signature) -> bool {
+    let Ok(key) = VerifyingKey::from_bytes(identity) else { return false };
+    key.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(sig)).is_ok()
+}
+
+/// Do all these signatures hold (each `(identity, message, signature)`)? One batch check, about
+/// a third of the cost of checking each (when one fails, check each with [`verify`] to know
+/// which).
+pub fn verify_all(items: &[(PublicKey, &[u8], Signature)]) -> bool {
+    let mut keys = Vec::with_capacity(items.len());
+    for (k, _, _) in items {
+        match VerifyingKey::from_bytes(k) {
+            Ok(k) if !k.is_weak() => keys.push(k),
+            _ => return false,
+        }
+    }
+    let msgs: Vec<&[u8]> = items.iter().map(|i| i.1).collect();
+    let sigs: Vec<ed25519_dalek::Signature> =
+        items.iter().map(|i| ed25519_dalek::Signature::from_bytes(&i.2)).collect();
+    ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok()
+}
+
+/// A peer's long-term keys: its Ed25519 identity key pair, and the X25519 key pair of its Noise
+/// handshakes derived from it. The secrets are wiped from memory when dropped.
 #[derive(Clone)]
 pub struct StaticKeys {
-    /// The key in the form the Noise resolver uses (computed once, reused by every handshake).
+    signing: Arc<SigningKey>,
+    /// The Noise key in the form the resolver uses (computed once, reused by every handshake).
     key: Arc<X25519Key>,
-    /// The public key (32 bytes).
+    /// The Ed25519 public key: the identity (the peer id is its hash).
+    pub identity: PublicKey,
+    /// The X25519 public key of the Noise handshakes (the Montgomery form of `identity`).
     pub public: [u8; 32],
 }
 
 impl fmt::Debug for StaticKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "StaticKeys {{ public: {}, secret: <hidden> }}", hex::encode(self.public))
+        write!(f, "StaticKeys {{ identity: {}, secret: <hidden> }}", hex::encode(self.identity))
     }
 }
 
 impl StaticKeys {
-    /// A fresh random keypair (32 bytes from the operating system's random source, through the
+    /// A fresh random identity (32 bytes from the operating system's random source, through the
     /// same source as the Noise ephemeral keys: not AWS-LC's, whose first use in a process costs
     /// about 40 ms of entropy gathering, and each new thread's some more).
     pub fn generate() -> StaticKeys {
-        let mut secret = Zeroizing::new([0u8; 32]);
-        crate::transport::resolver::random(secret.as_mut());
-        StaticKeys::from_secret(*secret)
+        let mut seed = Zeroizing::new([0u8; 32]);
+        crate::transport::resolver::random(seed.as_mut());
+        StaticKeys::from_seed(*seed)
     }
 
-    /// The keypair of a 32-byte secret key (the public key is computed from it, by the same
-    /// X25519 as the Noise handshakes: [`crate::transport::resolver`]).
-    pub fn from_secret(secret: [u8; 32]) -> StaticKeys {
-        let secret = Zeroizing::new(secret);
-        let key = X25519Key::new(&secret);
+    /// The keys of a 32-byte Ed25519 secret key (its seed). The X25519 secret is the Ed25519
+    /// secret scalar (`to_scalar_bytes`); AWS-LC computes its public key, which is the
+    /// Montgomery form of the Ed25519 public key.
+    pub fn from_seed(seed: [u8; 32]) -> StaticKeys {
+        let seed = Zeroizing::new(seed);
+        let signing = SigningKey::from_bytes(&seed);
+        let scalar = Zeroizing::new(signing.to_scalar_bytes());
+        let key = X25519Key::new(&scalar);
+        let identity = signing.verifying_key().to_bytes();
         let public = *key.public();
-        StaticKeys { key: Arc::new(key), public }
+        debug_assert_eq!(Some(public), noise_key_of(&identity));
+        StaticKeys { signing: Arc::new(signing), key: Arc::new(key), identity, public }
     }
 
-    /// The secret key.
+    /// The Ed25519 secret key (its seed): what the key file holds.
+    pub fn seed(&self) -> &[u8; 32] {
+        self.signing.as_bytes()
+    }
+
+    /// The X25519 secret key of the Noise handshakes.
     pub fn secret(&self) -> &[u8; 32] {
         self.key.secret()
     }
@@ -78,9 +133,14 @@ impl StaticKeys {
         &self.key
     }
 
-    /// The peer id of this key.
+    /// The peer id of this identity.
     pub fn peer_id(&self) -> PeerId {
-        peer_id_of(&self.public)
+        peer_id_of(&self.identity)
+    }
+
+    /// Sign `msg` with the identity key.
+    pub fn sign(&self, msg: &[u8]) -> Signature {
+        self.signing.sign(msg).to_bytes()
     }
 }
 
@@ -160,10 +220,11 @@ mod tests {
     #[test]
     fn public_key_is_recomputed_from_the_secret() {
         let k = StaticKeys::generate();
-        let again = StaticKeys::from_secret(*k.secret());
+        let again = StaticKeys::from_seed(*k.seed());
         assert_eq!(again.public, k.public);
         assert_eq!(again.peer_id(), k.peer_id());
         assert_ne!(StaticKeys::generate().public, k.public);
+        assert!(!format!("{k:?}").contains(&hex::encode(k.seed())));
         assert!(!format!("{k:?}").contains(&hex::encode(k.secret())));
     }
 
@@ -179,5 +240,38 @@ mod tests {
         assert_ne!(*a.psk, *d.psk);
         assert_ne!(*a.beacon, *c.beacon);
         assert_eq!(format!("{:?}", Passphrase::new("x")), "Passphrase(<hidden>)");
+    }
+}
+
+#[cfg(test)]
+mod identity_keys {
+    use super::*;
+
+    #[test]
+    fn the_noise_key_is_the_identity_key_in_montgomery_form() {
+        for _ in 0..20 {
+            let k = StaticKeys::generate();
+            assert_eq!(noise_key_of(&k.identity), Some(k.public));
+            assert_eq!(StaticKeys::from_seed(*k.seed()).public, k.public, "the same seed, the same keys");
+            assert_eq!(k.peer_id(), peer_id_of(&k.identity));
+        }
+        // About half of all 32-byte strings are no point of the curve.
+        assert!((0..40u8).any(|b| noise_key_of(&[b; 32]).is_none()), "bytes that are no key are refused");
+    }
+
+    #[test]
+    fn signatures_hold_for_their_key_and_message_only() {
+        let (a, b) = (StaticKeys::generate(), StaticKeys::generate());
+        let sig = a.sign(b"lesson one");
+        assert!(verify(&a.identity, b"lesson one", &sig));
+        assert!(!verify(&b.identity, b"lesson one", &sig));
+        assert!(!verify(&a.identity, b"lesson two", &sig));
+        let mut bad = sig;
+        bad[10] ^= 1;
+        assert!(!verify(&a.identity, b"lesson one", &bad));
+        let sig_b = b.sign(b"x");
+        assert!(verify_all(&[(a.identity, b"lesson one", sig), (b.identity, b"x", sig_b)]));
+        assert!(!verify_all(&[(a.identity, b"lesson one", sig), (b.identity, b"y", sig_b)]));
+        assert!(verify_all(&[]));
     }
 }

@@ -439,7 +439,7 @@ mod tests {
             addrs: vec![IpAddr::from([10, 0, 0, 7]), "fd00::7".parse().unwrap()],
         }]);
         let b = codec::encode(&one).unwrap();
-        let mut want = vec![9u8, 1];
+        let mut want = vec![9u8, 1, 16];
         want.extend([0xab; 16]);
         want.extend([1, 0xfb, 0x31, 0x16, 2, 0, 10, 0, 0, 7, 1]);
         want.extend([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7]);

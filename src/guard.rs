@@ -68,6 +68,10 @@ pub enum WarnKind {
     Flood,
     /// The history cannot be written (a full disk, say); reported about no address.
     Storage,
+    /// Messages that do not prove their author (forged, altered, of another room).
+    Unproved,
+    /// A peer claims the teacher's role with a key that is not the room's teacher's.
+    Impostor,
 }
 
 /// Sends [`Event::Warning`]s, at most one per kind and address per `every`, and at most

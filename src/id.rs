@@ -10,9 +10,9 @@
 //! ([`PeerId::short`], [`MsgId::short`]) use the first 8 hex digits.
 
 /// The hasher of the maps every message touches (by peer, by message id): foldhash, seeded per
-/// process. SipHash, the standard library's default, was ≈ 5 % of a stream's CPU (round 13 of
-/// docs/benchmarks-history.md); the keys here are peer ids and counters, and the seed keeps
-/// crafted collisions out of reach of a peer that does not know it.
+/// process. SipHash, the standard library's default, costs ≈ 5 % of a stream's CPU; the keys here
+/// are peer ids and counters, and the seed keeps crafted collisions out of reach of a peer that
+/// does not know it.
 pub type FastHash = foldhash::fast::RandomState;
 /// A `HashMap` with [`FastHash`].
 pub type FastMap<K, V> = std::collections::HashMap<K, V, FastHash>;
@@ -27,13 +27,10 @@ use serde::{Deserialize, Serialize};
 /// Number of hex digits shown in the short form of an id.
 pub const SHORT_LEN: usize = 8;
 
-/// The identity of one peer: 16 bytes, shown as 32 hex digits.
-// `bincode::Decode` and `Encode`: the codec's native coding of an envelope
-// (`codec::decode_envelope`, `codec::Arena`), the same bytes as serde's.
-#[derive(
-    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, bincode::Decode, bincode::Encode,
-)]
-pub struct PeerId(pub [u8; 16]);
+/// The identity of one peer: 16 bytes, shown as 32 hex digits. On the wire a byte string
+/// (its length, 16, then the bytes): decoded in one copy, where an array is read byte by byte.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PeerId(#[serde(with = "serde_bytes")] pub [u8; 16]);
 
 impl PeerId {
     /// A fresh random id.
@@ -84,9 +81,7 @@ impl FromStr for PeerId {
 }
 
 /// The id of one message: its author and the author's sequence number.
-#[derive(
-    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, bincode::Decode, bincode::Encode,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct MsgId {
     /// Who wrote the message.
     pub author: PeerId,

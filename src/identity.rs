@@ -1,9 +1,10 @@
 //! The data directory: this peer's lasting identity, and a lock so that two processes never share
 //! it (two peers with one id would fight over every session).
 //!
-//! Files: `key` (the peer's long-term X25519 secret key, 64 hex digits and a newline; mode 0600
-//! on Unix), `id` (the peer id derived from the key, 32 hex digits and a newline: for people and
-//! scripts to read; rewritten from the key when it differs), `seq` (the next free message sequence
+//! Files: `identity.key` (the peer's long-term Ed25519 secret key, its 32-byte seed as 64 hex
+//! digits and a newline; mode 0600 on Unix; the Noise key of its sessions derives from it:
+//! [`crate::crypto`]), `id` (the peer id derived from the key, 32 hex digits and a newline: for
+//! people and scripts to read; rewritten from the key when it differs), `seq` (the next free message sequence
 //! number, reserved in blocks so that ids stay unique across restarts without a write per
 //! message), `lock` (held with an OS file lock while the peer runs; released by the OS when the
 //! process dies, even by SIGKILL).
@@ -70,14 +71,21 @@ fn damaged(dir: &Path, what: String) -> Error {
     dir_err(dir)(std::io::Error::new(std::io::ErrorKind::InvalidData, what))
 }
 
-/// Load the key file, or make one (an old data dir with only an `id` gets a key and a new id).
+/// The file of the identity key in the data dir.
+pub const KEY_FILE: &str = "identity.key";
+/// The key file of a data dir made before messages were signed (an X25519 key that can sign
+/// nothing): no longer read.
+const OLD_KEY_FILE: &str = "key";
+
+/// Load the key file, or make one (a data dir without one, or with only the key of a version
+/// that did not sign messages, gets a new identity, and so a new id).
 fn load_keys(dir: &Path) -> Result<StaticKeys, Error> {
-    let key_path = dir.join("key");
+    let key_path = dir.join(KEY_FILE);
     match fs::read_to_string(&key_path) {
         Ok(text) => {
             let mut secret = zeroize::Zeroizing::new([0u8; 32]);
             hex::decode_to_slice(text.trim(), secret.as_mut()).map_err(|e| {
-                damaged(dir, format!("the file `key` is damaged ({e}); remove it to get a new identity"))
+                damaged(dir, format!("the file `{KEY_FILE}` is damaged ({e}); remove it to get a new identity"))
             })?;
             #[cfg(unix)]
             {
@@ -89,17 +97,22 @@ fn load_keys(dir: &Path) -> Result<StaticKeys, Error> {
                     let _ = fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600));
                 }
             }
-            Ok(StaticKeys::from_secret(*secret))
+            Ok(StaticKeys::from_seed(*secret))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let keys = StaticKeys::generate();
-            let text = zeroize::Zeroizing::new(format!("{}\n", hex::encode(keys.secret())));
+            let text = zeroize::Zeroizing::new(format!("{}\n", hex::encode(keys.seed())));
             write_durably_mode(&key_path, &text, true).map_err(dir_err(dir))?;
             if let Ok(old) = fs::read_to_string(dir.join("id")) {
+                let why = if dir.join(OLD_KEY_FILE).exists() {
+                    "this data folder's key cannot sign messages: made a new identity key"
+                } else {
+                    "this data folder had no key: made one"
+                };
                 tracing::warn!(
                     old_id = %old.trim(),
                     new_id = %keys.peer_id(),
-                    "this data folder had no key: made one; the peer's id is now derived from it and has changed"
+                    "{why}; the peer's id is derived from it and has changed (its earlier messages stay readable here)"
                 );
             }
             Ok(keys)
@@ -207,14 +220,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("lanpeer-key-test-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let a = Identity::open(Some(&dir)).unwrap();
-        assert_eq!(a.id, crate::crypto::peer_id_of(&a.keys.public), "the id is the hash of the public key");
-        let key_text = fs::read_to_string(dir.join("key")).unwrap();
-        assert_eq!(key_text.trim(), hex::encode(a.keys.secret()));
+        assert_eq!(a.id, crate::crypto::peer_id_of(&a.keys.identity), "the id is the hash of the public key");
+        let key_text = fs::read_to_string(dir.join(KEY_FILE)).unwrap();
+        assert_eq!(key_text.trim(), hex::encode(a.keys.seed()));
         assert_eq!(fs::read_to_string(dir.join("id")).unwrap(), format!("{}\n", a.id));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(fs::metadata(dir.join("key")).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(fs::metadata(dir.join(KEY_FILE)).unwrap().permissions().mode() & 0o777, 0o600);
         }
         let (id, public) = (a.id, a.keys.public);
         drop(a);
@@ -225,7 +238,7 @@ mod tests {
         assert_eq!(fs::read_to_string(dir.join("id")).unwrap().trim(), id.to_string());
         drop(b);
         // A damaged key is an error, not a silent new identity.
-        fs::write(dir.join("key"), "not hex\n").unwrap();
+        fs::write(dir.join(KEY_FILE), "not hex\n").unwrap();
         assert!(matches!(Identity::open(Some(&dir)), Err(Error::DataDir { .. })));
         fs::remove_dir_all(&dir).unwrap();
     }
@@ -241,8 +254,16 @@ mod tests {
         let mut a = Identity::open(Some(&dir)).unwrap();
         assert_ne!(a.id, old);
         assert_eq!(a.id, a.keys.peer_id());
-        assert!(dir.join("key").exists());
+        assert!(dir.join(KEY_FILE).exists());
         assert!(a.next_seq().unwrap() >= 5000, "the message counter is kept");
+        let id = a.id;
+        drop(a);
+        // A data dir of a version whose key could not sign: a new identity, the counter kept.
+        fs::remove_file(dir.join(KEY_FILE)).unwrap();
+        fs::write(dir.join(OLD_KEY_FILE), format!("{}\n", hex::encode([3u8; 32]))).unwrap();
+        let mut a = Identity::open(Some(&dir)).unwrap();
+        assert_ne!(a.id, id);
+        assert!(a.next_seq().unwrap() >= 5000);
         drop(a);
         fs::remove_dir_all(&dir).unwrap();
     }

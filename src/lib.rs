@@ -35,6 +35,7 @@
 
 #![deny(missing_docs)]
 
+pub mod authorship;
 pub mod codec;
 pub mod config;
 pub mod crypto;
@@ -47,6 +48,7 @@ pub mod guard;
 pub mod id;
 pub mod identity;
 pub mod journal;
+pub mod merkle;
 pub mod node;
 pub mod peers;
 pub mod protocol;

@@ -586,6 +586,7 @@ mod tests {
     fn hello(id: u8, inc: u64, name: &str) -> Hello {
         Hello {
             id: PeerId([id; 16]),
+            identity: [id; 32],
             incarnation: inc,
             name: name.into(),
             room: "r".into(),

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::id::{MsgId, PeerId};
 
 /// The version of the wire protocol (beacon and TCP). Peers of another version are ignored.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// The first four bytes of a TCP connection, in each direction.
 pub const PREAMBLE_MAGIC: [u8; 4] = *b"LNPT";
@@ -127,9 +127,38 @@ pub enum Frame {
     CatchUp(Envelope),
     /// 9: gossip: peers I have a live, authenticated session with in this room, and where I
     /// reach them (at most [`crate::gossip::MAX_ADS`] entries). Sent at session start and when
-    /// my set of peers changes; a receiver may dial them (docs/protocol.md, section 14).
+    /// my set of peers changes; a receiver may dial them (docs/protocol.md, "Gossip").
     Peers(Vec<PeerAd>),
+    /// 10: the author's signature over a batch of its messages, proving the messages of that
+    /// batch sent on this session since its last seal ([`Message`](Frame::Message) or
+    /// [`CatchUp`](Frame::CatchUp) frames before it). A receiver holds a message until a seal
+    /// proves it, and drops it when none does.
+    Seal(Seal),
 }
+
+/// An author's signature over a batch of its messages: the numbers `first..first + count` of
+/// its own sequence, the leaves of a hash tree ([`crate::merkle`]) whose root the author signed.
+/// docs/protocol.md, "Authorship", gives the signed bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seal {
+    /// The author's identity key (its id is this key's hash: no lookup needed).
+    #[serde(with = "serde_bytes")]
+    pub key: [u8; 32],
+    /// The author's number of the batch's first message.
+    pub first: u64,
+    /// The numbers in the batch (1 to [`MAX_SEALED`]).
+    pub count: u32,
+    /// Ed25519 signature by `key` over the batch's signed bytes.
+    #[serde(with = "serde_bytes")]
+    pub sig: [u8; 64],
+    /// The proof of the messages this seal accompanies: the hashes of the batch's other parts,
+    /// 32 bytes each, in the order of [`crate::merkle::prove`].
+    #[serde(with = "serde_bytes")]
+    pub proof: Vec<u8>,
+}
+
+/// Numbers in one sealed batch, at most.
+pub const MAX_SEALED: u32 = 4096;
 
 /// One entry of a [`Frame::Peers`] gossip frame.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,8 +177,12 @@ pub struct PeerAd {
 /// The handshake: the facts a peer needs before it lists another.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
-    /// The sender's id.
+    /// The sender's id: the hash of `identity`.
     pub id: PeerId,
+    /// The sender's identity key (Ed25519); the Noise key it proved in the handshake must be this
+    /// key's Montgomery form ([`crate::crypto`]).
+    #[serde(with = "serde_bytes")]
+    pub identity: [u8; 32],
     /// Random per start of the sender: tells a restarted peer from a lingering old session.
     pub incarnation: u64,
     /// Display name.
@@ -162,9 +195,9 @@ pub struct Hello {
     pub props: Vec<(String, String)>,
 }
 
-/// An application message with its id, as sent to each addressee.
-// `bincode::Decode` and `Encode` (with `Body`): see `codec::decode_envelope` and `codec::Arena`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, bincode::Decode, bincode::Encode)]
+/// An application message with its id, as sent to each addressee. Every field is covered by the
+/// author's signature (a [`Seal`] over the envelope's bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
     /// Unique in the room: author and the author's sequence number.
     pub id: MsgId,
@@ -176,10 +209,27 @@ pub struct Envelope {
     pub to: Option<PeerId>,
     /// What it says.
     pub body: Body,
+    /// Files attached, in order (often none).
+    pub files: Vec<FileRef>,
+}
+
+/// A file attached to a message: what it is called, and the hashes that name its content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    /// Its name, a relative path with `/` between the parts (`src/a.py` for a file of a folder).
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// SHA-256 of its content (what `sha256sum` prints).
+    #[serde(with = "serde_bytes")]
+    pub sha256: [u8; 32],
+    /// The hash of the list of its chunks' hashes (docs/protocol.md, "Files").
+    #[serde(with = "serde_bytes")]
+    pub chunks: [u8; 32],
 }
 
 /// The four kinds of application message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, bincode::Decode, bincode::Encode)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Body {
     /// 0: a chat line (to everyone, or private when the envelope has `to`).
     Chat {
@@ -234,6 +284,7 @@ mod tests {
         vec![
             Frame::Hello(Hello {
                 id: author,
+                identity: [9; 32],
                 incarnation: 77,
                 name: "Ada".into(),
                 room: "lab".into(),
@@ -248,6 +299,7 @@ mod tests {
                     sent_ms: 1,
                     to: Some(PeerId([1; 16])),
                     body: Body::Answer { problem: id, text: "fn main() {\n}\n".into() },
+                    files: vec![FileRef { name: "src/main.rs".into(), size: 12, sha256: [3; 32], chunks: [4; 32] }],
                 },
             },
             Frame::Ping,
@@ -262,6 +314,7 @@ mod tests {
                 sent_ms: 2,
                 to: None,
                 body: Body::Feedback { answer: id, text: "ok".into() },
+                files: vec![],
             }),
             Frame::Peers(vec![PeerAd {
                 id: author,
@@ -269,6 +322,7 @@ mod tests {
                 tcp_port: 5681,
                 addrs: vec!["10.0.0.7".parse().unwrap(), "fd00::7".parse().unwrap()],
             }]),
+            Frame::Seal(Seal { key: [5; 32], first: 9, count: 3, sig: [6; 64], proof: vec![7; 64] }),
         ]
     }
 
@@ -326,11 +380,11 @@ mod tests {
         for f in sample() {
             let bytes = codec::encode(&f).unwrap();
             match (codec::decode_received(&bytes).unwrap(), f) {
-                (Received::Message { lseq, env, raw }, Frame::Message { lseq: l, env: e }) => {
+                (Received::Message { lseq, env, raw, .. }, Frame::Message { lseq: l, env: e }) => {
                     assert_eq!((lseq, &env), (l, &e));
                     assert_eq!(raw, codec::encode(&e).unwrap());
                 }
-                (Received::CatchUp { env, raw }, Frame::CatchUp(e)) => {
+                (Received::CatchUp { env, raw, .. }, Frame::CatchUp(e)) => {
                     assert_eq!(env, e);
                     assert_eq!(raw, codec::encode(&e).unwrap());
                 }

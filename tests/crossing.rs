@@ -157,7 +157,15 @@ async fn a_dialer_must_be_who_its_first_message_names() {
             let mut s = TcpStream::connect(addr).await.unwrap();
             let o = noise::open(&mut s, Intro::Dialer(Some(claim)), &x).await.unwrap();
             let id = x.statics.peer_id();
-            let hello = Hello { id, incarnation: 1, name: "x".into(), room, tcp_port: 9, props: vec![] };
+            let hello = Hello {
+                id,
+                identity: x.statics.identity,
+                incarnation: 1,
+                name: "x".into(),
+                room,
+                tcp_port: 9,
+                props: vec![],
+            };
             let mut out = BytesMut::from(&o.unsent[..]);
             NoiseWriter::new(o.ts, 1 << 20).encode(codec::encode(&Frame::Hello(hello)).unwrap(), &mut out).unwrap();
             s.write_all(&out).await.unwrap();

@@ -35,6 +35,7 @@ async fn noise_hello(addr: std::net::SocketAddr, room: &str) -> (TcpStream, Nois
     let mut w = NoiseWriter::new(ts, 1 << 20);
     let h = Hello {
         id: keys.statics.peer_id(),
+        identity: keys.statics.identity,
         incarnation: 1,
         name: "intruder".into(),
         room: room.into(),

@@ -56,16 +56,17 @@ fn a_turn_the_journal_store_cannot_write_is_undone_whole() {
         sent_ms: 1,
         to: None,
         body: Body::Chat { text: "x".repeat(len) },
+        files: vec![],
     };
     let mut s = Store::open_journal(&path, me, "r").unwrap();
     s.begin();
-    s.insert(&chat(1, 10), &lanpeer::codec::encode(&chat(1, 10)).unwrap(), 5).unwrap();
+    s.insert(&chat(1, 10), &lanpeer::codec::encode(&chat(1, 10)).unwrap(), 5, true).unwrap();
     s.commit().unwrap();
     disk.fill();
     let turn = |s: &mut Store| {
         s.begin();
         for seq in 2..6 {
-            s.insert(&chat(seq, 60_000), &lanpeer::codec::encode(&chat(seq, 60_000)).unwrap(), 6).unwrap();
+            s.insert(&chat(seq, 60_000), &lanpeer::codec::encode(&chat(seq, 60_000)).unwrap(), 6, true).unwrap();
         }
         s.save_in_stream(PeerId([2; 16]), 5).unwrap();
         s.commit()

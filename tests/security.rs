@@ -113,8 +113,17 @@ async fn raw_session(
     (s, w, r, inbuf)
 }
 
-fn hello_of(id: PeerId, room: &str) -> Hello {
-    Hello { id, incarnation: 1, name: "raw".into(), room: room.into(), tcp_port: 9, props: vec![] }
+/// A hello naming `id` and the identity key of `keys` (so: a true hello when `id` is theirs).
+fn hello_of(id: PeerId, keys: &SessionKeys, room: &str) -> Hello {
+    Hello {
+        id,
+        identity: keys.statics.identity,
+        incarnation: 1,
+        name: "raw".into(),
+        room: room.into(),
+        tcp_port: 9,
+        props: vec![],
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,7 +135,7 @@ async fn altered_and_replayed_records_close_the_session() {
     let me = keys.statics.peer_id();
 
     // A well-behaved raw peer is listed (so the checks below can fail).
-    let (mut s, mut w, _r, _) = raw_session(addr, &keys, hello_of(me, &room)).await;
+    let (mut s, mut w, _r, _) = raw_session(addr, &keys, hello_of(me, &keys, &room)).await;
     wait_for(&mut a, T, |e| matches!(e, Event::PeerJoined(p) if p.id == me)).await;
     // One good record (a ping) is accepted...
     let mut rec = BytesMut::new();
@@ -140,7 +149,7 @@ async fn altered_and_replayed_records_close_the_session() {
     wait_for(&mut a, T, |e| matches!(e, Event::PeerLeft { id, .. } if *id == me)).await;
 
     // A record with one flipped byte ends the session too.
-    let (mut s, mut w, _r, _) = raw_session(addr, &keys, hello_of(me, &room)).await;
+    let (mut s, mut w, _r, _) = raw_session(addr, &keys, hello_of(me, &keys, &room)).await;
     wait_for(&mut a, T, |e| matches!(e, Event::PeerJoined(p) if p.id == me)).await;
     let mut rec = BytesMut::new();
     w.encode(codec::encode(&Frame::Bye("x".into())).unwrap(), &mut rec).unwrap();
@@ -151,7 +160,7 @@ async fn altered_and_replayed_records_close_the_session() {
     wait_for(&mut a, T, |e| matches!(e, Event::PeerLeft { id, .. } if *id == me)).await;
 
     // A record that skips ahead (reordered: record 1 sent before record 0).
-    let (mut s, mut w, _r, _) = raw_session(addr, &keys, hello_of(me, &room)).await;
+    let (mut s, mut w, _r, _) = raw_session(addr, &keys, hello_of(me, &keys, &room)).await;
     wait_for(&mut a, T, |e| matches!(e, Event::PeerJoined(p) if p.id == me)).await;
     let (mut r0, mut r1) = (BytesMut::new(), BytesMut::new());
     w.encode(codec::encode(&Frame::Ping).unwrap(), &mut r0).unwrap();
@@ -173,7 +182,7 @@ async fn ids_must_match_keys_and_plain_sessions_are_refused() {
     let (rd, wr) = s.into_split();
     let mut w = FramedWrite::new(wr, NoiseWriter::new(ts.clone(), 1 << 20));
     let mut r = FramedRead::new(rd, NoiseReader::new(ts, 1 << 20));
-    w.send(codec::encode(&Frame::Hello(hello_of(b.node.id(), &room))).unwrap()).await.unwrap();
+    w.send(codec::encode(&Frame::Hello(hello_of(b.node.id(), &keys, &room))).unwrap()).await.unwrap();
     let closed = tokio::time::timeout(T, async {
         loop {
             match r.next().await {
@@ -227,7 +236,7 @@ async fn wrong_passphrase_fails_the_handshake() {
     // The right passphrase gets in (so the check above can fail).
     let k = keys("right");
     let id = k.statics.peer_id();
-    let (_s, _w, _r, _) = raw_session(addr, &k, hello_of(id, &room)).await;
+    let (_s, _w, _r, _) = raw_session(addr, &k, hello_of(id, &k, &room)).await;
     wait_for(&mut a, T, |e| matches!(e, Event::PeerJoined(p) if p.id == id)).await;
     a.node.shutdown().await;
 }
@@ -283,7 +292,7 @@ async fn handshake_time_on_loopback() {
     for _ in 0..10 {
         let t = std::time::Instant::now();
         // Connect, preamble, three Noise messages, both hellos.
-        let (s, ..) = raw_session(addr, &keys, hello_of(id, &room)).await;
+        let (s, ..) = raw_session(addr, &keys, hello_of(id, &keys, &room)).await;
         times.push(t.elapsed());
         drop(s);
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -391,6 +391,7 @@ fn chat_envelope(seq: u64, tag: &str) -> lanpeer::protocol::Envelope {
         sent_ms: 1,
         to: None,
         body: Body::Chat { text: text(tag) },
+        files: vec![],
     }
 }
 
@@ -442,7 +443,7 @@ fn bench_store(o: &Opts) {
         let t = Instant::now();
         for (e, b) in &envs[..n as usize] {
             st.begin();
-            st.insert(e, b, 1).unwrap();
+            st.insert(e, b, 1, true).unwrap();
             st.save_in_stream(AUTHOR, e.id.seq).unwrap();
             st.commit().unwrap();
         }
@@ -453,7 +454,7 @@ fn bench_store(o: &Opts) {
         for chunk in envs[n as usize..].chunks(256) {
             st.begin();
             for (e, b) in chunk {
-                st.insert(e, b, 1).unwrap();
+                st.insert(e, b, 1, true).unwrap();
             }
             st.save_in_stream(AUTHOR, chunk.last().unwrap().0.id.seq).unwrap();
             st.commit().unwrap();
@@ -513,7 +514,7 @@ fn bench_store(o: &Opts) {
     let mut e = envs[0].0.clone();
     for seq in 0..m {
         e.id.seq = 1 << 40 | seq;
-        st.insert(&e, &codec::encode(&e).unwrap(), 1).unwrap();
+        st.insert(&e, &codec::encode(&e).unwrap(), 1, true).unwrap();
     }
     let after = rss_kib(std::process::id()).unwrap_or(0);
     figure(

@@ -166,6 +166,7 @@ impl Node {
         let incarnation: u64 = rand::random();
         let hello = Hello {
             id: me,
+            identity: identity.keys.identity,
             incarnation,
             name: name.clone(),
             room: config.room.clone(),

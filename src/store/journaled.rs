@@ -18,7 +18,9 @@
 //!
 //! | kind | fields |
 //! |---|---|
-//! | 1 message | time stored `u64`, room, the encoded envelope (the rest) |
+//! | 1 message of protocol version 1 (read, never written: see `legacy`) | time stored `u64`, room, the encoded envelope (the rest) |
+//! | 7 message | time stored `u64`, room, flags `u8` (1: signed), the encoded envelope (the rest) |
+//! | 8 signed batch | author, first `u64`, count `u32`, key (32), signature (64), then nodes: first leaf `u32`, leaves `u32`, hash (32) each |
 //! | 2 member | id, last seen `u64`, room, name (the rest, UTF-8) |
 //! | 3 outgoing stream | peer, next `u64`, highest acknowledged `u64` |
 //! | 4 incoming stream | author, highest delivered `u64` |
@@ -68,11 +70,25 @@ fn put_room(b: &mut Vec<u8>, room: &str) {
 
 fn encode(g: &mut GroupBuf, c: Change<'_>) {
     match c {
-        Change::Message(raw, at, room) => g.push_with(|b| {
-            b.push(1);
+        Change::Message(raw, at, room, signed) => g.push_with(|b| {
+            b.push(7);
             b.extend_from_slice(&at.to_le_bytes());
             put_room(b, room);
+            b.push(u8::from(signed));
             b.extend_from_slice(raw);
+        }),
+        Change::Batch(batch) => g.push_with(|b| {
+            b.push(8);
+            b.extend_from_slice(&batch.author.0);
+            b.extend_from_slice(&batch.first.to_le_bytes());
+            b.extend_from_slice(&batch.count.to_le_bytes());
+            b.extend_from_slice(&batch.key);
+            b.extend_from_slice(&batch.sig);
+            for (start, len, hash) in &batch.nodes {
+                b.extend_from_slice(&start.to_le_bytes());
+                b.extend_from_slice(&len.to_le_bytes());
+                b.extend_from_slice(hash);
+            }
         }),
         Change::Member(id, room, name, at) => g.push_with(|b| {
             b.push(2);
@@ -119,6 +135,9 @@ impl<'a> Fields<'a> {
     fn u64(&mut self) -> Option<u64> {
         self.take::<8>().map(u64::from_le_bytes)
     }
+    fn u32(&mut self) -> Option<u32> {
+        self.take::<4>().map(u32::from_le_bytes)
+    }
     fn peer(&mut self) -> Option<PeerId> {
         self.take::<16>().map(PeerId)
     }
@@ -140,9 +159,25 @@ fn apply(mem: &Memory, rec: &[u8]) -> Option<()> {
     let mut f = Fields(rest);
     match kind {
         1 => {
+            // Kept as today's encoding, unsigned: readable here, never handed on.
             let (at, room) = (f.u64()?, f.room()?);
+            let env = super::legacy::envelope(f.0)?;
+            let raw = codec::encode(&env).ok()?;
+            mem.insert_in(room, &env, &raw, at, false).ok()?;
+        }
+        7 => {
+            let (at, room, flags) = (f.u64()?, f.room()?, f.take::<1>()?[0]);
             let env: Envelope = codec::decode_envelope(f.0).ok()?;
-            mem.insert_in(room, &env, f.0, at).ok()?;
+            mem.insert_in(room, &env, f.0, at, flags & 1 != 0).ok()?;
+        }
+        8 => {
+            let (author, first, count) = (f.peer()?, f.u64()?, f.u32()?);
+            let (key, sig) = (f.take::<32>()?, f.take::<64>()?);
+            let mut nodes = Vec::new();
+            while !f.0.is_empty() {
+                nodes.push((f.u32()?, f.u32()?, f.take::<32>()?));
+            }
+            mem.keep_batch(&crate::authorship::Batch { author, key, first, count, sig, nodes });
         }
         2 => {
             let (id, at, room) = (f.peer()?, f.u64()?, f.room()?);
@@ -188,7 +223,7 @@ struct Replayed {
 /// Replay one group's records into `mem`.
 fn replay_into(mem: &Memory, seen: &mut Replayed, g: Records<'_>) {
     for rec in g {
-        if rec.first() == Some(&1) {
+        if matches!(rec.first(), Some(1 | 7 | 8)) {
             seen.message_bytes += 4 + rec.len() as u64;
         }
         if apply(mem, rec).is_none() {
@@ -331,7 +366,14 @@ mod tests {
     use crate::store::Store;
 
     fn env(author: u8, seq: u64, to: Option<PeerId>, body: Body) -> Envelope {
-        Envelope { id: MsgId { author: PeerId([author; 16]), seq }, author_name: "n".into(), sent_ms: 5, to, body }
+        Envelope {
+            id: MsgId { author: PeerId([author; 16]), seq },
+            author_name: "n".into(),
+            sent_ms: 5,
+            to,
+            body,
+            files: vec![],
+        }
     }
 
     fn chat(author: u8, seq: u64, text: &str) -> Envelope {
@@ -352,7 +394,7 @@ mod tests {
         let p = env(1, 1, None, Body::Problem { title: "5A".into(), body: String::new(), private_answers: false });
         {
             let a = Store::open(Some(&d), me, "5A").unwrap();
-            a.insert(&p, &codec::encode(&p).unwrap(), 0).unwrap();
+            a.insert(&p, &codec::encode(&p).unwrap(), 0, true).unwrap();
             a.touch_member(PeerId([7; 16]), "x", 10).unwrap();
             a.save_out_stream(PeerId([7; 16]), 4, 2).unwrap();
         }
@@ -362,7 +404,7 @@ mod tests {
         assert!(b.room_envelope(&p.id).unwrap().is_none() && b.catchup_ids(10, 10).unwrap().is_empty());
         assert!(b.members_since(0).unwrap().is_empty());
         assert_eq!(b.out_streams().unwrap(), vec![(PeerId([7; 16]), 4, 2)], "streams are per peer, not per room");
-        b.insert(&chat(2, 1, "in 5B"), &codec::encode(&chat(2, 1, "in 5B")).unwrap(), 1).unwrap();
+        b.insert(&chat(2, 1, "in 5B"), &codec::encode(&chat(2, 1, "in 5B")).unwrap(), 1, true).unwrap();
         b.touch_member(PeerId([8; 16]), "y", 10).unwrap();
         drop(b);
         let a = Store::open_readonly(&d, Some("5A")).unwrap();
@@ -386,7 +428,8 @@ mod tests {
         for k in 1..=40_000u64 {
             s.save_out_stream(p, k + 1, k).unwrap();
         }
-        let row = s.insert(&chat(1, 1, "kept"), &codec::encode(&chat(1, 1, "kept")).unwrap(), 1).unwrap().unwrap();
+        let row =
+            s.insert(&chat(1, 1, "kept"), &codec::encode(&chat(1, 1, "kept")).unwrap(), 1, true).unwrap().unwrap();
         s.enqueue(p, 40_001, row, 1).unwrap();
         s.touch_member(p, "seven", 3).unwrap();
         drop(s);
@@ -401,7 +444,7 @@ mod tests {
         assert_eq!(s.members_since(0).unwrap().len(), 1);
         assert!(!PathBuf::from(format!("{}.new", path.display())).exists());
         // Still a journal that takes writes and replays them.
-        s.insert(&chat(1, 2, "more"), &codec::encode(&chat(1, 2, "more")).unwrap(), 2).unwrap();
+        s.insert(&chat(1, 2, "more"), &codec::encode(&chat(1, 2, "more")).unwrap(), 2, true).unwrap();
         drop(s);
         let s = Store::open(Some(&d), me, "r").unwrap();
         assert_eq!(s.count().unwrap(), 2);
@@ -420,6 +463,7 @@ mod tests {
                 &chat(2, k, "a chat of some length, as in a lesson"),
                 &codec::encode(&chat(2, k, "a chat of some length, as in a lesson")).unwrap(),
                 k,
+                true,
             )
             .unwrap();
         }
@@ -443,10 +487,10 @@ mod tests {
         std::fs::write(d.join("id"), me.to_string()).unwrap();
         let mut w = Store::open(Some(&d), me, "r").unwrap();
         w.begin();
-        w.insert(&chat(1, 1, "one"), &codec::encode(&chat(1, 1, "one")).unwrap(), 1).unwrap();
+        w.insert(&chat(1, 1, "one"), &codec::encode(&chat(1, 1, "one")).unwrap(), 1, true).unwrap();
         w.commit().unwrap();
         w.begin();
-        w.insert(&chat(1, 2, "two"), &codec::encode(&chat(1, 2, "two")).unwrap(), 2).unwrap();
+        w.insert(&chat(1, 2, "two"), &codec::encode(&chat(1, 2, "two")).unwrap(), 2, true).unwrap();
         // Not committed yet: not in the file.
         assert_eq!(Store::open_readonly(&d, None).unwrap().count().unwrap(), 1);
         w.commit().unwrap();

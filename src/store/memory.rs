@@ -15,9 +15,11 @@ use std::collections::BTreeMap;
 
 use crate::id::FastMap as HashMap;
 
+use crate::authorship::Batch;
 use crate::codec;
 use crate::error::Error;
 use crate::id::{MsgId, PeerId};
+use crate::merkle::Hash;
 use crate::protocol::{Body, Envelope};
 
 use super::{CatchupMemo, Stored};
@@ -38,6 +40,9 @@ struct Msg {
     room: u32,
     /// Meant for one peer (never offered in catch-up).
     private: bool,
+    /// Proved by its author's signature (a batch is kept for it): only such messages are handed
+    /// on to others. A message of a data dir from before signatures is not.
+    signed: bool,
 }
 
 /// Where a message's encoding is in [`Raw`].
@@ -177,8 +182,10 @@ struct Run {
 /// One thing a group changed, with its value after the group (see [`Memory::changes`]).
 #[derive(Debug)]
 pub(super) enum Change<'a> {
-    /// A message stored (its encoding), when, and its room.
-    Message(&'a [u8], u64, &'a str),
+    /// A message stored (its encoding), when, its room, and whether it is signed.
+    Message(&'a [u8], u64, &'a str, bool),
+    /// A signed batch kept (or what it knows grown).
+    Batch(&'a Batch),
     /// A member of a room (id, room), its name and when it was last seen.
     Member(PeerId, &'a str, &'a str, u64),
     /// An outgoing stream's next number and highest acknowledged.
@@ -199,6 +206,8 @@ enum Undo {
     InStream(PeerId, Option<u64>),
     /// The run at (peer, lseq) as it was (`None`: there was none).
     Outbox(PeerId, u64, Option<Run>),
+    /// The batch of (author, first) as it was.
+    Batch((PeerId, u64), Option<Batch>),
 }
 
 /// The catch-up candidates of one room, rows in order: exercises and chats meant for the whole
@@ -226,6 +235,8 @@ struct State {
     out_streams: HashMap<PeerId, (u64, u64)>,
     in_streams: HashMap<PeerId, u64>,
     outbox: HashMap<PeerId, BTreeMap<u64, Run>>,
+    /// The signed batches of the messages held, by (author, first number).
+    batches: BTreeMap<(PeerId, u64), Batch>,
     /// The open group's changes, oldest first.
     undo: Vec<Undo>,
 }
@@ -367,7 +378,7 @@ impl Memory {
         let st = self.st.borrow();
         let new = st.undo.iter().filter(|u| matches!(u, Undo::Message)).count();
         for m in &st.msgs[st.msgs.len() - new..] {
-            each(Change::Message(st.raw.get(m.raw), m.received_ms, &st.rooms[m.room as usize]));
+            each(Change::Message(st.raw.get(m.raw), m.received_ms, &st.rooms[m.room as usize], m.signed));
         }
         let mut seen = crate::id::FastSet::default();
         for u in &st.undo {
@@ -392,6 +403,11 @@ impl Memory {
                     let run = st.outbox.get(&p).and_then(|runs| runs.get(&lseq));
                     each(Change::Run(p, lseq, run.map(|r| (r.msg, r.n, r.queued_ms))));
                 }
+                Undo::Batch(key, _) if seen.insert((4, key.0, key.1)) => {
+                    if let Some(b) = st.batches.get(&key) {
+                        each(Change::Batch(b));
+                    }
+                }
                 _ => {}
             }
         }
@@ -402,7 +418,10 @@ impl Memory {
     pub(super) fn snapshot(&self, mut each: impl FnMut(Change<'_>)) {
         let st = self.st.borrow();
         for m in &st.msgs {
-            each(Change::Message(st.raw.get(m.raw), m.received_ms, &st.rooms[m.room as usize]));
+            each(Change::Message(st.raw.get(m.raw), m.received_ms, &st.rooms[m.room as usize], m.signed));
+        }
+        for b in st.batches.values() {
+            each(Change::Batch(b));
         }
         for ((room, id), (name, at)) in &st.members {
             each(Change::Member(*id, &st.rooms[*room as usize], name, *at));
@@ -456,24 +475,41 @@ impl Memory {
                 Undo::OutStream(p, old) => restore(&mut st.out_streams, p, old),
                 Undo::InStream(p, old) => restore(&mut st.in_streams, p, old),
                 Undo::Outbox(p, lseq, old) => drop(st.set_run(p, lseq, old)),
+                Undo::Batch(key, old) => match old {
+                    Some(b) => drop(st.batches.insert(key, b)),
+                    None => drop(st.batches.remove(&key)),
+                },
             }
         }
     }
 
     // ---- messages ----------------------------------------------------------------------------
 
-    /// Keep `env`, whose encoding is `raw`.
-    pub(super) fn insert(&self, env: &Envelope, raw: &[u8], received_ms: u64) -> Result<Option<i64>, Error> {
+    /// Keep `env`, whose encoding is `raw`; `signed`: proved by a batch the store keeps too.
+    pub(super) fn insert(
+        &self,
+        env: &Envelope,
+        raw: &[u8],
+        received_ms: u64,
+        signed: bool,
+    ) -> Result<Option<i64>, Error> {
         let st = &mut *self.st.borrow_mut();
         let room = self.write_room(st);
-        self.insert_at(st, room, env, raw, received_ms)
+        self.insert_at(st, room, env, raw, received_ms, signed)
     }
 
-    /// Keep a message of the room `room` (a journal's record, an import).
-    pub(super) fn insert_in(&self, room: &str, env: &Envelope, raw: &[u8], at: u64) -> Result<Option<i64>, Error> {
+    /// Keep a message of the room `room` (a journal's record).
+    pub(super) fn insert_in(
+        &self,
+        room: &str,
+        env: &Envelope,
+        raw: &[u8],
+        at: u64,
+        signed: bool,
+    ) -> Result<Option<i64>, Error> {
         let st = &mut *self.st.borrow_mut();
         let room = st.room(room);
-        self.insert_at(st, room, env, raw, at)
+        self.insert_at(st, room, env, raw, at, signed)
     }
 
     fn insert_at(
@@ -483,6 +519,7 @@ impl Memory {
         env: &Envelope,
         raw: &[u8],
         received_ms: u64,
+        signed: bool,
     ) -> Result<Option<i64>, Error> {
         self.writing();
         let row = st.msgs.len() as i64 + 1;
@@ -490,12 +527,12 @@ impl Memory {
             return Ok(None);
         }
         let raw = st.raw.push(raw);
-        st.msgs.push(Msg { raw, id: env.id, received_ms, room, private: env.to.is_some() });
+        st.msgs.push(Msg { raw, id: env.id, received_ms, room, private: env.to.is_some(), signed });
         let chat = matches!(env.body, Body::Chat { .. });
         if !chat {
             st.exercises.push(row);
         }
-        if env.to.is_none() {
+        if env.to.is_none() && signed {
             let c = &mut st.catchup[room as usize];
             if chat { &mut c.chats } else { &mut c.exercises }.push(row);
         }
@@ -511,10 +548,45 @@ impl Memory {
     pub(super) fn room_envelope(&self, id: &MsgId) -> Result<Option<Vec<u8>>, Error> {
         let st = self.st.borrow();
         let Some(m) = st.rows.get(id).and_then(|row| st.msg(row)) else { return Ok(None) };
-        if m.private || !self.reads(m.room) {
+        if m.private || !m.signed || !self.reads(m.room) {
             return Ok(None);
         }
         Ok(Some(st.raw.get(m.raw).to_vec()))
+    }
+
+    /// Keep a signed batch (or add what `b` knows to the one kept). Only the first batch of an
+    /// (author, first number) is kept: an honest author signs one.
+    pub(super) fn keep_batch(&self, b: &Batch) {
+        let st = &mut *self.st.borrow_mut();
+        let key = (b.author, b.first);
+        let old = st.batches.get(&key).cloned();
+        let changed = match st.batches.get_mut(&key) {
+            Some(kept) => kept.merge(b),
+            None => {
+                st.batches.insert(key, b.clone());
+                true
+            }
+        };
+        if changed {
+            self.write(st, || Undo::Batch(key, old));
+        }
+    }
+
+    /// The batch that proves message `id`, with the leaves of it that this store holds (by
+    /// index; `None` for the others), to prove any of them to another peer.
+    pub(super) fn proof_parts(&self, id: &MsgId) -> Option<(Batch, Vec<Option<Hash>>)> {
+        let st = self.st.borrow();
+        let (_, b) = st.batches.range(..=(id.author, id.seq)).next_back()?;
+        if b.author != id.author || b.index(id.seq).is_none() {
+            return None;
+        }
+        let leaves = (0..b.count as u64)
+            .map(|i| {
+                let row = st.rows.get(&MsgId { author: b.author, seq: b.first + i })?;
+                st.msg(row).filter(|m| m.signed).map(|m| crate::merkle::leaf(st.raw.get(m.raw)))
+            })
+            .collect();
+        Some((b.clone(), leaves))
     }
 
     fn stored(&self, st: &State, row: i64) -> Option<Stored> {
@@ -523,8 +595,16 @@ impl Memory {
         Some(Stored::new(row, env, m.received_ms, self.me))
     }
 
+    /// Is `id` in the catch-up set ([`Memory::catchup_ids`])?
+    pub(super) fn offered(&self, id: &MsgId, chats: usize, limit: usize) -> bool {
+        if self.catchup_memo.borrow().as_ref().is_none_or(|(key, _, _)| *key != (chats, limit)) {
+            let _ = self.catchup_ids(chats, limit);
+        }
+        self.catchup_memo.borrow().as_ref().is_some_and(|(_, _, set)| set.contains(id))
+    }
+
     pub(super) fn catchup_ids(&self, chats: usize, limit: usize) -> Result<Vec<MsgId>, Error> {
-        if let Some((key, ids)) = &*self.catchup_memo.borrow()
+        if let Some((key, ids, _)) = &*self.catchup_memo.borrow()
             && *key == (chats, limit)
         {
             return Ok(ids.clone());
@@ -545,7 +625,8 @@ impl Memory {
         rows.sort_unstable();
         let rows = &rows[rows.len().saturating_sub(limit)..];
         let ids: Vec<MsgId> = rows.iter().filter_map(|&r| st.msg(r)).map(|m| m.id).collect();
-        *self.catchup_memo.borrow_mut() = Some(((chats, limit), ids.clone()));
+        let set = ids.iter().copied().collect();
+        *self.catchup_memo.borrow_mut() = Some(((chats, limit), ids.clone(), set));
         Ok(ids)
     }
 

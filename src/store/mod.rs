@@ -12,6 +12,7 @@
 //! "Storage").
 
 mod journaled;
+mod legacy;
 mod memory;
 #[cfg(test)]
 mod model;
@@ -57,8 +58,8 @@ impl Stored {
     }
 }
 
-/// A catch-up list and the (chats, limit) it was made for.
-type CatchupMemo = ((usize, usize), Vec<MsgId>);
+/// A catch-up list and the (chats, limit) it was made for, and the same ids as a set.
+type CatchupMemo = ((usize, usize), Vec<MsgId>, crate::id::FastSet<MsgId>);
 
 /// The open history.
 #[derive(Debug)]
@@ -149,12 +150,45 @@ impl Store {
     }
 
     /// Keep a message, `env`, whose encoding ([`crate::codec::encode`], or the bytes it was
-    /// decoded from) is `raw`. Returns its row number if it is new, `None` if it was already
-    /// stored.
-    pub fn insert(&self, env: &Envelope, raw: &[u8], received_ms: u64) -> Result<Option<i64>, Error> {
+    /// decoded from) is `raw`; `signed`: proved by a batch kept with [`Store::keep_batch`] (only
+    /// such messages are offered to others). Returns its row number if it is new, `None` if it
+    /// was already stored.
+    pub fn insert(&self, env: &Envelope, raw: &[u8], received_ms: u64, signed: bool) -> Result<Option<i64>, Error> {
         match &self.0 {
-            Backend::Memory(m) => m.insert(env, raw, received_ms),
-            Backend::Journal(j) => j.write(|m| m.insert(env, raw, received_ms)),
+            Backend::Memory(m) => m.insert(env, raw, received_ms, signed),
+            Backend::Journal(j) => j.write(|m| m.insert(env, raw, received_ms, signed)),
+        }
+    }
+
+    /// Keep the signed batch `b` that proves messages stored (or add to the one kept what `b`
+    /// knows of its tree).
+    pub fn keep_batch(&self, b: &crate::authorship::Batch) -> Result<(), Error> {
+        match &self.0 {
+            Backend::Memory(m) => {
+                m.keep_batch(b);
+                Ok(())
+            }
+            Backend::Journal(j) => j.write(|m| {
+                m.keep_batch(b);
+                Ok(())
+            }),
+        }
+    }
+
+    /// The batch that proves message `id` and the leaves of it this store holds (by index), to
+    /// prove any of them to another peer ([`crate::authorship::Batch::seal`]).
+    pub fn proof_parts(&self, id: &MsgId) -> Option<(crate::authorship::Batch, Vec<Option<crate::merkle::Hash>>)> {
+        match &self.0 {
+            Backend::Memory(m) => m.proof_parts(id),
+            Backend::Journal(j) => j.mem.proof_parts(id),
+        }
+    }
+
+    /// Is `id` in the catch-up set of [`Store::catchup_ids`] with these bounds (what we offer)?
+    pub fn offered(&self, id: &MsgId, chats: usize, limit: usize) -> bool {
+        match &self.0 {
+            Backend::Memory(m) => m.offered(id, chats, limit),
+            Backend::Journal(j) => j.mem.offered(id, chats, limit),
         }
     }
 
@@ -265,6 +299,7 @@ mod same_answers {
             private: bool,
             kind: u8,
             at: u64,
+            signed: bool,
         },
         Has {
             author: u8,
@@ -336,8 +371,8 @@ mod same_answers {
             2 => Just(Call::Begin),
             2 => Just(Call::Commit),
             1 => Just(Call::Rollback),
-            6 => (1..4u8, 1..12u64, any::<bool>(), 0..4u8, 0..50u64)
-                .prop_map(|(author, seq, private, kind, at)| Call::Insert { author, seq, private, kind, at }),
+            6 => (1..4u8, 1..12u64, any::<bool>(), 0..4u8, 0..50u64, prop::bool::weighted(0.8))
+                .prop_map(|(author, seq, private, kind, at, signed)| Call::Insert { author, seq, private, kind, at, signed }),
             1 => (1..4u8, 1..12u64).prop_map(|(author, seq)| Call::Has { author, seq }),
             1 => (1..4u8, 1..12u64).prop_map(|(author, seq)| Call::RoomEnvelope { author, seq }),
             1 => (0..6usize, 0..8usize).prop_map(|(chats, limit)| Call::Catchup { chats, limit }),
@@ -369,7 +404,14 @@ mod same_answers {
             _ => Body::Feedback { answer: other, text },
         };
         let to = private.then_some(PeerId([1; 16]));
-        Envelope { id: MsgId { author: PeerId([author; 16]), seq }, author_name: "n".into(), sent_ms: 7, to, body }
+        Envelope {
+            id: MsgId { author: PeerId([author; 16]), seq },
+            author_name: "n".into(),
+            sent_ms: 7,
+            to,
+            body,
+            files: vec![],
+        }
     }
 
     fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
@@ -387,9 +429,9 @@ mod same_answers {
                     Call::Begin => format!("{:?}", s.begin()),
                     Call::Commit => format!("{:?}", s.commit()),
                     Call::Rollback => format!("{:?}", s.rollback()),
-                    Call::Insert { author, seq, private, kind, at } => {
+                    Call::Insert { author, seq, private, kind, at, signed } => {
                         let e = envelope(author, seq, private, kind);
-                        format!("{:?}", s.insert(&e, &crate::codec::encode(&e).unwrap(), at))
+                        format!("{:?}", s.insert(&e, &crate::codec::encode(&e).unwrap(), at, signed))
                     }
                     Call::Has { author, seq } => format!("{:?}", s.has(&MsgId { author: p(author), seq })),
                     Call::RoomEnvelope { author, seq } => {

@@ -20,6 +20,7 @@ struct Msg {
     room: String,
     private: bool,
     chat: bool,
+    signed: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -88,7 +89,13 @@ impl Model {
         self.wrote = false;
     }
 
-    pub(super) fn insert(&mut self, env: &Envelope, raw: &[u8], received_ms: u64) -> Result<Option<i64>, Error> {
+    pub(super) fn insert(
+        &mut self,
+        env: &Envelope,
+        raw: &[u8],
+        received_ms: u64,
+        signed: bool,
+    ) -> Result<Option<i64>, Error> {
         self.writing();
         if self.st.msgs.iter().any(|m| m.id == env.id) {
             return Ok(None);
@@ -100,6 +107,7 @@ impl Model {
             room: self.room.clone(),
             private: env.to.is_some(),
             chat: matches!(env.body, Body::Chat { .. }),
+            signed,
         });
         Ok(Some(self.st.msgs.len() as i64))
     }
@@ -109,11 +117,11 @@ impl Model {
     }
 
     pub(super) fn room_envelope(&self, id: &MsgId) -> Result<Option<Vec<u8>>, Error> {
-        Ok(self.mine().find(|(_, m)| m.id == *id && !m.private).map(|(_, m)| m.raw.clone()))
+        Ok(self.mine().find(|(_, m)| m.id == *id && !m.private && m.signed).map(|(_, m)| m.raw.clone()))
     }
 
     pub(super) fn catchup_ids(&self, chats: usize, limit: usize) -> Result<Vec<MsgId>, Error> {
-        let room: Vec<(i64, &Msg)> = self.mine().filter(|(_, m)| !m.private).collect();
+        let room: Vec<(i64, &Msg)> = self.mine().filter(|(_, m)| !m.private && m.signed).collect();
         let all_chats: Vec<i64> = room.iter().filter(|(_, m)| m.chat).map(|(r, _)| *r).collect();
         let last_chats = &all_chats[all_chats.len().saturating_sub(chats)..];
         let ids: Vec<MsgId> =

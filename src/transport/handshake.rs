@@ -19,7 +19,7 @@ use super::crossing::Mark;
 use super::noise::{self, Intro, NoiseError, NoiseReader, NoiseWriter, Prefixed};
 use super::{Ctx, HANDSHAKE_MAX_FRAME};
 use crate::codec;
-use crate::crypto::peer_id_of;
+use crate::crypto::{noise_key_of, peer_id_of};
 use crate::guard::WarnKind;
 use crate::protocol::{Frame, Hello, MODE_NOISE_PSK};
 
@@ -253,7 +253,7 @@ async fn exchange(mut stream: TcpStream, ctx: &Ctx, end: End) -> Result<(Hello, 
         End::Acceptor => Intro::Acceptor(&mut admit),
     };
     let noise::Opened { ts, unsent, rest } = noise::open(&mut stream, intro, &ctx.keys).await?;
-    let proved = noise::remote_static(&ts).map(|k| peer_id_of(&k));
+    let proved = noise::remote_static(&ts);
     let (r, w) = stream.into_split();
     // What the handshake read past its end (the dialer's hello, sent with message 3) is read first.
     let mut read = FramedRead::new(Prefixed::new(rest, r), NoiseReader::new(ts.clone(), HANDSHAKE_MAX_FRAME));
@@ -301,10 +301,11 @@ fn claim_holds(claimed: Option<crate::id::PeerId>, hello: Hello) -> Result<Hello
     }
 }
 
-/// The other side's hello, checked against the key it proved and our room, and cleaned.
+/// The other side's hello, checked against the Noise key it proved (which must be its identity
+/// key's, whose hash is its id) and our room, and cleaned.
 fn check(
     next: Option<Result<bytes::Bytes, std::io::Error>>,
-    proved: Option<crate::id::PeerId>,
+    proved: Option<[u8; 32]>,
     ctx: &Ctx,
 ) -> Result<Hello, HandshakeError> {
     let bytes = match next {
@@ -317,14 +318,12 @@ fn check(
         Ok(other) => return Err(HandshakeError::Hello(format!("first frame is {other:?}"))),
         Err(e) => return Err(HandshakeError::Hello(e.to_string())),
     };
-    match proved {
-        Some(p) if p == hello.id => {}
-        p => {
-            return Err(HandshakeError::WrongKey {
-                claimed: hello.id.to_string(),
-                proved: p.map(|p| p.to_string()).unwrap_or_default(),
-            });
-        }
+    let holds = proved.is_some() && noise_key_of(&hello.identity) == proved;
+    if !holds || peer_id_of(&hello.identity) != hello.id {
+        return Err(HandshakeError::WrongKey {
+            claimed: hello.id.to_string(),
+            proved: if holds { peer_id_of(&hello.identity).to_string() } else { "another key".into() },
+        });
     }
     if hello.room != ctx.room {
         return Err(HandshakeError::Room(hello.room));

@@ -72,7 +72,7 @@ pub struct Up {
 #[derive(Debug)]
 pub enum SessionMsg {
     /// A session is up.
-    Up(Up),
+    Up(Box<Up>),
     /// Frames for the actor arrived (messages, acknowledgements, catch-up offers...): those the
     /// reader had at hand at once (up to a record's worth), in order, in one report.
     Frames {

@@ -147,7 +147,7 @@ pub async fn run(
     let outbox = OutboxHandle::new(out.clone());
     let up =
         Up { sid, hello, remote, local, dialer_is_me, outbox, cancel: cancel.clone(), liveness: live.clone(), mark };
-    if ctx.actor.send(SessionMsg::Up(up)).await.is_err() {
+    if ctx.actor.send(SessionMsg::Up(Box::new(up))).await.is_err() {
         return;
     }
     let writer = tokio::spawn(outbox::run_writer(out));
@@ -160,6 +160,8 @@ pub async fn run(
     // heard since. The clock is read once per socket read (when the read buffer is drained) or
     // every `STAMP_EVERY` frames, not per frame.
     let mut last_heard = Instant::now();
+    // Messages wait here for the seals that prove their authors.
+    let mut verifier = crate::authorship::Verifier::new(ctx.room.as_str().into());
     let mut unstamped = 0u32;
     let mut report_len = 1;
     let idle = tokio::time::sleep_until(last_heard + live.idle_timeout(ctx.idle_timeout));
@@ -222,7 +224,14 @@ pub async fn run(
                 Err(e) => {
                     tracing::debug!(sid, peer = %peer.short(), error = %e, len = bytes.len(), "undecodable frame dropped");
                 }
-                // Everything else (messages, acknowledgements, catch-up) is the actor's business.
+                Ok(Received::Other(Frame::Seal(seal))) => verifier.seal(seal),
+                Ok(m @ (Received::Message { .. } | Received::CatchUp { .. })) => {
+                    if let Err(e) = verifier.hold(m) {
+                        tracing::debug!(sid, peer = %peer.short(), error = %e, "peer sends messages without seals; closing");
+                        broken = true;
+                    }
+                }
+                // Everything else (acknowledgements, catch-up offers...) is the actor's business.
                 Ok(r) => frames.push(r),
             }
             if frames.len() >= REPORT_MAX {
@@ -236,6 +245,17 @@ pub async fn run(
                     None
                 }
             };
+        }
+        let checked = verifier.finish(&mut frames);
+        if checked.refused > 0 {
+            let ip = remote.ip();
+            tracing::debug!(sid, peer = %peer.short(), refused = checked.refused, "messages that do not prove their author dropped");
+            ctx.warner.warn(crate::guard::WarnKind::Unproved, ip, || {
+                format!(
+                    "dropped {} message(s) from the peer at {ip} that do not prove who wrote them (forged or altered)",
+                    checked.refused
+                )
+            });
         }
         if unstamped >= STAMP_EVERY || read.read_buffer().is_empty() {
             last_heard = Instant::now();

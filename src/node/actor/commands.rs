@@ -107,14 +107,14 @@ impl Actor {
         }
         let id = MsgId { author: self.me, seq: self.p.identity.next_seq()? };
         let now = self.turn_now_ms();
-        let env = Envelope { id, author_name: self.p.name.clone(), sent_ms: now, to, body };
+        let env = Envelope { id, author_name: self.p.name.clone(), sent_ms: now, to, body, files: Vec::new() };
         let bytes =
             self.arena.encode(&env).map_err(|_| Error::BadText("the message is too large; shorten it".into()))?;
         if bytes.len() + 16 > self.p.ctx.max_frame {
             return Err(Error::BadText("the message is too large; shorten it".into()));
         }
         let row = self
-            .checked(self.p.store.insert(&env, &bytes, now))?
+            .checked(self.p.store.insert(&env, &bytes, now, true))?
             .ok_or_else(|| Error::Storage("message id used twice".into()))?;
         let mut recipients = std::mem::take(&mut self.targets);
         recipients.clear();
@@ -123,18 +123,27 @@ impl Actor {
             Some(t) => recipients.push(t),
             None => recipients.extend(self.members.keys().copied().filter(|p| *p != self.me)),
         }
-        let queued = self.queue(&recipients, row, &bytes, now);
+        let queued = self.queue(&recipients, row, id.seq, &bytes, now);
         self.targets = recipients;
         queued?;
+        // Signed with the turn's other messages before it commits (`sealing`).
+        self.turn.own.push((id.seq, bytes));
         let m = Message { id, from_name: env.author_name, sent_ms: env.sent_ms, to, body: env.body, own: true };
         self.exercises.record(&m);
         self.emit(Event::Message(m));
         Ok(id)
     }
 
-    /// Give our message (row `row`, encoded `bytes`) the next number of each recipient's stream
-    /// and queue it there; it is sent once the turn commits (`flush_with`).
-    pub(super) fn queue(&mut self, recipients: &[PeerId], row: i64, bytes: &Bytes, now: u64) -> Result<(), Error> {
+    /// Give our message number `seq` (row `row`, encoded `bytes`) the next number of each
+    /// recipient's stream and queue it there; it is sent once the turn commits (`flush_with`).
+    pub(super) fn queue(
+        &mut self,
+        recipients: &[PeerId],
+        row: i64,
+        seq: u64,
+        bytes: &Bytes,
+        now: u64,
+    ) -> Result<(), Error> {
         for &peer in recipients {
             let o = self.out.entry(peer).or_insert_with(|| OutStream::new(Instant::now()));
             let lseq = o.next;
@@ -143,7 +152,7 @@ impl Actor {
             // The stream's counter is not written here: the outbox row says how far it went (see
             // `Store::out_streams`), and it is written with the acknowledgements.
             self.checked(self.p.store.enqueue(peer, lseq, row, now))?;
-            self.turn.frames.push((peer, lseq, bytes.clone()));
+            self.turn.frames.push((peer, lseq, seq, bytes.clone()));
         }
         Ok(())
     }

@@ -6,13 +6,12 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use bytes::Bytes;
-
 use super::{Actor, now_ms};
+use crate::authorship::Proved;
 use crate::codec::{self, Received};
 use crate::event::{Event, Message};
-use crate::id::{FastMap as HashMap, MsgId, PeerId};
-use crate::protocol::{Envelope, Frame};
+use crate::id::{FastMap as HashMap, FastSet as HashSet, MsgId, PeerId};
+use crate::protocol::Frame;
 
 /// Ids per offer or want frame at most.
 const IDS_PER_FRAME: usize = 4096;
@@ -41,12 +40,12 @@ pub(super) struct InStream {
     /// current one fails (see `flush_with`).
     pub(super) saved: u64,
     /// Messages that arrived ahead of a missing one (with their bytes as received).
-    pub(super) ahead: BTreeMap<u64, (Envelope, Bytes)>,
+    pub(super) ahead: BTreeMap<u64, Proved>,
     /// From the `Resume` of the current session: the last number the peer had used for us.
     pub(super) resume_last: Option<u64>,
     /// Catch-up messages by this author (relayed by others), held back by author seq until its
     /// own stream has delivered everything older, so that its messages stay in order.
-    pub(super) held: BTreeMap<u64, (Envelope, Bytes)>,
+    pub(super) held: BTreeMap<u64, Proved>,
     /// When the oldest held message came.
     pub(super) held_since: Option<Instant>,
 }
@@ -116,7 +115,7 @@ impl InStream {
 
     /// Keep a message that came ahead of a missing one; false (and dropped: its sender sends
     /// it again) when [`REORDER_MAX`] are held already.
-    pub(super) fn hold_ahead(&mut self, lseq: u64, m: (Envelope, Bytes)) -> bool {
+    pub(super) fn hold_ahead(&mut self, lseq: u64, m: Proved) -> bool {
         if self.ahead.len() >= REORDER_MAX {
             return false;
         }
@@ -125,7 +124,7 @@ impl InStream {
     }
 
     /// The held message that is next in order now, taken, `delivered` moved past it.
-    pub(super) fn take_next(&mut self) -> Option<(Envelope, Bytes)> {
+    pub(super) fn take_next(&mut self) -> Option<Proved> {
         let next = self.delivered + 1;
         let m = self.ahead.remove(&next)?;
         self.delivered = next;
@@ -218,9 +217,9 @@ impl Actor {
                 let mut sent = o.sent;
                 let mut pushed = true;
                 while sent - o.sent < room
-                    && let Some(f) = self.unsent.take(peer, sent + 1)
+                    && let Some((seq, f)) = self.unsent.take(peer, sent + 1)
                 {
-                    pushed = self.push(peer, f);
+                    pushed = self.push_message(peer, f, MsgId { author: self.me, seq });
                     if !pushed {
                         break;
                     }
@@ -241,8 +240,9 @@ impl Actor {
                 return;
             }
             for (lseq, env) in batch {
+                let Ok(id) = codec::envelope_id(&env) else { return };
                 let Ok(f) = codec::message_frame(lseq, env.into()) else { return };
-                if !self.push(peer, f) {
+                if !self.push_message(peer, f, id) {
                     return;
                 }
                 if let Some(o) = self.out.get_mut(&peer) {
@@ -267,9 +267,18 @@ impl Actor {
     }
 
     pub(super) fn frame(&mut self, peer: PeerId, frame: Received) {
+        // A message reaches the actor proved by its seal (the session's `Verifier`), or not at
+        // all.
         let frame = match frame {
-            Received::Message { lseq, env, raw } => return self.stream_message(peer, lseq, env, raw),
-            Received::CatchUp { env, raw } => return self.catch_up(peer, env, raw),
+            Received::Message { lseq, env, raw, proof: Some(batch) } => {
+                return self.stream_message(peer, lseq, Proved { env, raw, batch });
+            }
+            Received::CatchUp { env, raw, proof: Some(batch) } => {
+                return self.catch_up(peer, Proved { env, raw, batch });
+            }
+            Received::Message { .. } | Received::CatchUp { .. } => {
+                return tracing::debug!(peer = %peer.short(), "a message without its seal dropped");
+            }
             Received::Other(f) => f,
         };
         match frame {
@@ -299,49 +308,74 @@ impl Actor {
                 }
                 self.release_held(peer, false);
             }
-            Frame::Offer(ids) => {
-                let want: Vec<MsgId> =
-                    ids.into_iter().filter(|id| self.log_store(self.p.store.has(id)) == Some(false)).collect();
-                for chunk in want.chunks(IDS_PER_FRAME) {
-                    if let Ok(f) = codec::encode(&Frame::Want(chunk.to_vec())) {
-                        self.push(peer, f);
-                    }
-                }
-            }
-            Frame::Want(ids) => {
-                for id in ids.into_iter().take(self.p.config.catchup_max) {
-                    let Some(Some(env)) = self.log_store(self.p.store.room_envelope(&id)) else { continue };
-                    let Ok(f) = codec::catchup_frame(env.into()) else { continue };
-                    if !self.push(peer, f) {
-                        break;
-                    }
-                }
-            }
+            Frame::Offer(ids) => self.offered(peer, ids),
+            Frame::Want(ids) => self.wanted(peer, ids),
             Frame::Peers(ads) => self.gossip_in(peer, ads),
             other => tracing::debug!(peer = %peer.short(), frame = ?other, "unexpected frame dropped"),
         }
     }
 
-    /// A room message from `peer`'s store (any author), outside the streams.
-    pub(super) fn catch_up(&mut self, peer: PeerId, env: Envelope, raw: Bytes) {
-        if env.to.is_some() {
+    /// `peer` offers these room messages: want those we lack, and remember which we asked it
+    /// for (a catch-up message it sends that we did not ask for is dropped).
+    fn offered(&mut self, peer: PeerId, ids: Vec<MsgId>) {
+        let Some(s) = self.sessions.get_mut(&peer) else { return };
+        let room = self.p.config.catchup_max.saturating_sub(s.wanted.len());
+        let want: Vec<MsgId> = ids
+            .into_iter()
+            .filter(|id| self.p.store.has(id).is_ok_and(|has| !has) && !s.wanted.contains(id))
+            .take(room)
+            .collect();
+        s.wanted.extend(want.iter().copied());
+        for chunk in want.chunks(IDS_PER_FRAME) {
+            if let Ok(f) = codec::encode(&Frame::Want(chunk.to_vec())) {
+                self.push(peer, f);
+            }
+        }
+    }
+
+    /// `peer` wants these of the messages we offered: each once, and only what we offer (the
+    /// room's catch-up set); sent with the seals that prove them.
+    fn wanted(&mut self, peer: PeerId, ids: Vec<MsgId>) {
+        let (chats, max) = (self.p.config.catchup_chats, self.p.config.catchup_max);
+        let mut seen = HashSet::default();
+        for id in ids.into_iter().take(max) {
+            if !seen.insert(id) || !self.p.store.offered(&id, chats, max) {
+                continue;
+            }
+            let Some(Some(env)) = self.log_store(self.p.store.room_envelope(&id)) else { continue };
+            let Ok(f) = codec::catchup_frame(env.into()) else { continue };
+            if !self.push_message(peer, f, id) {
+                break;
+            }
+        }
+    }
+
+    /// A room message from `peer`'s store (any author), outside the streams, proved by its
+    /// author's seal.
+    pub(super) fn catch_up(&mut self, peer: PeerId, m: Proved) {
+        let asked = self.sessions.get_mut(&peer).is_some_and(|s| s.wanted.remove(&m.env.id));
+        if !asked {
+            tracing::debug!(peer = %peer.short(), id = %m.env.id.short(), "a catch-up message we did not ask for dropped");
+            return;
+        }
+        if m.env.to.is_some() {
             tracing::debug!(peer = %peer.short(), "private message offered as catch-up dropped");
             return;
         }
-        let author = env.id.author;
+        let author = m.env.id.author;
         // An author we have met may still have older messages for us in its own stream:
         // hold its newer ones until that stream has caught up (or for `hold_catchup`).
         let wait = author != self.me
             && self.members.contains_key(&author)
             && !self.inbound.get(&author).is_some_and(InStream::caught_up);
         if !wait {
-            return self.deliver(env, raw, "catch-up");
+            return self.deliver(m, "catch-up");
         }
         let i = self.inbound.entry(author).or_default();
         if i.held.len() < REORDER_MAX {
-            tracing::trace!(id = %env.id.short(), "catch-up held until its author's stream catches up");
+            tracing::trace!(id = %m.env.id.short(), "catch-up held until its author's stream catches up");
             i.held_since.get_or_insert_with(Instant::now);
-            i.held.insert(env.id.seq, (env, raw));
+            i.held.insert(m.env.id.seq, m);
         }
     }
 
@@ -355,8 +389,8 @@ impl Actor {
         i.held_since = None;
         let held = std::mem::take(&mut i.held);
         tracing::debug!(author = %author.short(), n = held.len(), force, "releasing held catch-up");
-        for (_, (env, raw)) in held {
-            self.deliver(env, raw, "catch-up");
+        for (_, m) in held {
+            self.deliver(m, "catch-up");
         }
     }
 
@@ -367,9 +401,9 @@ impl Actor {
     }
 
     /// Message number `lseq` of `peer`'s stream to us.
-    pub(super) fn stream_message(&mut self, peer: PeerId, lseq: u64, env: Envelope, raw: Bytes) {
-        if env.id.author != peer {
-            tracing::debug!(peer = %peer.short(), author = %env.id.author.short(), "message with another author dropped");
+    pub(super) fn stream_message(&mut self, peer: PeerId, lseq: u64, m: Proved) {
+        if m.env.id.author != peer {
+            tracing::debug!(peer = %peer.short(), author = %m.env.id.author.short(), "message with another author dropped");
             return;
         }
         let i = self.inbound.entry(peer).or_default();
@@ -379,7 +413,7 @@ impl Actor {
                 return;
             }
             Place::Ahead => {
-                i.hold_ahead(lseq, (env, raw));
+                i.hold_ahead(lseq, m);
                 return;
             }
             Place::Next => i.delivered = lseq,
@@ -387,7 +421,7 @@ impl Actor {
         // The usual case, nothing held back behind it: no more lookups of the stream (what
         // `drain_ahead`, `save_inbound` and `release_held` would find is nothing to do).
         let alone = i.ahead.is_empty() && i.held.is_empty();
-        self.deliver(env, raw, "stream");
+        self.deliver(m, "stream");
         if alone {
             self.turn.acks.insert(peer, lseq);
             return;
@@ -399,23 +433,31 @@ impl Actor {
 
     /// Deliver what was held ahead and is in order now.
     pub(super) fn drain_ahead(&mut self, peer: PeerId) {
-        while let Some((env, raw)) = self.inbound.get_mut(&peer).and_then(InStream::take_next) {
-            self.deliver(env, raw, "stream");
+        while let Some(m) = self.inbound.get_mut(&peer).and_then(InStream::take_next) {
+            self.deliver(m, "stream");
         }
     }
 
-    /// Store a received message (its bytes as they came: they decode to `env`) and, the first
-    /// time only, report it.
-    pub(super) fn deliver(&mut self, env: Envelope, raw: Bytes, how: &'static str) {
+    /// Store a received message (its bytes as they came), with the batch that proves it, and,
+    /// the first time only, report it.
+    pub(super) fn deliver(&mut self, m: Proved, how: &'static str) {
+        let Proved { env, raw, batch } = m;
         if env.to.is_some_and(|to| to != self.me) {
             tracing::debug!(author = %env.id.author.short(), "message for someone else dropped");
             return;
         }
         let at = self.turn_now_ms();
-        let stored = self.log_store(self.p.store.insert(&env, &raw, at));
+        let stored = self.log_store(self.p.store.insert(&env, &raw, at, true));
+        if let Some(Some(_)) = stored
+            && !self.turn.kept.as_ref().is_some_and(|k| std::sync::Arc::ptr_eq(k, &batch))
+        {
+            // One batch proves many messages of a turn: kept once.
+            self.log_store(self.p.store.keep_batch(&batch));
+            self.turn.kept = Some(batch.clone());
+        }
         // Catch-up is offered once per session: if this turn fails, it is stored again.
         if how != "stream" && stored != Some(None) {
-            self.turn.caught.push(raw);
+            self.turn.caught.push(Proved { env: env.clone(), raw, batch });
         }
         match stored {
             None => return,
@@ -495,10 +537,8 @@ impl Actor {
 
     /// Store again the catch-up that a failed turn could not store.
     pub(super) fn retry_caught(&mut self) {
-        for raw in std::mem::take(&mut self.retry) {
-            if let Ok(env) = codec::decode_envelope(&raw) {
-                self.deliver(env, raw, "catch-up again");
-            }
+        for m in std::mem::take(&mut self.retry) {
+            self.deliver(m, "catch-up again");
         }
     }
 }
@@ -508,16 +548,19 @@ mod tests {
     use super::*;
     use crate::protocol::Body;
 
-    fn msg(seq: u64) -> (Envelope, Bytes) {
-        let env = Envelope {
+    fn msg(seq: u64) -> Proved {
+        let env = crate::protocol::Envelope {
             id: MsgId { author: PeerId([1; 16]), seq },
             author_name: "a".into(),
             sent_ms: 0,
             to: None,
             body: Body::Chat { text: format!("m{seq}") },
+            files: vec![],
         };
         let raw = codec::encode(&env).unwrap();
-        (env, raw)
+        let keys = crate::crypto::StaticKeys::generate();
+        let batch = std::sync::Arc::new(crate::authorship::sign_batch(&keys, "r", seq, &[crate::merkle::leaf(&raw)]));
+        Proved { env, raw, batch }
     }
 
     #[test]
@@ -547,8 +590,8 @@ mod tests {
                 Place::Next => {
                     i.delivered = lseq;
                     delivered.push(lseq);
-                    while let Some((env, _)) = i.take_next() {
-                        delivered.push(env.id.seq);
+                    while let Some(m) = i.take_next() {
+                        delivered.push(m.env.id.seq);
                     }
                 }
             }

@@ -49,6 +49,7 @@ use crate::transport::{BYE_LEAVING, Ctx, SessionMsg};
 mod commands;
 mod delivery;
 mod mesh;
+mod sealing;
 mod sessions;
 mod turn;
 mod unsent;
@@ -114,9 +115,11 @@ pub(super) struct Actor {
     /// Committed frames of ours that wait for room in a peer's window (a bounded cache of the
     /// store's outbox, see `unsent`).
     unsent: unsent::Unsent,
-    /// Catch-up messages of failed turns (their envelopes), stored again on the tick: no stream
-    /// resends them (see `turn_failed`).
-    retry: Vec<bytes::Bytes>,
+    /// Catch-up messages of failed turns, stored again on the tick: no stream resends them (see
+    /// `turn_failed`).
+    retry: Vec<crate::authorship::Proved>,
+    /// Our recent batches and others' read back, for the seals of what sessions carry.
+    sealing: sealing::Sealing,
     last_purge: Instant,
     /// The encode buffer of the envelopes we send (no allocation per message; not for frames,
     /// see `codec::Arena`).
@@ -169,6 +172,7 @@ impl Actor {
             unsaved: Unsaved::new(now),
             unsent: unsent::Unsent::new(),
             retry: Vec::new(),
+            sealing: sealing::Sealing::default(),
             last_purge: now,
             arena: codec::Arena::new(),
             targets: Vec::new(),

@@ -11,7 +11,7 @@ use super::{Actor, now_ms};
 use crate::codec::{self, OutFrame};
 use crate::discovery::listen::Heard;
 use crate::event::{Event, LeaveReason};
-use crate::id::PeerId;
+use crate::id::{FastSet, MsgId, PeerId};
 use crate::peers::{BeaconOutcome, UpOutcome};
 use crate::protocol::Frame;
 use crate::transport::handshake::{COUNTS, Counts};
@@ -39,6 +39,11 @@ pub(super) struct Live {
     pub(super) liveness: Arc<crate::transport::session::Liveness>,
     /// When it came up (an established session gives way to a newer one: see `up`).
     pub(super) since: Instant,
+    /// Messages pushed since the last seals on this session (any author's): the next seals
+    /// prove them (see `sealing`).
+    pub(super) unsealed: Vec<MsgId>,
+    /// The catch-up messages we asked this peer for and have not received.
+    pub(super) wanted: FastSet<MsgId>,
 }
 
 impl Live {
@@ -173,7 +178,7 @@ impl Actor {
     pub(super) fn session(&mut self, m: SessionMsg) -> usize {
         let now = Instant::now();
         match m {
-            SessionMsg::Up(up) => self.up(up),
+            SessionMsg::Up(up) => self.up(*up),
             SessionMsg::Frames { peer, frames } => {
                 self.table.heard(peer, now);
                 let n = frames.len();
@@ -242,6 +247,8 @@ impl Actor {
             loopback,
             liveness,
             since: now,
+            unsealed: Vec::new(),
+            wanted: FastSet::default(),
         };
         if let Some(cur) = self.sessions.get(&peer)
             && cur.incarnation == hello.incarnation
@@ -293,5 +300,19 @@ impl Actor {
     /// live session or was too slow.
     pub(super) fn push(&mut self, peer: PeerId, frame: impl Into<OutFrame>) -> bool {
         self.sessions.get_mut(&peer).is_some_and(|s| s.push(peer, frame.into(), &mut self.turn.touched))
+    }
+
+    /// Queue the frame of message `id` (a stream or catch-up frame) for `peer`, to be proved by
+    /// the seals that follow it on the session (at the end of the turn, or now when many wait).
+    pub(super) fn push_message(&mut self, peer: PeerId, frame: impl Into<OutFrame>, id: MsgId) -> bool {
+        let Some(s) = self.sessions.get_mut(&peer) else { return false };
+        if !s.push(peer, frame.into(), &mut self.turn.touched) {
+            return false;
+        }
+        s.unsealed.push(id);
+        if s.unsealed.len() >= crate::authorship::SEAL_EVERY {
+            self.seal_session(peer);
+        }
+        true
     }
 }

@@ -65,12 +65,16 @@ pub(super) struct Turn {
     pub(super) acks: HashMap<PeerId, u64>,
     /// Replies to `send` commands.
     pub(super) replies: Vec<HeldReply>,
-    /// Our messages: (peer, stream number, envelope).
-    pub(super) frames: Vec<(PeerId, u64, Bytes)>,
+    /// Our messages: (peer, stream number, our message number, envelope).
+    pub(super) frames: Vec<(PeerId, u64, u64, Bytes)>,
+    /// Our messages of this turn, (number, envelope): signed as batches before it commits.
+    pub(super) own: Vec<(u64, Bytes)>,
+    /// The batch last kept with a message received this turn (one seal proves many).
+    pub(super) kept: Option<std::sync::Arc<crate::authorship::Batch>>,
     /// The streams that numbered messages this turn, with their `next` before it.
     pub(super) numbered: HashMap<PeerId, u64>,
-    /// Catch-up messages stored this turn (their envelopes): stored again if it fails.
-    pub(super) caught: Vec<Bytes>,
+    /// Catch-up messages stored this turn: stored again if it fails.
+    pub(super) caught: Vec<crate::authorship::Proved>,
     /// A store call of this turn failed: the turn is rolled back, not committed.
     pub(super) failed: std::cell::Cell<bool>,
     /// The wall clock as of this turn (read once per turn, when first needed: a turn of a
@@ -129,11 +133,19 @@ impl Actor {
     /// Write every session's frames of this turn: one non-blocking write each, as few Noise
     /// records as they fit in.
     pub(super) fn write_pending(&mut self) {
-        for peer in std::mem::take(&mut self.turn.touched) {
+        let touched = std::mem::take(&mut self.turn.touched);
+        // The messages of the turn first get their seals, behind them.
+        for &peer in &touched {
+            if self.sessions.get(&peer).is_some_and(|s| !s.unsealed.is_empty()) {
+                self.seal_session(peer);
+            }
+        }
+        for peer in touched {
             if let Some(s) = self.sessions.get_mut(&peer) {
                 s.write_pending(peer);
             }
         }
+        self.turn.kept = None;
     }
 
     /// Commit the turn; then release what waited for it (replies, events, our messages, the
@@ -165,6 +177,10 @@ impl Actor {
                 self.log_store(self.p.store.save_in_stream(*peer, *delivered));
             }
         }
+        // Our messages of the turn are signed, their batches stored with them.
+        if !self.turn.own.is_empty() && !self.turn.failed.get() {
+            self.sign_turn();
+        }
         // A turn is kept whole or not at all: a failed write (a full disk, say) rolls it back.
         let done = if self.turn.failed.take() {
             self.p.store.rollback();
@@ -181,6 +197,7 @@ impl Actor {
         }
         self.turn.numbered.clear();
         self.turn.caught.clear();
+        self.sealing.signed_now = 0;
         // Durable now: the callers may learn their messages' ids, and our messages may leave
         // (never before they are stored: a number a peer has seen is never given to another
         // message, even when the turn fails or the process dies).
@@ -190,7 +207,7 @@ impl Actor {
         self.send_events();
         let window = self.p.config.window as u64;
         let mut frames = std::mem::take(&mut self.turn.frames);
-        for (peer, lseq, env) in frames.drain(..) {
+        for (peer, lseq, seq, env) in frames.drain(..) {
             // Without a session the outbox table has it, for the next one.
             let (Some(o), Some(s)) = (self.out.get_mut(&peer), self.sessions.get_mut(&peer)) else { continue };
             if o.sent + 1 == lseq && o.sent - o.acked < window {
@@ -198,13 +215,17 @@ impl Actor {
                     && s.push(peer, f, &mut self.turn.touched)
                 {
                     o.sent = lseq;
+                    s.unsealed.push(MsgId { author: self.me, seq });
+                    if s.unsealed.len() >= crate::authorship::SEAL_EVERY {
+                        self.seal_session(peer);
+                    }
                 }
             } else if self.unsent.fits(peer, lseq, env.len())
                 && let Ok(f) = codec::message_frame(lseq, env)
             {
                 // The window is full: `pump` sends it when the peer acknowledges. It may wait
                 // long: in bytes of its own, not holding on to the arena's chunk.
-                self.unsent.keep(peer, lseq, f.to_bytes());
+                self.unsent.keep(peer, lseq, seq, f.to_bytes());
             }
         }
         // Kept for its capacity.
@@ -256,10 +277,12 @@ impl Actor {
                 "catch-up not stored; offered again with the next session"
             );
         }
-        let caught: Vec<Bytes> = self.turn.caught.drain(..).take(room).collect();
+        let caught: Vec<_> = self.turn.caught.drain(..).take(room).collect();
         self.retry.extend(caught);
-        // Sent: nothing left, so the numbers are given again.
+        // Sent: nothing left, so the numbers are given again; our batches were not stored.
         self.turn.frames.clear();
+        self.turn.own.clear();
+        self.sealing.turn_failed();
         for (peer, next) in self.turn.numbered.drain() {
             if let Some(o) = self.out.get_mut(&peer) {
                 o.next = next;

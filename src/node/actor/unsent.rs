@@ -27,7 +27,7 @@ pub const MAX_BYTES: usize = 8 << 20;
 /// The kept frames: per peer, a run of consecutive stream numbers.
 #[derive(Debug, Default)]
 pub struct Unsent {
-    runs: HashMap<PeerId, VecDeque<(u64, Bytes)>>,
+    runs: HashMap<PeerId, VecDeque<(u64, u64, Bytes)>>,
     bytes: usize,
     max_bytes: usize,
 }
@@ -47,18 +47,18 @@ impl Unsent {
     /// that a frame is not encoded only to be refused.)
     pub fn fits(&self, peer: PeerId, lseq: u64, len: usize) -> bool {
         self.bytes + len <= self.max_bytes
-            && self.runs.get(&peer).and_then(|r| r.back()).is_none_or(|(last, _)| last + 1 == lseq)
+            && self.runs.get(&peer).and_then(|r| r.back()).is_none_or(|(last, _, _)| last + 1 == lseq)
     }
 
-    /// Keep `frame`, number `lseq` of `peer`'s stream, if it extends that peer's run (or starts
-    /// one) and fits. Returns whether it was kept.
-    pub fn keep(&mut self, peer: PeerId, lseq: u64, frame: Bytes) -> bool {
+    /// Keep `frame`, number `lseq` of `peer`'s stream and our message number `seq`, if it
+    /// extends that peer's run (or starts one) and fits. Returns whether it was kept.
+    pub fn keep(&mut self, peer: PeerId, lseq: u64, seq: u64, frame: Bytes) -> bool {
         if !self.fits(peer, lseq, frame.len()) {
             return false;
         }
         let run = self.runs.entry(peer).or_default();
         self.bytes += frame.len();
-        run.push_back((lseq, frame));
+        run.push_back((lseq, seq, frame));
         true
     }
 
@@ -66,7 +66,7 @@ impl Unsent {
     /// store meanwhile, or acknowledged) are dropped.
     pub fn first_after(&mut self, peer: PeerId, sent: u64) -> Option<u64> {
         let run = self.runs.get_mut(&peer)?;
-        while let Some((lseq, f)) = run.front() {
+        while let Some((lseq, _, f)) = run.front() {
             if *lseq > sent {
                 return Some(*lseq);
             }
@@ -77,24 +77,25 @@ impl Unsent {
         None
     }
 
-    /// Take the frame numbered `lseq` for `peer`, if it is the first kept.
-    pub fn take(&mut self, peer: PeerId, lseq: u64) -> Option<Bytes> {
+    /// Take the frame numbered `lseq` for `peer`, if it is the first kept, with its message's
+    /// number.
+    pub fn take(&mut self, peer: PeerId, lseq: u64) -> Option<(u64, Bytes)> {
         let run = self.runs.get_mut(&peer)?;
-        if run.front().is_none_or(|(first, _)| *first != lseq) {
+        if run.front().is_none_or(|(first, _, _)| *first != lseq) {
             return None;
         }
-        let (_, f) = run.pop_front().expect("checked");
+        let (_, seq, f) = run.pop_front().expect("checked");
         self.bytes -= f.len();
         if run.is_empty() {
             self.runs.remove(&peer);
         }
-        Some(f)
+        Some((seq, f))
     }
 
     /// Drop what is kept for `peer` (its session ended, or its queue was purged).
     pub fn forget(&mut self, peer: PeerId) {
         if let Some(run) = self.runs.remove(&peer) {
-            self.bytes -= run.iter().map(|(_, f)| f.len()).sum::<usize>();
+            self.bytes -= run.iter().map(|(_, _, f)| f.len()).sum::<usize>();
         }
     }
 
@@ -120,20 +121,20 @@ mod tests {
     #[test]
     fn keeps_one_run_of_consecutive_numbers_per_peer() {
         let mut u = Unsent::new();
-        assert!(u.keep(peer(1), 5, frame(10)));
-        assert!(u.keep(peer(1), 6, frame(10)));
+        assert!(u.keep(peer(1), 5, 5, frame(10)));
+        assert!(u.keep(peer(1), 6, 6, frame(10)));
         // A gap: 8 cannot follow 6 (7 is in the store only).
-        assert!(!u.keep(peer(1), 8, frame(10)));
+        assert!(!u.keep(peer(1), 8, 8, frame(10)));
         // Another peer has its own run.
-        assert!(u.keep(peer(2), 1, frame(10)));
+        assert!(u.keep(peer(2), 1, 1, frame(10)));
         assert_eq!(u.bytes(), 30);
         assert_eq!(u.first_after(peer(1), 4), Some(5));
         assert_eq!(u.take(peer(1), 6), None, "only the first kept is taken");
-        assert_eq!(u.take(peer(1), 5).map(|f| f.len()), Some(10));
-        assert_eq!(u.take(peer(1), 6).map(|f| f.len()), Some(10));
+        assert_eq!(u.take(peer(1), 5).map(|(seq, f)| (seq, f.len())), Some((5, 10)));
+        assert_eq!(u.take(peer(1), 6).map(|(seq, f)| (seq, f.len())), Some((6, 10)));
         assert_eq!(u.first_after(peer(1), 6), None);
         // The run is empty: a new one may start anywhere.
-        assert!(u.keep(peer(1), 9, frame(10)));
+        assert!(u.keep(peer(1), 9, 9, frame(10)));
         assert_eq!(u.bytes(), 20);
     }
 
@@ -141,7 +142,7 @@ mod tests {
     fn first_after_drops_what_was_sent_or_acknowledged() {
         let mut u = Unsent::new();
         for n in 1..=5 {
-            assert!(u.keep(peer(1), n, frame(4)));
+            assert!(u.keep(peer(1), n, n, frame(4)));
         }
         assert_eq!(u.first_after(peer(1), 3), Some(4));
         assert_eq!(u.bytes(), 8);
@@ -153,15 +154,15 @@ mod tests {
     #[test]
     fn holds_no_more_than_its_bound_in_all() {
         let mut u = Unsent::with_max_bytes(100);
-        assert!(u.keep(peer(1), 1, frame(60)));
-        assert!(!u.keep(peer(2), 1, frame(50)), "over the bound for all peers together");
-        assert!(u.keep(peer(2), 1, frame(40)));
-        assert!(!u.keep(peer(1), 2, frame(1)));
+        assert!(u.keep(peer(1), 1, 1, frame(60)));
+        assert!(!u.keep(peer(2), 1, 1, frame(50)), "over the bound for all peers together");
+        assert!(u.keep(peer(2), 1, 1, frame(40)));
+        assert!(!u.keep(peer(1), 2, 2, frame(1)));
         assert_eq!(u.bytes(), 100);
         // Once a frame was not kept, the run does not go on past it.
         u.forget(peer(2));
         assert_eq!(u.bytes(), 60);
-        assert!(!u.keep(peer(1), 3, frame(1)));
-        assert!(u.keep(peer(1), 2, frame(1)));
+        assert!(!u.keep(peer(1), 3, 3, frame(1)));
+        assert!(u.keep(peer(1), 2, 2, frame(1)));
     }
 }
