@@ -41,6 +41,9 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     /// Optional facts sent in the handshake, e.g. `("role", "teacher")`.
     pub props: Vec<(String, String)>,
+    /// The room code of the teacher (`--teacher CODE`): only the key it names is shown as the
+    /// teacher. `None`: the first teacher met in the room is remembered ([`crate::trust`]).
+    pub teacher: Option<crate::trust::RoomCode>,
     /// Time between beacons (each one jittered by up to ±20%).
     pub beacon_interval: Duration,
     /// A peer heard from neither by beacon nor by session for this long is dropped.
@@ -112,6 +115,7 @@ impl Default for Config {
             seeds: Vec::new(),
             data_dir: None,
             props: Vec::new(),
+            teacher: None,
             beacon_interval: Duration::from_secs(1),
             expiry: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(5),

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use crate::id::{MsgId, PeerId};
-use crate::protocol::Body;
+use crate::protocol::{Body, Envelope, FileRef};
 
 /// The state of a listed peer (see docs/protocol.md, "Peer state machine").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +45,28 @@ pub struct PeerInfo {
     pub last_seen_ms: u64,
     /// Facts from its handshake, e.g. `("role", "teacher")`.
     pub props: Vec<(String, String)>,
+    /// For a peer that claims the teacher's role: whether it is the room's teacher (its key is
+    /// the teacher's: [`crate::trust`]). `None` when it claims no such role.
+    pub verified: Option<bool>,
+    /// Its name as shown: with the start of its id when another peer has the same name.
+    pub label: String,
+}
+
+impl PeerInfo {
+    /// The role it gave (`--role`), if any.
+    pub fn role(&self) -> Option<&str> {
+        role(&self.props)
+    }
+}
+
+/// The role in a handshake's facts (`--role`), if any.
+pub fn role(props: &[(String, String)]) -> Option<&str> {
+    props.iter().find(|(k, _)| k == "role").map(|(_, v)| v.as_str())
+}
+
+/// `name (6d81c34e)`: a name with the start of the id, where two peers share a name.
+pub fn label(name: &str, id: &PeerId) -> String {
+    format!("{name} ({})", id.short())
 }
 
 /// Why a peer left the list.
@@ -85,8 +107,42 @@ pub struct Message {
     pub to: Option<PeerId>,
     /// What it says.
     pub body: Body,
+    /// Files attached.
+    pub files: Vec<FileRef>,
     /// True when this peer is the author.
     pub own: bool,
+    /// The author's name as shown: with the start of its id when another peer has the same name.
+    pub from_label: String,
+    /// The author's role, as far as this peer knows it (its handshake's, or the room's teacher).
+    pub from_role: Option<String>,
+    /// For an author known to claim the teacher's role: whether it is the room's teacher.
+    pub from_verified: Option<bool>,
+}
+
+impl Message {
+    /// The message of an envelope (the author's name and a problem's title cleaned for showing,
+    /// whatever the envelope holds: [`crate::text`]). `own`: this peer is the author.
+    pub fn from_envelope(env: Envelope, own: bool) -> Message {
+        let from_name = crate::text::clean_name(&env.author_name);
+        let body = match env.body {
+            Body::Problem { title, body, private_answers } => {
+                Body::Problem { title: crate::text::clean_title(&title), body, private_answers }
+            }
+            other => other,
+        };
+        Message {
+            id: env.id,
+            from_label: from_name.clone(),
+            from_name,
+            sent_ms: env.sent_ms,
+            to: env.to,
+            body,
+            files: env.files,
+            own,
+            from_role: None,
+            from_verified: None,
+        }
+    }
 }
 
 /// Something the node reports.
@@ -104,6 +160,9 @@ pub enum Event {
         listen: SocketAddr,
         /// Its role (`--role`, e.g. `teacher`), if it gave one.
         role: Option<String>,
+        /// Its room code: the room and a fingerprint of its key, for students to start with
+        /// (`--teacher CODE`) when this peer is the teacher ([`crate::trust::RoomCode`]).
+        room_code: String,
     },
     /// A peer's session is up: it can be messaged.
     PeerJoined(PeerInfo),

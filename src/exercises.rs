@@ -165,6 +165,10 @@ mod tests {
             to: None,
             body,
             own: false,
+            files: vec![],
+            from_label: "x".into(),
+            from_role: None,
+            from_verified: None,
         }
     }
 

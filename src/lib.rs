@@ -56,7 +56,9 @@ pub mod protocol;
 pub mod rlimit;
 pub mod seeds;
 pub mod store;
+pub mod text;
 pub mod transport;
+pub mod trust;
 pub mod web;
 
 pub use config::Config;

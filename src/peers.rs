@@ -141,6 +141,8 @@ impl Entry {
             state: self.state,
             last_seen_ms: now.saturating_duration_since(self.last_seen).as_millis() as u64,
             props: self.props.clone(),
+            verified: None,
+            label: self.name.clone(),
         }
     }
 }

@@ -73,7 +73,7 @@ pub struct Node {
 const WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Largest title of a problem, in bytes.
-pub const MAX_TITLE: usize = 200;
+pub const MAX_TITLE: usize = crate::text::MAX_TITLE;
 
 impl Node {
     /// Start a peer: open the data dir, pick interfaces, bind the sockets, start the tasks.
@@ -85,6 +85,15 @@ impl Node {
         }
         if config.room.trim().is_empty() || config.room.len() > 200 {
             return Err(Error::BadText("the room name must be 1 to 200 bytes long; give one with --room".into()));
+        }
+        if let Some(code) = &config.teacher
+            && !code.room.is_empty()
+            && code.room != config.room
+        {
+            return Err(Error::BadText(format!(
+                "the teacher's code is for room \"{}\", not \"{}\"; start with --room {} (or check the code)",
+                code.room, config.room, code.room
+            )));
         }
         let room_keys = match &config.passphrase {
             Some(p) if p.expose().is_empty() => {
@@ -244,9 +253,16 @@ impl Node {
         // Ready first: the tasks below may report warnings at once.
         let names: Vec<String> = selected.iter().map(|i| format!("{} {}", i.name, i.ip)).collect();
         tracing::info!(id = %me, %name, room = %config.room, %listen, interfaces = %names.join(", "), "peer up");
-        let role = crate::web::json::role(&config.props).map(str::to_string);
-        let _ =
-            events_tx.send(vec![Event::Ready { id: me, name: name.clone(), room: config.room.clone(), listen, role }]);
+        let role = crate::event::role(&config.props).map(str::to_string);
+        let room_code = crate::trust::RoomCode::of(&config.room, me).to_string();
+        let _ = events_tx.send(vec![Event::Ready {
+            id: me,
+            name: name.clone(),
+            room: config.room.clone(),
+            listen,
+            role,
+            room_code,
+        }]);
         let net_cancel = cancel.child_token();
         let announce = tokio::spawn(announcer.run(announce_cancel.clone()));
         let listen_task = tokio::spawn(listener.run(net_cancel.clone()));

@@ -43,18 +43,8 @@ pub struct Stored {
 impl Stored {
     /// Row `row`, the message `env`, stored at `received_ms` by the peer `me`.
     fn new(row: i64, env: Envelope, received_ms: u64, me: PeerId) -> Stored {
-        Stored {
-            row,
-            received_ms,
-            message: Message {
-                id: env.id,
-                from_name: env.author_name,
-                sent_ms: env.sent_ms,
-                to: env.to,
-                body: env.body,
-                own: env.id.author == me,
-            },
-        }
+        let own = env.id.author == me;
+        Stored { row, received_ms, message: Message::from_envelope(env, own) }
     }
 }
 

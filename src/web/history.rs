@@ -75,6 +75,10 @@ mod tests {
             to: None,
             body: Body::Chat { text: format!("chat {seq}") },
             own: false,
+            files: vec![],
+            from_label: "x".into(),
+            from_role: None,
+            from_verified: None,
         })
     }
 
@@ -88,6 +92,7 @@ mod tests {
             room: "r".into(),
             listen: "127.0.0.1:1".parse().unwrap(),
             role: None,
+            room_code: "r-0202-0202-0202-0202-0202".into(),
         });
         assert_eq!(h.me().map(|m| m.name.as_str()), Some("Ada"));
         for seq in 1..=5 {
@@ -101,6 +106,10 @@ mod tests {
             to: None,
             body: Body::Problem { title: "t".into(), body: String::new(), private_answers: false },
             own: false,
+            files: vec![],
+            from_label: "x".into(),
+            from_role: None,
+            from_verified: None,
         });
         h.record(&problem);
         let seqs: Vec<u64> = h.chat().iter().map(|m| m.id.seq).collect();

@@ -72,9 +72,13 @@ pub struct Me {
     pub role: Option<String>,
 }
 
-/// The role a peer gave in its handshake (`--role`), if any.
-pub fn role(props: &[(String, String)]) -> Option<&str> {
-    props.iter().find(|(k, _)| k == "role").map(|(_, v)| v.as_str())
+pub use crate::event::role;
+
+/// The `files` of a message: `{name, size, sha256}` each (`sha256` in hex, as `sha256sum`).
+fn files(list: &[crate::protocol::FileRef]) -> Value {
+    Value::Array(
+        list.iter().map(|f| json!({"name": f.name, "size": f.size, "sha256": hex::encode(f.sha256)})).collect(),
+    )
 }
 
 /// A chat, problem, answer or feedback (the `--json` object of a message).
@@ -91,6 +95,10 @@ pub fn message(m: &Message) -> Value {
         o.insert("id".into(), json!(m.id.to_string()));
         o.insert("from".into(), json!(m.id.author.to_string()));
         o.insert("from_name".into(), json!(m.from_name));
+        o.insert("from_label".into(), json!(m.from_label));
+        o.insert("from_role".into(), json!(m.from_role));
+        o.insert("from_verified".into(), json!(m.from_verified));
+        o.insert("files".into(), files(&m.files));
         o.insert("to".into(), json!(m.to.map(|t| t.to_string())));
         o.insert("time_ms".into(), json!(m.sent_ms));
         o.insert("own".into(), json!(m.own));
@@ -107,14 +115,17 @@ pub fn peer(p: &PeerInfo) -> Value {
         "state": p.state.as_str(),
         "last_seen_ms": p.last_seen_ms,
         "role": role(&p.props),
+        "verified": p.verified,
+        "label": p.label,
     })
 }
 
 /// One event of the node.
 pub fn event(e: &Event) -> Value {
     match e {
-        Event::Ready { id, name, room, listen, role } => json!({
+        Event::Ready { id, name, room, listen, role, room_code } => json!({
             "event": "ready", "id": id.to_string(), "name": name, "room": room, "listen": listen.to_string(), "role": role,
+            "room_code": room_code,
         }),
         Event::PeerJoined(p) => {
             let mut v = peer(p);
@@ -177,8 +188,9 @@ fn put_msg_id(out: &mut Vec<u8>, id: &crate::id::MsgId) {
 
 /// The object of [`message`], its keys in the sorted order of a serde_json map.
 fn write_message(out: &mut Vec<u8>, m: &Message) {
-    // The keys every kind has, in order: [answer_id, body,] event, from, from_name, id, own,
-    // [private_answers, problem_id, text,] time_ms, [title,] to.
+    // The keys every kind has, in order: [answer_id, body,] event, files, from, from_label,
+    // from_name, from_role, from_verified, id, own, [private_answers, problem_id, text,] time_ms,
+    // [title,] to.
     let (first, event): (Option<(&[u8], &str)>, &[u8]) = match &m.body {
         Body::Chat { .. } => (None, b"chat"),
         Body::Problem { body, .. } => (Some((b"body", body)), b"problem"),
@@ -200,10 +212,28 @@ fn write_message(out: &mut Vec<u8>, m: &Message) {
     }
     out.extend_from_slice(b"\"event\":\"");
     out.extend_from_slice(event);
-    out.extend_from_slice(b"\",\"from\":");
+    out.extend_from_slice(b"\",\"files\":");
+    if m.files.is_empty() {
+        out.extend_from_slice(b"[]");
+    } else {
+        let _ = serde_json::to_writer(&mut *out, &files(&m.files));
+    }
+    out.extend_from_slice(b",\"from\":");
     put_peer(out, &m.id.author);
+    out.extend_from_slice(b",\"from_label\":");
+    put_str(out, &m.from_label);
     out.extend_from_slice(b",\"from_name\":");
     put_str(out, &m.from_name);
+    out.extend_from_slice(b",\"from_role\":");
+    match &m.from_role {
+        Some(r) => put_str(out, r),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(match m.from_verified {
+        Some(true) => b",\"from_verified\":true",
+        Some(false) => b",\"from_verified\":false",
+        None => b",\"from_verified\":null",
+    });
     out.extend_from_slice(b",\"id\":");
     put_msg_id(out, &m.id);
     out.extend_from_slice(if m.own { b",\"own\":true" } else { b",\"own\":false" });
@@ -292,6 +322,10 @@ mod tests {
             to,
             body,
             own: false,
+            files: vec![],
+            from_label: "Sam <b> (abababab)".into(),
+            from_role: Some("student".into()),
+            from_verified: None,
         }
     }
 
@@ -304,6 +338,8 @@ mod tests {
             state,
             last_seen_ms: 3,
             props: vec![("role".into(), "teacher".into())],
+            verified: Some(false),
+            label: name.into(),
         }
     }
 
@@ -403,6 +439,7 @@ mod tests {
                 room: "5B".into(),
                 listen: "10.0.0.1:4001".parse().unwrap(),
                 role: None,
+                room_code: "5B-0909-0909-0909-0909-0909".into(),
             },
             Event::PeerJoined(info.clone()),
             Event::PeerLeft { id: info.id, name: "Lea".into(), reason: LeaveReason::Restarted },
@@ -448,8 +485,27 @@ mod tests {
                 to in proptest::option::of(any::<[u8; 16]>()),
                 body in any_body(),
                 own in any::<bool>(),
+                from_label in any::<String>(),
+                from_role in proptest::option::of(any::<String>()),
+                from_verified in proptest::option::of(any::<bool>()),
+                files in proptest::collection::vec((any::<String>(), any::<u64>(), any::<[u8; 32]>()), 0..2),
             ) {
-                let e = Event::Message(Message { id, from_name, sent_ms, to: to.map(PeerId), body, own });
+                let files = files
+                    .into_iter()
+                    .map(|(name, size, sha256)| crate::protocol::FileRef { name, size, sha256, chunks: [0; 32] })
+                    .collect();
+                let e = Event::Message(Message {
+                    id,
+                    from_name,
+                    sent_ms,
+                    to: to.map(PeerId),
+                    body,
+                    own,
+                    files,
+                    from_label,
+                    from_role,
+                    from_verified,
+                });
                 prop_assert_eq!(written(&e), event(&e).to_string());
             }
         }

@@ -10,7 +10,7 @@
 //! ```
 //!
 //! Keys are the long flags without `--`: `name`, `room`, `iface`, `port`, `tcp-port`, `peer`,
-//! `data-dir`, `role`, `passphrase-file` (`_` may stand for `-`). `#` starts a comment; blank
+//! `data-dir`, `role`, `teacher`, `passphrase-file` (`_` may stand for `-`). `#` starts a comment; blank
 //! lines are skipped; a value may be quoted ("..."). Flags on the command line win over the file;
 //! `peer` and `iface` lines add to the flags' list. The passphrase itself never goes in the
 //! file: use `passphrase-file`.
@@ -21,7 +21,8 @@
 use std::ffi::OsString;
 
 /// Keys a config file may set (the long flag names).
-const KEYS: [&str; 9] = ["name", "room", "iface", "port", "tcp-port", "peer", "data-dir", "role", "passphrase-file"];
+const KEYS: [&str; 10] =
+    ["name", "room", "iface", "port", "tcp-port", "peer", "data-dir", "role", "teacher", "passphrase-file"];
 
 /// Parse the text of a config file into flags (`--key=value`).
 pub fn parse(text: &str, file: &str) -> Result<Vec<OsString>, String> {

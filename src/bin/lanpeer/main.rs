@@ -27,7 +27,7 @@ use output::Output;
 #[command(version, about, long_about = None, args_override_self = true)]
 struct Args {
     /// Read settings from FILE: `key = value` lines (name, room, iface, port, tcp-port, peer,
-    /// data-dir, role, passphrase-file); flags given here win.
+    /// data-dir, role, teacher, passphrase-file); flags given here win.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// A peer to contact directly, HOST[:PORT] (a name or an address; PORT is its session port,
@@ -38,9 +38,14 @@ struct Args {
     /// Your name as others see it (default: your login name).
     #[arg(long)]
     name: Option<String>,
-    /// Room to join; peers in other rooms are not seen.
-    #[arg(long, default_value = lanpeer::config::DEFAULT_ROOM)]
-    room: String,
+    /// Room to join; peers in other rooms are not seen (default: the room of --teacher's code,
+    /// else "classroom").
+    #[arg(long)]
+    room: Option<String>,
+    /// The teacher's room code, as the teacher's peer shows it (e.g. 5B-6d81-c34e-9dc1-1e60-7bde):
+    /// only that teacher is shown as the teacher; others who claim the role are shown unverified.
+    #[arg(long, value_name = "CODE")]
+    teacher: Option<lanpeer::trust::RoomCode>,
     /// Network interface to use (repeat for several); default: every LAN interface. `lo` runs
     /// several peers on this computer only.
     #[arg(long = "iface", value_name = "IFACE")]
@@ -355,11 +360,17 @@ async fn run(args: Args) -> Result<(), lanpeer::Error> {
     if let Some(r) = args.role {
         props.push(("role".to_string(), r));
     }
-    let passphrase = passphrase(&args.room, args.passphrase_file.as_deref(), args.ask_passphrase)?;
+    let room = match (args.room, &args.teacher) {
+        (Some(r), _) => r,
+        (None, Some(code)) if !code.room.is_empty() => code.room.clone(),
+        (None, _) => lanpeer::config::DEFAULT_ROOM.to_string(),
+    };
+    let passphrase = passphrase(&room, args.passphrase_file.as_deref(), args.ask_passphrase)?;
     let config = Config {
         passphrase,
         name: args.name.unwrap_or_else(lanpeer::config::default_name),
-        room: args.room,
+        room,
+        teacher: args.teacher,
         interfaces: args.ifaces,
         discovery_port: args.port,
         tcp_port: args.tcp_port.unwrap_or(lanpeer::config::DEFAULT_TCP_PORT),

@@ -42,6 +42,31 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// The role shown beside a peer: `teacher`, or a warning when its claim is not the teacher's key.
+fn role_mark(role: Option<&str>, verified: Option<bool>) -> Option<String> {
+    match (role, verified) {
+        (_, Some(true)) => Some("teacher".into()),
+        (_, Some(false)) => Some("says it is the teacher: UNVERIFIED".into()),
+        (Some(r), None) => Some(r.to_string()),
+        (None, None) => None,
+    }
+}
+
+/// How a person is named in a line: the label (name, with the start of the id when two share
+/// it), and who they are to us.
+fn who(m: &Message) -> String {
+    let mut s = m.from_label.clone();
+    if m.own {
+        s.push_str(" (you)");
+    }
+    match m.from_verified {
+        Some(true) if !m.own => s.push_str(" [teacher]"),
+        Some(false) => s.push_str(" [UNVERIFIED teacher]"),
+        _ => {}
+    }
+    s
+}
+
 fn indent(text: &str) -> String {
     text.lines().map(|l| format!("          {l}")).collect::<Vec<_>>().join("\n")
 }
@@ -120,16 +145,21 @@ impl Output {
         }
         let t = clock(now_ms());
         match e {
-            Event::Ready { id, name, room, listen, role } => {
+            Event::Ready { id, name, room, listen, role, room_code } => {
                 let as_role = role.as_deref().map(|r| format!(", as {r}")).unwrap_or_default();
                 self.line(&format!(
                     "You are {name} ({}){as_role} in room \"{room}\", reachable at {listen}. Type /help for the commands.",
                     id.short()
                 ));
+                if role.as_deref() == Some("teacher") {
+                    self.line(&format!(
+                        "Room code for the students (write it on the board): {room_code}   they start with: lanpeer --teacher {room_code}"
+                    ));
+                }
             }
             Event::PeerJoined(p) => {
-                let teacher = if role(&p.props) == Some("teacher") { ", teacher" } else { "" };
-                self.line(&format!("{t}  * {} joined ({}{teacher}, id {})", p.name, p.addr.ip(), p.id.short()))
+                let mark = role_mark(role(&p.props), p.verified).map(|m| format!(", {m}")).unwrap_or_default();
+                self.line(&format!("{t}  * {} joined ({}{mark}, id {})", p.label, p.addr.ip(), p.id.short()))
             }
             Event::PeerLeft { name, reason, .. } => {
                 let why = match reason {
@@ -146,12 +176,19 @@ impl Output {
     }
 
     fn message(&mut self, m: &Message, t: &str) {
-        let who = if m.own { format!("{} (you)", m.from_name) } else { m.from_name.clone() };
+        let who = who(m);
         let private = if m.to.is_some() { " [private]" } else { "" };
         match &m.body {
             Body::Chat { text } => self.line(&format!("{t}  {who}{private}: {text}")),
             Body::Problem { title, body, private_answers } => {
-                let quiz = if *private_answers { " (quiz: answers go to the author only)" } else { "" };
+                let quiz = match (*private_answers, m.from_verified) {
+                    (false, _) => String::new(),
+                    (true, Some(true)) => " (quiz: answers go to the teacher only)".into(),
+                    (true, _) if m.own => " (quiz: answers go to you only)".into(),
+                    (true, _) => {
+                        format!(" (quiz: answers go to {} only, who is NOT the verified teacher)", m.from_label)
+                    }
+                };
                 self.line(&format!("{t}  {who} posted problem {}{quiz}: {title}", m.id.short()));
                 if !body.is_empty() {
                     self.line(&indent(body));
@@ -195,9 +232,9 @@ impl Output {
         }
         self.line(&format!("{} online:", peers.len()));
         for p in peers {
-            let teacher = if role(&p.props) == Some("teacher") { "  teacher" } else { "" };
+            let mark = role_mark(role(&p.props), p.verified).map(|m| format!("  {m}")).unwrap_or_default();
             let state = if p.state == lanpeer::PeerState::Connected { "" } else { "  (reconnecting)" };
-            self.line(&format!("  {:<20} {}  {}{teacher}{state}", p.name, p.id.short(), p.addr.ip()));
+            self.line(&format!("  {:<20} {}  {}{mark}{state}", p.label, p.id.short(), p.addr.ip()));
         }
     }
 
@@ -212,19 +249,19 @@ impl Output {
         for p in list {
             if let Body::Problem { title, body, private_answers } = &p.problem.body {
                 let quiz = if *private_answers { " (quiz)" } else { "" };
-                self.line(&format!("problem {} by {}{quiz}: {title}", p.problem.id.short(), p.problem.from_name));
+                self.line(&format!("problem {} by {}{quiz}: {title}", p.problem.id.short(), who(&p.problem)));
                 if !body.is_empty() {
                     self.line(&indent(body));
                 }
             }
             for (a, fb) in &p.answers {
                 if let Body::Answer { text, .. } = &a.body {
-                    self.line(&format!("  answer {} by {}:", a.id.short(), a.from_name));
+                    self.line(&format!("  answer {} by {}:", a.id.short(), who(a)));
                     self.line(&indent(text));
                 }
                 for f in fb {
                     if let Body::Feedback { text, .. } = &f.body {
-                        self.line(&format!("    feedback by {}: {}", f.from_name, text.replace('\n', " / ")));
+                        self.line(&format!("    feedback by {}: {}", who(f), text.replace('\n', " / ")));
                     }
                 }
             }
@@ -268,6 +305,10 @@ mod tests {
             to,
             body,
             own,
+            files: vec![],
+            from_label: "Sam".into(),
+            from_role: None,
+            from_verified: None,
         }
     }
 
@@ -299,6 +340,8 @@ mod tests {
             state: PeerState::Connected,
             last_seen_ms: 3,
             props: vec![("role".into(), "teacher".into())],
+            verified: Some(true),
+            label: "Ms Rivera".into(),
         };
         let student = PeerInfo { props: vec![], state: PeerState::Reconnecting, ..teacher.clone() };
         let list = vec![ProblemView { problem: p.clone(), answers: vec![(a.clone(), vec![f.clone()])] }];
@@ -311,6 +354,7 @@ mod tests {
                 room: "5B".into(),
                 listen: "10.0.0.1:4001".parse().unwrap(),
                 role: Some("teacher".into()),
+                room_code: "5B-0909-0909-0909-0909-0909".into(),
             },
             Event::PeerJoined(teacher.clone()),
             Event::PeerLeft { id: student.id, name: "Lea".into(), reason: LeaveReason::Timeout },
@@ -332,7 +376,8 @@ mod tests {
     }
 
     /// The objects as the CLI wrote them before it took them from `lanpeer::web::json` (plus
-    /// `role` in `ready`, added since: fields are only ever added).
+    /// `role` in `ready`): fields are only ever added, so each object now holds every one of
+    /// these fields with the same value.
     const BEFORE: &str = r#"{"event":"ready","id":"09090909090909090909090909090909","listen":"10.0.0.1:4001","name":"Ada","role":"teacher","room":"5B"}
 {"addr":"10.0.0.2:4000","event":"peer_joined","id":"05050505050505050505050505050505","last_seen_ms":3,"name":"Ms Rivera","role":"teacher","state":"connected"}
 {"event":"peer_left","id":"05050505050505050505050505050505","name":"Lea","reason":"timeout"}
@@ -347,10 +392,37 @@ mod tests {
 {"event":"problems","problems":[]}
 "#;
 
+    /// Does `new` hold everything `old` holds (every field, with the same value; in arrays, item
+    /// by item)?
+    fn holds(old: &serde_json::Value, new: &serde_json::Value) -> bool {
+        use serde_json::Value;
+        match (old, new) {
+            (Value::Object(o), Value::Object(n)) => o.iter().all(|(k, v)| n.get(k).is_some_and(|nv| holds(v, nv))),
+            (Value::Array(o), Value::Array(n)) => o.len() == n.len() && o.iter().zip(n).all(|(a, b)| holds(a, b)),
+            (o, n) => o == n,
+        }
+    }
+
     #[test]
-    fn json_objects_are_unchanged() {
+    fn json_objects_only_gain_fields() {
         let now = all_objects();
-        assert_eq!(now, BEFORE, "the --json objects changed; now:\n{now}");
+        assert_eq!(now.lines().count(), BEFORE.lines().count());
+        for (old, new) in BEFORE.lines().zip(now.lines()) {
+            let (o, n): (serde_json::Value, serde_json::Value) =
+                (serde_json::from_str(old).unwrap(), serde_json::from_str(new).unwrap());
+            assert!(holds(&o, &n), "a --json field was lost or changed:\nbefore {old}\nnow    {new}");
+        }
+        // What was added.
+        assert!(now.contains(r#""room_code":"5B-0909-0909-0909-0909-0909""#));
+        assert!(now.contains(r#""verified":true"#) && now.contains(r#""label":"Ms Rivera""#));
+        assert!(now.contains(r#""from_label":"Sam""#) && now.contains(r#""from_verified":null"#));
+        assert!(now.contains(r#""files":[]"#) && now.contains(r#""from_role":null"#));
+        // A changed value is caught.
+        let changed = BEFORE.lines().next().unwrap().replace("Ada", "Bob");
+        assert!(!holds(
+            &serde_json::from_str(BEFORE.lines().next().unwrap()).unwrap(),
+            &serde_json::from_str(&changed).unwrap()
+        ));
     }
 
     #[test]

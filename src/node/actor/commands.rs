@@ -32,13 +32,31 @@ impl Actor {
                 return n.max(1);
             }
             Command::Peers(r) => {
-                let _ = r.send(self.table.listed(now));
+                let mut peers = self.table.listed(now);
+                peers.iter_mut().for_each(|p| self.describe_peer(p));
+                let _ = r.send(peers);
             }
             Command::Problems(r) => {
-                let _ = r.send(self.exercises.view());
+                let mut view = self.exercises.view();
+                for p in &mut view {
+                    self.describe(&mut p.problem);
+                    for (a, feedback) in &mut p.answers {
+                        self.describe(a);
+                        feedback.iter_mut().for_each(|f| self.describe(f));
+                    }
+                }
+                let _ = r.send(view);
             }
             Command::History(limit, r) => {
-                let h = self.p.store.history(limit).map(|v| v.into_iter().map(|s| s.message).collect());
+                let h = self.p.store.history(limit).map(|v| {
+                    v.into_iter()
+                        .map(|s| {
+                            let mut m = s.message;
+                            self.describe(&mut m);
+                            m
+                        })
+                        .collect()
+                });
                 let _ = r.send(h);
             }
             Command::FindPeer(q, r) => {
@@ -128,7 +146,8 @@ impl Actor {
         queued?;
         // Signed with the turn's other messages before it commits (`sealing`).
         self.turn.own.push((id.seq, bytes));
-        let m = Message { id, from_name: env.author_name, sent_ms: env.sent_ms, to, body: env.body, own: true };
+        let mut m = Message::from_envelope(env, true);
+        self.describe(&mut m);
         self.exercises.record(&m);
         self.emit(Event::Message(m));
         Ok(id)

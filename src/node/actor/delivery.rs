@@ -467,12 +467,15 @@ impl Actor {
             }
             Some(Some(_)) => {}
         }
-        // The name the author goes by now; the envelope's own when it is the same (no copy).
-        let from_name = match self.table.get(&env.id.author) {
-            Some(e) if e.name != env.author_name => e.name.clone(),
-            _ => env.author_name,
-        };
-        let m = Message { id: env.id, from_name, sent_ms: env.sent_ms, to: env.to, body: env.body, own: false };
+        let author = env.id.author;
+        let mut m = Message::from_envelope(env, false);
+        // Signed by its author: the name it went by then. A peer online goes by its hello's.
+        match self.table.get(&author) {
+            Some(e) if e.name != m.from_name => m.from_name = e.name.clone(),
+            Some(_) => {}
+            None => self.names.see(author, &m.from_name),
+        }
+        self.describe(&mut m);
         self.exercises.record(&m);
         self.emit(Event::Message(m));
     }

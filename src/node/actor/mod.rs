@@ -49,6 +49,7 @@ use crate::transport::{BYE_LEAVING, Ctx, SessionMsg};
 mod commands;
 mod delivery;
 mod mesh;
+mod people;
 mod sealing;
 mod sessions;
 mod turn;
@@ -120,6 +121,12 @@ pub(super) struct Actor {
     retry: Vec<crate::authorship::Proved>,
     /// Our recent batches and others' read back, for the seals of what sessions carry.
     sealing: sealing::Sealing,
+    /// The names peers go by.
+    names: people::Names,
+    /// Who the room's teacher is.
+    trust: crate::trust::Trust,
+    /// What each peer's claim to teach came to (from its handshake).
+    claims: HashMap<PeerId, crate::trust::Claim>,
     last_purge: Instant,
     /// The encode buffer of the envelopes we send (no allocation per message; not for frames,
     /// see `codec::Arena`).
@@ -137,9 +144,23 @@ impl Actor {
         let me = p.identity.id;
         let table = PeerTable::new(me, p.config.dial_grace, p.config.expiry).with_max_dials(p.config.max_dials);
         let mut exercises = Exercises::default();
+        let mut names = people::Names::default();
+        names.see(me, &p.name);
         for s in p.store.exercises()? {
+            names.see(s.message.id.author, &s.message.from_name);
             exercises.record(&s.message);
         }
+        for (id, name) in p.store.members_since(0)? {
+            names.see(id, &crate::text::clean_name(&name));
+        }
+        let teacher = crate::event::role(&p.config.props) == Some(crate::trust::TEACHER);
+        let trust = crate::trust::Trust::new(
+            me,
+            &p.config.room,
+            teacher,
+            p.config.teacher.clone(),
+            p.config.data_dir.as_deref(),
+        );
         let now = Instant::now();
         let out = p
             .store
@@ -173,6 +194,9 @@ impl Actor {
             unsent: unsent::Unsent::new(),
             retry: Vec::new(),
             sealing: sealing::Sealing::default(),
+            names,
+            trust,
+            claims: HashMap::default(),
             last_purge: now,
             arena: codec::Arena::new(),
             targets: Vec::new(),

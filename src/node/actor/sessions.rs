@@ -273,14 +273,20 @@ impl Actor {
         } else if let Some(stale) = self.sessions.insert(peer, new) {
             stale.cancel.cancel();
         }
-        match self.table.session_up(&hello, remote, Instant::now()) {
-            UpOutcome::Joined(info) => {
+        let outcome = self.table.session_up(&hello, remote, Instant::now());
+        if !matches!(outcome, UpOutcome::Resumed) {
+            self.met(peer, &hello.name, &hello.props);
+        }
+        match outcome {
+            UpOutcome::Joined(mut info) => {
                 tracing::info!(peer = %peer.short(), name = %info.name, addr = %info.addr, "peer joined");
+                self.describe_peer(&mut info);
                 self.emit(Event::PeerJoined(info));
             }
-            UpOutcome::Restarted { old, new } => {
+            UpOutcome::Restarted { old, mut new } => {
                 self.left(old, LeaveReason::Restarted);
                 tracing::info!(peer = %peer.short(), name = %new.name, "peer joined again");
+                self.describe_peer(&mut new);
                 self.emit(Event::PeerJoined(new));
             }
             UpOutcome::Resumed => tracing::debug!(peer = %peer.short(), "session resumed"),
