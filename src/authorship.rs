@@ -39,6 +39,9 @@ pub const HELD_MAX_BYTES: usize = 32 << 20;
 /// A sender seals what it sent on a session at the end of each turn, and after this many
 /// messages within one.
 pub const SEAL_EVERY: usize = 1024;
+/// A message held this long without a seal that proves it is dropped (an honest sender's seal
+/// follows in the same write).
+pub const UNSEALED_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The bytes the author signs for a batch:
 /// `SEAL_CONTEXT || version u8 || room length u16 LE || room || author id (16) || first u64 LE ||
@@ -163,6 +166,7 @@ struct Held {
     id: MsgId,
     leaf: Hash,
     len: usize,
+    at: std::time::Instant,
 }
 
 /// A seal that arrived, with the messages it is about (taken from those held then).
@@ -215,7 +219,7 @@ impl Verifier {
         }
         self.bytes += len;
         let leaf = merkle::leaf(raw);
-        self.held.push(Held { frame, id, leaf, len });
+        self.held.push(Held { frame, id, leaf, len, at: std::time::Instant::now() });
         Ok(())
     }
 
@@ -235,6 +239,13 @@ impl Verifier {
     /// each tree. Proved messages go to `out`, in the order they arrived, each with its batch.
     pub fn finish(&mut self, out: &mut Vec<Received>) -> Checked {
         let mut checked = Checked::default();
+        // Messages no seal proved in time (another author's name on them, say).
+        if self.held.first().is_some_and(|h| h.at.elapsed() >= UNSEALED_FOR) {
+            let before = self.held.len();
+            self.held.retain(|h| h.at.elapsed() < UNSEALED_FOR);
+            checked.refused += before - self.held.len();
+            self.bytes = self.held.iter().map(|h| h.len).sum();
+        }
         if self.seals.is_empty() {
             return checked;
         }

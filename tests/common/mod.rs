@@ -209,3 +209,4 @@ impl AsRef<std::path::Path> for TmpDir {
         &self.0
     }
 }
+pub mod member;
