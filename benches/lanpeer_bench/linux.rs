@@ -1007,10 +1007,10 @@ async fn bench_fanout(o: &Opts, z: &Zyre) -> Vec<(usize, Duration, Duration)> {
 /// within a 20,000 descriptor limit (200 in one process would need 39,800).
 const PER_WORKER: usize = 25;
 
-/// The process's connection counts (`lanpeer::transport::handshake::COUNTS`) as one line.
+/// The process's connection counts (`lanpeer::diag::COUNTS`) as one line.
 fn counts_line(tag: &str) -> String {
     let mut l = tag.to_string();
-    for (k, v) in lanpeer::transport::handshake::COUNTS.snapshot() {
+    for (k, v) in lanpeer::diag::COUNTS.snapshot() {
         l.push_str(&format!(" {k}={v}"));
     }
     l
