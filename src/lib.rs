@@ -29,6 +29,8 @@
 //! - [`store`]: the history (a journal in a data dir, Rust collections without one);
 //!   [`journal`]: the append-only file format.
 //! - [`crypto`]: static keys, passphrase room keys; [`guard`]: flood limits and warnings.
+//! - [`diag`]: process-wide counters of dials, handshakes, gossip and beacons, for the
+//!   benchmarks and for debugging a room that forms slowly (not events of the API).
 //! - [`web`]: the page of `--web`: a local web server and WebSocket that face this peer.
 //!
 //! docs/architecture.md and docs/protocol.md describe the whole.
@@ -39,6 +41,7 @@ pub mod authorship;
 pub mod codec;
 pub mod config;
 pub mod crypto;
+pub mod diag;
 pub mod discovery;
 pub mod error;
 pub mod event;

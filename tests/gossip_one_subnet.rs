@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::*;
-use lanpeer::transport::handshake::COUNTS;
+use lanpeer::diag::COUNTS;
 
 fn lists(p: &[lanpeer::PeerInfo], id: lanpeer::PeerId) -> bool {
     p.iter().any(|i| i.id == id)

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::beacon::Beacon;
 use super::iface::{self, Iface};
 use super::socket;
-use crate::transport::handshake::{COUNTS, Counts};
+use crate::diag::{COUNTS, Counts};
 
 /// Shortest time between two beacons sent for newcomers.
 pub const MIN_GAP: Duration = Duration::from_millis(100);

@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use super::handshake::{COUNTS, Counts, End, HandshakeError};
+use super::handshake::{End, HandshakeError};
 use super::noise::NoiseError;
 use super::{Ctx, SessionMsg, handshake, session};
+use crate::diag::{COUNTS, Counts};
 use crate::id::PeerId;
 use crate::seeds::{SeedAddr, SeedOutcome};
 

@@ -31,9 +31,9 @@ use tokio_util::codec::{Decoder, Encoder};
 
 use crate::codec::OutFrame;
 use crate::crypto::{NOISE_OPEN, NOISE_PSK, SessionKeys};
+use crate::diag::COUNTS;
 use crate::id::PeerId;
 use crate::protocol::{MODE_NOISE, MODE_NOISE_PSK, PREAMBLE_LEN, Preamble, PreambleError};
-use crate::transport::handshake::COUNTS;
 
 /// Largest Noise message (handshake or transport), from the Noise specification.
 pub const MAX_NOISE_MSG: usize = 65535;

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use super::Actor;
 use crate::codec;
+use crate::diag::{COUNTS, Counts};
 use crate::discovery::iface::Iface;
 use crate::gossip::{self, Book, Round, Rounds};
 use crate::guard::RateLimiter;
@@ -17,7 +18,6 @@ use crate::id::PeerId;
 use crate::protocol::{Frame, PeerAd};
 use crate::seeds::{SeedOutcome, Seeds};
 use crate::transport::dial;
-use crate::transport::handshake::{COUNTS, Counts};
 
 /// The actor's mesh state.
 pub(super) struct Mesh {

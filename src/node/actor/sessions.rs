@@ -9,12 +9,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Actor, now_ms};
 use crate::codec::{self, OutFrame};
+use crate::diag::{COUNTS, Counts};
 use crate::discovery::listen::Heard;
 use crate::event::{Event, LeaveReason};
 use crate::id::{FastSet, MsgId, PeerId};
 use crate::peers::{BeaconOutcome, UpOutcome};
 use crate::protocol::Frame;
-use crate::transport::handshake::{COUNTS, Counts};
 use crate::transport::outbox::{OutboxHandle, Refused};
 use crate::transport::{BYE_DUPLICATE, SessionMsg, Up, dial};
 
