@@ -347,6 +347,140 @@ mod tests {
 {"event":"problems","problems":[]}
 "#;
 
+    /// `text` with every clock time (`12:34:56`) replaced by `hh:mm:ss`: the lines' times are the
+    /// local time of now or of the message, which no test fixes.
+    fn without_times(text: &str) -> String {
+        let b = text.as_bytes();
+        let mut out = String::new();
+        let mut i = 0;
+        while i < b.len() {
+            let is_time = b.len() - i >= 8
+                && b[i..i + 8].iter().enumerate().all(|(k, c)| if k % 3 == 2 { *c == b':' } else { c.is_ascii_digit() });
+            if is_time {
+                out.push_str("hh:mm:ss");
+                i += 8;
+            } else {
+                let c = text[i..].chars().next().unwrap();
+                out.push(c);
+                i += c.len_utf8();
+            }
+        }
+        out
+    }
+
+    /// Every line for people that `Output` writes, for the same events as [`all_objects`].
+    fn all_lines() -> String {
+        let p =
+            msg(2, 1, Body::Problem { title: "Loops".into(), body: "a\nb".into(), private_answers: true }, None, true);
+        let a = msg(3, 4, Body::Answer { problem: p.id, text: "x\n  y".into() }, Some(p.id.author), false);
+        let f = msg(2, 2, Body::Feedback { answer: a.id, text: "ok".into() }, None, false);
+        let c = msg(0xab, 7, Body::Chat { text: "<b>hi</b>\x1b[2J".into() }, Some(PeerId([1; 16])), false);
+        let open = msg(0xab, 8, Body::Chat { text: "to all".into() }, None, true);
+        let code = msg(0xab, 9, Body::Chat { text: "fn f() {\n    g();\n}".into() }, None, false);
+        let teacher = PeerInfo {
+            id: PeerId([5; 16]),
+            name: "Ms Rivera".into(),
+            addr: "10.0.0.2:4000".parse().unwrap(),
+            state: PeerState::Connected,
+            last_seen_ms: 3,
+            props: vec![("role".into(), "teacher".into())],
+        };
+        let student = PeerInfo { props: vec![], state: PeerState::Reconnecting, name: "Lea".into(), ..teacher.clone() };
+        let list = vec![ProblemView { problem: p.clone(), answers: vec![(a.clone(), vec![f.clone()])] }];
+        let sink = Shared::default();
+        let mut out = super::Output::to(false, Box::new(sink.clone()));
+        for e in [
+            Event::Ready {
+                id: PeerId([9; 16]),
+                name: "Ada".into(),
+                room: "5B".into(),
+                listen: "10.0.0.1:4001".parse().unwrap(),
+                role: Some("teacher".into()),
+            },
+            Event::PeerJoined(teacher.clone()),
+            Event::PeerJoined(student.clone()),
+            Event::PeerLeft { id: student.id, name: "Lea".into(), reason: LeaveReason::Timeout },
+            Event::PeerLeft { id: student.id, name: "Lea".into(), reason: LeaveReason::Left },
+            Event::Message(c.clone()),
+            Event::Message(open.clone()),
+            Event::Message(code.clone()),
+            Event::Message(p.clone()),
+            Event::Message(a.clone()),
+            Event::Message(f.clone()),
+            Event::Warning { message: "w".into() },
+        ] {
+            out.event(&e);
+        }
+        out.history(&[c, p, a, f]);
+        out.history(&[]);
+        out.peers(&[teacher, student]);
+        out.peers(&[]);
+        out.problems(&list);
+        out.problems(&[]);
+        out.web("http://127.0.0.1:1/");
+        out.error("bad");
+        out.help("help text");
+        out.flush();
+        without_times(&String::from_utf8(sink.0.lock().unwrap().clone()).unwrap())
+    }
+
+    #[test]
+    fn lines_for_people_are_unchanged() {
+        let now = all_lines();
+        assert_eq!(now, LINES, "the lines for people changed; now:\n{now}");
+    }
+
+    /// The lines as `Output` writes them (times aside).
+    const LINES: &str = r#"You are Ada (09090909), as teacher in room "5B", reachable at 10.0.0.1:4001. Type /help for the commands.
+hh:mm:ss  * Ms Rivera joined (10.0.0.2, teacher, id 05050505)
+hh:mm:ss  * Lea joined (10.0.0.2, id 05050505)
+hh:mm:ss  * Lea is gone (no sign of life)
+hh:mm:ss  * Lea left
+hh:mm:ss  Sam [private]: <b>hi</b>�[2J
+hh:mm:ss  Sam (you): to all
+hh:mm:ss  Sam: fn f() {
+    g();
+}
+hh:mm:ss  Sam (you) posted problem 02020202-1 (quiz: answers go to the author only): Loops
+          a
+          b
+          answer it with: /answer 02020202-1 YOUR ANSWER
+hh:mm:ss  Sam [private] answered 02020202-1 (answer 03030303-4):
+          x
+            y
+hh:mm:ss  Sam on answer 03030303-4:
+          ok
+hh:mm:ss  ! w
+Earlier in this room:
+hh:mm:ss  Sam [private]: <b>hi</b>�[2J
+hh:mm:ss  Sam (you) posted problem 02020202-1 (quiz: answers go to the author only): Loops
+          a
+          b
+          answer it with: /answer 02020202-1 YOUR ANSWER
+hh:mm:ss  Sam [private] answered 02020202-1 (answer 03030303-4):
+          x
+            y
+hh:mm:ss  Sam on answer 03030303-4:
+          ok
+---
+Nothing yet.
+2 online:
+  Ms Rivera            05050505  10.0.0.2  teacher
+  Lea                  05050505  10.0.0.2  (reconnecting)
+Nobody else is online yet.
+problem 02020202-1 by Sam (quiz): Loops
+          a
+          b
+  answer 03030303-4 by Sam:
+          x
+            y
+    feedback by Sam: ok
+No problems yet. Post one with /problem TITLE | BODY
+This peer's web page: http://127.0.0.1:1/ (open it in a browser)
+! bad
+help text
+"#;
+
     #[test]
     fn json_objects_are_unchanged() {
         let now = all_objects();
