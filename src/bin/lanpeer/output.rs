@@ -1,12 +1,19 @@
 //! How events reach the user: one JSON object per line (`--json`, the public contract of
 //! scripts and tests: fields are only ever added), or lines a person reads.
+//!
+//! A line for people is built from pieces, each with its [`Tone`]; text from peers is made
+//! printable piece by piece before any colour is added, so that colour is the only escape
+//! sequence a line can hold. How a person's name is shown is decided in one place, [`Output::who`].
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use lanpeer::web::json::{self, role};
-use lanpeer::{Body, Event, Message, PeerInfo, ProblemView};
+use lanpeer::{Body, Event, Message, PeerId, PeerInfo, ProblemView};
 use serde_json::{Value, json};
+
+use crate::paint::{Paint, Tone, name_tone};
 
 /// The output mode and the stream it writes to.
 ///
@@ -17,6 +24,14 @@ pub struct Output {
     json: bool,
     buf: Vec<u8>,
     sink: Box<dyn Write + Send>,
+    /// The colour of the lines for people (off but for the terminal front end).
+    paint: Paint,
+    /// This peer's id, from its `ready` event: its own name stands out.
+    me: Option<PeerId>,
+    /// The peers that said they are the teacher (this one too, if so): their names stand out.
+    teachers: HashSet<PeerId>,
+    /// For the terminal front end: `/help` tells its keys too.
+    terminal: bool,
 }
 
 /// A buffer this full is written out without waiting for a flush.
@@ -46,6 +61,32 @@ fn indent(text: &str) -> String {
     text.lines().map(|l| format!("          {l}")).collect::<Vec<_>>().join("\n")
 }
 
+/// One line for people (a text of several lines, for an indented body), in pieces with their tones.
+#[derive(Default)]
+struct Line(Vec<(Tone, String)>);
+
+impl Line {
+    fn new() -> Line {
+        Line(Vec::with_capacity(8))
+    }
+
+    /// Then `text`, in `tone`.
+    fn with(mut self, tone: Tone, text: impl Into<String>) -> Line {
+        self.0.push((tone, text.into()));
+        self
+    }
+
+    /// Then `text`, plain.
+    fn text(self, text: impl Into<String>) -> Line {
+        self.with(Tone::Plain, text)
+    }
+
+    /// Then a person's name, as [`Output::who`] shows it.
+    fn who(self, (tone, name): (Tone, String)) -> Line {
+        self.with(tone, name)
+    }
+}
+
 // The `--json` objects: those of events, messages, peers and problems are the web page's
 // (`lanpeer::web::json`), which has the same names and fields.
 
@@ -72,13 +113,59 @@ impl Output {
 
     /// Output to any stream.
     pub fn to(json: bool, sink: Box<dyn Write + Send>) -> Self {
-        Output { json, buf: Vec::with_capacity(WRITE_AT + 4096), sink }
+        Output {
+            json,
+            buf: Vec::with_capacity(WRITE_AT + 4096),
+            sink,
+            paint: Paint::OFF,
+            me: None,
+            teachers: HashSet::new(),
+            terminal: false,
+        }
+    }
+
+    /// For the terminal front end (its help tells the keys of the line editor).
+    pub fn at_terminal(mut self) -> Self {
+        self.terminal = true;
+        self
+    }
+
+    /// The same, with the lines for people in colour when `paint` says so.
+    pub fn painted(mut self, paint: Paint) -> Self {
+        self.paint = paint;
+        self
+    }
+
+    /// How a person's name is shown in every line for people: the name, with " (you)" after it
+    /// when `you`; one's own name, the teacher's and everyone else's (by id) in their colours.
+    fn who(&self, name: &str, id: PeerId, you: bool) -> (Tone, String) {
+        let text = if you { format!("{name} (you)") } else { name.to_string() };
+        let tone = if you || self.me == Some(id) {
+            Tone::Own
+        } else if self.teachers.contains(&id) {
+            Tone::Teacher
+        } else {
+            name_tone(id.0[0])
+        };
+        (tone, text)
     }
 
     /// One line for people. Control characters from peers (terminal escape sequences, say) are
     /// shown as `�`, so a message can never drive the reader's terminal.
     fn line(&mut self, s: &str) {
         let _ = writeln!(self.buf, "{}", printable(s));
+        self.end_line();
+    }
+
+    /// One line for people, from its pieces: each made printable as in [`Output::line`], then
+    /// coloured.
+    fn put(&mut self, l: Line) {
+        let mut s = String::with_capacity(l.0.iter().map(|(_, t)| t.len() + 12).sum::<usize>() + 1);
+        for (tone, text) in &l.0 {
+            self.paint.push(&mut s, *tone, &printable(text));
+        }
+        s.push('\n');
+        self.buf.extend_from_slice(s.as_bytes());
         self.end_line();
     }
 
@@ -121,49 +208,74 @@ impl Output {
         let t = clock(now_ms());
         match e {
             Event::Ready { id, name, room, listen, role } => {
+                self.me = Some(*id);
+                if role.as_deref() == Some("teacher") {
+                    self.teachers.insert(*id);
+                }
                 let as_role = role.as_deref().map(|r| format!(", as {r}")).unwrap_or_default();
-                self.line(&format!(
-                    "You are {name} ({}){as_role} in room \"{room}\", reachable at {listen}. Type /help for the commands.",
+                self.put(Line::new().text("You are ").with(Tone::Own, name.as_str()).text(format!(
+                    " ({}){as_role} in room \"{room}\", reachable at {listen}. Type /help for the commands.",
                     id.short()
-                ));
+                )));
             }
             Event::PeerJoined(p) => {
-                let teacher = if role(&p.props) == Some("teacher") { ", teacher" } else { "" };
-                self.line(&format!("{t}  * {} joined ({}{teacher}, id {})", p.name, p.addr.ip(), p.id.short()))
+                let is_teacher = role(&p.props) == Some("teacher");
+                if is_teacher {
+                    self.teachers.insert(p.id);
+                }
+                let teacher = if is_teacher { ", teacher" } else { "" };
+                let l = Line::new().with(Tone::Time, t).with(Tone::Notice, "  * ").who(self.who(&p.name, p.id, false));
+                self.put(l.with(Tone::Notice, format!(" joined ({}{teacher}, id {})", p.addr.ip(), p.id.short())));
             }
-            Event::PeerLeft { name, reason, .. } => {
+            Event::PeerLeft { id, name, reason } => {
                 let why = match reason {
                     lanpeer::LeaveReason::Left => "left",
                     lanpeer::LeaveReason::Timeout => "is gone (no sign of life)",
                     lanpeer::LeaveReason::Disconnected => "is gone (connection lost)",
                     lanpeer::LeaveReason::Restarted => "restarted",
                 };
-                self.line(&format!("{t}  * {name} {why}"))
+                let l = Line::new().with(Tone::Time, t).with(Tone::Notice, "  * ").who(self.who(name, *id, false));
+                self.put(l.with(Tone::Notice, format!(" {why}")));
             }
-            Event::Warning { message } => self.line(&format!("{t}  ! {message}")),
+            Event::Warning { message } => {
+                self.put(Line::new().with(Tone::Time, t).with(Tone::Warning, format!("  ! {message}")))
+            }
             Event::Message(m) => self.message(m, &t),
         }
     }
 
     fn message(&mut self, m: &Message, t: &str) {
-        let who = if m.own { format!("{} (you)", m.from_name) } else { m.from_name.clone() };
+        let head = Line::new().with(Tone::Time, t).text("  ").who(self.who(&m.from_name, m.id.author, m.own));
         let private = if m.to.is_some() { " [private]" } else { "" };
         match &m.body {
-            Body::Chat { text } => self.line(&format!("{t}  {who}{private}: {text}")),
+            // A chat of several lines (pasted code, say) shows like an answer: its lines indented
+            // under the name, not back at the margin where the times are.
+            Body::Chat { text } if text.contains('\n') => {
+                self.put(head.with(Tone::Private, private).text(":"));
+                self.line(&indent(text));
+            }
+            Body::Chat { text } => self.put(head.with(Tone::Private, private).text(format!(": {text}"))),
             Body::Problem { title, body, private_answers } => {
                 let quiz = if *private_answers { " (quiz: answers go to the author only)" } else { "" };
-                self.line(&format!("{t}  {who} posted problem {}{quiz}: {title}", m.id.short()));
+                self.put(head.text(" posted problem ").with(Tone::Id, m.id.short()).text(format!("{quiz}: {title}")));
                 if !body.is_empty() {
                     self.line(&indent(body));
                 }
-                self.line(&format!("          answer it with: /answer {} YOUR ANSWER", m.id.short()));
+                self.put(
+                    Line::new()
+                        .text("          answer it with: /answer ")
+                        .with(Tone::Id, m.id.short())
+                        .text(" YOUR ANSWER"),
+                );
             }
             Body::Answer { problem, text } => {
-                self.line(&format!("{t}  {who}{private} answered {} (answer {}):", problem.short(), m.id.short()));
+                let l = head.with(Tone::Private, private).text(" answered ").with(Tone::Id, problem.short());
+                self.put(l.text(" (answer ").with(Tone::Id, m.id.short()).text("):"));
                 self.line(&indent(text));
             }
             Body::Feedback { answer, text } => {
-                self.line(&format!("{t}  {who}{private} on answer {}:", answer.short()));
+                let l = head.with(Tone::Private, private).text(" on answer ").with(Tone::Id, answer.short());
+                self.put(l.text(":"));
                 self.line(&indent(text));
             }
         }
@@ -197,7 +309,9 @@ impl Output {
         for p in peers {
             let teacher = if role(&p.props) == Some("teacher") { "  teacher" } else { "" };
             let state = if p.state == lanpeer::PeerState::Connected { "" } else { "  (reconnecting)" };
-            self.line(&format!("  {:<20} {}  {}{teacher}{state}", p.name, p.id.short(), p.addr.ip()));
+            let (tone, name) = self.who(&p.name, p.id, false);
+            let l = Line::new().text("  ").with(tone, format!("{name:<20}"));
+            self.put(l.text(format!(" {}  {}{teacher}{state}", p.id.short(), p.addr.ip())));
         }
     }
 
@@ -212,19 +326,29 @@ impl Output {
         for p in list {
             if let Body::Problem { title, body, private_answers } = &p.problem.body {
                 let quiz = if *private_answers { " (quiz)" } else { "" };
-                self.line(&format!("problem {} by {}{quiz}: {title}", p.problem.id.short(), p.problem.from_name));
+                let l = Line::new().text("problem ").with(Tone::Id, p.problem.id.short()).text(" by ");
+                let by = self.who(&p.problem.from_name, p.problem.id.author, false);
+                self.put(l.who(by).text(format!("{quiz}: {title}")));
                 if !body.is_empty() {
                     self.line(&indent(body));
                 }
             }
             for (a, fb) in &p.answers {
                 if let Body::Answer { text, .. } = &a.body {
-                    self.line(&format!("  answer {} by {}:", a.id.short(), a.from_name));
+                    let l = Line::new().text("  answer ").with(Tone::Id, a.id.short()).text(" by ");
+                    let by = self.who(&a.from_name, a.id.author, false);
+                    self.put(l.who(by).text(":"));
                     self.line(&indent(text));
                 }
                 for f in fb {
                     if let Body::Feedback { text, .. } = &f.body {
-                        self.line(&format!("    feedback by {}: {}", f.from_name, text.replace('\n', " / ")));
+                        let by = self.who(&f.from_name, f.id.author, false);
+                        self.put(
+                            Line::new()
+                                .text("    feedback by ")
+                                .who(by)
+                                .text(format!(": {}", text.replace('\n', " / "))),
+                        );
                     }
                 }
             }
@@ -244,7 +368,7 @@ impl Output {
         if self.json {
             return self.json(json!({"event": "error", "message": message}));
         }
-        self.line(&format!("! {message}"));
+        self.put(Line::new().with(Tone::Error, format!("! {message}")));
     }
 
     /// The help text.
@@ -253,6 +377,9 @@ impl Output {
             return self.json(json!({"event": "help", "text": text}));
         }
         self.line(text);
+        if self.terminal {
+            self.line(crate::input::TERMINAL_HELP);
+        }
     }
 }
 
@@ -355,7 +482,10 @@ mod tests {
         let mut i = 0;
         while i < b.len() {
             let is_time = b.len() - i >= 8
-                && b[i..i + 8].iter().enumerate().all(|(k, c)| if k % 3 == 2 { *c == b':' } else { c.is_ascii_digit() });
+                && b[i..i + 8]
+                    .iter()
+                    .enumerate()
+                    .all(|(k, c)| if k % 3 == 2 { *c == b':' } else { c.is_ascii_digit() });
             if is_time {
                 out.push_str("hh:mm:ss");
                 i += 8;
@@ -438,9 +568,10 @@ hh:mm:ss  * Lea is gone (no sign of life)
 hh:mm:ss  * Lea left
 hh:mm:ss  Sam [private]: <b>hi</b>�[2J
 hh:mm:ss  Sam (you): to all
-hh:mm:ss  Sam: fn f() {
-    g();
-}
+hh:mm:ss  Sam:
+          fn f() {
+              g();
+          }
 hh:mm:ss  Sam (you) posted problem 02020202-1 (quiz: answers go to the author only): Loops
           a
           b
