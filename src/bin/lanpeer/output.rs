@@ -412,6 +412,27 @@ mod tests {
         }
     }
 
+    fn teacher() -> PeerInfo {
+        PeerInfo {
+            id: PeerId([5; 16]),
+            name: "Ms Rivera".into(),
+            addr: "10.0.0.2:4000".parse().unwrap(),
+            state: PeerState::Connected,
+            last_seen_ms: 3,
+            props: vec![("role".into(), "teacher".into())],
+        }
+    }
+
+    fn ready() -> Event {
+        Event::Ready {
+            id: PeerId([9; 16]),
+            name: "Ada".into(),
+            room: "5B".into(),
+            listen: "10.0.0.1:4001".parse().unwrap(),
+            role: Some("teacher".into()),
+        }
+    }
+
     /// Every `--json` object of the CLI, as `Output` writes them, one per line: the public contract.
     fn all_objects() -> String {
         let p =
@@ -419,26 +440,13 @@ mod tests {
         let a = msg(3, 4, Body::Answer { problem: p.id, text: "x".into() }, Some(p.id.author), false);
         let f = msg(2, 2, Body::Feedback { answer: a.id, text: "ok".into() }, None, false);
         let c = msg(0xab, 7, Body::Chat { text: "<b>hi</b>".into() }, Some(PeerId([1; 16])), false);
-        let teacher = PeerInfo {
-            id: PeerId([5; 16]),
-            name: "Ms Rivera".into(),
-            addr: "10.0.0.2:4000".parse().unwrap(),
-            state: PeerState::Connected,
-            last_seen_ms: 3,
-            props: vec![("role".into(), "teacher".into())],
-        };
+        let teacher = teacher();
         let student = PeerInfo { props: vec![], state: PeerState::Reconnecting, ..teacher.clone() };
         let list = vec![ProblemView { problem: p.clone(), answers: vec![(a.clone(), vec![f.clone()])] }];
         let sink = Shared::default();
         let mut out = super::Output::to(true, Box::new(sink.clone()));
         for e in [
-            Event::Ready {
-                id: PeerId([9; 16]),
-                name: "Ada".into(),
-                room: "5B".into(),
-                listen: "10.0.0.1:4001".parse().unwrap(),
-                role: Some("teacher".into()),
-            },
+            ready(),
             Event::PeerJoined(teacher.clone()),
             Event::PeerLeft { id: student.id, name: "Lea".into(), reason: LeaveReason::Timeout },
             Event::Message(c.clone()),
@@ -507,26 +515,13 @@ mod tests {
         let c = msg(0xab, 7, Body::Chat { text: "<b>hi</b>\x1b[2J".into() }, Some(PeerId([1; 16])), false);
         let open = msg(0xab, 8, Body::Chat { text: "to all".into() }, None, true);
         let code = msg(0xab, 9, Body::Chat { text: "fn f() {\n    g();\n}".into() }, None, false);
-        let teacher = PeerInfo {
-            id: PeerId([5; 16]),
-            name: "Ms Rivera".into(),
-            addr: "10.0.0.2:4000".parse().unwrap(),
-            state: PeerState::Connected,
-            last_seen_ms: 3,
-            props: vec![("role".into(), "teacher".into())],
-        };
+        let teacher = teacher();
         let student = PeerInfo { props: vec![], state: PeerState::Reconnecting, name: "Lea".into(), ..teacher.clone() };
         let list = vec![ProblemView { problem: p.clone(), answers: vec![(a.clone(), vec![f.clone()])] }];
         let sink = Shared::default();
         let mut out = super::Output::to(false, Box::new(sink.clone()));
         for e in [
-            Event::Ready {
-                id: PeerId([9; 16]),
-                name: "Ada".into(),
-                room: "5B".into(),
-                listen: "10.0.0.1:4001".parse().unwrap(),
-                role: Some("teacher".into()),
-            },
+            ready(),
             Event::PeerJoined(teacher.clone()),
             Event::PeerJoined(student.clone()),
             Event::PeerLeft { id: student.id, name: "Lea".into(), reason: LeaveReason::Timeout },

@@ -63,25 +63,24 @@ pub struct Roster {
     ready: Condvar,
 }
 
+/// Add `item` (of id `id`) to `list` unless `seen` has it, keeping at most [`KEPT`].
+fn keep<T>(list: &mut Vec<T>, seen: &mut HashSet<MsgId>, id: MsgId, item: T, id_of: impl Fn(&T) -> MsgId) {
+    if seen.insert(id) {
+        list.push(item);
+        if list.len() > KEPT {
+            let gone = list.remove(0);
+            seen.remove(&id_of(&gone));
+        }
+    }
+}
+
 impl State {
     fn add_problem(&mut self, p: Problem) {
-        if self.seen.insert(p.id) {
-            self.problems.push(p);
-            if self.problems.len() > KEPT {
-                let gone = self.problems.remove(0);
-                self.seen.remove(&gone.id);
-            }
-        }
+        keep(&mut self.problems, &mut self.seen, p.id, p, |p| p.id);
     }
 
     fn add_answer(&mut self, a: Answer) {
-        if self.seen.insert(a.id) {
-            self.answers.push(a);
-            if self.answers.len() > KEPT {
-                let gone = self.answers.remove(0);
-                self.seen.remove(&gone.id);
-            }
-        }
+        keep(&mut self.answers, &mut self.seen, a.id, a, |a| a.id);
     }
 }
 
@@ -224,6 +223,22 @@ mod tests {
         assert_eq!(r.problem("0202-6"), None);
         assert_eq!(r.answer("0303-1").map(|a| a.problem), Some(p.id));
         assert_eq!(r.answer("not an id"), None);
+    }
+
+    #[test]
+    fn it_keeps_the_newest_problems_when_there_are_too_many() {
+        let r = Roster::default();
+        for seq in 0..(KEPT as u64 + 5) {
+            r.note(&Event::Message(msg(
+                4,
+                seq,
+                Body::Problem { title: format!("p{seq}"), body: String::new(), private_answers: false },
+            )));
+        }
+        let k = r.known();
+        assert_eq!(k.problems.len(), KEPT);
+        assert_eq!(k.problems[0].id.seq, 5, "the oldest went first");
+        assert_eq!(r.problem("04040404-0"), None);
     }
 
     #[test]
