@@ -396,7 +396,11 @@ fn the_multi_line_editor_sends_at_a_dot_and_cancels_at_esc() {
     ada.type_seen(&format!("/answer {short}"));
     ada.type_("\r");
     ada.shows("Your answer to");
-    ada.type_("for x in xs:\r\tprint(x)\x04");
+    // Up, Left and Backspace cannot leave the text for the prompt line above it.
+    ada.type_(&format!("{UP}\x1b[D\x7fx"));
+    ada.until("x on the line below the prompt line", |t| t.cursor_line() == "x");
+    assert!(ada.text().contains("Esc cancels\nx"), "{}", ada.text());
+    ada.type_("\x7ffor x in xs:\r\tprint(x)\r\x04");
     let a = bea.wait("the answer", |v| v["event"] == "answer");
     assert_eq!(a["text"], "for x in xs:\n    print(x)");
     // Esc cancels: nothing is sent.

@@ -142,6 +142,8 @@ enum Key {
     Esc,
     Up,
     Down,
+    Left,
+    Backspace,
     Tab,
 }
 
@@ -153,7 +155,13 @@ struct Binding {
 impl ConditionalEventHandler for Binding {
     fn handle(&self, _: &Event, _: RepeatCount, _: bool, ctx: &EventContext<'_>) -> Option<Cmd> {
         let drafting = self.mode.drafting();
+        // The multi-line editor's text starts with the newline that puts it below the prompt
+        // line (see `draft`): the cursor stays after it.
+        let first_line = drafting && ctx.line()[..ctx.pos()].matches('\n').count() <= 1;
+        let at_start = drafting && ctx.pos() <= 1;
         match self.key {
+            Key::Up if first_line => Some(Cmd::Noop),
+            Key::Left | Key::Backspace if at_start => Some(Cmd::Noop),
             Key::CtrlC | Key::Esc if drafting => Some(Cmd::Interrupt),
             Key::CtrlC if !ctx.line().is_empty() => {
                 self.mode.armed.store(false, Ordering::Relaxed);
@@ -260,6 +268,9 @@ impl Terminal {
             (Key::Esc, KeyEvent(KeyCode::Esc, Modifiers::NONE)),
             (Key::Up, KeyEvent(KeyCode::Up, Modifiers::NONE)),
             (Key::Down, KeyEvent(KeyCode::Down, Modifiers::NONE)),
+            (Key::Left, KeyEvent(KeyCode::Left, Modifiers::NONE)),
+            (Key::Backspace, KeyEvent(KeyCode::Backspace, Modifiers::NONE)),
+            (Key::Backspace, KeyEvent::ctrl('H')),
             (Key::Tab, KeyEvent(KeyCode::Tab, Modifiers::NONE)),
         ] {
             ed.bind_sequence(event, EventHandler::Conditional(Box::new(Binding { key, mode: mode.clone() })));
@@ -441,6 +452,8 @@ fn draft(ed: &mut Editor<Assist, FileHistory>, ctx: &Ctx, d: Draft) -> Option<Re
     match typed {
         Typed::Line(text) => {
             let text = without_dot(text.strip_prefix('\n').map(str::to_string).unwrap_or(text));
+            // Blank lines after the text are no part of it (an Enter before the `.`, say).
+            let text = text.trim_end().to_string();
             if text.trim().is_empty() && !d.may_be_empty() {
                 ctx.note(Tone::Hint, "(nothing written: nothing was sent)");
                 return Some(Err(()));
