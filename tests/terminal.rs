@@ -192,8 +192,12 @@ impl Tty {
     }
 
     fn type_(&mut self, keys: &str) {
+        self.type_bytes(keys.as_bytes());
+    }
+
+    fn type_bytes(&mut self, bytes: &[u8]) {
         let f = self.typing.as_mut().expect("terminal open");
-        f.write_all(keys.as_bytes()).unwrap();
+        f.write_all(bytes).unwrap();
         f.flush().unwrap();
     }
 
@@ -580,4 +584,16 @@ fn a_dumb_terminal_gets_the_plain_lines_without_colour_or_prompt() {
     ada.shows("ada (you): from a dumb terminal");
     assert!(!ada.text().contains(&format!("ada@{room}>")), "a prompt on a dumb terminal:\n{}", ada.text());
     assert_eq!(colour_codes(&ada.raw), 0, "{:?}", String::from_utf8_lossy(&ada.raw));
+}
+
+#[test]
+fn bytes_that_are_not_text_get_a_sentence_and_the_peer_goes_on() {
+    let (mut ada, mut bea, _dir, _, _) = pair("ada", "bea", &[]);
+    ada.type_bytes(b"caf\xe9 ");
+    ada.shows("! the terminal sent something that is not UTF-8 text");
+    ada.type_seen("still here");
+    ada.type_("\r");
+    let c = bea.wait("the next chat", |v| v["event"] == "chat" && v["from_name"] == "ada");
+    assert_eq!(c["text"], "still here");
+    assert!(ada.child.try_wait().unwrap().is_none());
 }

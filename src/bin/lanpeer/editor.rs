@@ -55,6 +55,10 @@ const HISTORY_LEN: usize = 1000;
 /// bytes of a key's sequence arrive together, a person's next key much later.
 const ESC_WAIT_MS: u16 = 50;
 
+/// Said when the terminal sent bytes that are not UTF-8.
+const NOT_TEXT: &str = "! the terminal sent something that is not UTF-8 text, so that line was dropped; \
+                        set the terminal to UTF-8 and type it again";
+
 /// What Tab inserts in the multi-line editor: code is indented, not completed there.
 const INDENT: &str = "    ";
 
@@ -184,6 +188,8 @@ enum Typed {
     Line(String),
     /// Ctrl-C on an empty line, or Esc or Ctrl-C in the multi-line editor.
     Cancelled,
+    /// Bytes that are not UTF-8 text (a terminal set to another encoding): that line is lost.
+    NotText,
     /// The end of input: Ctrl-D on an empty line, or the terminal is gone.
     End,
 }
@@ -368,6 +374,7 @@ fn read(ed: &mut Editor<Assist, FileHistory>, prompt: &(String, String), initial
         Ok(line) => Typed::Line(line),
         Err(ReadlineError::Interrupted) => Typed::Cancelled,
         Err(ReadlineError::Eof) => Typed::End,
+        Err(ReadlineError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => Typed::NotText,
         Err(e) => {
             tracing::debug!(error = %e, "the terminal cannot be read any more");
             Typed::End
@@ -403,6 +410,10 @@ fn run(mut ed: Editor<Assist, FileHistory>, ctx: Ctx) {
             }
             Typed::Cancelled => {
                 ctx.note(Tone::Hint, "(Ctrl-C again leaves, as /quit does)");
+                continue;
+            }
+            Typed::NotText => {
+                ctx.note(Tone::Error, NOT_TEXT);
                 continue;
             }
             Typed::End => return,
@@ -465,6 +476,10 @@ fn draft(ed: &mut Editor<Assist, FileHistory>, ctx: &Ctx, d: Draft) -> Option<Re
         }
         Typed::Cancelled => {
             ctx.note(Tone::Hint, "(cancelled: nothing was sent)");
+            Some(Err(()))
+        }
+        Typed::NotText => {
+            ctx.note(Tone::Error, NOT_TEXT);
             Some(Err(()))
         }
         Typed::End => None,
