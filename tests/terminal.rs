@@ -597,3 +597,23 @@ fn bytes_that_are_not_text_get_a_sentence_and_the_peer_goes_on() {
     assert_eq!(c["text"], "still here");
     assert!(ada.child.try_wait().unwrap().is_none());
 }
+
+#[test]
+fn the_log_goes_above_the_prompt_too() {
+    let (port, room) = net();
+    let dir = tmpdir("log");
+    let prompt = format!("ada@{room}>");
+    let mut ada = spawn_tty("ada", port, &room, &dir, &[("LANPEER_LOG", "lanpeer=info")]);
+    ada.until("the prompt", |t| t.cursor_line() == prompt);
+    ada.type_seen("typed before anyone came");
+    // bea's arrival is logged (info) while ada types.
+    let _bea = spawn_json("bea", port, &room);
+    ada.shows("peer joined");
+    ada.shows("* bea joined");
+    ada.until("the typed line kept", |t| t.cursor_line() == format!("{prompt} typed before anyone came"));
+    let text = ada.text();
+    assert!(
+        !text.lines().any(|l| l.contains("peer joined") && l.contains("typed before")),
+        "a log line went into the typed line:\n{text}"
+    );
+}
