@@ -1,4 +1,8 @@
 //! What a person (or a script) types: one line, one command. Plain lines are chat to everyone.
+//!
+//! At a terminal a "line" may hold several lines: a pasted block, or the text of the multi-line
+//! editor (see [`Draft`]). Such text is code, kept as it is; a text on one line (every line of a
+//! script) reads as it always did, with `\n` escapes for new lines.
 
 /// One parsed line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +46,108 @@ Type a line and press Enter to chat with everyone. Commands:
   /quit                       leave (end of input does the same)
 In problem bodies, answers and feedback, \\n starts a new line.";
 
+/// More for a person at a terminal (appended to [`HELP`] there).
+pub const TERMINAL_HELP: &str = "\
+At the terminal:
+  Tab                         completes commands, names, and the ids of exercises and answers
+  Up, Down, Ctrl-R            earlier lines, also from before a restart; Ctrl-R searches them
+  paste several lines         they stay one message (after /answer ID, say), indentation and all
+  /answer ID, /feedback ID, /problem TITLE or /quiz TITLE alone
+                              opens an editor for several lines: a line with only . sends them
+                              (Ctrl-D too), Esc or Ctrl-C cancels
+  Ctrl-C                      clears the line; on an empty line, twice, leaves";
+
+/// What the first word after a command names, for completion at the terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arg {
+    /// Nothing to complete from (a title, a number, text).
+    Text,
+    /// An online peer.
+    Peer,
+    /// A problem's id.
+    Problem,
+    /// An answer's id.
+    Answer,
+    /// A file (every word after the command).
+    Path,
+}
+
+/// The commands, as completion offers them (their short aliases aside).
+pub const COMMANDS: &[&str] =
+    &["/msg", "/problem", "/quiz", "/answer", "/feedback", "/peers", "/problems", "/history", "/help", "/quit"];
+
+/// What the words after `command` (with its `/`) name. `/status`, `/send` and `/attach` are the
+/// commands of exercise status and file transfer, which this version does not have yet: their
+/// arguments complete all the same.
+pub fn arg_of(command: &str) -> Arg {
+    match command.to_ascii_lowercase().as_str() {
+        "/msg" | "/m" => Arg::Peer,
+        "/answer" | "/a" | "/status" => Arg::Problem,
+        "/feedback" | "/f" => Arg::Answer,
+        "/send" | "/attach" => Arg::Path,
+        _ => Arg::Text,
+    }
+}
+
+/// A command typed at the terminal without its text, whose text the multi-line editor then asks
+/// for: `/answer ID`, `/feedback ID`, `/problem TITLE` or `/quiz TITLE` alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Draft {
+    /// An answer to this problem (an id as typed).
+    Answer { problem: String },
+    /// Feedback on this answer (an id as typed).
+    Feedback { answer: String },
+    /// The body of this exercise.
+    Problem { title: String, private_answers: bool },
+}
+
+impl Draft {
+    /// The draft `line` opens, if it is one of the four commands without its text.
+    pub fn of(line: &str) -> Option<Draft> {
+        let line = line.trim();
+        let cmd_line = line.strip_prefix('/')?;
+        let (cmd, rest) = cmd_line.split_once(char::is_whitespace)?;
+        let rest = rest.trim();
+        if rest.is_empty() || rest.contains('\n') {
+            return None;
+        }
+        let one_word = !rest.contains(char::is_whitespace);
+        match cmd.to_ascii_lowercase().as_str() {
+            "answer" | "a" if one_word => Some(Draft::Answer { problem: rest.to_string() }),
+            "feedback" | "f" if one_word => Some(Draft::Feedback { answer: rest.to_string() }),
+            c @ ("problem" | "quiz") if !rest.contains('|') => {
+                Some(Draft::Problem { title: rest.to_string(), private_answers: c == "quiz" })
+            }
+            _ => None,
+        }
+    }
+
+    /// The command this draft is, with `text` as its text (as it is: no escapes).
+    pub fn finish(self, text: String) -> Input {
+        match self {
+            Draft::Answer { problem } => Input::Answer { problem, text },
+            Draft::Feedback { answer } => Input::Feedback { answer, text },
+            Draft::Problem { title, private_answers } => Input::Problem { title, body: text, private_answers },
+        }
+    }
+
+    /// The whole command on several lines, as the history keeps it: [`parse`] reads it back as
+    /// [`Draft::finish`] made it.
+    pub fn entry(&self, text: &str) -> String {
+        match self {
+            Draft::Answer { problem } => format!("/answer {problem}\n{text}"),
+            Draft::Feedback { answer } => format!("/feedback {answer}\n{text}"),
+            Draft::Problem { title, private_answers: false } => format!("/problem {title}\n{text}"),
+            Draft::Problem { title, private_answers: true } => format!("/quiz {title}\n{text}"),
+        }
+    }
+
+    /// An exercise may have no body; an answer or feedback needs a text.
+    pub fn may_be_empty(&self) -> bool {
+        matches!(self, Draft::Problem { .. })
+    }
+}
+
 /// Turn `\n` into a newline and `\\` into a backslash (multi-line text on one input line).
 pub fn unescape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -65,12 +171,53 @@ pub fn unescape(s: &str) -> String {
     out
 }
 
-fn two(rest: &str, usage: &str) -> Result<(String, String), String> {
-    let rest = rest.trim_start();
-    match rest.split_once(char::is_whitespace) {
-        Some((a, b)) if !b.trim().is_empty() => Ok((a.to_string(), b.trim_start().to_string())),
-        _ => Err(format!("usage: {usage}")),
+/// Where a command's text starts in `b`, what follows the blank after its id: past the blanks of
+/// the command's own line; when that line holds nothing more (the text was pasted below it), at
+/// the first line that is not blank, whose indentation is the text's own.
+fn text_start(b: &str) -> &str {
+    let Some((first, mut rest)) = b.split_once('\n') else {
+        return b.trim_start();
+    };
+    if !first.trim().is_empty() {
+        return b.trim_start();
     }
+    while let Some((line, next)) = rest.split_once('\n') {
+        if !line.trim().is_empty() {
+            break;
+        }
+        rest = next;
+    }
+    rest
+}
+
+/// A command's text, `b`: on one line (a line of a script, say), as `\n` escapes make it when
+/// `escapes`; on lines of its own (pasted, or from the multi-line editor), as it is (code: its
+/// backslashes are its own), but for the blanks at its end.
+fn text_of(b: &str, escapes: bool) -> String {
+    if b.contains('\n') {
+        b.trim_end().to_string()
+    } else if escapes {
+        unescape(b)
+    } else {
+        b.to_string()
+    }
+}
+
+/// An id and a text: `ID TEXT` on one line, or `ID` and then the text on the lines below.
+fn two(rest: &str, usage: &str, escapes: bool) -> Result<(String, String), String> {
+    let rest = rest.trim_start_matches(|c: char| c.is_whitespace() && c != '\n');
+    let usage = || format!("usage: {usage}");
+    let at = rest.find(char::is_whitespace).ok_or_else(usage)?;
+    let (a, b) = rest.split_at(at);
+    if b.trim().is_empty() {
+        return Err(usage());
+    }
+    let text = match b.strip_prefix('\n') {
+        // The text below the command's line starts there, indentation and all.
+        Some(below) => below.trim_end().to_string(),
+        None => text_of(text_start(&b[b.chars().next().map_or(0, char::len_utf8)..]), escapes),
+    };
+    Ok((a.to_string(), text))
 }
 
 /// Parse one line. An error is a sentence that says how to type it.
@@ -85,25 +232,31 @@ pub fn parse(line: &str) -> Result<Input, String> {
     let (cmd, rest) = cmd_line.split_once(char::is_whitespace).unwrap_or((cmd_line, ""));
     match cmd.to_ascii_lowercase().as_str() {
         "msg" | "m" => {
-            let (who, text) = two(rest, "/msg NAME-or-ID TEXT")?;
+            let (who, text) = two(rest, "/msg NAME-or-ID TEXT", false)?;
             Ok(Input::Msg { who, text })
         }
         "problem" | "quiz" => {
             let private_answers = cmd.eq_ignore_ascii_case("quiz");
-            let (title, body) = rest.split_once('|').unwrap_or((rest, ""));
+            // The title ends at `|`, or at the end of its line: the body is then the lines below.
+            let (title, body) = match rest.find(['|', '\n']) {
+                Some(i) if rest[i..].starts_with('\n') => (&rest[..i], rest[i + 1..].trim_end().to_string()),
+                Some(i) if rest[i + 1..].contains('\n') => (&rest[..i], text_of(text_start(&rest[i + 1..]), true)),
+                Some(i) => (&rest[..i], unescape(rest[i + 1..].trim())),
+                None => (rest, String::new()),
+            };
             let title = title.trim();
             if title.is_empty() {
                 return Err(format!("usage: /{} TITLE | BODY", cmd.to_ascii_lowercase()));
             }
-            Ok(Input::Problem { title: title.to_string(), body: unescape(body.trim()), private_answers })
+            Ok(Input::Problem { title: title.to_string(), body, private_answers })
         }
         "answer" | "a" => {
-            let (problem, text) = two(rest, "/answer PROBLEM-ID TEXT")?;
-            Ok(Input::Answer { problem, text: unescape(&text) })
+            let (problem, text) = two(rest, "/answer PROBLEM-ID TEXT", true)?;
+            Ok(Input::Answer { problem, text })
         }
         "feedback" | "f" => {
-            let (answer, text) = two(rest, "/feedback ANSWER-ID TEXT")?;
-            Ok(Input::Feedback { answer, text: unescape(&text) })
+            let (answer, text) = two(rest, "/feedback ANSWER-ID TEXT", true)?;
+            Ok(Input::Feedback { answer, text })
         }
         "peers" | "who" => Ok(Input::Peers),
         "problems" => Ok(Input::Problems),
@@ -209,6 +362,119 @@ mod tests {
         assert!(parse("/history lots").is_err());
         assert_eq!(parse("/quit"), Ok(Input::Quit));
         assert!(parse("/frobnicate").unwrap_err().contains("/help"));
+    }
+
+    /// `parse` as it was before lines could hold several lines: a line of a script must still
+    /// read exactly so.
+    fn one_line_parse(line: &str) -> Result<Input, String> {
+        fn two(rest: &str, usage: &str) -> Result<(String, String), String> {
+            let rest = rest.trim_start();
+            match rest.split_once(char::is_whitespace) {
+                Some((a, b)) if !b.trim().is_empty() => Ok((a.to_string(), b.trim_start().to_string())),
+                _ => Err(format!("usage: {usage}")),
+            }
+        }
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.trim().is_empty() {
+            return Ok(Input::Nothing);
+        }
+        let Some(cmd_line) = line.strip_prefix('/') else {
+            return Ok(Input::Chat(line.to_string()));
+        };
+        let (cmd, rest) = cmd_line.split_once(char::is_whitespace).unwrap_or((cmd_line, ""));
+        match cmd.to_ascii_lowercase().as_str() {
+            "msg" | "m" => two(rest, "/msg NAME-or-ID TEXT").map(|(who, text)| Input::Msg { who, text }),
+            "problem" | "quiz" => {
+                let private_answers = cmd.eq_ignore_ascii_case("quiz");
+                let (title, body) = rest.split_once('|').unwrap_or((rest, ""));
+                let title = title.trim();
+                if title.is_empty() {
+                    return Err(format!("usage: /{} TITLE | BODY", cmd.to_ascii_lowercase()));
+                }
+                Ok(Input::Problem { title: title.to_string(), body: unescape(body.trim()), private_answers })
+            }
+            "answer" | "a" => two(rest, "/answer PROBLEM-ID TEXT")
+                .map(|(problem, text)| Input::Answer { problem, text: unescape(&text) }),
+            "feedback" | "f" => two(rest, "/feedback ANSWER-ID TEXT")
+                .map(|(answer, text)| Input::Feedback { answer, text: unescape(&text) }),
+            _ => parse(line),
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_line_of_a_script_reads_as_before(
+            cmd in proptest::sample::select(vec!["", "/msg", "/M", "/answer", "/a", "/feedback", "/f", "/problem", "/quiz", "/peers", "hi"]),
+            rest in proptest::collection::vec(
+                proptest::sample::select(vec![' ', ' ', '\t', 'a', 'b', '|', '\\', 'n', 't', '-', '1', 'é', '\u{3000}', '\u{85}', '\r']),
+                0..16,
+            ),
+        ) {
+            let line = format!("{cmd}{}", rest.iter().collect::<String>());
+            proptest::prop_assert_eq!(parse(&line), one_line_parse(&line), "{:?}", line);
+        }
+    }
+
+    #[test]
+    fn several_lines_are_code_kept_as_they_are() {
+        let code = "def f(x):\n    if x:\n        return \"a\\nb\"\n    return 1";
+        // Pasted after the id, on the command's line.
+        assert_eq!(
+            parse(&format!("/answer ab-3 {code}\n\n")),
+            Ok(Input::Answer { problem: "ab-3".into(), text: code.into() })
+        );
+        // Pasted below the command's line, indented as a whole: the first line keeps its indentation.
+        let indented = "    x = 1\n    y = 2";
+        assert_eq!(
+            parse(&format!("/answer ab-3 \n\n{indented}")),
+            Ok(Input::Answer { problem: "ab-3".into(), text: indented.into() })
+        );
+        assert_eq!(
+            parse(&format!("/answer ab-3\n{indented}")),
+            Ok(Input::Answer { problem: "ab-3".into(), text: indented.into() })
+        );
+        assert_eq!(
+            parse(&format!("/feedback cd-4 look:\n{indented}")),
+            Ok(Input::Feedback { answer: "cd-4".into(), text: format!("look:\n{indented}") })
+        );
+        assert_eq!(parse("/msg bob a\\n\n  b"), Ok(Input::Msg { who: "bob".into(), text: "a\\n\n  b".into() }));
+        // A title ends at its line's end; the body below keeps its indentation.
+        assert_eq!(
+            parse(&format!("/problem Loops\n{indented}\n")),
+            Ok(Input::Problem { title: "Loops".into(), body: indented.into(), private_answers: false })
+        );
+        assert_eq!(
+            parse(&format!("/quiz Loops | {indented}")),
+            Ok(Input::Problem { title: "Loops".into(), body: "x = 1\n    y = 2".into(), private_answers: true })
+        );
+        assert_eq!(parse("  fn f() {\n}\n"), Ok(Input::Chat("  fn f() {\n}".into())));
+        assert!(parse("/answer ab-3\n\n  \n").is_err(), "an id with only blank lines is no answer");
+    }
+
+    #[test]
+    fn drafts_open_for_a_command_without_its_text_and_read_back_from_the_history() {
+        assert_eq!(Draft::of("/answer 3f9a-4"), Some(Draft::Answer { problem: "3f9a-4".into() }));
+        assert_eq!(Draft::of("/a 3f9a-4  "), Some(Draft::Answer { problem: "3f9a-4".into() }));
+        assert_eq!(Draft::of("/F 3f9a-5"), Some(Draft::Feedback { answer: "3f9a-5".into() }));
+        assert_eq!(
+            Draft::of("/quiz Two words"),
+            Some(Draft::Problem { title: "Two words".into(), private_answers: true })
+        );
+        for not in
+            ["/answer", "/answer 3f9a-4 42", "/problem T | b", "/problem", "/msg bob", "hello", "/answer 3f9a-4\nx"]
+        {
+            assert_eq!(Draft::of(not), None, "{not:?}");
+        }
+        let text = "  for i in range(3):\n      print(i)";
+        for d in [
+            Draft::Answer { problem: "3f9a-4".into() },
+            Draft::Feedback { answer: "3f9a-5".into() },
+            Draft::Problem { title: "Loops".into(), private_answers: false },
+            Draft::Problem { title: "Quiz 1".into(), private_answers: true },
+        ] {
+            let entry = d.entry(text);
+            assert_eq!(parse(&entry), Ok(d.clone().finish(text.into())), "{entry:?}");
+        }
     }
 
     #[test]

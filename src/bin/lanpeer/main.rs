@@ -2,6 +2,11 @@
 //! starts a [`Node`], and then moves lines from stdin to node commands and events from the node
 //! to stdout (for people, or as JSON lines with `--json`). End of input, `/quit`, Ctrl-C and
 //! SIGTERM all leave gracefully.
+//!
+//! For a person at a terminal (stdin and stdout are terminals, not `--json`) the lines come from
+//! the line editor of editor.rs instead, and the events are printed above its prompt, in colour
+//! (paint.rs); closing the terminal (SIGHUP) then leaves gracefully too. The main loop is the
+//! same for both: only where its lines come from and where its output goes differ.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,14 +17,20 @@ use lanpeer::crypto::Passphrase;
 use lanpeer::web::Web;
 use lanpeer::{Config, Event, Node};
 
+mod complete;
 mod configfile;
 mod doctor;
+mod editor;
 mod export;
 mod input;
 mod output;
+mod paint;
+mod printer;
+mod roster;
 
 use input::Input;
 use output::Output;
+use roster::Roster;
 
 /// lanpeer: chat, exercises, answers and feedback between the computers of one classroom,
 /// with nothing installed but this program.
@@ -179,7 +190,8 @@ fn run_sub(cmd: Sub) -> Result<(), lanpeer::Error> {
     }
 }
 
-fn init_logging(verbose: u8) {
+/// The log on stderr; with the terminal front end, above its prompt (through printer.rs).
+fn init_logging(verbose: u8, terminal: bool) {
     let default = match verbose {
         0 => "warn",
         1 => "info",
@@ -187,28 +199,39 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("LANPEER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+    let log = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    if terminal {
+        log.with_writer(printer::LogLine::default).with_ansi(paint::Paint::for_terminal().is_on()).init();
+    } else {
+        log.with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+    }
 }
 
-async fn wait_for_signal() {
+/// Ctrl-C or SIGTERM; with `hangup` (the terminal front end), SIGHUP too: the terminal was closed.
+async fn wait_for_signal(hangup: bool) {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
             Ok(s) => s,
             Err(_) => return std::future::pending().await,
+        };
+        let mut hup = if hangup { signal(SignalKind::hangup()).ok() } else { None };
+        let hung_up = async {
+            match hup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
         };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
+            _ = hung_up => {}
         }
     }
     #[cfg(not(unix))]
     {
+        let _ = hangup;
         let _ = tokio::signal::ctrl_c().await;
     }
 }
@@ -310,8 +333,12 @@ async fn handle(node: &Node, out: &mut Output, line: Result<Input, String>, infl
     }
 }
 
-/// One event to the output, and to the web page if there is one (after `ready`, its address).
-fn deliver(out: &mut Output, web: Option<&Web>, open: bool, e: &Event) {
+/// One event to the output, to the web page if there is one (after `ready`, its address), and to
+/// the terminal front end's roster if there is one.
+fn deliver(out: &mut Output, web: Option<&Web>, roster: Option<&Roster>, open: bool, e: &Event) {
+    if let Some(r) = roster {
+        r.note(e);
+    }
     out.event(e);
     if let Some(w) = web {
         w.publish(e);
@@ -348,7 +375,7 @@ fn passphrase(room: &str, file: Option<&std::path::Path>, ask: bool) -> Result<O
     Ok(Some(p))
 }
 
-async fn run(args: Args) -> Result<(), lanpeer::Error> {
+async fn run(args: Args, terminal: bool) -> Result<(), lanpeer::Error> {
     let web_addr = args.web.as_deref().map(lanpeer::web::parse_addr).transpose().map_err(lanpeer::Error::BadText)?;
     let data_dir = match args.data_dir {
         Some(d) => d,
@@ -376,7 +403,7 @@ async fn run(args: Args) -> Result<(), lanpeer::Error> {
         tcp_port: args.tcp_port.unwrap_or(lanpeer::config::DEFAULT_TCP_PORT),
         tcp_port_fallback: args.tcp_port.is_none(),
         seeds: args.peers,
-        data_dir: Some(data_dir),
+        data_dir: Some(data_dir.clone()),
         props,
         keep_for: std::time::Duration::from_secs_f64(args.keep_hours.clamp(0.0, 24.0 * 365.0) * 3600.0),
         max_pending_per_peer: args.keep_max,
@@ -403,7 +430,13 @@ async fn run(args: Args) -> Result<(), lanpeer::Error> {
         },
         None => None,
     };
-    let mut out = Output::new(args.json);
+    // Lines come in on this channel: from the line editor, or from stdin read by a thread.
+    let (lines_tx, mut lines) = tokio::sync::mpsc::channel(4);
+    let front = if terminal { start_terminal(&node, &data_dir, lines_tx.clone()).await } else { None };
+    let mut out = match &front {
+        Some((t, _)) => Output::to(false, Box::new(t.printer().sink())).painted(t.paint()).at_terminal(),
+        None => Output::new(args.json),
+    };
     if !args.json {
         // The prompt starts with what happened before: this data dir's history.
         let earlier = node.history(30).await.unwrap_or_default();
@@ -416,13 +449,18 @@ async fn run(args: Args) -> Result<(), lanpeer::Error> {
     let mut reading = true;
     let mut inflight = InFlight::default();
     // Stdin is read and parsed on a thread of its own, which hands over lines in batches.
-    let (lines_tx, mut lines) = tokio::sync::mpsc::channel(4);
-    std::thread::Builder::new()
-        .name("lanpeer-stdin".into())
-        .spawn(move || input::read_lines(std::io::BufReader::with_capacity(256 * 1024, std::io::stdin()), lines_tx))
-        .map_err(|e| lanpeer::Error::BadText(format!("cannot start: {e}")))?;
+    if front.is_none() {
+        std::thread::Builder::new()
+            .name("lanpeer-stdin".into())
+            .spawn(move || input::read_lines(std::io::BufReader::with_capacity(256 * 1024, std::io::stdin()), lines_tx))
+            .map_err(|e| lanpeer::Error::BadText(format!("cannot start: {e}")))?;
+    } else {
+        // The editor has its own sender: the channel ends when the editor does.
+        drop(lines_tx);
+    }
+    let roster = front.as_ref().map(|(_, r)| r.as_ref());
     let mut ready = Vec::with_capacity(256);
-    let signal = wait_for_signal();
+    let signal = wait_for_signal(front.is_some());
     tokio::pin!(signal);
     // In order: whatever is ready is written to the output buffer; only when nothing more is
     // ready at once (the last branch) is the buffer written out. So a burst of events costs few
@@ -436,7 +474,7 @@ async fn run(args: Args) -> Result<(), lanpeer::Error> {
                     break;
                 }
                 for e in ready.drain(..) {
-                    deliver(&mut out, web.as_ref(), args.open, &e);
+                    deliver(&mut out, web.as_ref(), roster, args.open, &e);
                 }
             },
             () = inflight.settle(&mut out), if !inflight.is_empty() => {},
@@ -473,13 +511,43 @@ async fn run(args: Args) -> Result<(), lanpeer::Error> {
     inflight.finish(&mut out).await;
     node.shutdown().await;
     while let Some(e) = events.recv().await {
-        deliver(&mut out, web.as_ref(), false, &e);
+        deliver(&mut out, web.as_ref(), roster, false, &e);
     }
     out.flush();
     if let Some(w) = web {
         w.shutdown().await;
     }
+    if let Some((t, _)) = front {
+        t.finish();
+    }
     Ok(())
+}
+
+/// Start the terminal front end: the roster filled with what the node knows, then the editor.
+/// `None` (and the lines of stdin as they come) when the terminal has no line editor.
+async fn start_terminal(
+    node: &Node,
+    data_dir: &std::path::Path,
+    lines: tokio::sync::mpsc::Sender<input::Read>,
+) -> Option<(editor::Terminal, std::sync::Arc<Roster>)> {
+    let roster = std::sync::Arc::new(Roster::default());
+    roster.fill(&node.peers().await.unwrap_or_default(), &node.problems().await.unwrap_or_default());
+    let setup = editor::Setup {
+        history: Some(data_dir.join(editor::HISTORY_FILE)),
+        roster: roster.clone(),
+        paint: paint::Paint::for_terminal(),
+        lines,
+    };
+    match editor::Terminal::start(setup) {
+        Ok(t) => {
+            printer::log_above_prompt(t.printer());
+            Some((t, roster))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no line editor on this terminal: lines are read as they come");
+            None
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -491,7 +559,8 @@ fn main() -> ExitCode {
         }
     };
     let mut args = Args::parse_from(argv);
-    init_logging(args.verbose);
+    let terminal = args.command.is_none() && !args.json && editor::wanted();
+    init_logging(args.verbose, terminal);
     if let Some(cmd) = args.command.take() {
         return match run_sub(cmd) {
             Ok(()) => ExitCode::SUCCESS,
@@ -511,7 +580,7 @@ fn main() -> ExitCode {
     // The peer runs on the runtime's worker threads, beside the node's own tasks (not on this
     // thread, which would be woken from another thread for every event and confirmation).
     let result = rt.block_on(async {
-        match tokio::spawn(run(args)).await {
+        match tokio::spawn(run(args, terminal)).await {
             Ok(r) => r,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(_) => Err(lanpeer::Error::Stopped),

@@ -1,12 +1,19 @@
 //! How events reach the user: one JSON object per line (`--json`, the public contract of
 //! scripts and tests: fields are only ever added), or lines a person reads.
+//!
+//! A line for people is built from pieces, each with its [`Tone`]; text from peers is made
+//! printable piece by piece before any colour is added, so that colour is the only escape
+//! sequence a line can hold. How a person's name is shown is decided in one place, [`Output::who`].
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use lanpeer::web::json::{self, role};
-use lanpeer::{Body, Event, Message, PeerInfo, ProblemView};
+use lanpeer::{Body, Event, Message, PeerId, PeerInfo, ProblemView};
 use serde_json::{Value, json};
+
+use crate::paint::{Paint, Tone, name_tone};
 
 /// The output mode and the stream it writes to.
 ///
@@ -17,6 +24,14 @@ pub struct Output {
     json: bool,
     buf: Vec<u8>,
     sink: Box<dyn Write + Send>,
+    /// The colour of the lines for people (off but for the terminal front end).
+    paint: Paint,
+    /// This peer's id, from its `ready` event: its own name stands out.
+    me: Option<PeerId>,
+    /// The room's teacher, verified (this peer, if so): its name stands out.
+    teachers: HashSet<PeerId>,
+    /// For the terminal front end: `/help` tells its keys too.
+    terminal: bool,
 }
 
 /// A buffer this full is written out without waiting for a flush.
@@ -52,23 +67,34 @@ fn role_mark(role: Option<&str>, verified: Option<bool>) -> Option<String> {
     }
 }
 
-/// How a person is named in a line: the label (name, with the start of the id when two share
-/// it), and who they are to us.
-fn who(m: &Message) -> String {
-    let mut s = m.from_label.clone();
-    if m.own {
-        s.push_str(" (you)");
-    }
-    match m.from_verified {
-        Some(true) if !m.own => s.push_str(" [teacher]"),
-        Some(false) => s.push_str(" [UNVERIFIED teacher]"),
-        _ => {}
-    }
-    s
-}
-
 fn indent(text: &str) -> String {
     text.lines().map(|l| format!("          {l}")).collect::<Vec<_>>().join("\n")
+}
+
+/// One line for people (a text of several lines, for an indented body), in pieces with their tones.
+#[derive(Default)]
+struct Line(Vec<(Tone, String)>);
+
+impl Line {
+    fn new() -> Line {
+        Line(Vec::with_capacity(8))
+    }
+
+    /// Then `text`, in `tone`.
+    fn with(mut self, tone: Tone, text: impl Into<String>) -> Line {
+        self.0.push((tone, text.into()));
+        self
+    }
+
+    /// Then `text`, plain.
+    fn text(self, text: impl Into<String>) -> Line {
+        self.with(Tone::Plain, text)
+    }
+
+    /// Then a person's name, as [`Output::who`] shows it.
+    fn who(self, (tone, name): (Tone, String)) -> Line {
+        self.with(tone, name)
+    }
 }
 
 // The `--json` objects: those of events, messages, peers and problems are the web page's
@@ -97,13 +123,74 @@ impl Output {
 
     /// Output to any stream.
     pub fn to(json: bool, sink: Box<dyn Write + Send>) -> Self {
-        Output { json, buf: Vec::with_capacity(WRITE_AT + 4096), sink }
+        Output {
+            json,
+            buf: Vec::with_capacity(WRITE_AT + 4096),
+            sink,
+            paint: Paint::OFF,
+            me: None,
+            teachers: HashSet::new(),
+            terminal: false,
+        }
+    }
+
+    /// For the terminal front end (its help tells the keys of the line editor).
+    pub fn at_terminal(mut self) -> Self {
+        self.terminal = true;
+        self
+    }
+
+    /// The same, with the lines for people in colour when `paint` says so.
+    pub fn painted(mut self, paint: Paint) -> Self {
+        self.paint = paint;
+        self
+    }
+
+    /// How a person's name is shown in every line for people: its label (the name, with the
+    /// start of the id when two peers share it), with " (you)" after it when `you`, and after a
+    /// peer that claims to be the teacher, `[teacher]` when it is (`verified`) and `[UNVERIFIED
+    /// teacher]` when its key is not the teacher's; one's own name, the teacher's and everyone
+    /// else's (by id) in their colours (an unverified claim never gets the teacher's).
+    fn who(&self, label: &str, id: PeerId, you: bool, verified: Option<bool>) -> (Tone, String) {
+        let mut text = if you { format!("{label} (you)") } else { label.to_string() };
+        match verified {
+            Some(true) if !you => text.push_str(" [teacher]"),
+            Some(false) => text.push_str(" [UNVERIFIED teacher]"),
+            _ => {}
+        }
+        let tone = if you || self.me == Some(id) {
+            Tone::Own
+        } else if verified == Some(false) {
+            Tone::Warning
+        } else if verified == Some(true) || self.teachers.contains(&id) {
+            Tone::Teacher
+        } else {
+            name_tone(id.0[0])
+        };
+        (tone, text)
+    }
+
+    /// [`Output::who`] of a message's author.
+    fn author(&self, m: &Message) -> (Tone, String) {
+        self.who(&m.from_label, m.id.author, m.own, m.from_verified)
     }
 
     /// One line for people. Control characters from peers (terminal escape sequences, say) are
     /// shown as `�`, so a message can never drive the reader's terminal.
     fn line(&mut self, s: &str) {
         let _ = writeln!(self.buf, "{}", printable(s));
+        self.end_line();
+    }
+
+    /// One line for people, from its pieces: each made printable as in [`Output::line`], then
+    /// coloured.
+    fn put(&mut self, l: Line) {
+        let mut s = String::with_capacity(l.0.iter().map(|(_, t)| t.len() + 12).sum::<usize>() + 1);
+        for (tone, text) in &l.0 {
+            self.paint.push(&mut s, *tone, &printable(text));
+        }
+        s.push('\n');
+        self.buf.extend_from_slice(s.as_bytes());
         self.end_line();
     }
 
@@ -146,61 +233,93 @@ impl Output {
         let t = clock(now_ms());
         match e {
             Event::Ready { id, name, room, listen, role, room_code } => {
+                self.me = Some(*id);
+                let teacher = role.as_deref() == Some("teacher");
+                if teacher {
+                    self.teachers.insert(*id);
+                }
                 let as_role = role.as_deref().map(|r| format!(", as {r}")).unwrap_or_default();
-                self.line(&format!(
-                    "You are {name} ({}){as_role} in room \"{room}\", reachable at {listen}. Type /help for the commands.",
+                self.put(Line::new().text("You are ").with(Tone::Own, name.as_str()).text(format!(
+                    " ({}){as_role} in room \"{room}\", reachable at {listen}. Type /help for the commands.",
                     id.short()
-                ));
-                if role.as_deref() == Some("teacher") {
-                    self.line(&format!(
-                        "Room code for the students (write it on the board): {room_code}   they start with: lanpeer --teacher {room_code}"
-                    ));
+                )));
+                if teacher {
+                    self.put(
+                        Line::new()
+                            .text("Room code for the students (write it on the board): ")
+                            .with(Tone::Teacher, room_code.as_str())
+                            .text(format!("   they start with: lanpeer --teacher {room_code}")),
+                    );
                 }
             }
             Event::PeerJoined(p) => {
+                if p.verified == Some(true) {
+                    self.teachers.insert(p.id);
+                }
                 let mark = role_mark(role(&p.props), p.verified).map(|m| format!(", {m}")).unwrap_or_default();
-                self.line(&format!("{t}  * {} joined ({}{mark}, id {})", p.label, p.addr.ip(), p.id.short()))
+                let l = Line::new()
+                    .with(Tone::Time, t)
+                    .with(Tone::Notice, "  * ")
+                    .who(self.who(&p.label, p.id, false, None));
+                self.put(l.with(Tone::Notice, format!(" joined ({}{mark}, id {})", p.addr.ip(), p.id.short())));
             }
-            Event::PeerLeft { name, reason, .. } => {
+            Event::PeerLeft { id, name, reason } => {
                 let why = match reason {
                     lanpeer::LeaveReason::Left => "left",
                     lanpeer::LeaveReason::Timeout => "is gone (no sign of life)",
                     lanpeer::LeaveReason::Disconnected => "is gone (connection lost)",
                     lanpeer::LeaveReason::Restarted => "restarted",
                 };
-                self.line(&format!("{t}  * {name} {why}"))
+                let l =
+                    Line::new().with(Tone::Time, t).with(Tone::Notice, "  * ").who(self.who(name, *id, false, None));
+                self.put(l.with(Tone::Notice, format!(" {why}")));
             }
-            Event::Warning { message } => self.line(&format!("{t}  ! {message}")),
+            Event::Warning { message } => {
+                self.put(Line::new().with(Tone::Time, t).with(Tone::Warning, format!("  ! {message}")))
+            }
             Event::Message(m) => self.message(m, &t),
         }
     }
 
     fn message(&mut self, m: &Message, t: &str) {
-        let who = who(m);
+        let head = Line::new().with(Tone::Time, t).text("  ").who(self.author(m));
         let private = if m.to.is_some() { " [private]" } else { "" };
         match &m.body {
-            Body::Chat { text } => self.line(&format!("{t}  {who}{private}: {text}")),
+            // A chat of several lines (pasted code, say) shows like an answer: its lines indented
+            // under the name, not back at the margin where the times are.
+            Body::Chat { text } if text.contains('\n') => {
+                self.put(head.with(Tone::Private, private).text(":"));
+                self.line(&indent(text));
+            }
+            Body::Chat { text } => self.put(head.with(Tone::Private, private).text(format!(": {text}"))),
             Body::Problem { title, body, private_answers } => {
                 let quiz = match (*private_answers, m.from_verified) {
                     (false, _) => String::new(),
-                    (true, Some(true)) => " (quiz: answers go to the teacher only)".into(),
                     (true, _) if m.own => " (quiz: answers go to you only)".into(),
+                    (true, Some(true)) => " (quiz: answers go to the teacher only)".into(),
                     (true, _) => {
                         format!(" (quiz: answers go to {} only, who is NOT the verified teacher)", m.from_label)
                     }
                 };
-                self.line(&format!("{t}  {who} posted problem {}{quiz}: {title}", m.id.short()));
+                self.put(head.text(" posted problem ").with(Tone::Id, m.id.short()).text(format!("{quiz}: {title}")));
                 if !body.is_empty() {
                     self.line(&indent(body));
                 }
-                self.line(&format!("          answer it with: /answer {} YOUR ANSWER", m.id.short()));
+                self.put(
+                    Line::new()
+                        .text("          answer it with: /answer ")
+                        .with(Tone::Id, m.id.short())
+                        .text(" YOUR ANSWER"),
+                );
             }
             Body::Answer { problem, text } => {
-                self.line(&format!("{t}  {who}{private} answered {} (answer {}):", problem.short(), m.id.short()));
+                let l = head.with(Tone::Private, private).text(" answered ").with(Tone::Id, problem.short());
+                self.put(l.text(" (answer ").with(Tone::Id, m.id.short()).text("):"));
                 self.line(&indent(text));
             }
             Body::Feedback { answer, text } => {
-                self.line(&format!("{t}  {who}{private} on answer {}:", answer.short()));
+                let l = head.with(Tone::Private, private).text(" on answer ").with(Tone::Id, answer.short());
+                self.put(l.text(":"));
                 self.line(&indent(text));
             }
         }
@@ -234,7 +353,9 @@ impl Output {
         for p in peers {
             let mark = role_mark(role(&p.props), p.verified).map(|m| format!("  {m}")).unwrap_or_default();
             let state = if p.state == lanpeer::PeerState::Connected { "" } else { "  (reconnecting)" };
-            self.line(&format!("  {:<20} {}  {}{mark}{state}", p.label, p.id.short(), p.addr.ip()));
+            let (tone, name) = self.who(&p.label, p.id, false, None);
+            let l = Line::new().text("  ").with(tone, format!("{name:<20}"));
+            self.put(l.text(format!(" {}  {}{mark}{state}", p.id.short(), p.addr.ip())));
         }
     }
 
@@ -249,19 +370,29 @@ impl Output {
         for p in list {
             if let Body::Problem { title, body, private_answers } = &p.problem.body {
                 let quiz = if *private_answers { " (quiz)" } else { "" };
-                self.line(&format!("problem {} by {}{quiz}: {title}", p.problem.id.short(), who(&p.problem)));
+                let l = Line::new().text("problem ").with(Tone::Id, p.problem.id.short()).text(" by ");
+                let by = self.who(&p.problem.from_label, p.problem.id.author, false, p.problem.from_verified);
+                self.put(l.who(by).text(format!("{quiz}: {title}")));
                 if !body.is_empty() {
                     self.line(&indent(body));
                 }
             }
             for (a, fb) in &p.answers {
                 if let Body::Answer { text, .. } = &a.body {
-                    self.line(&format!("  answer {} by {}:", a.id.short(), who(a)));
+                    let l = Line::new().text("  answer ").with(Tone::Id, a.id.short()).text(" by ");
+                    let by = self.author(a);
+                    self.put(l.who(by).text(":"));
                     self.line(&indent(text));
                 }
                 for f in fb {
                     if let Body::Feedback { text, .. } = &f.body {
-                        self.line(&format!("    feedback by {}: {}", who(f), text.replace('\n', " / ")));
+                        let by = self.author(f);
+                        self.put(
+                            Line::new()
+                                .text("    feedback by ")
+                                .who(by)
+                                .text(format!(": {}", text.replace('\n', " / "))),
+                        );
                     }
                 }
             }
@@ -281,7 +412,7 @@ impl Output {
         if self.json {
             return self.json(json!({"event": "error", "message": message}));
         }
-        self.line(&format!("! {message}"));
+        self.put(Line::new().with(Tone::Error, format!("! {message}")));
     }
 
     /// The help text.
@@ -290,6 +421,9 @@ impl Output {
             return self.json(json!({"event": "help", "text": text}));
         }
         self.line(text);
+        if self.terminal {
+            self.line(crate::input::TERMINAL_HELP);
+        }
     }
 }
 
@@ -326,14 +460,8 @@ mod tests {
         }
     }
 
-    /// Every `--json` object of the CLI, as `Output` writes them, one per line: the public contract.
-    fn all_objects() -> String {
-        let p =
-            msg(2, 1, Body::Problem { title: "Loops".into(), body: "a\nb".into(), private_answers: true }, None, true);
-        let a = msg(3, 4, Body::Answer { problem: p.id, text: "x".into() }, Some(p.id.author), false);
-        let f = msg(2, 2, Body::Feedback { answer: a.id, text: "ok".into() }, None, false);
-        let c = msg(0xab, 7, Body::Chat { text: "<b>hi</b>".into() }, Some(PeerId([1; 16])), false);
-        let teacher = PeerInfo {
+    fn teacher() -> PeerInfo {
+        PeerInfo {
             id: PeerId([5; 16]),
             name: "Ms Rivera".into(),
             addr: "10.0.0.2:4000".parse().unwrap(),
@@ -342,20 +470,34 @@ mod tests {
             props: vec![("role".into(), "teacher".into())],
             verified: Some(true),
             label: "Ms Rivera".into(),
-        };
+        }
+    }
+
+    fn ready() -> Event {
+        Event::Ready {
+            id: PeerId([9; 16]),
+            name: "Ada".into(),
+            room: "5B".into(),
+            listen: "10.0.0.1:4001".parse().unwrap(),
+            role: Some("teacher".into()),
+            room_code: "5B-0909-0909-0909-0909-0909".into(),
+        }
+    }
+
+    /// Every `--json` object of the CLI, as `Output` writes them, one per line: the public contract.
+    fn all_objects() -> String {
+        let p =
+            msg(2, 1, Body::Problem { title: "Loops".into(), body: "a\nb".into(), private_answers: true }, None, true);
+        let a = msg(3, 4, Body::Answer { problem: p.id, text: "x".into() }, Some(p.id.author), false);
+        let f = msg(2, 2, Body::Feedback { answer: a.id, text: "ok".into() }, None, false);
+        let c = msg(0xab, 7, Body::Chat { text: "<b>hi</b>".into() }, Some(PeerId([1; 16])), false);
+        let teacher = teacher();
         let student = PeerInfo { props: vec![], state: PeerState::Reconnecting, ..teacher.clone() };
         let list = vec![ProblemView { problem: p.clone(), answers: vec![(a.clone(), vec![f.clone()])] }];
         let sink = Shared::default();
         let mut out = super::Output::to(true, Box::new(sink.clone()));
         for e in [
-            Event::Ready {
-                id: PeerId([9; 16]),
-                name: "Ada".into(),
-                room: "5B".into(),
-                listen: "10.0.0.1:4001".parse().unwrap(),
-                role: Some("teacher".into()),
-                room_code: "5B-0909-0909-0909-0909-0909".into(),
-            },
+            ready(),
             Event::PeerJoined(teacher.clone()),
             Event::PeerLeft { id: student.id, name: "Lea".into(), reason: LeaveReason::Timeout },
             Event::Message(c.clone()),
@@ -392,6 +534,169 @@ mod tests {
 {"event":"problems","problems":[]}
 "#;
 
+    /// `text` with every clock time (`12:34:56`) replaced by `hh:mm:ss`: the lines' times are the
+    /// local time of now or of the message, which no test fixes.
+    fn without_times(text: &str) -> String {
+        let b = text.as_bytes();
+        let mut out = String::new();
+        let mut i = 0;
+        while i < b.len() {
+            let is_time = b.len() - i >= 8
+                && b[i..i + 8]
+                    .iter()
+                    .enumerate()
+                    .all(|(k, c)| if k % 3 == 2 { *c == b':' } else { c.is_ascii_digit() });
+            if is_time {
+                out.push_str("hh:mm:ss");
+                i += 8;
+            } else {
+                let c = text[i..].chars().next().unwrap();
+                out.push(c);
+                i += c.len_utf8();
+            }
+        }
+        out
+    }
+
+    /// Every line for people that `Output` writes, for the same events as [`all_objects`].
+    fn all_lines() -> String {
+        let p =
+            msg(2, 1, Body::Problem { title: "Loops".into(), body: "a\nb".into(), private_answers: true }, None, true);
+        let a = msg(3, 4, Body::Answer { problem: p.id, text: "x\n  y".into() }, Some(p.id.author), false);
+        let f = msg(2, 2, Body::Feedback { answer: a.id, text: "ok".into() }, None, false);
+        let c = msg(0xab, 7, Body::Chat { text: "<b>hi</b>\x1b[2J".into() }, Some(PeerId([1; 16])), false);
+        let open = msg(0xab, 8, Body::Chat { text: "to all".into() }, None, true);
+        let code = msg(0xab, 9, Body::Chat { text: "fn f() {\n    g();\n}".into() }, None, false);
+        let teacher = teacher();
+        let student = PeerInfo {
+            props: vec![],
+            state: PeerState::Reconnecting,
+            name: "Lea".into(),
+            label: "Lea".into(),
+            verified: None,
+            ..teacher.clone()
+        };
+        let list = vec![ProblemView { problem: p.clone(), answers: vec![(a.clone(), vec![f.clone()])] }];
+        // An impostor: the teacher's name and role, another key.
+        let impostor = PeerInfo {
+            id: PeerId([7; 16]),
+            label: "Ms Rivera (07070707)".into(),
+            verified: Some(false),
+            ..teacher.clone()
+        };
+        let quiz = Message {
+            from_name: "Ms Rivera".into(),
+            from_label: "Ms Rivera (07070707)".into(),
+            from_role: Some("teacher".into()),
+            from_verified: Some(false),
+            ..msg(7, 3, Body::Problem { title: "Quiz".into(), body: String::new(), private_answers: true }, None, false)
+        };
+        let real = Message {
+            from_name: "Ms Rivera".into(),
+            from_label: "Ms Rivera (05050505)".into(),
+            from_role: Some("teacher".into()),
+            from_verified: Some(true),
+            ..msg(5, 3, Body::Problem { title: "Quiz".into(), body: String::new(), private_answers: true }, None, false)
+        };
+        let sink = Shared::default();
+        let mut out = super::Output::to(false, Box::new(sink.clone()));
+        for e in [
+            ready(),
+            Event::PeerJoined(teacher.clone()),
+            Event::PeerJoined(impostor.clone()),
+            Event::Message(quiz),
+            Event::Message(real),
+            Event::PeerJoined(student.clone()),
+            Event::PeerLeft { id: student.id, name: "Lea".into(), reason: LeaveReason::Timeout },
+            Event::PeerLeft { id: student.id, name: "Lea".into(), reason: LeaveReason::Left },
+            Event::Message(c.clone()),
+            Event::Message(open.clone()),
+            Event::Message(code.clone()),
+            Event::Message(p.clone()),
+            Event::Message(a.clone()),
+            Event::Message(f.clone()),
+            Event::Warning { message: "w".into() },
+        ] {
+            out.event(&e);
+        }
+        out.history(&[c, p, a, f]);
+        out.history(&[]);
+        out.peers(&[teacher, impostor, student]);
+        out.peers(&[]);
+        out.problems(&list);
+        out.problems(&[]);
+        out.web("http://127.0.0.1:1/");
+        out.error("bad");
+        out.help("help text");
+        out.flush();
+        without_times(&String::from_utf8(sink.0.lock().unwrap().clone()).unwrap())
+    }
+
+    #[test]
+    fn lines_for_people_are_unchanged() {
+        let now = all_lines();
+        assert_eq!(now, LINES, "the lines for people changed; now:\n{now}");
+    }
+
+    /// The lines as `Output` writes them (times aside).
+    const LINES: &str = r#"You are Ada (09090909), as teacher in room "5B", reachable at 10.0.0.1:4001. Type /help for the commands.
+Room code for the students (write it on the board): 5B-0909-0909-0909-0909-0909   they start with: lanpeer --teacher 5B-0909-0909-0909-0909-0909
+hh:mm:ss  * Ms Rivera joined (10.0.0.2, teacher, id 05050505)
+hh:mm:ss  * Ms Rivera (07070707) joined (10.0.0.2, says it is the teacher: UNVERIFIED, id 07070707)
+hh:mm:ss  Ms Rivera (07070707) [UNVERIFIED teacher] posted problem 07070707-3 (quiz: answers go to Ms Rivera (07070707) only, who is NOT the verified teacher): Quiz
+          answer it with: /answer 07070707-3 YOUR ANSWER
+hh:mm:ss  Ms Rivera (05050505) [teacher] posted problem 05050505-3 (quiz: answers go to the teacher only): Quiz
+          answer it with: /answer 05050505-3 YOUR ANSWER
+hh:mm:ss  * Lea joined (10.0.0.2, id 05050505)
+hh:mm:ss  * Lea is gone (no sign of life)
+hh:mm:ss  * Lea left
+hh:mm:ss  Sam [private]: <b>hi</b>�[2J
+hh:mm:ss  Sam (you): to all
+hh:mm:ss  Sam:
+          fn f() {
+              g();
+          }
+hh:mm:ss  Sam (you) posted problem 02020202-1 (quiz: answers go to you only): Loops
+          a
+          b
+          answer it with: /answer 02020202-1 YOUR ANSWER
+hh:mm:ss  Sam [private] answered 02020202-1 (answer 03030303-4):
+          x
+            y
+hh:mm:ss  Sam on answer 03030303-4:
+          ok
+hh:mm:ss  ! w
+Earlier in this room:
+hh:mm:ss  Sam [private]: <b>hi</b>�[2J
+hh:mm:ss  Sam (you) posted problem 02020202-1 (quiz: answers go to you only): Loops
+          a
+          b
+          answer it with: /answer 02020202-1 YOUR ANSWER
+hh:mm:ss  Sam [private] answered 02020202-1 (answer 03030303-4):
+          x
+            y
+hh:mm:ss  Sam on answer 03030303-4:
+          ok
+---
+Nothing yet.
+3 online:
+  Ms Rivera            05050505  10.0.0.2  teacher
+  Ms Rivera (07070707) 07070707  10.0.0.2  says it is the teacher: UNVERIFIED
+  Lea                  05050505  10.0.0.2  (reconnecting)
+Nobody else is online yet.
+problem 02020202-1 by Sam (quiz): Loops
+          a
+          b
+  answer 03030303-4 by Sam:
+          x
+            y
+    feedback by Sam: ok
+No problems yet. Post one with /problem TITLE | BODY
+This peer's web page: http://127.0.0.1:1/ (open it in a browser)
+! bad
+help text
+"#;
+
     /// Does `new` hold everything `old` holds (every field, with the same value; in arrays, item
     /// by item)?
     fn holds(old: &serde_json::Value, new: &serde_json::Value) -> bool {
@@ -418,11 +723,9 @@ mod tests {
         assert!(now.contains(r#""from_label":"Sam""#) && now.contains(r#""from_verified":null"#));
         assert!(now.contains(r#""files":[]"#) && now.contains(r#""from_role":null"#));
         // A changed value is caught.
-        let changed = BEFORE.lines().next().unwrap().replace("Ada", "Bob");
-        assert!(!holds(
-            &serde_json::from_str(BEFORE.lines().next().unwrap()).unwrap(),
-            &serde_json::from_str(&changed).unwrap()
-        ));
+        let first = BEFORE.lines().next().unwrap();
+        let changed = first.replace("Ada", "Bob");
+        assert!(!holds(&serde_json::from_str(first).unwrap(), &serde_json::from_str(&changed).unwrap()));
     }
 
     #[test]
