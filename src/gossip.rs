@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use crate::discovery::iface::{LOOPBACK_BEACON, LoopbackBeacon};
 use crate::id::PeerId;
 use crate::protocol::PeerAd;
 
@@ -121,7 +122,21 @@ pub struct Hearing {
 impl Hearing {
     /// What `receiver` hears itself, given our subnets `local`.
     pub fn of(receiver: IpAddr, local: &[(IpAddr, u8)]) -> Self {
-        Hearing { nets: local.iter().copied().filter(|&(ip, prefix)| same_subnet(ip, receiver, prefix)).collect() }
+        Self::of_with(receiver, local, LOOPBACK_BEACON)
+    }
+
+    /// The same, where loopback beacons go as `loopback` says. Sent unicast (Windows, macOS:
+    /// [`crate::discovery::iface`]), a loopback beacon reaches one peer of the computer, not
+    /// every one: peers of one computer then hear each other only through gossip.
+    fn of_with(receiver: IpAddr, local: &[(IpAddr, u8)], loopback: LoopbackBeacon) -> Self {
+        let heard = |ip: IpAddr| loopback == LoopbackBeacon::SubnetBroadcast || !canonical(ip).is_loopback();
+        Hearing {
+            nets: local
+                .iter()
+                .copied()
+                .filter(|&(ip, prefix)| heard(ip) && same_subnet(ip, receiver, prefix))
+                .collect(),
+        }
     }
 
     /// Does the receiver hear the beacons of a peer at `peer` itself?
@@ -360,8 +375,25 @@ mod tests {
         assert!(hears_itself(ip("10.77.2.5"), ip("10.77.2.6"), &local));
         assert!(!hears_itself(ip("10.77.1.12"), ip("10.77.2.6"), &local), "across the router");
         assert!(!hears_itself(ip("10.9.0.5"), ip("10.9.0.6"), &local), "a subnet that is not ours: unknown mask");
-        assert!(hears_itself(ip("127.0.0.1"), ip("127.0.0.1"), &[(ip("127.0.0.1"), 8)]), "loopback");
         assert!(!hears_itself(ip("127.0.0.1"), ip("127.0.0.1"), &[]));
+    }
+
+    /// Peers of one computer hear each other's beacons where loopback beacons are broadcast
+    /// (Linux); where they go unicast (Windows, macOS) each reaches one peer, so gossip names
+    /// the others.
+    #[test]
+    fn on_loopback_gossip_names_the_peers_of_this_computer_unless_they_broadcast() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let lo = [(ip("127.0.0.1"), 8)];
+        let with = |how| Hearing::of_with(ip("127.0.0.1"), &lo, how).hears(ip("127.0.0.1"));
+        assert!(with(LoopbackBeacon::SubnetBroadcast));
+        assert!(!with(LoopbackBeacon::Unicast));
+        assert!(!Hearing::of_with(ip("::ffff:127.0.0.1"), &lo, LoopbackBeacon::Unicast).hears(ip("127.0.0.1")));
+        // The LAN is not concerned.
+        let lan = [(ip("10.77.1.11"), 24), (ip("127.0.0.1"), 8)];
+        assert!(Hearing::of_with(ip("10.77.1.12"), &lan, LoopbackBeacon::Unicast).hears(ip("10.77.1.13")));
+        // This system's own choice (the tests run on Linux).
+        assert_eq!(hears_itself(ip("127.0.0.1"), ip("127.0.0.1"), &lo), cfg!(target_os = "linux"));
     }
 
     #[test]

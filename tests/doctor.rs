@@ -82,6 +82,9 @@ fn doctor_on_loopback() {
     ]);
     assert!(!ok, "a peer that does not answer is a problem:\n{out}");
     assert!(out.contains("lo ") && out.contains("127.0.0.1") && out.contains("USED"), "{out}");
+    // Where this system's loopback beacons go (Linux: every peer of the computer gets them).
+    let lo = out.lines().find(|l| l.contains("127.0.0.1") && l.contains("USED")).unwrap();
+    assert!(lo.contains("beacons to 127.255.255.255") && lo.contains("this computer only"), "{lo}");
     assert!(out.contains(&format!("{listen}: a lanpeer peer answers (an open room)")), "{out}");
     assert!(out.contains(&format!("127.0.0.1:{closed}: PROBLEM: nothing listens on that port")), "{out}");
     assert!(out.contains("the discovery socket opens, and may send broadcasts"), "{out}");

@@ -70,7 +70,7 @@ impl Announcer {
     async fn send_all(&self, bytes: &[u8]) {
         let (targets, indexes): (Vec<SocketAddr>, Vec<u32>) = {
             let ifaces = self.ifaces.borrow();
-            let v4 = ifaces.iter().filter_map(|i| i.broadcast).map(|b| SocketAddr::from((b, self.port))).collect();
+            let v4 = ifaces.iter().filter_map(Iface::beacon_to).map(|b| SocketAddr::from((b, self.port))).collect();
             (v4, iface::v6_indexes(&ifaces))
         };
         for to in targets {

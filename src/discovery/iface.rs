@@ -1,15 +1,31 @@
 //! Which network interfaces a peer announces on and hears beacons from.
 //!
-//! An [`Iface`] is one address of one interface: an IPv4 address with its broadcast address
-//! (beacons go there), or an IPv6 address (link-local or not) of an interface that can
-//! multicast (beacons go to the group [`super::socket::GROUP_V6`] on the interface's index).
+//! An [`Iface`] is one address of one interface: an IPv4 address with the address its beacons go
+//! to (the subnet's broadcast address), or an IPv6 address (link-local or not) of an interface
+//! that can multicast (beacons go to the group [`super::socket::GROUP_V6`] on the interface's
+//! index).
 //!
 //! Default: every up, non-loopback interface with an IPv4 broadcast address or with an IPv6
-//! address and multicast, so an IPv6-only interface is usable. `--iface NAME` restricts the set
-//! (and may name `lo`, whose broadcast address 127.255.255.255 is computed from its netmask, so
-//! that several peers on one machine find each other without touching the LAN; Linux's `lo`
-//! has no MULTICAST flag, so on `lo` discovery is IPv4 only). The list is scanned again every
-//! few seconds, because laptops change networks.
+//! address and multicast, so an IPv6-only interface is usable. `--iface NAME` restricts the set.
+//! `lo` names the loopback interface on every system (Linux's `lo`, macOS's `lo0`, Windows'
+//! "Loopback Pseudo-Interface 1"), so that several peers on one computer find each other
+//! without touching the LAN. The list is scanned again every few seconds, because laptops change
+//! networks.
+//!
+//! With only loopback selected no datagram may leave the computer, so where a loopback beacon
+//! goes is chosen here, per system ([`LOOPBACK_BEACON`]), never taken from the system's
+//! interface list: Windows reports `255.255.255.255` as the loopback's broadcast address (the
+//! limited broadcast, which goes out on the LAN), and macOS's `lo0` has no broadcast address.
+//! - Linux: `127.255.255.255`, the broadcast address of `lo`'s `127.0.0.0/8`. Linux delivers it
+//!   to every socket bound to the port on this computer, and only there.
+//! - Windows, macOS and the others: the loopback address itself (`127.0.0.1`), unicast, which
+//!   no system sends out. Of the peers of this computer sharing the discovery port, the system
+//!   gives each such datagram to one only; that peer dials the sender ([docs/protocol.md] 8.2),
+//!   and the peers it is in session with learn of each other by gossip (14.2) and dial each
+//!   other, so the room still forms, in at most a dial grace more.
+//!
+//! Loopback has no IPv6 entry: Linux's `lo` has no MULTICAST flag, and elsewhere loopback is
+//! taken not to multicast, so on `lo` discovery is IPv4 only.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -26,11 +42,34 @@ pub struct Iface {
     pub ip: IpAddr,
     /// Its prefix length (netmask).
     pub prefix: u8,
-    /// Where IPv4 beacons go (`None` for an IPv6 address: beacons go to the multicast group).
+    /// Where IPv4 beacons go: the subnet's broadcast address, or for a loopback address the
+    /// one [`LOOPBACK_BEACON`] chooses (`None` for an IPv6 address: beacons go to the multicast
+    /// group).
     pub broadcast: Option<Ipv4Addr>,
     /// Is it the loopback interface?
     pub loopback: bool,
 }
+
+/// Where beacons go on a loopback address (see the module's documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoopbackBeacon {
+    /// To the loopback subnet's broadcast address (`127.255.255.255` on `127.0.0.1/8`).
+    SubnetBroadcast,
+    /// To the loopback address itself (`127.0.0.1`).
+    Unicast,
+}
+
+/// This system's choice: the subnet broadcast where the kernel is Linux's (it delivers it to
+/// every socket of the port, on this computer only), unicast elsewhere.
+pub const LOOPBACK_BEACON: LoopbackBeacon = if cfg!(any(target_os = "linux", target_os = "android")) {
+    LoopbackBeacon::SubnetBroadcast
+} else {
+    LoopbackBeacon::Unicast
+};
+
+/// Shortest prefix a loopback IPv4 address is taken to have: `127.0.0.0/8`, whatever the system
+/// reports (Windows may report a prefix of 0, which would make every source "on loopback").
+const LOOPBACK_MIN_PREFIX: u8 = 8;
 
 fn v4_mask(prefix: u8) -> u32 {
     if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix.min(32))) }
@@ -52,9 +91,27 @@ impl Iface {
         Iface { name: name.into(), index, ip: IpAddr::V4(ip), prefix, broadcast: Some(broadcast), loopback }
     }
 
+    /// A loopback IPv4 address with the prefix length the system reports (taken as at least
+    /// `/8`, so that only loopback sources are heard on it); its beacons go where `how` says,
+    /// always to a loopback address.
+    pub fn loopback_v4(name: &str, index: u32, ip: Ipv4Addr, prefix: u8, how: LoopbackBeacon) -> Iface {
+        let prefix = prefix.clamp(LOOPBACK_MIN_PREFIX, 32);
+        let beacon = match how {
+            LoopbackBeacon::SubnetBroadcast => Ipv4Addr::from(u32::from(ip) | !v4_mask(prefix)),
+            LoopbackBeacon::Unicast => ip,
+        };
+        Iface { name: name.into(), index, ip: IpAddr::V4(ip), prefix, broadcast: Some(beacon), loopback: true }
+    }
+
     /// An IPv6 address with its prefix length.
     pub fn v6(name: &str, index: u32, ip: Ipv6Addr, prefix: u8, loopback: bool) -> Iface {
         Iface { name: name.into(), index, ip: IpAddr::V6(ip), prefix, broadcast: None, loopback }
+    }
+
+    /// Where this address's IPv4 beacons go, if anywhere: [`Iface::broadcast`], but never off
+    /// this computer from a loopback address (whoever built the `Iface`).
+    pub fn beacon_to(&self) -> Option<Ipv4Addr> {
+        self.broadcast.filter(|b| !self.loopback || b.is_loopback())
     }
 
     /// Is this an IPv6 address (beacons by multicast on [`Iface::index`])?
@@ -145,13 +202,12 @@ pub fn scan() -> std::io::Result<Vec<Iface>> {
         }
         let index = i.index.unwrap_or(0);
         match &i.addr {
+            if_addrs::IfAddr::V4(v4) if loopback => {
+                // Never the system's broadcast address: see the module's documentation.
+                out.push(Iface::loopback_v4(&i.name, index, v4.ip, v4.prefixlen, LOOPBACK_BEACON));
+            }
             if_addrs::IfAddr::V4(v4) => {
-                let broadcast = match v4.broadcast {
-                    Some(b) => b,
-                    // Loopback has no broadcast flag, but 127.255.255.255 reaches every 127/8 socket.
-                    None if loopback => Ipv4Addr::from(u32::from(v4.ip) | !u32::from(v4.netmask)),
-                    None => continue,
-                };
+                let Some(broadcast) = v4.broadcast else { continue };
                 out.push(Iface::v4(&i.name, index, v4.ip, v4.netmask, broadcast, loopback));
             }
             if_addrs::IfAddr::V6(v6) => {
@@ -165,6 +221,15 @@ pub fn scan() -> std::io::Result<Vec<Iface>> {
     Ok(out)
 }
 
+/// The name that selects the loopback interface on every system, whatever the system calls it.
+pub const LOOPBACK_NAME: &str = "lo";
+
+/// Does the name `wanted` (given with `--iface`) select `i`? Its own name, or [`LOOPBACK_NAME`]
+/// for a loopback address.
+fn named(i: &Iface, wanted: &str) -> bool {
+    i.name == wanted || (i.loopback && wanted == LOOPBACK_NAME)
+}
+
 /// Pick from `all` the interfaces named in `wanted`, or by default every non-loopback one.
 /// With `strict`, a wanted name that is absent is an error (at start); later rescans are lenient.
 pub fn select(all: &[Iface], wanted: &[String], strict: bool) -> Result<Vec<Iface>, Error> {
@@ -175,7 +240,7 @@ pub fn select(all: &[Iface], wanted: &[String], strict: bool) -> Result<Vec<Ifac
         }
         return Ok(v);
     }
-    if strict && let Some(missing) = wanted.iter().find(|w| !all.iter().any(|i| &i.name == *w)) {
+    if strict && let Some(missing) = wanted.iter().find(|w| !all.iter().any(|i| named(i, w))) {
         let mut names: Vec<&str> = Vec::new();
         for i in all {
             if !names.contains(&i.name.as_str()) {
@@ -187,7 +252,7 @@ pub fn select(all: &[Iface], wanted: &[String], strict: bool) -> Result<Vec<Ifac
             available: if names.is_empty() { "none".to_string() } else { names.join(", ") },
         });
     }
-    Ok(all.iter().filter(|i| wanted.contains(&i.name)).cloned().collect())
+    Ok(all.iter().filter(|i| wanted.iter().any(|w| named(i, w))).cloned().collect())
 }
 
 #[cfg(test)]
@@ -199,8 +264,15 @@ mod tests {
     fn iface(name: &str, ip: [u8; 4], mask: [u8; 4], loopback: bool) -> Iface {
         let ip = Ipv4Addr::from(ip);
         let netmask = Ipv4Addr::from(mask);
+        if loopback {
+            return Iface::loopback_v4(name, 1, ip, netmask_prefix(netmask), LoopbackBeacon::SubnetBroadcast);
+        }
         let brd = Ipv4Addr::from(u32::from(ip) | !u32::from(netmask));
-        Iface::v4(name, if loopback { 1 } else { 2 }, ip, netmask, brd, loopback)
+        Iface::v4(name, 2, ip, netmask, brd, false)
+    }
+
+    fn netmask_prefix(m: Ipv4Addr) -> u8 {
+        u32::from(m).leading_ones() as u8
     }
 
     fn v6(name: &str, index: u32, ip: &str, prefix: u8) -> Iface {
@@ -307,11 +379,64 @@ mod tests {
         assert!(hears(&dual, src("fe80::9", 3)), "eth1 is IPv6 only");
     }
 
+    /// Whatever the system reports for its loopback (Windows: a prefix of 0 and the broadcast
+    /// 255.255.255.255), beacons from a loopback address go to a loopback address, and only
+    /// loopback sources are heard on it.
+    #[test]
+    fn loopback_beacons_stay_on_this_computer() {
+        let lo = Ipv4Addr::LOCALHOST;
+        let subnet = Iface::loopback_v4("lo", 1, lo, 8, LoopbackBeacon::SubnetBroadcast);
+        assert_eq!(subnet.beacon_to(), Some(Ipv4Addr::new(127, 255, 255, 255)));
+        let unicast = Iface::loopback_v4("Loopback Pseudo-Interface 1", 1, lo, 8, LoopbackBeacon::Unicast);
+        assert_eq!(unicast.beacon_to(), Some(lo));
+        for how in [LoopbackBeacon::SubnetBroadcast, LoopbackBeacon::Unicast] {
+            for prefix in [0, 1, 7, 8, 24, 32] {
+                for ip in [lo, Ipv4Addr::new(127, 1, 2, 3)] {
+                    let i = Iface::loopback_v4("lo", 1, ip, prefix, how);
+                    let to = i.beacon_to().expect("a destination");
+                    assert!(to.is_loopback(), "{how:?} /{prefix} {ip}: {to}");
+                    assert!(i.prefix >= 8, "{i:?}");
+                    assert!(i.accepts(SocketAddr::from((ip, 5681))));
+                    assert!(!i.accepts("10.1.2.3:5681".parse().unwrap()), "a LAN source heard on loopback: {i:?}");
+                    assert!(!i.accepts("255.255.255.255:5681".parse().unwrap()));
+                }
+            }
+        }
+        // An `Iface` built by hand with a LAN destination on loopback sends nothing anywhere.
+        let forged = Iface::v4("lo", 1, lo, Ipv4Addr::new(0, 0, 0, 0), Ipv4Addr::BROADCAST, true);
+        assert_eq!(forged.beacon_to(), None);
+        // This system's choice (the tests run on Linux: the subnet broadcast).
+        if cfg!(target_os = "linux") {
+            assert_eq!(LOOPBACK_BEACON, LoopbackBeacon::SubnetBroadcast);
+        } else {
+            assert_eq!(LOOPBACK_BEACON, LoopbackBeacon::Unicast);
+        }
+    }
+
+    #[test]
+    fn lo_names_the_loopback_whatever_the_system_calls_it() {
+        let win = vec![
+            Iface::loopback_v4("Loopback Pseudo-Interface 1", 1, Ipv4Addr::LOCALHOST, 8, LoopbackBeacon::Unicast),
+            iface("Ethernet", [10, 1, 2, 3], [255, 255, 255, 0], false),
+        ];
+        let lo = select(&win, &["lo".to_string()], true).unwrap();
+        assert_eq!(lo.len(), 1);
+        assert_eq!(lo[0].name, "Loopback Pseudo-Interface 1");
+        let by_name = select(&win, &["Loopback Pseudo-Interface 1".to_string()], true).unwrap();
+        assert_eq!(by_name, lo);
+        assert_eq!(select(&win, &["Ethernet".to_string()], true).unwrap()[0].name, "Ethernet");
+        let mac = vec![Iface::loopback_v4("lo0", 1, Ipv4Addr::LOCALHOST, 8, LoopbackBeacon::Unicast)];
+        assert_eq!(select(&mac, &["lo".to_string()], true).unwrap()[0].name, "lo0");
+        assert_eq!(select(&mac, &["lo0".to_string()], true).unwrap()[0].name, "lo0");
+    }
+
     #[test]
     fn scan_finds_loopback() {
         let all = scan().unwrap();
         let lo = all.iter().find(|i| i.loopback && !i.is_v6()).expect("a loopback interface");
         assert_eq!(lo.broadcast, Some(Ipv4Addr::new(127, 255, 255, 255)));
+        assert_eq!(lo.beacon_to(), lo.broadcast);
+        assert!(all.iter().filter(|i| i.loopback).all(|i| i.beacon_to().is_none_or(|b| b.is_loopback())));
         for i in &all {
             assert_eq!(i.is_v6(), i.broadcast.is_none(), "{i:?}");
             if i.is_v6() {

@@ -319,9 +319,10 @@ fn recvmmsg(sock: &UdpSocket, b: &mut Batch) -> std::io::Result<usize> {
         hdrs[i].msg_hdr.msg_iovlen = 1;
     }
     // SAFETY: every header points at a live buffer of the length given and at a name of the
-    // length given; the kernel writes at most that much.
+    // length given; the kernel writes at most that much. (The flags are a C int in glibc's
+    // declaration and an unsigned one in musl's: `as _` fits either.)
     let n = unsafe {
-        libc::recvmmsg(sock.as_raw_fd(), hdrs.as_mut_ptr(), BATCH as _, libc::MSG_DONTWAIT, std::ptr::null_mut())
+        libc::recvmmsg(sock.as_raw_fd(), hdrs.as_mut_ptr(), BATCH as _, libc::MSG_DONTWAIT as _, std::ptr::null_mut())
     };
     if n < 0 {
         return Err(std::io::Error::last_os_error());

@@ -193,6 +193,12 @@ pub type Shared = Arc<(Mutex<Output>, Condvar)>;
 pub struct Host {
     /// The `--name` of its peer.
     pub name: String,
+    /// The command that runs lanpeer in its namespace: [`BIN`], or another build of it (the
+    /// Windows exe under `wine`, the static Linux binary).
+    pub program: Vec<std::ffi::OsString>,
+    /// How that program is given the data dir (a Windows exe wants a drive letter); `None`:
+    /// [`Host::data_dir`] as it is.
+    pub data_dir_arg: Option<std::ffi::OsString>,
     pub ns: String,
     /// Its eth0 address.
     pub ip: IpAddr,
@@ -218,6 +224,8 @@ impl Host {
     fn new(name: &str, ns: String, ip: IpAddr, dir: &Path, n: usize) -> Host {
         Host {
             name: name.to_string(),
+            program: vec![BIN.into()],
+            data_dir_arg: None,
             ns,
             ip,
             data_dir: dir.join(format!("host{n}-data")),
@@ -246,8 +254,10 @@ impl Host {
         }
         let stderr = File::create(self.stderr_path()).expect("stderr log file");
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.ns, BIN, "--json", "--name", &self.name, "--data-dir"])
-            .arg(&self.data_dir)
+        cmd.args(["netns", "exec", &self.ns])
+            .args(&self.program)
+            .args(["--json", "--name", &self.name, "--data-dir"])
+            .arg(self.data_dir_arg.clone().unwrap_or_else(|| self.data_dir.clone().into()))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(stderr);
@@ -258,7 +268,7 @@ impl Host {
         cmd.env("NO_COLOR", "1");
         configure(&mut cmd);
         self.spawned = Instant::now();
-        // `ip netns exec` execs the program: the child's pid is lanpeer's own.
+        // `ip netns exec` execs the program: the child's pid is lanpeer's own (or wine's).
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{}: cannot spawn: {e}", self.name));
         self.stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("piped stdout");
@@ -459,6 +469,30 @@ impl Lab {
         }
         for i in 0..lab.hosts.len() {
             lab.wait_carrier(i)?;
+        }
+        Ok(lab)
+    }
+
+    /// One namespace with nothing but `lo` (up, 127.0.0.1/8), every host in it at 127.0.0.1:
+    /// whatever its peers send cannot leave it. The namespace is `switch`. Err: the machine
+    /// cannot, or the namespace has another interface.
+    pub fn loopback(prefix: &str, names: &[&str]) -> Result<Lab, String> {
+        need_root()?;
+        let tag = run_tag(prefix);
+        let dir = std::env::temp_dir().join(format!("lanpeer-netns-{tag}"));
+        let ns = format!("{tag}lo");
+        let mut lab =
+            Lab { switch: ns.clone(), tag, namespaces: Vec::new(), hosts: Vec::new(), helpers: Vec::new(), dir };
+        fs::create_dir_all(&lab.dir).map_err(|e| format!("cannot create {}: {e}", lab.dir.display()))?;
+        lab.add_ns(&ns)?;
+        ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        let links = ip(&["-n", &ns, "-o", "link", "show"])?;
+        let names_seen: Vec<&str> = links.lines().filter_map(|l| l.split(": ").nth(1)).collect();
+        if names_seen != ["lo"] {
+            return Err(format!("{ns} should have only lo, and has {names_seen:?}"));
+        }
+        for (i, name) in names.iter().enumerate() {
+            lab.hosts.push(Host::new(name, ns.clone(), IpAddr::V4(Ipv4Addr::LOCALHOST), &lab.dir, i + 1));
         }
         Ok(lab)
     }

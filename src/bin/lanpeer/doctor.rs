@@ -64,9 +64,13 @@ pub fn run(d: &Doctor, out: &mut impl Write) -> std::io::Result<bool> {
     };
     for i in &all {
         let used = selected.contains(i);
-        let (addr, via) = match i.broadcast {
+        let (addr, via) = match i.beacon_to() {
+            Some(b) if i.loopback => (i.ip.to_string(), format!("beacons to {b:<14}")),
             Some(b) => (i.ip.to_string(), format!("broadcast {b:<15}")),
-            None => (format!("{}/{}", i.ip, i.prefix), format!("multicast {}%{}", socket::GROUP_V6, i.index)),
+            None if i.is_v6() => {
+                (format!("{}/{}", i.ip, i.prefix), format!("multicast {}%{}", socket::GROUP_V6, i.index))
+            }
+            None => (i.ip.to_string(), "no beacon address".to_string()),
         };
         writeln!(
             out,
@@ -74,7 +78,9 @@ pub fn run(d: &Doctor, out: &mut impl Write) -> std::io::Result<bool> {
             i.name,
             addr,
             via,
-            if used && i.is_v6() {
+            if used && i.loopback {
+                "USED: beacons go to the peers of this computer only, and are heard from them only".to_string()
+            } else if used && i.is_v6() {
                 "USED: IPv6 beacons go out here, and beacons from this link are heard".to_string()
             } else if used {
                 "USED: beacons go out here, and beacons from this subnet are heard".to_string()
@@ -272,28 +278,16 @@ fn history(dir: Option<&Path>, out: &mut impl Write) -> std::io::Result<bool> {
             Ok(true)
         }
         None => {
-            writeln!(out, "  (free space not checked on this system)")?;
+            writeln!(out, "  (the free space on its disk cannot be read)")?;
             Ok(true)
         }
     }
 }
 
-/// Bytes an unprivileged user may still write on the file system of `p`.
-#[cfg(unix)]
+/// Bytes an unprivileged user may still write on the file system of `p` (statvfs on Unix,
+/// GetDiskFreeSpaceExW on Windows, by fs4).
 fn free_space(p: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(p.as_os_str().as_bytes()).ok()?;
-    // SAFETY: `path` is a NUL-terminated string and `st` a plain C struct statvfs fills in.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
-        return None;
-    }
-    Some(st.f_bavail as u64 * st.f_frsize as u64)
-}
-
-#[cfg(not(unix))]
-fn free_space(_: &Path) -> Option<u64> {
-    None
+    fs4::available_space(p).ok()
 }
 
 /// Connect to `a` and exchange preambles: (what happened, in words; whether a peer answered).
