@@ -34,11 +34,14 @@ pub const SEAL_CONTEXT: &[u8] = b"lanpeer seal\0";
 /// Messages held by a [`Verifier`] waiting for their seal, at most (an honest peer seals every
 /// [`SEAL_EVERY`] messages at most).
 pub const HELD_MAX: usize = 4 * SEAL_EVERY;
-/// Bytes of messages held by a [`Verifier`], at most.
-pub const HELD_MAX_BYTES: usize = 32 << 20;
-/// A sender seals what it sent on a session at the end of each turn, and after this many
-/// messages within one.
+/// Bytes of messages held by a [`Verifier`], at most (an honest peer seals every
+/// [`SEAL_EVERY_BYTES`], and a message is at most a frame).
+pub const HELD_MAX_BYTES: usize = 8 << 20;
+/// A sender seals what it sent on a session at the end of each turn, and within one after this
+/// many messages...
 pub const SEAL_EVERY: usize = 1024;
+/// ...or this many bytes of them.
+pub const SEAL_EVERY_BYTES: usize = 1 << 20;
 /// A message held this long without a seal that proves it is dropped (an honest sender's seal
 /// follows in the same write).
 pub const UNSEALED_FOR: std::time::Duration = std::time::Duration::from_secs(10);

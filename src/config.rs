@@ -69,8 +69,6 @@ pub struct Config {
     pub max_dials: usize,
     /// Frames waiting for one peer's socket at most: a session with more is closed as too slow.
     pub outbox_capacity: usize,
-    /// Longest chat, answer or feedback text, and problem body, in bytes.
-    pub max_text: usize,
     /// Store and forward: messages for an absent peer are kept this long...
     pub keep_for: Duration,
     /// ...and at most this many per peer (the oldest are dropped first, with a log line).
@@ -127,7 +125,6 @@ impl Default for Config {
             max_connections: 1024,
             max_dials: 16,
             outbox_capacity: 16 * 1024,
-            max_text: 256 * 1024,
             keep_for: Duration::from_secs(24 * 3600),
             max_pending_per_peer: 10_000,
             catchup_chats: 100,

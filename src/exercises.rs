@@ -2,17 +2,24 @@
 //!
 //! Owned by the node actor. It answers `/problems`, checks that an answer names a known problem
 //! and feedback a known answer, and knows who wrote a quiz (whose answers go to its author only).
-//! In memory, bounded by [`MAX_ITEMS`]; the reliability work moves it to the database.
+//!
+//! In memory, bounded per author and in all, never for good: each author keeps at most
+//! [`PER_AUTHOR`] items (its oldest go first when it posts more), and past [`MAX_ITEMS`] in all
+//! the oldest item of the author with the most goes. So a member who floods the room with tiny
+//! feedback loses its own oldest items, not the teacher's problems, and a new problem is always
+//! let in. Every item is linked in constant time (an answer that comes before its problem waits
+//! in a map by problem), so building the index from the history at start is linear.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::error::Error;
 use crate::event::Message;
 use crate::id::{MsgId, MsgIdPattern, PeerId};
 use crate::protocol::Body;
 
-/// Most problems, answers and feedback kept together; past it new ones are still delivered
-/// as events but not kept for `/problems`.
+/// Items (problems, answers, feedback) kept per author, at most.
+pub const PER_AUTHOR: usize = 5_000;
+/// Items kept in all, at most.
 pub const MAX_ITEMS: usize = 100_000;
 
 /// One problem with its answers and their feedback, for display.
@@ -27,26 +34,27 @@ pub struct ProblemView {
 #[derive(Debug, Default)]
 struct AnswerRec {
     msg: Option<Message>,
-    feedback: Vec<Message>,
+    feedback: BTreeMap<MsgId, Message>,
 }
 
-/// The store.
+/// The index.
 #[derive(Debug, Default)]
 pub struct Exercises {
+    /// Problems in the order they came (ids of problems no longer kept are skipped).
     order: Vec<MsgId>,
     problems: HashMap<MsgId, (Message, Vec<MsgId>)>,
     answers: HashMap<MsgId, AnswerRec>,
+    /// Answers whose problem has not come yet, by problem.
+    early: HashMap<MsgId, Vec<MsgId>>,
+    /// Each author's items, oldest first: (the item, the answer it is feedback on, if it is).
+    by_author: HashMap<PeerId, VecDeque<(MsgId, Option<MsgId>)>>,
     items: usize,
 }
 
 impl Exercises {
-    /// Keep a problem, answer or feedback (chats are ignored). Returns false when full or repeated.
+    /// Keep a problem, answer or feedback (chats are ignored). Returns false when repeated.
     pub fn record(&mut self, m: &Message) -> bool {
-        if self.items >= MAX_ITEMS {
-            tracing::warn!(id = %m.id, "exercise store full; not kept for /problems");
-            return false;
-        }
-        match &m.body {
+        let on = match &m.body {
             Body::Chat { .. } => return false,
             Body::Problem { .. } => {
                 if self.problems.contains_key(&m.id) {
@@ -54,33 +62,72 @@ impl Exercises {
                 }
                 self.order.push(m.id);
                 // Answers can arrive before their problem (catch-up from several peers).
-                let early: Vec<MsgId> = self
-                    .answers
-                    .iter()
-                    .filter(|(_, a)| matches!(&a.msg, Some(x) if matches!(&x.body, Body::Answer { problem, .. } if *problem == m.id)))
-                    .map(|(id, _)| *id)
-                    .collect();
+                let early = self.early.remove(&m.id).unwrap_or_default();
                 self.problems.insert(m.id, (m.clone(), early));
+                None
             }
             Body::Answer { problem, .. } => {
                 if self.answers.get(&m.id).is_some_and(|a| a.msg.is_some()) {
                     return false;
                 }
-                if let Some((_, answers)) = self.problems.get_mut(problem) {
-                    answers.push(m.id);
+                match self.problems.get_mut(problem) {
+                    Some((_, answers)) => answers.push(m.id),
+                    None => self.early.entry(*problem).or_default().push(m.id),
                 }
                 self.answers.entry(m.id).or_default().msg = Some(m.clone());
+                None
             }
             Body::Feedback { answer, .. } => {
                 let rec = self.answers.entry(*answer).or_default();
-                if rec.feedback.iter().any(|f| f.id == m.id) {
+                if rec.feedback.contains_key(&m.id) {
                     return false;
                 }
-                rec.feedback.push(m.clone());
+                rec.feedback.insert(m.id, m.clone());
+                Some(*answer)
+            }
+        };
+        self.items += 1;
+        let mine = self.by_author.entry(m.id.author).or_default();
+        mine.push_back((m.id, on));
+        if mine.len() > PER_AUTHOR {
+            self.evict_oldest_of(m.id.author);
+        }
+        if self.items > MAX_ITEMS
+            && let Some(most) = self.by_author.iter().max_by_key(|(_, v)| v.len()).map(|(a, _)| *a)
+        {
+            self.evict_oldest_of(most);
+        }
+        true
+    }
+
+    /// Forget the oldest item of `author`.
+    fn evict_oldest_of(&mut self, author: PeerId) {
+        let Some(list) = self.by_author.get_mut(&author) else { return };
+        let Some((id, on)) = list.pop_front() else { return };
+        if list.is_empty() {
+            self.by_author.remove(&author);
+        }
+        self.items -= 1;
+        tracing::debug!(%id, "the index of exercises forgets its author's oldest item (too many kept)");
+        if let Some(answer) = on {
+            if let Some(rec) = self.answers.get_mut(&answer) {
+                rec.feedback.remove(&id);
+                if rec.msg.is_none() && rec.feedback.is_empty() {
+                    self.answers.remove(&answer);
+                }
+            }
+        } else if self.problems.remove(&id).is_some() {
+            // Compacted now and then, not on every eviction.
+            if self.order.len() > 2 * self.problems.len() + 64 {
+                let problems = &self.problems;
+                self.order.retain(|p| problems.contains_key(p));
+            }
+        } else if let Some(rec) = self.answers.get_mut(&id) {
+            rec.msg = None;
+            if rec.feedback.is_empty() {
+                self.answers.remove(&id);
             }
         }
-        self.items += 1;
-        true
     }
 
     fn find<'a>(ids: impl Iterator<Item = &'a MsgId>, text: &str) -> Option<Result<MsgId, ()>> {
@@ -126,6 +173,16 @@ impl Exercises {
         }
     }
 
+    /// Items kept in all.
+    pub fn len(&self) -> usize {
+        self.items
+    }
+
+    /// Is nothing kept?
+    pub fn is_empty(&self) -> bool {
+        self.items == 0
+    }
+
     /// Every problem, oldest first (by its author's clock), with its answers and their feedback,
     /// oldest first too, whatever order they arrived in.
     pub fn view(&self) -> Vec<ProblemView> {
@@ -139,7 +196,7 @@ impl Exercises {
                     .iter()
                     .filter_map(|a| self.answers.get(a))
                     .filter_map(|a| {
-                        let mut fb = a.feedback.clone();
+                        let mut fb: Vec<Message> = a.feedback.values().cloned().collect();
                         fb.sort_by_key(key);
                         Some((a.msg.clone()?, fb))
                     })
@@ -203,5 +260,64 @@ mod tests {
         assert_eq!(v[1].answers[0].0, early);
         assert_eq!(v[0].answers.len(), 1);
         assert_eq!(v[0].answers[0].1, vec![f]);
+    }
+
+    /// A member floods the index with feedback: it loses its own oldest, the teacher's problem
+    /// stays, and a new problem is let in; the bound is never for good.
+    #[test]
+    fn a_flood_of_one_author_costs_that_author_only() {
+        let mut ex = Exercises::default();
+        let p = msg(1, 1, Body::Problem { title: "t".into(), body: String::new(), private_answers: false });
+        ex.record(&p);
+        let a = msg(2, 1, Body::Answer { problem: p.id, text: "x".into() });
+        ex.record(&a);
+        for seq in 1..=(PER_AUTHOR as u64 + 500) {
+            assert!(ex.record(&msg(3, seq, Body::Feedback { answer: a.id, text: "spam".into() })));
+        }
+        assert_eq!(ex.len(), 2 + PER_AUTHOR);
+        let v = ex.view();
+        assert_eq!(v.len(), 1, "the problem is kept");
+        assert_eq!(v[0].answers[0].1.len(), PER_AUTHOR);
+        assert_eq!(v[0].answers[0].1[0].id.seq, 501, "the flooder's oldest went first");
+        let p2 = msg(1, 2, Body::Problem { title: "new".into(), body: String::new(), private_answers: false });
+        assert!(ex.record(&p2));
+        assert!(ex.find_problem("01010101-2").is_ok(), "a new problem is let in");
+    }
+
+    /// Many authors past the bound in all: the one with the most loses its oldest.
+    #[test]
+    fn past_the_bound_in_all_the_largest_author_gives_way() {
+        let mut ex = Exercises::default();
+        let p = msg(1, 1, Body::Problem { title: "t".into(), body: String::new(), private_answers: false });
+        ex.record(&p);
+        let a = msg(2, 1, Body::Answer { problem: p.id, text: "x".into() });
+        ex.record(&a);
+        let authors = (MAX_ITEMS / PER_AUTHOR) as u64 + 2;
+        for author in 0..authors {
+            for seq in 1..=PER_AUTHOR as u64 {
+                let id = MsgId { author: PeerId([author as u8 + 10; 16]), seq };
+                ex.record(&Message { id, ..msg(0, 0, Body::Feedback { answer: a.id, text: "f".into() }) });
+            }
+        }
+        assert!(ex.len() <= MAX_ITEMS);
+        assert!(ex.find_problem("01010101-1").is_ok(), "the author with one item keeps it");
+    }
+
+    /// Answers before their problems, many of them: linked in time linear in their number.
+    #[test]
+    fn building_the_index_is_linear() {
+        let mut ex = Exercises::default();
+        let n = 20_000u64;
+        let t = std::time::Instant::now();
+        for seq in 1..=n {
+            let problem = MsgId { author: PeerId([1; 16]), seq };
+            ex.record(&msg(2, seq, Body::Answer { problem, text: "early".into() }));
+        }
+        for seq in 1..=n {
+            ex.record(&msg(1, seq, Body::Problem { title: "t".into(), body: String::new(), private_answers: false }));
+        }
+        assert!(ex.view().iter().all(|p| p.answers.len() == 1));
+        // Quadratic, as before, was 4e8 steps here: minutes in a debug build.
+        assert!(t.elapsed() < std::time::Duration::from_secs(20), "{:?}", t.elapsed());
     }
 }

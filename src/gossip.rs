@@ -223,7 +223,19 @@ pub struct Known {
     pub seen: Instant,
     next_try: Instant,
     backoff: Duration,
+    /// A session of ours was up with it: known first hand, not from gossip only.
+    pub confirmed: bool,
+    /// Dials that failed while it was known from gossip only.
+    failed: u8,
 }
+
+/// Failed dials after which a peer known from gossip only is forgotten, and its addresses
+/// barred (see [`BAR_FOR`]).
+pub const HEARSAY_TRIES: u8 = 2;
+/// How long an address that a peer known from gossip only failed at is not dialed for gossip
+/// again: so that a member who gossips a host that is not a peer makes each other member try it
+/// [`HEARSAY_TRIES`] times per this long, whatever ids it names it with.
+pub const BAR_FOR: Duration = Duration::from_secs(600);
 
 /// The peers remembered, bounded by [`MAX_KNOWN`]: the longest unheard-of goes first.
 #[derive(Debug, Default)]
@@ -264,6 +276,8 @@ impl Book {
             seen: now,
             next_try: now + RETRY_MIN,
             backoff: RETRY_MIN,
+            confirmed: false,
+            failed: 0,
         });
         k.incarnation = incarnation;
         k.seen = now;
@@ -277,7 +291,23 @@ impl Book {
         if let Some(k) = self.known.get_mut(&id) {
             k.backoff = RETRY_MIN;
             k.next_try = now + RETRY_MIN;
+            k.confirmed = true;
+            k.failed = 0;
         }
+    }
+
+    /// A dial of `id` failed. A peer known from gossip only is forgotten after
+    /// [`HEARSAY_TRIES`] failures: its addresses are returned, to be barred.
+    pub fn dial_failed(&mut self, id: &PeerId) -> Option<Vec<SocketAddr>> {
+        let k = self.known.get_mut(id)?;
+        if k.confirmed {
+            return None;
+        }
+        k.failed += 1;
+        if k.failed < HEARSAY_TRIES {
+            return None;
+        }
+        self.known.remove(id).map(|k| k.addrs)
     }
 
     /// `id` is alive (a session of ours with it is live): remember it [`REMEMBER_FOR`] from now.

@@ -51,6 +51,7 @@ pub mod guard;
 pub mod id;
 pub mod identity;
 pub mod journal;
+pub mod limits;
 pub mod merkle;
 pub mod node;
 pub mod peers;

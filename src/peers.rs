@@ -176,6 +176,20 @@ pub enum UpOutcome {
     Resumed,
 }
 
+/// Entries in the table, at most, before a beacon or gossip of an id never met is ignored
+/// (sessions, which prove their peer's key, always get one): forged beacons of random ids, in an
+/// open room, cannot grow it without bound.
+pub const MAX_PEERS: usize = 4096;
+
+/// A new incarnation number: the time of this start in milliseconds since the Unix epoch, in the
+/// high bits, and 20 random bits. Later starts of a peer have larger numbers (while its clock
+/// does not go back), so a beacon of an earlier start, recorded and replayed, is known to be
+/// stale and ignored; the random bits tell apart two starts in one millisecond.
+pub fn new_incarnation() -> u64 {
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    (ms << 20) | (rand::random::<u64>() & 0xF_FFFF)
+}
+
 /// The table.
 #[derive(Debug)]
 pub struct PeerTable {
@@ -281,11 +295,18 @@ impl PeerTable {
             };
         }
         let fresh = self.fresh(b, addr, now);
+        let full = self.peers.len() >= MAX_PEERS;
         match self.peers.get_mut(&b.id) {
+            None if full => BeaconOutcome::Known,
             None => {
                 self.peers.insert(b.id, fresh);
                 BeaconOutcome::New
             }
+            // A beacon never ends a live session: only a new authenticated session shows that
+            // the peer restarted (it dials us, or we it once its old session ends). And a beacon
+            // of an earlier start (replayed) is stale.
+            Some(e) if e.state == PeerState::Connected && e.incarnation != b.incarnation => BeaconOutcome::Known,
+            Some(e) if b.incarnation < e.incarnation => BeaconOutcome::Known,
             Some(e) if e.incarnation != b.incarnation => {
                 let old = std::mem::replace(e, fresh);
                 if old.joined { BeaconOutcome::Restarted(old.info(now)) } else { BeaconOutcome::New }
@@ -382,6 +403,9 @@ impl PeerTable {
                     e.prefer(*a);
                 }
             }
+            return false;
+        }
+        if self.peers.len() >= MAX_PEERS {
             return false;
         }
         let mut e = Entry {
@@ -728,11 +752,44 @@ mod tests {
             UpOutcome::Restarted { old, new } => assert_eq!((old.id, new.id), (PeerId([9; 16]), PeerId([9; 16]))),
             o => panic!("{o:?}"),
         }
+        // A beacon never ends a live session, whatever incarnation it names.
+        assert!(matches!(t.beacon(&beacon(9, 3, false), IP, now), BeaconOutcome::Known));
+        assert!(matches!(t.beacon(&beacon(9, 3, true), IP, now), BeaconOutcome::Known));
+        assert_eq!(t.listed(now).len(), 1);
+        // Once the session is gone: a beacon of an earlier start (replayed) is stale; a later
+        // start is a restart.
+        t.session_closed(PeerId([9; 16]), false, now);
+        assert!(matches!(t.beacon(&beacon(9, 1, false), IP, now), BeaconOutcome::Known));
+        assert_eq!(t.get(&PeerId([9; 16])).unwrap().incarnation, 2);
         match t.beacon(&beacon(9, 3, false), IP, now) {
             BeaconOutcome::Restarted(p) => assert_eq!(p.name, "Bob"),
             o => panic!("{o:?}"),
         }
         assert!(t.listed(now).is_empty(), "the new incarnation is listed once its session is up");
+    }
+
+    #[test]
+    fn incarnations_grow_with_each_start() {
+        let a = new_incarnation();
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(new_incarnation() > a);
+    }
+
+    #[test]
+    fn beacons_of_unknown_ids_cannot_grow_the_table_past_its_bound() {
+        let mut t = table();
+        let now = Instant::now();
+        for i in 0..(MAX_PEERS as u32 + 100) {
+            let mut id = [0u8; 16];
+            id[..4].copy_from_slice(&i.to_le_bytes());
+            id[15] = 1;
+            t.beacon(&Beacon { id: PeerId(id), ..beacon(1, 1, false) }, IP, now);
+        }
+        assert_eq!(t.len(), MAX_PEERS);
+        // A session always gets its entry: it proved its key.
+        t.session_up(&hello(0xee, 1, "Real"), IP, now);
+        assert_eq!(t.len(), MAX_PEERS + 1);
+        assert_eq!(t.listed(now).len(), 1);
     }
 
     #[test]

@@ -190,25 +190,26 @@ async fn a_peer_that_does_not_read_is_cut_and_the_others_get_everything() {
         }
     });
 
-    // 300 chats of 100 KiB: 30 MB, far more than the socket buffers between a and the intruder.
+    // 300 answers of 100 KiB: 30 MB, far more than the socket buffers between a and the intruder.
     let t0 = std::time::Instant::now();
+    let problem = a.node.post_problem("Long answers", "as long as allowed", false).await.unwrap();
     let body = "x".repeat(100 * 1024);
     let texts: Vec<String> = (0..300).map(|i| format!("{i:04}{body}")).collect();
     for t in &texts {
-        a.node.chat(t.clone()).await.unwrap();
+        a.node.answer(problem, t.clone()).await.unwrap();
     }
     let cut = pinger.await.unwrap().expect("the session of a peer that does not read is cut within 15 s");
     println!("not reading: cut {cut:?} after it joined, {:?} after the first chat", t0.elapsed());
     assert!(t0.elapsed() < Duration::from_secs(10), "cut as too slow, not by the 20 s expiry");
-    // Every chat reaches b (in a debug build b may itself fall behind by more than 64 frames, be
-    // cut and catch up over its next session: nothing is lost either way).
+    // Every answer reaches b (in a debug build b may itself fall behind by more than 64 frames,
+    // be cut and catch up over its next session: nothing is lost either way).
     let mut missing: std::collections::HashSet<&str> = texts.iter().map(|t| &t[..4]).collect();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while !missing.is_empty() {
         let e = tokio::time::timeout_at(deadline, b.events.recv()).await;
-        match e.unwrap_or_else(|_| panic!("b still misses {} chats after 60 s", missing.len())) {
+        match e.unwrap_or_else(|_| panic!("b still misses {} answers after 60 s", missing.len())) {
             Some(Event::Message(m)) => {
-                if let lanpeer::Body::Chat { text } = &m.body {
+                if let lanpeer::Body::Answer { text, .. } = &m.body {
                     missing.remove(&text[..4.min(text.len())]);
                 }
             }

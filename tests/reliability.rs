@@ -215,6 +215,13 @@ async fn more_than_a_window_flows_in_order() {
 
 /// `got` is messages 0..n, each once, in order, each whole (`text(k)`: message k, which starts
 /// with its 4-digit number).
+/// A problem that `a` posts and `b` has: long texts (past a chat's 16 KiB) go as its answers.
+async fn long_texts_problem(a: &Peer, b: &mut Peer) -> lanpeer::MsgId {
+    let p = a.node.post_problem("Long texts", "answers as long as allowed", false).await.unwrap();
+    wait_for(b, T, |e| matches!(e, Event::Message(m) if m.id == p)).await;
+    p
+}
+
 fn numbered_in_order(got: &[String], n: usize, text: impl Fn(usize) -> String) {
     let heads: Vec<&str> = got.iter().map(|t| &t[..4]).collect();
     let want: Vec<String> = (0..n).map(|k| format!("{k:04}")).collect();
@@ -235,14 +242,18 @@ async fn a_sender_far_ahead_of_the_window_sends_everything_in_order() {
     let a = start_with(cfg).await;
     let mut b = start("b", port, &room).await;
     wait_listed(&a, 1, T).await;
+    let problem = long_texts_problem(&a, &mut b).await;
     const N: usize = 400;
     let text = |k: usize| format!("{k:04} {}", "x".repeat(100_000));
     let submit = |range: std::ops::Range<usize>| {
-        let msgs = range.map(|k| (None, Body::Chat { text: text(k) })).collect();
+        let msgs: Vec<_> = range.map(|k| (None, Body::Answer { problem, text: text(k) })).collect();
         let node = a.node.clone();
         async move {
-            let results = node.submit_batch(msgs).await.unwrap().await.unwrap();
-            assert!(results.iter().all(|r| r.is_ok()));
+            // At most 16 MiB of text in one batch.
+            for part in msgs.chunks(100) {
+                let results = node.submit_batch(part.to_vec()).await.unwrap().await.unwrap();
+                assert!(results.iter().all(|r| r.is_ok()));
+            }
         }
     };
     // 300 wait: about 80 fit in memory, the other 200 are in the store only.
@@ -268,9 +279,10 @@ async fn a_receiver_restarted_mid_stream_gets_the_rest_once_in_order() {
     let a = start_with(cfg).await;
     let mut b = start_with(with_dir("b", port, &room, &db)).await;
     wait_listed(&a, 1, T).await;
+    let problem = long_texts_problem(&a, &mut b).await;
     const N: usize = 200;
     let text = |k: usize| format!("{k:04} {}", "y".repeat(50_000));
-    let msgs = (0..N).map(|k| (None, Body::Chat { text: text(k) })).collect();
+    let msgs = (0..N).map(|k| (None, Body::Answer { problem, text: text(k) })).collect();
     let results = a.node.submit_batch(msgs).await.unwrap().await.unwrap();
     assert!(results.iter().all(|r| r.is_ok()));
     let mut got = collect(&mut b, 40, T).await;
@@ -279,7 +291,7 @@ async fn a_receiver_restarted_mid_stream_gets_the_rest_once_in_order() {
     while let Ok(Some(e)) = tokio::time::timeout(T, b.events.recv()).await {
         if let Event::Message(m) = e
             && !m.own
-            && let Body::Chat { text } = m.body
+            && let Body::Answer { text, .. } = m.body
         {
             got.push(text);
         }

@@ -172,7 +172,7 @@ impl Node {
             .expect("select() returned at least one interface");
         let listen = shown.socket_addr(tcp_port);
 
-        let incarnation: u64 = rand::random();
+        let incarnation = crate::peers::new_incarnation();
         let hello = Hello {
             id: me,
             identity: identity.keys.identity,
@@ -326,6 +326,12 @@ impl Node {
     pub async fn submit_batch(&self, msgs: Vec<(Option<PeerId>, Body)>) -> Result<PendingBatch, Error> {
         if msgs.len() > MAX_BATCH {
             return Err(Error::BadText(format!("a batch holds at most {MAX_BATCH} messages; split it")));
+        }
+        if msgs.iter().map(|(_, b)| crate::limits::text_len(b)).sum::<usize>() > crate::limits::BATCH_BYTES {
+            return Err(Error::BadText(format!(
+                "a batch holds at most {} of text; split it",
+                crate::limits::human(crate::limits::BATCH_BYTES)
+            )));
         }
         let (reply, rx) = oneshot::channel();
         self.cmd.send(Command::SendBatch { msgs, reply }).await.map_err(|_| Error::Stopped)?;

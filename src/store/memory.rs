@@ -289,6 +289,8 @@ pub(super) struct Memory {
     grouping: Cell<bool>,
     /// The open group has written.
     wrote: Cell<bool>,
+    /// Bytes of messages the open group stored.
+    group_bytes: Cell<usize>,
     catchup_memo: RefCell<Option<CatchupMemo>>,
 }
 
@@ -311,6 +313,7 @@ impl Memory {
             st: RefCell::new(st),
             grouping: Cell::new(false),
             wrote: Cell::new(false),
+            group_bytes: Cell::new(0),
             catchup_memo: Default::default(),
         }
     }
@@ -356,6 +359,11 @@ impl Memory {
         self.grouping.set(true);
     }
 
+    /// Bytes of messages stored by the open group.
+    pub(super) fn group_bytes(&self) -> usize {
+        self.group_bytes.get()
+    }
+
     /// A group is open.
     pub(super) fn grouping(&self) -> bool {
         self.grouping.get()
@@ -369,6 +377,7 @@ impl Memory {
         self.st.borrow_mut().undo.clear();
         self.grouping.set(false);
         self.wrote.set(false);
+        self.group_bytes.set(0);
         Ok(())
     }
 
@@ -455,6 +464,7 @@ impl Memory {
     pub(super) fn rollback(&self) {
         self.grouping.set(false);
         self.wrote.set(false);
+        self.group_bytes.set(0);
         self.catchup_memo.borrow_mut().take();
         let st = &mut *self.st.borrow_mut();
         while let Some(u) = st.undo.pop() {
@@ -525,6 +535,9 @@ impl Memory {
         let row = st.msgs.len() as i64 + 1;
         if !st.rows.insert(env.id, row) {
             return Ok(None);
+        }
+        if self.grouping.get() {
+            self.group_bytes.set(self.group_bytes.get() + raw.len());
         }
         let raw = st.raw.push(raw);
         st.msgs.push(Msg { raw, id: env.id, received_ms, room, private: env.to.is_some(), signed });

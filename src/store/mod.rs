@@ -116,6 +116,12 @@ impl Store {
         }
     }
 
+    /// Bytes of messages the current group has stored (a turn stops taking more work past a
+    /// bound, so that a group always fits the journal whole).
+    pub fn group_bytes(&self) -> usize {
+        each!(self.group_bytes())
+    }
+
     /// Has the current group written anything yet?
     pub fn wrote(&self) -> bool {
         each!(self.wrote())

@@ -12,7 +12,7 @@ use super::turn::HeldReply;
 use crate::error::Error;
 use crate::event::{Event, Message};
 use crate::id::{MsgId, PeerId};
-use crate::node::{Command, MAX_TITLE};
+use crate::node::Command;
 use crate::protocol::{Body, Envelope};
 
 impl Actor {
@@ -73,32 +73,19 @@ impl Actor {
         1
     }
 
+    /// An empty text is a mistake of the user: one plain sentence.
     pub(super) fn check_text(&self, what: &str, text: &str) -> Result<(), Error> {
         if text.trim().is_empty() {
             return Err(Error::BadText(format!("the {what} is empty; type some text after the command")));
-        }
-        if text.len() > self.p.config.max_text {
-            return Err(Error::BadText(format!(
-                "the {what} is {} bytes long, more than the limit of {}; shorten it",
-                text.len(),
-                self.p.config.max_text
-            )));
         }
         Ok(())
     }
 
     pub(super) fn send(&mut self, mut to: Option<PeerId>, body: Body) -> Result<MsgId, Error> {
+        crate::limits::check_body(&body).map_err(Error::BadText)?;
         match &body {
             Body::Chat { text } => self.check_text("message", text)?,
-            Body::Problem { title, body, .. } => {
-                self.check_text("title", title)?;
-                if title.len() > MAX_TITLE {
-                    return Err(Error::BadText(format!("the title is longer than {MAX_TITLE} bytes; shorten it")));
-                }
-                if body.len() > self.p.config.max_text {
-                    return Err(Error::BadText("the problem text is too long; shorten it".into()));
-                }
-            }
+            Body::Problem { title, .. } => self.check_text("title", title)?,
             Body::Answer { problem, text } => {
                 self.exercises.find_problem(&problem.to_string())?;
                 self.check_text("answer", text)?;

@@ -15,8 +15,14 @@ use crate::protocol::Frame;
 
 /// Ids per offer or want frame at most.
 const IDS_PER_FRAME: usize = 4096;
-/// Messages from one author held back while an earlier one is missing, at most.
+/// Members kept for store and forward while they have no session, at most (see
+/// `bound_members`): a lecture hall's worth of absent students.
+pub(super) const MAX_ABSENT_MEMBERS: usize = 256;
+/// Messages from one author held back while an earlier one is missing, at most...
 const REORDER_MAX: usize = 4096;
+/// ...and bytes of them (each of the two buffers of a stream: ahead of a gap, and catch-up held
+/// for its author's stream). Past either bound a message is dropped: its sender sends it again.
+const REORDER_BYTES: usize = 4 << 20;
 
 /// Our stream to one peer.
 #[derive(Debug, Clone, Copy)]
@@ -41,11 +47,15 @@ pub(super) struct InStream {
     pub(super) saved: u64,
     /// Messages that arrived ahead of a missing one (with their bytes as received).
     pub(super) ahead: BTreeMap<u64, Proved>,
+    /// Bytes held in `ahead`.
+    pub(super) ahead_bytes: usize,
     /// From the `Resume` of the current session: the last number the peer had used for us.
     pub(super) resume_last: Option<u64>,
     /// Catch-up messages by this author (relayed by others), held back by author seq until its
     /// own stream has delivered everything older, so that its messages stay in order.
     pub(super) held: BTreeMap<u64, Proved>,
+    /// Bytes held in `held`.
+    pub(super) held_bytes: usize,
     /// When the oldest held message came.
     pub(super) held_since: Option<Instant>,
 }
@@ -116,17 +126,51 @@ impl InStream {
     /// Keep a message that came ahead of a missing one; false (and dropped: its sender sends
     /// it again) when [`REORDER_MAX`] are held already.
     pub(super) fn hold_ahead(&mut self, lseq: u64, m: Proved) -> bool {
-        if self.ahead.len() >= REORDER_MAX {
+        if self.ahead.len() >= REORDER_MAX || self.ahead_bytes + m.raw.len() > REORDER_BYTES {
             return false;
         }
-        self.ahead.insert(lseq, m);
+        let len = m.raw.len();
+        if let Some(old) = self.ahead.insert(lseq, m) {
+            self.ahead_bytes -= old.raw.len();
+        }
+        self.ahead_bytes += len;
         true
+    }
+
+    /// Keep a catch-up message by this author until its own stream has caught up; false (and
+    /// dropped: the peer that offered it offers it again with its next session) when either
+    /// bound is reached.
+    pub(super) fn hold_catchup(&mut self, m: Proved) -> bool {
+        if self.held.len() >= REORDER_MAX || self.held_bytes + m.raw.len() > REORDER_BYTES {
+            return false;
+        }
+        let len = m.raw.len();
+        self.held_since.get_or_insert_with(Instant::now);
+        if let Some(old) = self.held.insert(m.env.id.seq, m) {
+            self.held_bytes -= old.raw.len();
+        }
+        self.held_bytes += len;
+        true
+    }
+
+    /// Everything held for catch-up, taken.
+    pub(super) fn take_held(&mut self) -> BTreeMap<u64, Proved> {
+        self.held_since = None;
+        self.held_bytes = 0;
+        std::mem::take(&mut self.held)
+    }
+
+    /// Forget what arrived ahead (the session that carried it ended).
+    pub(super) fn clear_ahead(&mut self) {
+        self.ahead.clear();
+        self.ahead_bytes = 0;
     }
 
     /// The held message that is next in order now, taken, `delivered` moved past it.
     pub(super) fn take_next(&mut self) -> Option<Proved> {
         let next = self.delivered + 1;
         let m = self.ahead.remove(&next)?;
+        self.ahead_bytes -= m.raw.len();
         self.delivered = next;
         Some(m)
     }
@@ -141,12 +185,13 @@ impl InStream {
             // What we have stays (by message id); its numbers count again from where it is, or
             // we would take its next messages for ones we have and drop them.
             self.delivered = last;
-            self.ahead.clear();
+            self.clear_ahead();
             r.back = true;
         }
         if done > self.delivered {
             self.delivered = done;
             self.ahead.retain(|k, _| *k > done);
+            self.ahead_bytes = self.ahead.values().map(|m| m.raw.len()).sum();
             r.moved = true;
         }
         r
@@ -372,10 +417,11 @@ impl Actor {
             return self.deliver(m, "catch-up");
         }
         let i = self.inbound.entry(author).or_default();
-        if i.held.len() < REORDER_MAX {
-            tracing::trace!(id = %m.env.id.short(), "catch-up held until its author's stream catches up");
-            i.held_since.get_or_insert_with(Instant::now);
-            i.held.insert(m.env.id.seq, m);
+        let id = m.env.id;
+        if i.hold_catchup(m) {
+            tracing::trace!(id = %id.short(), "catch-up held until its author's stream catches up");
+        } else {
+            tracing::debug!(id = %id.short(), "too much catch-up held for its author: dropped");
         }
     }
 
@@ -386,8 +432,7 @@ impl Actor {
         if i.held.is_empty() || !(force || i.caught_up()) {
             return;
         }
-        i.held_since = None;
-        let held = std::mem::take(&mut i.held);
+        let held = i.take_held();
         tracing::debug!(author = %author.short(), n = held.len(), force, "releasing held catch-up");
         for (_, m) in held {
             self.deliver(m, "catch-up");
@@ -442,6 +487,11 @@ impl Actor {
     /// the first time only, report it.
     pub(super) fn deliver(&mut self, m: Proved, how: &'static str) {
         let Proved { env, raw, batch } = m;
+        if let Err(why) = crate::limits::check(&env) {
+            // Over its kind's limit: an honest peer never sends it. Its stream goes on past it.
+            tracing::debug!(author = %env.id.author.short(), %why, "a message over its size limit dropped");
+            return;
+        }
         if env.to.is_some_and(|to| to != self.me) {
             tracing::debug!(author = %env.id.author.short(), "message for someone else dropped");
             return;
@@ -500,6 +550,41 @@ impl Actor {
             self.members.insert(peer, now);
         }
         self.members.retain(|_, seen| *seen >= before);
+        self.bound_members();
+    }
+
+    /// Keep at most [`MAX_ABSENT_MEMBERS`] members that have no session now, the most recently
+    /// seen: each one costs every room message a place in the store's outbox. The others are
+    /// forgotten, with what was kept for them (a member forgotten that comes back is a member
+    /// again at once, and gets catch-up as a late joiner does).
+    pub(super) fn bound_members(&mut self) {
+        let absent = self.members.len().saturating_sub(self.sessions.len());
+        if absent <= MAX_ABSENT_MEMBERS {
+            return;
+        }
+        let mut old: Vec<(u64, PeerId)> =
+            self.members.iter().filter(|(p, _)| !self.sessions.contains_key(p)).map(|(p, s)| (*s, *p)).collect();
+        old.sort_unstable();
+        let gone = &old[..absent - MAX_ABSENT_MEMBERS];
+        tracing::warn!(
+            forgotten = gone.len(),
+            kept = MAX_ABSENT_MEMBERS,
+            "more absent members than are kept: the longest unseen are forgotten, with their queued messages"
+        );
+        for &(_, peer) in gone {
+            self.members.remove(&peer);
+            // Its last sight set to the epoch: not a member after a restart either.
+            let name = self.table.get(&peer).map(|e| e.name.clone()).unwrap_or_default();
+            self.log_store(self.p.store.touch_member(peer, &name, 0));
+            if let Some(o) = self.out.get_mut(&peer) {
+                o.acked = o.next - 1;
+                o.sent = o.acked;
+                let upto = o.acked;
+                self.log_store(self.p.store.acked(peer, upto));
+                self.unsaved.out.insert(peer);
+            }
+            self.unsent.forget(peer);
+        }
     }
 
     /// Resend what a live peer has not acknowledged for a while (a frame lost with a session we
@@ -550,6 +635,7 @@ impl Actor {
 mod tests {
     use super::*;
     use crate::protocol::Body;
+    use bytes::Bytes;
 
     fn msg(seq: u64) -> Proved {
         let env = crate::protocol::Envelope {
@@ -614,6 +700,26 @@ mod tests {
         }
         assert!(!i.hold_ahead(REORDER_MAX as u64 + 5, msg(1)), "one more is dropped: its sender resends it");
         assert_eq!(i.ahead.len(), REORDER_MAX);
+    }
+
+    #[test]
+    fn what_is_held_is_bounded_in_bytes_too() {
+        let big = |seq: u64| {
+            let mut m = msg(seq);
+            m.raw = Bytes::from(vec![0u8; 1 << 20]);
+            m
+        };
+        let mut i = InStream::default();
+        let kept = (2..10).filter(|&l| i.hold_ahead(l, big(l))).count();
+        assert_eq!(kept, REORDER_BYTES >> 20);
+        assert_eq!(i.ahead_bytes, REORDER_BYTES);
+        i.delivered = 1;
+        assert!(i.take_next().is_some());
+        assert!(i.hold_ahead(20, big(20)), "room again once one is delivered");
+        let held = (1..10).filter(|&s| i.hold_catchup(big(s))).count();
+        assert_eq!(held, REORDER_BYTES >> 20);
+        assert_eq!(i.take_held().len(), held);
+        assert_eq!(i.held_bytes, 0);
     }
 
     #[test]

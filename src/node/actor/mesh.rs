@@ -5,7 +5,7 @@
 //! Pure decisions on the actor's state; the I/O is a spawned dial or a frame in an outbox, as
 //! everywhere else in the actor.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use super::Actor;
@@ -14,7 +14,7 @@ use crate::diag::{COUNTS, Counts};
 use crate::discovery::iface::Iface;
 use crate::gossip::{self, Book, Round, Rounds};
 use crate::guard::RateLimiter;
-use crate::id::PeerId;
+use crate::id::{FastMap as HashMap, PeerId};
 use crate::protocol::{Frame, PeerAd};
 use crate::seeds::{SeedOutcome, Seeds};
 use crate::transport::dial;
@@ -34,7 +34,13 @@ pub(super) struct Mesh {
     subnets: Vec<(IpAddr, u8)>,
     /// When the book last heard that our live peers are alive.
     touched: Instant,
+    /// Addresses that peers known from gossip only failed at, and until when they are not
+    /// dialed for gossip again (at most [`BARRED_MAX`]).
+    barred: HashMap<SocketAddr, Instant>,
 }
+
+/// Barred addresses remembered, at most (the soonest to expire goes first).
+const BARRED_MAX: usize = 4096;
 
 impl Mesh {
     pub(super) fn new(seeds: &[crate::seeds::SeedAddr], ifaces: &[Iface], now: Instant) -> Self {
@@ -45,6 +51,7 @@ impl Mesh {
             dials: RateLimiter::new(gossip::DIAL_BURST, gossip::DIALS_PER_SEC),
             subnets: ifaces.iter().map(|i| (i.ip, i.prefix)).collect(),
             touched: now,
+            barred: HashMap::default(),
         }
     }
 }
@@ -177,7 +184,12 @@ impl Actor {
                 // session that comes up brings a list), so this is worth skipping.
                 continue;
             }
-            let Some(addrs) = gossip::accept(ad, self.me, loopback) else { continue };
+            let Some(mut addrs) = gossip::accept(ad, self.me, loopback) else { continue };
+            // A host that did not answer as a peer is not dialed again for anyone's gossip.
+            addrs.retain(|a| self.mesh.barred.get(a).is_none_or(|until| *until <= now));
+            if addrs.is_empty() {
+                continue;
+            }
             self.mesh.book.learn(ad.id, ad.incarnation, &addrs, now);
             if !self.table.contains(&ad.id) && !self.mesh.dials.allow((), now) {
                 tracing::debug!(peer = %ad.id.short(), "gossiped peer not dialed now (dial rate)");
@@ -190,6 +202,27 @@ impl Actor {
         }
         if new {
             self.dial_due(now);
+        }
+    }
+
+    /// A dial of `peer` failed: a peer known from gossip only is forgotten after a few failures,
+    /// and the addresses it failed at are barred for gossip ([`gossip::BAR_FOR`]), so that no
+    /// member can make the room dial a host that is not a peer more than that.
+    pub(super) fn mesh_dial_failed(&mut self, peer: PeerId, now: Instant) {
+        let Some(addrs) = self.mesh.book.dial_failed(&peer) else { return };
+        tracing::debug!(peer = %peer.short(), ?addrs, "known from gossip only and not reachable: forgotten, its addresses barred");
+        if !self.table.get(&peer).is_some_and(|e| e.joined) {
+            self.table.remove(peer, now);
+        }
+        if self.mesh.barred.len() + addrs.len() > BARRED_MAX {
+            self.mesh.barred.retain(|_, until| *until > now);
+            while self.mesh.barred.len() + addrs.len() > BARRED_MAX {
+                let Some(soonest) = self.mesh.barred.iter().min_by_key(|(_, u)| **u).map(|(a, _)| *a) else { break };
+                self.mesh.barred.remove(&soonest);
+            }
+        }
+        for a in addrs {
+            self.mesh.barred.insert(a, now + gossip::BAR_FOR);
         }
     }
 

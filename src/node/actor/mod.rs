@@ -67,6 +67,10 @@ const PURGE_EVERY: Duration = Duration::from_secs(30);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Session reports handled in one turn at most.
 const BATCH: usize = 256;
+/// A turn takes no more work once it has stored this many bytes of messages: whatever peers
+/// send, its group stays far below what the journal takes whole (`journal::MAX_GROUP`), so a
+/// turn never fails for its size (and never rolls back other peers' messages again and again).
+const TURN_BYTES: usize = 8 << 20;
 /// The room a turn's events start with, at most (see `send_events`).
 const EVENTS_ROOM_MAX: usize = 512;
 
@@ -175,6 +179,7 @@ impl Actor {
             .map(|(peer, delivered)| (peer, InStream { delivered, saved: delivered, ..Default::default() }))
             .collect();
         let since = now_ms().saturating_sub(p.config.keep_for.as_millis() as u64);
+        // More than are kept (`bound_members`) are trimmed by the first purge.
         let members = p.store.members_since(since)?.into_iter().map(|(id, _)| (id, now_ms())).collect();
         let mesh = mesh::Mesh::new(&p.config.seeds, &p.ifaces.borrow(), now);
         Ok(Actor {
@@ -257,7 +262,7 @@ impl Actor {
                         // BATCH messages, a batch command counting as its messages).
                         let mut done = self.command(c);
                         let mut stop = false;
-                        while done < BATCH {
+                        while done < BATCH && self.p.store.group_bytes() < TURN_BYTES {
                             match cmds.try_recv() {
                                 Ok(Command::Shutdown) => {
                                     stop = true;
@@ -276,7 +281,7 @@ impl Actor {
                 Some(m) = sess.recv() => {
                     // Reports waiting share this transaction (up to BATCH frames about).
                     let mut done = self.session(m);
-                    while done < BATCH {
+                    while done < BATCH && self.p.store.group_bytes() < TURN_BYTES {
                         match sess.try_recv() {
                             Ok(m) => done += self.session(m),
                             Err(_) => break,

@@ -130,6 +130,7 @@ impl Actor {
     pub(super) fn seal_session(&mut self, peer: PeerId) {
         let Some(s) = self.sessions.get_mut(&peer) else { return };
         let ids = std::mem::take(&mut s.unsealed);
+        s.unsealed_bytes = 0;
         // Runs of one batch (usually the whole list is one): (batch, leaves pushed).
         let mut groups: Vec<(Arc<Leaves>, Vec<u32>)> = Vec::new();
         for id in &ids {

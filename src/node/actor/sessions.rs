@@ -42,6 +42,8 @@ pub(super) struct Live {
     /// Messages pushed since the last seals on this session (any author's): the next seals
     /// prove them (see `sealing`).
     pub(super) unsealed: Vec<MsgId>,
+    /// Bytes of the frames of `unsealed`.
+    pub(super) unsealed_bytes: usize,
     /// The catch-up messages we asked this peer for and have not received.
     pub(super) wanted: FastSet<MsgId>,
 }
@@ -66,6 +68,15 @@ impl Live {
         }
         self.pending.push(frame);
         true
+    }
+
+    /// A message of `len` bytes was pushed: its seal follows. True when enough wait for their
+    /// seals that they should get them now, within the turn.
+    pub(super) fn note_unsealed(&mut self, id: MsgId, len: usize) -> bool {
+        self.unsealed.push(id);
+        self.unsealed_bytes += len;
+        self.unsealed.len() >= crate::authorship::SEAL_EVERY
+            || self.unsealed_bytes >= crate::authorship::SEAL_EVERY_BYTES
     }
 
     /// Write the turn's frames.
@@ -206,8 +217,11 @@ impl Actor {
             SessionMsg::DialFailed { peer } => {
                 if self.sessions.contains_key(&peer) {
                     self.table.dial_done(peer);
-                } else if let Some((info, why)) = self.table.dial_failed(peer, now) {
-                    self.left(info, why);
+                } else {
+                    if let Some((info, why)) = self.table.dial_failed(peer, now) {
+                        self.left(info, why);
+                    }
+                    self.mesh_dial_failed(peer, now);
                 }
             }
         }
@@ -221,7 +235,7 @@ impl Actor {
         }
         self.unsent.forget(peer);
         if let Some(i) = self.inbound.get_mut(&peer) {
-            i.ahead.clear();
+            i.clear_ahead();
             i.resume_last = None;
         }
     }
@@ -248,6 +262,7 @@ impl Actor {
             liveness,
             since: now,
             unsealed: Vec::new(),
+            unsealed_bytes: 0,
             wanted: FastSet::default(),
         };
         if let Some(cur) = self.sessions.get(&peer)
@@ -297,6 +312,7 @@ impl Actor {
         let now = now_ms();
         self.log_store(self.p.store.touch_member(peer, &hello.name, now));
         self.members.insert(peer, now);
+        self.bound_members();
         self.start_stream(peer);
         self.offer(peer);
         self.mesh_up(peer, Instant::now());
@@ -312,11 +328,12 @@ impl Actor {
     /// the seals that follow it on the session (at the end of the turn, or now when many wait).
     pub(super) fn push_message(&mut self, peer: PeerId, frame: impl Into<OutFrame>, id: MsgId) -> bool {
         let Some(s) = self.sessions.get_mut(&peer) else { return false };
-        if !s.push(peer, frame.into(), &mut self.turn.touched) {
+        let frame = frame.into();
+        let len = frame.len();
+        if !s.push(peer, frame, &mut self.turn.touched) {
             return false;
         }
-        s.unsealed.push(id);
-        if s.unsealed.len() >= crate::authorship::SEAL_EVERY {
+        if s.note_unsealed(id, len) {
             self.seal_session(peer);
         }
         true

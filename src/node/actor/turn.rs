@@ -211,13 +211,13 @@ impl Actor {
             // Without a session the outbox table has it, for the next one.
             let (Some(o), Some(s)) = (self.out.get_mut(&peer), self.sessions.get_mut(&peer)) else { continue };
             if o.sent + 1 == lseq && o.sent - o.acked < window {
-                if let Ok(f) = codec::message_frame(lseq, env)
-                    && s.push(peer, f, &mut self.turn.touched)
-                {
-                    o.sent = lseq;
-                    s.unsealed.push(MsgId { author: self.me, seq });
-                    if s.unsealed.len() >= crate::authorship::SEAL_EVERY {
-                        self.seal_session(peer);
+                if let Ok(f) = codec::message_frame(lseq, env) {
+                    let len = f.len();
+                    if s.push(peer, f, &mut self.turn.touched) {
+                        o.sent = lseq;
+                        if s.note_unsealed(MsgId { author: self.me, seq }, len) {
+                            self.seal_session(peer);
+                        }
                     }
                 }
             } else if self.unsent.fits(peer, lseq, env.len())
