@@ -232,9 +232,9 @@ pub struct Known {
 /// Failed dials after which a peer known from gossip only is forgotten, and its addresses
 /// barred (see [`BAR_FOR`]).
 pub const HEARSAY_TRIES: u8 = 2;
-/// How long an address that a peer known from gossip only failed at is not dialed for gossip
-/// again: so that a member who gossips a host that is not a peer makes each other member try it
-/// [`HEARSAY_TRIES`] times per this long, whatever ids it names it with.
+/// How long an address tried [`HEARSAY_TRIES`] times for peers known from gossip only is not
+/// dialed for gossip again: so that a member who gossips a host that is not a peer makes each
+/// other member try it that many times per this long, whatever ids it names it with.
 pub const BAR_FOR: Duration = Duration::from_secs(600);
 
 /// The peers remembered, bounded by [`MAX_KNOWN`]: the longest unheard-of goes first.

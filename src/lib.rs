@@ -70,5 +70,5 @@ pub use error::Error;
 pub use event::{Event, LeaveReason, Message, PeerInfo, PeerState};
 pub use exercises::ProblemView;
 pub use id::{MsgId, PeerId};
-pub use node::{Events, Node, Pending, PendingBatch, TryRecvError};
+pub use node::{Events, Node, Pending, PendingBatch, Stats, TryRecvError};
 pub use protocol::Body;

@@ -452,7 +452,7 @@ impl PeerTable {
     /// A due peer for which `busy` says true (its handshake with us is under way: dialing it
     /// would cross) is not dialed now but looked at again after [`MIN_BACKOFF`]; its session
     /// will most likely come up before.
-    pub fn due_dials_except(&mut self, now: Instant, busy: impl Fn(&PeerId) -> bool) -> Vec<(PeerId, Vec<SocketAddr>)> {
+    pub fn due_dials_except(&mut self, now: Instant, busy: impl Fn(&Entry) -> bool) -> Vec<(PeerId, Vec<SocketAddr>)> {
         let in_flight = self.peers.values().filter(|e| e.dialing.is_some()).count();
         let room = self.window.size.saturating_sub(in_flight);
         if room == 0 {
@@ -461,7 +461,7 @@ impl PeerTable {
         let mut due: Vec<(Instant, PeerId)> = Vec::new();
         for e in self.peers.values_mut().filter(|e| e.dialing.is_none() && e.state != PeerState::Connected) {
             let Some(t) = e.next_dial.filter(|t| *t <= now) else { continue };
-            if busy(&e.id) {
+            if busy(e) {
                 e.next_dial = Some(now + MIN_BACKOFF);
                 continue;
             }
@@ -897,7 +897,7 @@ mod tests {
         t.beacon(&beacon(8, 1, false), IP, now);
         // 9's handshake with us is under way: not dialed now, looked at again after MIN_BACKOFF.
         let nine = PeerId([9; 16]);
-        let due = t.due_dials_except(now, |p| *p == nine);
+        let due = t.due_dials_except(now, |e| e.id == nine);
         assert_eq!(due, vec![(PeerId([8; 16]), vec![ADDR])]);
         assert!(t.due_dials(now + MIN_BACKOFF / 2).is_empty(), "not before MIN_BACKOFF");
         assert_eq!(t.due_dials(now + MIN_BACKOFF), vec![(nine, vec![ADDR])], "its handshake failed: dial it");

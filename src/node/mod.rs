@@ -57,7 +57,28 @@ pub(crate) enum Command {
     FindPeer(String, oneshot::Sender<Result<PeerId, Error>>),
     FindProblem(String, oneshot::Sender<Result<MsgId, Error>>),
     FindAnswer(String, oneshot::Sender<Result<MsgId, Error>>),
+    Stats(oneshot::Sender<Stats>),
     Shutdown,
+}
+
+/// How much a node holds, for diagnostics (`lanpeer doctor`, the benchmarks, the tests that show
+/// each bound holds against a hostile member).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Live sessions.
+    pub sessions: usize,
+    /// Members kept for store and forward (with a session or not).
+    pub members: usize,
+    /// Entries of the peer table (listed or not).
+    pub table: usize,
+    /// Problems, answers and feedback in the index of exercises.
+    pub exercises: usize,
+    /// Messages held back ahead of a missing one, in all streams, and their bytes.
+    pub ahead: (usize, usize),
+    /// Catch-up messages held for their authors' streams, and their bytes.
+    pub held: (usize, usize),
+    /// Messages stored.
+    pub stored: u64,
 }
 
 /// A running peer. Clone it freely; every clone talks to the same node.
@@ -397,6 +418,11 @@ impl Node {
     /// The answer a person means: a full id, or `<id prefix>-<seq>`.
     pub async fn find_answer(&self, text: &str) -> Result<MsgId, Error> {
         self.ask(|r| Command::FindAnswer(text.to_string(), r)).await?
+    }
+
+    /// How much the node holds now.
+    pub async fn stats(&self) -> Result<Stats, Error> {
+        self.ask(Command::Stats).await
     }
 
     /// Leave gracefully: farewell beacons, `Bye` on every session, queued frames flushed, every

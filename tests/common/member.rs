@@ -9,8 +9,9 @@ use bytes::{Bytes, BytesMut};
 use lanpeer::PeerId;
 use lanpeer::codec::{self, Received};
 use lanpeer::crypto::{SessionKeys, StaticKeys};
-use lanpeer::protocol::{Frame, Hello};
+use lanpeer::protocol::{Body, Envelope, Frame, Hello};
 use lanpeer::transport::noise::{self, NoiseReader, NoiseWriter};
+use lanpeer::{MsgId, authorship, merkle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -27,6 +28,12 @@ pub struct Member {
     sock: OwnedWriteHalf,
     /// Every frame the peer sent it, in order (its hello first).
     pub rx: mpsc::UnboundedReceiver<Received>,
+    /// The room it joined.
+    pub room: String,
+    /// Its name.
+    pub name: String,
+    next_seq: u64,
+    next_lseq: u64,
 }
 
 impl Member {
@@ -90,7 +97,53 @@ impl Member {
             }
         });
         let id = keys.peer_id();
-        Member { keys, id, w, sock: wr, rx }
+        Member { keys, id, w, sock: wr, rx, room: room.into(), name: name.into(), next_seq: 1, next_lseq: 1 }
+    }
+
+    /// Its next message (its own next number), to everyone.
+    pub fn envelope(&mut self, body: Body) -> Envelope {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        Envelope {
+            id: MsgId { author: self.id, seq },
+            author_name: self.name.clone(),
+            sent_ms: 1_700_000_000_000 + seq,
+            to: None,
+            body,
+            files: vec![],
+        }
+    }
+
+    /// The seals that prove `envs` (its own, numbered one after another), as frames.
+    pub fn seals(&self, envs: &[Envelope]) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        for chunk in envs.chunks(lanpeer::protocol::MAX_SEALED as usize) {
+            let leaves: Vec<merkle::Hash> = chunk.iter().map(|e| merkle::leaf(&codec::encode(e).unwrap())).collect();
+            let first = chunk[0].id.seq;
+            let batch = authorship::sign_batch(&self.keys, &self.room, first, &leaves);
+            let all: Vec<u32> = (0..leaves.len() as u32).collect();
+            let seal = batch.seal(&all, |i| leaves.get(i as usize).copied()).unwrap();
+            out.push(codec::encode(&Frame::Seal(seal)).unwrap());
+        }
+        out
+    }
+
+    /// Send `envs` on its stream to the peer (the next stream numbers), with their seals, in
+    /// one write.
+    pub async fn stream(&mut self, envs: &[Envelope]) {
+        let mut frames = Vec::with_capacity(envs.len() + 1);
+        for e in envs {
+            let lseq = self.next_lseq;
+            self.next_lseq += 1;
+            frames.push(codec::message_frame(lseq, codec::encode(e).unwrap()).unwrap().to_bytes());
+        }
+        frames.extend(self.seals(envs));
+        self.send_bytes(frames).await;
+    }
+
+    /// Skip `n` numbers of its stream (a gap the peer waits for).
+    pub fn skip_stream(&mut self, n: u64) {
+        self.next_lseq += n;
     }
 
     /// Send frames, each already encoded, in one write.

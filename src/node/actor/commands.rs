@@ -68,6 +68,20 @@ impl Actor {
             Command::FindAnswer(q, r) => {
                 let _ = r.send(self.exercises.find_answer(&q));
             }
+            Command::Stats(r) => {
+                let sum = |f: &dyn Fn(&super::InStream) -> (usize, usize)| {
+                    self.inbound.values().map(f).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+                };
+                let _ = r.send(crate::node::Stats {
+                    sessions: self.sessions.len(),
+                    members: self.members.len(),
+                    table: self.table.len(),
+                    exercises: self.exercises.len(),
+                    ahead: sum(&|i| (i.ahead.len(), i.ahead_bytes)),
+                    held: sum(&|i| (i.held.len(), i.held_bytes)),
+                    stored: self.p.store.count().unwrap_or(0),
+                });
+            }
             Command::Shutdown => {}
         }
         1

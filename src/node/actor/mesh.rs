@@ -34,13 +34,15 @@ pub(super) struct Mesh {
     subnets: Vec<(IpAddr, u8)>,
     /// When the book last heard that our live peers are alive.
     touched: Instant,
-    /// Addresses that peers known from gossip only failed at, and until when they are not
-    /// dialed for gossip again (at most [`BARRED_MAX`]).
-    barred: HashMap<SocketAddr, Instant>,
+    /// Addresses dialed for peers known from gossip only: how many times, since when (at most
+    /// [`TRIED_MAX`]). An address tried [`gossip::HEARSAY_TRIES`] times is not dialed for such
+    /// peers again for [`gossip::BAR_FOR`], whatever ids are gossiped at it; a session that
+    /// comes up from it clears it.
+    tried: HashMap<SocketAddr, (u8, Instant)>,
 }
 
-/// Barred addresses remembered, at most (the soonest to expire goes first).
-const BARRED_MAX: usize = 4096;
+/// Addresses tried for gossip remembered, at most (the oldest goes first).
+const TRIED_MAX: usize = 4096;
 
 impl Mesh {
     pub(super) fn new(seeds: &[crate::seeds::SeedAddr], ifaces: &[Iface], now: Instant) -> Self {
@@ -51,8 +53,27 @@ impl Mesh {
             dials: RateLimiter::new(gossip::DIAL_BURST, gossip::DIALS_PER_SEC),
             subnets: ifaces.iter().map(|i| (i.ip, i.prefix)).collect(),
             touched: now,
-            barred: HashMap::default(),
+            tried: HashMap::default(),
         }
+    }
+}
+
+impl Mesh {
+    /// Is `peer` known from gossip only (no session of ours ever confirmed it)?
+    fn hearsay(&self, peer: &PeerId) -> bool {
+        self.book.get(peer).is_some_and(|k| !k.confirmed)
+    }
+
+    /// Was `addr` tried for gossip as often as it may be, lately?
+    fn spent(&self, addr: &SocketAddr, now: Instant) -> bool {
+        self.tried.get(addr).is_some_and(|(n, since)| {
+            *n >= gossip::HEARSAY_TRIES && now.saturating_duration_since(*since) < gossip::BAR_FOR
+        })
+    }
+
+    /// Is `peer` known from gossip only, and every one of `addrs` tried enough lately?
+    pub(super) fn hearsay_spent(&self, peer: &PeerId, addrs: &[SocketAddr], now: Instant) -> bool {
+        self.hearsay(peer) && !addrs.is_empty() && addrs.iter().all(|a| self.spent(a, now))
     }
 }
 
@@ -186,7 +207,7 @@ impl Actor {
             }
             let Some(mut addrs) = gossip::accept(ad, self.me, loopback) else { continue };
             // A host that did not answer as a peer is not dialed again for anyone's gossip.
-            addrs.retain(|a| self.mesh.barred.get(a).is_none_or(|until| *until <= now));
+            addrs.retain(|a| !self.mesh.spent(a, now));
             if addrs.is_empty() {
                 continue;
             }
@@ -205,25 +226,42 @@ impl Actor {
         }
     }
 
-    /// A dial of `peer` failed: a peer known from gossip only is forgotten after a few failures,
-    /// and the addresses it failed at are barred for gossip ([`gossip::BAR_FOR`]), so that no
-    /// member can make the room dial a host that is not a peer more than that.
+    /// A dial of `peer` failed: a peer known from gossip only is forgotten after
+    /// [`gossip::HEARSAY_TRIES`] failures (its addresses were counted as it was dialed).
     pub(super) fn mesh_dial_failed(&mut self, peer: PeerId, now: Instant) {
-        let Some(addrs) = self.mesh.book.dial_failed(&peer) else { return };
-        tracing::debug!(peer = %peer.short(), ?addrs, "known from gossip only and not reachable: forgotten, its addresses barred");
-        if !self.table.get(&peer).is_some_and(|e| e.joined) {
-            self.table.remove(peer, now);
+        if self.mesh.book.dial_failed(&peer).is_some() {
+            tracing::debug!(peer = %peer.short(), "known from gossip only and not reachable: forgotten");
+            if !self.table.get(&peer).is_some_and(|e| e.joined) {
+                self.table.remove(peer, now);
+            }
         }
-        if self.mesh.barred.len() + addrs.len() > BARRED_MAX {
-            self.mesh.barred.retain(|_, until| *until > now);
-            while self.mesh.barred.len() + addrs.len() > BARRED_MAX {
-                let Some(soonest) = self.mesh.barred.iter().min_by_key(|(_, u)| **u).map(|(a, _)| *a) else { break };
-                self.mesh.barred.remove(&soonest);
+    }
+
+    /// A dial of `peer` at `addrs` starts: when it is known from gossip only, each address counts
+    /// a try.
+    pub(super) fn mesh_dialing(&mut self, peer: &PeerId, addrs: &[SocketAddr], now: Instant) {
+        if !self.mesh.hearsay(peer) {
+            return;
+        }
+        if self.mesh.tried.len() + addrs.len() > TRIED_MAX {
+            self.mesh.tried.retain(|_, (_, since)| now.saturating_duration_since(*since) < gossip::BAR_FOR);
+            while self.mesh.tried.len() + addrs.len() > TRIED_MAX {
+                let Some(oldest) = self.mesh.tried.iter().min_by_key(|(_, v)| v.1).map(|(a, _)| *a) else { break };
+                self.mesh.tried.remove(&oldest);
             }
         }
         for a in addrs {
-            self.mesh.barred.insert(a, now + gossip::BAR_FOR);
+            let e = self.mesh.tried.entry(*a).or_insert((0, now));
+            if now.saturating_duration_since(e.1) >= gossip::BAR_FOR {
+                *e = (0, now);
+            }
+            e.0 = e.0.saturating_add(1);
         }
+    }
+
+    /// A session came up with a peer at `remote`: a peer's address, tried or not.
+    pub(super) fn mesh_reached(&mut self, remote: SocketAddr) {
+        self.mesh.tried.remove(&remote);
     }
 
     /// The announce task published a new set of interfaces. Sessions bound to an address we no

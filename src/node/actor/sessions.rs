@@ -159,16 +159,24 @@ impl Actor {
     /// Start the dials that are due (on every tick, and at once when a newcomer is heard).
     pub(super) fn dial_due(&mut self, now: Instant) {
         let crossing = &self.p.ctx.crossing;
-        let busy = |p: &PeerId| {
-            let b = crossing.inbound(p);
+        let mesh = &self.mesh;
+        let busy = |e: &crate::peers::Entry| {
+            let b = crossing.inbound(&e.id);
             if b {
-                tracing::debug!(peer = %p.short(), "its handshake with us is under way: not dialing it now");
+                tracing::debug!(peer = %e.id.short(), "its handshake with us is under way: not dialing it now");
                 Counts::bump(&COUNTS.deferred);
             }
-            b
+            // A peer known from gossip only, at addresses tried enough already.
+            b || mesh.hearsay_spent(&e.id, &e.addrs(), now)
         };
         for (peer, addrs) in self.table.due_dials_except(now, busy) {
+            // Several peers gossiped at one address in one go: the tries count as they start.
+            if self.mesh.hearsay_spent(&peer, &addrs, now) {
+                self.table.dial_done(peer);
+                continue;
+            }
             tracing::debug!(peer = %peer.short(), ?addrs, "dialing");
+            self.mesh_dialing(&peer, &addrs, now);
             self.p.ctx.tracker.spawn(dial::dial(peer, addrs, self.p.ctx.clone()));
         }
     }
@@ -208,6 +216,7 @@ impl Actor {
                 if let Some((info, why)) = self.table.session_closed(peer, farewell, now) {
                     self.left(info, why);
                 }
+                self.bound_members();
             }
             SessionMsg::SeedDialed { seed, outcome } => self.seed_dialed(seed, outcome),
             SessionMsg::DialCrossed { peer, refused } => {
@@ -289,6 +298,7 @@ impl Actor {
             stale.cancel.cancel();
         }
         let outcome = self.table.session_up(&hello, remote, Instant::now());
+        self.mesh_reached(remote);
         if !matches!(outcome, UpOutcome::Resumed) {
             self.met(peer, &hello.name, &hello.props);
         }
