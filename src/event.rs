@@ -123,7 +123,7 @@ impl Message {
     /// The message of an envelope (the author's name and a problem's title cleaned for showing,
     /// whatever the envelope holds: [`crate::text`]). `own`: this peer is the author.
     pub fn from_envelope(env: Envelope, own: bool) -> Message {
-        let from_name = crate::text::clean_name(&env.author_name);
+        let from_name = crate::text::clean_name_owned(env.author_name);
         let body = match env.body {
             Body::Problem { title, body, private_answers } => {
                 Body::Problem { title: crate::text::clean_title(&title), body, private_answers }

@@ -21,6 +21,20 @@ pub fn is_hidden_format(c: char) -> bool {
         | '\u{200B}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{00AD}' | '\u{180E}')
 }
 
+/// Is `name` as [`clean_name`] makes it already?
+fn is_clean_name(name: &str) -> bool {
+    name.len() <= MAX_NAME
+        && name.trim() == name
+        && !name.is_empty()
+        && name.chars().all(|c| !c.is_control() && !is_hidden_format(c))
+}
+
+/// [`clean_name`] of an owned name: the same string, not a copy, when it is clean already (the
+/// name of every message received).
+pub fn clean_name_owned(name: String) -> String {
+    if is_clean_name(&name) { name } else { clean_name(&name) }
+}
+
 /// A name as shown: no control or hidden format characters, spaces trimmed, at most
 /// [`MAX_NAME`] characters.
 pub fn clean_name(name: &str) -> String {

@@ -11,7 +11,8 @@ use super::Actor;
 /// The names known, by peer, and how many peers go by each.
 #[derive(Debug, Default)]
 pub(super) struct Names {
-    of: HashMap<PeerId, String>,
+    /// Each peer's name, and that name as compared (without case).
+    of: HashMap<PeerId, (String, String)>,
     /// Peers per name, compared without case.
     count: HashMap<String, u32>,
 }
@@ -19,26 +20,47 @@ pub(super) struct Names {
 impl Names {
     /// `id` goes by `name` now.
     pub(super) fn see(&mut self, id: PeerId, name: &str) {
-        if self.of.get(&id).is_some_and(|n| n == name) {
+        if self.of.get(&id).is_some_and(|(n, _)| n == name) {
             return;
         }
-        if let Some(old) = self.of.insert(id, name.to_string()) {
-            let key = old.to_lowercase();
-            if let Some(c) = self.count.get_mut(&key) {
-                *c -= 1;
-                if *c == 0 {
-                    self.count.remove(&key);
-                }
+        let key = name.to_lowercase();
+        *self.count.entry(key.clone()).or_default() += 1;
+        if let Some((_, old)) = self.of.insert(id, (name.to_string(), key))
+            && let Some(c) = self.count.get_mut(&old)
+        {
+            *c -= 1;
+            if *c == 0 {
+                self.count.remove(&old);
             }
         }
-        *self.count.entry(name.to_lowercase()).or_default() += 1;
+    }
+
+    /// Does another peer go by `name`, as `id` does (or did)?
+    fn shared(&self, id: &PeerId, name: &str) -> bool {
+        match self.of.get(id) {
+            // The usual case: the name `id` goes by, its key at hand.
+            Some((n, key)) if n == name => self.count.get(key).copied().unwrap_or(0) > 1,
+            Some((_, key)) => {
+                let other = name.to_lowercase();
+                self.count.get(&other).copied().unwrap_or(0) > u32::from(*key == other)
+            }
+            None => self.count.contains_key(&name.to_lowercase()),
+        }
     }
 
     /// `name` as shown for `id`: with the start of the id when another peer goes by it.
     pub(super) fn label(&self, id: &PeerId, name: &str) -> String {
-        let key = name.to_lowercase();
-        let mine = u32::from(self.of.get(id).is_some_and(|n| n.to_lowercase() == key));
-        if self.count.get(&key).copied().unwrap_or(0) > mine { event::label(name, id) } else { name.to_string() }
+        if self.shared(id, name) { event::label(name, id) } else { name.to_string() }
+    }
+
+    /// [`Names::label`] written into `out` (no allocation when it is the name, as it usually is).
+    pub(super) fn label_into(&self, id: &PeerId, name: &str, out: &mut String) {
+        if self.shared(id, name) {
+            *out = event::label(name, id);
+        } else if out != name {
+            out.clear();
+            out.push_str(name);
+        }
     }
 }
 
@@ -52,7 +74,7 @@ impl Actor {
     /// A message as reported: its author's label, role, and whether the author is the teacher.
     pub(super) fn describe(&self, m: &mut Message) {
         let author = m.id.author;
-        m.from_label = self.names.label(&author, &m.from_name);
+        self.names.label_into(&author, &m.from_name, &mut m.from_label);
         if m.own {
             m.from_role = event::role(&self.p.config.props).map(str::to_string);
             m.from_verified = (m.from_role.as_deref() == Some(TEACHER)).then_some(true);
@@ -101,5 +123,11 @@ mod tests {
         assert_eq!(n.label(&b, "Sam"), "Sam (b2b2b2b2)");
         n.see(b, "Lea");
         assert_eq!(n.count.get("lea"), Some(&1));
+        let mut out = String::from("x");
+        n.label_into(&a, "Sam", &mut out);
+        assert_eq!(out, "Sam");
+        n.see(b, "SAM");
+        n.label_into(&a, "Sam", &mut out);
+        assert_eq!(out, "Sam (a1a1a1a1)");
     }
 }

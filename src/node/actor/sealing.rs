@@ -21,9 +21,11 @@ use crate::id::{MsgId, PeerId};
 use crate::merkle::{self, Hash};
 use crate::protocol::{Frame, MAX_SEALED};
 
-/// Our batches kept with their leaves (the recent ones: what the window and resends still send
-/// after the turn that signed them).
-const OWN_KEPT: usize = 16;
+/// Our batches kept with their leaves: the recent ones, what the window, the frames waiting for
+/// it and resends still send after the turn that signed them (a sender may run tens of thousands
+/// of messages ahead of a slow receiver). About 33 bytes a message; a batch not kept has its
+/// leaves read back from the store (a hash of each of its messages).
+const OWN_KEPT: usize = 512;
 /// Other authors' batches whose leaves were read back from the store, kept for the next seals.
 const LEAVES_KEPT: usize = 16;
 
@@ -64,6 +66,13 @@ pub(super) struct Sealing {
 impl Sealing {
     fn find(list: &VecDeque<Arc<Leaves>>, id: &MsgId) -> Option<Arc<Leaves>> {
         list.iter().find(|l| l.batch.author == id.author && l.batch.index(id.seq).is_some()).cloned()
+    }
+
+    /// Our batch of message number `seq` (ours are kept in the order of their numbers).
+    fn own(&self, seq: u64) -> Option<Arc<Leaves>> {
+        let i = self.own.partition_point(|l| l.batch.first <= seq);
+        let l = self.own.get(i.checked_sub(1)?)?;
+        l.batch.index(seq).map(|_| l.clone())
     }
 
     /// The current turn failed: its batches were not stored.
@@ -110,7 +119,7 @@ impl Actor {
     /// The batch of message `id` with the leaves we hold: ours at hand, or read back.
     fn leaves_of(&mut self, id: &MsgId) -> Option<Arc<Leaves>> {
         if id.author == self.me
-            && let Some(l) = Sealing::find(&self.sealing.own, id)
+            && let Some(l) = self.sealing.own(id.seq)
         {
             return Some(l);
         }
