@@ -466,6 +466,11 @@ fn earlier_lines_come_back_after_a_restart() {
     assert!(ada.exits().success());
     drop(ada);
     assert!(dir.join("prompt-history").exists());
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("prompt-history")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "what was typed is the owner's only");
+    }
 
     let mut ada = spawn_tty("ada", port, &room, &dir, &[]);
     ada.until("the prompt", |t| t.cursor_line() == prompt.trim_end());

@@ -419,6 +419,10 @@ async fn run(args: Args, terminal: bool) -> Result<(), lanpeer::Error> {
         Ok(_) => {}
         Err(e) => tracing::debug!(error = %e, "cannot raise the open-file limit"),
     }
+    // Before the node opens the folder (which would make the key private without a word).
+    for warning in lanpeer::identity::privacy_warnings(&data_dir) {
+        eprintln!("lanpeer: warning: {warning}");
+    }
     let (node, mut events) = Node::start(config).await?;
     let web = match web_addr {
         Some(addr) => match Web::start(node.clone(), addr).await {
