@@ -22,6 +22,7 @@ mod configfile;
 mod doctor;
 mod editor;
 mod export;
+mod fit;
 mod input;
 mod output;
 mod paint;

@@ -10,7 +10,9 @@
 //! feedback) goes under its author's line, each of its lines indented; a newline anywhere else
 //! (a warning's text, say) goes on indented too ([`Output::put`]); control characters show as
 //! `�` and invisible format characters (a bidirectional override, a zero-width space) as a tag
-//! such as `<U+202E>` ([`printable`]), so nothing reorders or hides a part of a line.
+//! such as `<U+202E>` ([`printable`]), so nothing reorders or hides a part of a line. At a
+//! terminal, a line wider than the terminal goes on indented too, broken here and not at the
+//! margin by the terminal (fit.rs).
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -39,6 +41,10 @@ pub struct Output {
     teachers: HashSet<PeerId>,
     /// For the terminal front end: `/help` tells its keys too.
     terminal: bool,
+    /// Stdout is a terminal: its width is read at every flush, and lines are broken to fit it.
+    measured: bool,
+    /// The terminal's width in columns, as last read; `None` when lines go to a pipe or a file.
+    width: Option<usize>,
 }
 
 /// A buffer this full is written out without waiting for a flush.
@@ -143,9 +149,18 @@ fn problems_json(list: &[ProblemView]) -> Value {
 }
 
 impl Output {
-    /// Output to stdout, as JSON lines or for people.
+    /// Output to stdout, as JSON lines or for people (broken to the terminal's width when stdout
+    /// is a terminal).
     pub fn new(json: bool) -> Self {
-        Self::to(json, Box::new(std::io::stdout()))
+        let out = Self::to(json, Box::new(std::io::stdout()));
+        if !json && std::io::IsTerminal::is_terminal(&std::io::stdout()) { out.measured() } else { out }
+    }
+
+    /// Lines broken to the width of the terminal that stdout is.
+    fn measured(mut self) -> Self {
+        self.measured = true;
+        self.width = crate::fit::terminal_width();
+        self
     }
 
     /// Output to any stream.
@@ -158,12 +173,22 @@ impl Output {
             me: None,
             teachers: HashSet::new(),
             terminal: false,
+            measured: false,
+            width: None,
         }
     }
 
-    /// For the terminal front end (its help tells the keys of the line editor).
+    /// For the terminal front end (its help tells the keys of the line editor; its lines are
+    /// broken to the terminal's width).
     pub fn at_terminal(mut self) -> Self {
         self.terminal = true;
+        self.measured()
+    }
+
+    /// Lines broken as for a terminal `width` columns wide, whatever the stream.
+    #[cfg(test)]
+    fn width(mut self, width: usize) -> Self {
+        self.width = Some(width);
         self
     }
 
@@ -205,7 +230,17 @@ impl Output {
     /// Lines of this program's own (help, headings): as they are, each at the margin, made
     /// printable all the same.
     fn line(&mut self, s: &str) {
-        let _ = writeln!(self.buf, "{}", printable(s));
+        let text = printable(s);
+        match self.width.and_then(|w| crate::fit::Fit::new(w, INDENT)) {
+            Some(mut fit) => {
+                let mut fitted = String::with_capacity(text.len() + 16);
+                fit.push(&mut fitted, &text);
+                let _ = writeln!(self.buf, "{fitted}");
+            }
+            None => {
+                let _ = writeln!(self.buf, "{text}");
+            }
+        }
         self.end_line();
     }
 
@@ -221,11 +256,17 @@ impl Output {
     /// at the margin.
     fn put(&mut self, l: Line) {
         let mut s = String::with_capacity(l.0.iter().map(|(_, t)| t.len() + 12).sum::<usize>() + 1);
+        let mut fit = self.width.and_then(|w| crate::fit::Fit::new(w, INDENT));
+        let mut fitted = String::new();
         for (tone, text) in &l.0 {
-            let text = printable(text);
+            let mut text = printable(text);
             if text.contains('\n') {
-                let text = text.replace('\n', &format!("\n{INDENT}"));
-                self.paint.push(&mut s, *tone, &text);
+                text = text.replace('\n', &format!("\n{INDENT}")).into();
+            }
+            if let Some(fit) = &mut fit {
+                fitted.clear();
+                fit.push(&mut fitted, &text);
+                self.paint.push(&mut s, *tone, &fitted);
             } else {
                 self.paint.push(&mut s, *tone, &text);
             }
@@ -262,6 +303,10 @@ impl Output {
         // A write error (the reader went away) drops the output, as before.
         let _ = self.sink.write_all(&self.buf).and_then(|()| self.sink.flush());
         self.buf.clear();
+        // The window may have been made wider or narrower since.
+        if self.measured {
+            self.width = crate::fit::terminal_width();
+        }
     }
 
     /// One event.
@@ -804,6 +849,41 @@ help text
         assert!(matches!(super::printable("plain"), std::borrow::Cow::Borrowed(_)));
         assert_eq!(super::printable("a\u{202E}b\x07"), "a<U+202E>b\u{fffd}");
         assert_eq!(super::printable("👩\u{200D}🏫 été"), "👩\u{200D}🏫 été");
+    }
+
+    /// A one-line chat padded to the reader's width, so that its tail would start a line of the
+    /// terminal's own: broken before the last column, its rest indented.
+    #[test]
+    fn a_line_wider_than_the_terminal_goes_on_indented() {
+        let sink = Shared::default();
+        let mut out = super::Output::to(false, Box::new(sink.clone())).width(60);
+        for pad in 0..70 {
+            let text = format!("hi{}{FORGED}", " ".repeat(pad));
+            out.event(&Event::Message(msg(0xab, pad as u64, Body::Chat { text }, None, false)));
+            let body = format!("x{}{FORGED}", "y".repeat(pad));
+            out.event(&Event::Message(msg(
+                0xab,
+                pad as u64,
+                Body::Answer { problem: MsgId { author: PeerId([1; 16]), seq: 1 }, text: body },
+                None,
+                false,
+            )));
+        }
+        out.help("a help text that is a good deal longer than sixty columns, as the help of a command is");
+        out.flush();
+        let got = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        for l in got.lines() {
+            assert!(l.chars().count() < 60, "wider than the terminal: {l:?}");
+            assert!(!l.starts_with("FORGED"), "{l:?}");
+            assert!(l.starts_with(super::INDENT) || l.as_bytes()[2] == b':' || l.starts_with("a help"), "{l:?}");
+        }
+        // Without a width (a pipe, a file), lines are as they are.
+        let sink = Shared::default();
+        let mut out = super::Output::to(false, Box::new(sink.clone()));
+        let text = format!("hi{}{FORGED}", " ".repeat(60));
+        out.event(&Event::Message(msg(0xab, 1, Body::Chat { text: text.clone() }, None, false)));
+        out.flush();
+        assert!(String::from_utf8(sink.0.lock().unwrap().clone()).unwrap().ends_with(&format!(": {text}\n")));
     }
 
     /// A line a peer tries to forge: another person's message, a join, a warning, each at the
