@@ -227,8 +227,8 @@ impl Output {
         self.who(&m.from_label, m.id.author, m.own, m.from_verified)
     }
 
-    /// Lines of this program's own (help, headings): as they are, each at the margin, made
-    /// printable all the same.
+    /// Lines as they are, each where it starts: this program's own (help, headings) at the
+    /// margin, or a peer's text already indented ([`Output::body`]); made printable all the same.
     fn line(&mut self, s: &str) {
         let text = printable(s);
         match self.width.and_then(|w| crate::fit::Fit::new(w, INDENT)) {
