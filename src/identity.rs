@@ -8,6 +8,11 @@
 //! number, reserved in blocks so that ids stay unique across restarts without a write per
 //! message), `lock` (held with an OS file lock while the peer runs; released by the OS when the
 //! process dies, even by SIGKILL).
+//!
+//! On Unix the folder is made `0700` and every file in it `0600` from its creation on (the
+//! history, [`crate::journal`], too): the key is who the peer is, and the history holds private
+//! messages and quiz answers. [`privacy_warnings`] says when an existing folder or key file is
+//! open to other users.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -41,26 +46,37 @@ fn dir_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::DataDir { path: path.to_path_buf(), source }
 }
 
-fn write_durably(path: &Path, text: &str) -> std::io::Result<()> {
-    write_durably_mode(path, text, false)
+/// `o` makes its file readable and writable by its owner only (0600 on Unix), from its creation
+/// on; elsewhere it is as the system makes it.
+pub(crate) fn private(o: &mut OpenOptions) -> &mut OpenOptions {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o
 }
 
-/// Write `text` to `path` atomically (temporary file, sync, rename); `secret` makes the file
-/// readable by its owner only (0600 on Unix) from its creation on.
-fn write_durably_mode(path: &Path, text: &str, secret: bool) -> std::io::Result<()> {
+/// Make the folder `dir` (and any missing parent) for its owner only (0700 on Unix). A folder
+/// that is there already is left as it is.
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+}
+
+/// Write `text` to `path` atomically (temporary file, sync, rename), readable by its owner only
+/// from its creation on.
+fn write_durably(path: &Path, text: &str) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let _ = fs::remove_file(&tmp);
     {
-        let mut o = OpenOptions::new();
-        o.write(true).create_new(true);
-        #[cfg(unix)]
-        if secret {
-            use std::os::unix::fs::OpenOptionsExt;
-            o.mode(0o600);
-        }
-        #[cfg(not(unix))]
-        let _ = secret;
-        let mut f = o.open(&tmp)?;
+        let mut f = private(OpenOptions::new().write(true).create_new(true)).open(&tmp)?;
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
     }
@@ -87,22 +103,15 @@ fn load_keys(dir: &Path) -> Result<StaticKeys, Error> {
             hex::decode_to_slice(text.trim(), secret.as_mut()).map_err(|e| {
                 damaged(dir, format!("the file `{KEY_FILE}` is damaged ({e}); remove it to get a new identity"))
             })?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                if let Ok(m) = fs::metadata(&key_path)
-                    && m.permissions().mode() & 0o077 != 0
-                {
-                    tracing::warn!(path = %key_path.display(), "the key file was readable by others; making it private");
-                    let _ = fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600));
-                }
+            if let Some(warning) = make_key_private(&key_path) {
+                tracing::warn!(path = %key_path.display(), "{warning}");
             }
             Ok(StaticKeys::from_seed(*secret))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let keys = StaticKeys::generate();
             let text = zeroize::Zeroizing::new(format!("{}\n", hex::encode(keys.seed())));
-            write_durably_mode(&key_path, &text, true).map_err(dir_err(dir))?;
+            write_durably(&key_path, &text).map_err(dir_err(dir))?;
             if let Ok(old) = fs::read_to_string(dir.join("id")) {
                 let why = if dir.join(OLD_KEY_FILE).exists() {
                     "this data folder's key cannot sign messages: made a new identity key"
@@ -121,6 +130,51 @@ fn load_keys(dir: &Path) -> Result<StaticKeys, Error> {
     }
 }
 
+/// A key file that others can read made private (0600), and a sentence that says so; `None` when
+/// it was private (or is not there, or the system has no such modes).
+fn make_key_private(key_path: &Path) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let m = fs::metadata(key_path).ok()?;
+        if m.permissions().mode() & 0o077 != 0 {
+            let fixed = fs::set_permissions(key_path, fs::Permissions::from_mode(0o600)).is_ok();
+            let now = if fixed { "it is private now" } else { "it could not be made private" };
+            return Some(format!(
+                "the key file {} could be read by other users of this computer ({now}); whoever copied it can act as this peer, so delete it to get a new identity if that may have happened",
+                key_path.display()
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = key_path;
+    None
+}
+
+/// What in the data folder `dir` other users of this computer can reach, one plain sentence
+/// each: the folder itself (opened or listed by others: the history holds private messages), and
+/// the key file (readable by others: it is made private on the spot, and the sentence says so).
+/// Nothing when all is private, when `dir` is not there yet, or off Unix.
+pub fn privacy_warnings(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = fs::metadata(dir)
+            && m.is_dir()
+            && m.permissions().mode() & 0o077 != 0
+        {
+            out.push(format!(
+                "the data folder {} can be opened by other users of this computer, and it holds your messages; make it private with: chmod 700 {}",
+                dir.display(),
+                dir.display()
+            ));
+        }
+    }
+    out.extend(make_key_private(&dir.join(KEY_FILE)));
+    out
+}
+
 impl Identity {
     /// Open (creating if needed) the data directory `dir`, or make a throwaway identity.
     pub fn open(dir: Option<&Path>) -> Result<Identity, Error> {
@@ -135,9 +189,10 @@ impl Identity {
                 reserved_until: u64::MAX,
             });
         };
-        fs::create_dir_all(dir).map_err(dir_err(dir))?;
-        let lock =
-            OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("lock")).map_err(dir_err(dir))?;
+        create_private_dir(dir).map_err(dir_err(dir))?;
+        let lock = private(OpenOptions::new().create(true).truncate(false).write(true))
+            .open(dir.join("lock"))
+            .map_err(dir_err(dir))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => return Err(Error::DataDirInUse(dir.to_path_buf())),
@@ -287,6 +342,44 @@ mod tests {
         assert_eq!(saved, want + SEQ_BLOCK);
         drop(a);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    /// A new data folder is its owner's only, and so is every file made in it; an old one that is
+    /// open to others gets a sentence each for the folder and the key, and the key is made private.
+    #[cfg(unix)]
+    #[test]
+    fn the_data_dir_is_private_and_an_open_one_is_told() {
+        use std::os::unix::fs::PermissionsExt;
+        let top = std::env::temp_dir().join(format!("lanpeer-modes-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&top);
+        let dir = top.join("made").join("here");
+        let a = Identity::open(Some(&dir)).unwrap();
+        assert_eq!((mode(&top.join("made")), mode(&dir)), (0o700, 0o700), "the folder and its missing parent");
+        for f in [KEY_FILE, "id", "seq", "lock"] {
+            assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
+        }
+        assert_eq!(privacy_warnings(&dir), Vec::<String>::new());
+        drop(a);
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(dir.join(KEY_FILE), fs::Permissions::from_mode(0o644)).unwrap();
+        let w = privacy_warnings(&dir);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("chmod 700") && w[0].contains(&dir.display().to_string()), "{}", w[0]);
+        assert!(w[1].contains("key file") && w[1].contains("it is private now"), "{}", w[1]);
+        assert_eq!(mode(&dir.join(KEY_FILE)), 0o600, "the key was made private");
+        assert_eq!(mode(&dir), 0o755, "the folder is the user's to change");
+        // The same when the node opens the folder itself (no sentence then, a log line).
+        fs::set_permissions(dir.join(KEY_FILE), fs::Permissions::from_mode(0o640)).unwrap();
+        drop(Identity::open(Some(&dir)).unwrap());
+        assert_eq!(mode(&dir.join(KEY_FILE)), 0o600);
+        assert!(privacy_warnings(&top.join("nowhere")).is_empty());
+        fs::remove_dir_all(&top).unwrap();
     }
 
     #[test]

@@ -262,7 +262,9 @@ impl Journal {
     /// whole group into `each`, and cut away a damaged tail. Returns the journal and how many
     /// bytes of tail were cut (logged at warn level when not 0).
     pub fn open(path: &Path, each: impl FnMut(Records<'_>)) -> io::Result<(Journal, u64)> {
-        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        // Owner only (0600 on Unix) from its creation on: the history holds private messages.
+        let mut file = crate::identity::private(OpenOptions::new().read(true).write(true).create(true).truncate(false))
+            .open(path)?;
         let size = file.metadata()?.len();
         let h = header();
         if size < HEADER_LEN {
@@ -457,6 +459,17 @@ mod tests {
             vec![b"a".to_vec(), Vec::new(), vec![0xff; 300]],
             vec![b"third group".to_vec(), b"x".to_vec()],
         ]
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_journal_is_its_owners_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = dir();
+        let p = d.join("j");
+        write(&p, &sample());
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     fn write(path: &Path, groups: &[Vec<Vec<u8>>]) -> Vec<u64> {

@@ -190,7 +190,10 @@ impl Trust {
         let text: BTreeMap<&String, String> = all.iter().map(|(r, i)| (r, i.to_string())).collect();
         let written = serde_json::to_string_pretty(&text).map_err(std::io::Error::other).and_then(|t| {
             let tmp = file.with_extension("json.tmp");
-            std::fs::write(&tmp, t + "\n")?;
+            let mut f = crate::identity::private(std::fs::OpenOptions::new().write(true).create(true).truncate(true))
+                .open(&tmp)?;
+            std::io::Write::write_all(&mut f, (t + "\n").as_bytes())?;
+            drop(f);
             std::fs::rename(&tmp, file)
         });
         match written {
@@ -271,6 +274,12 @@ mod tests {
         let mut other = Trust::new(me, "5C", false, None, Some(&dir));
         assert_eq!(other.claim(impostor, true).0, Claim::Verified);
         assert_eq!(Trust::new(me, "5B", false, None, Some(&dir)).known(), Some(teacher), "5B's kept");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join(TEACHERS_FILE)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "the file is its owner's only");
+        }
         // A teacher is its own room's teacher: nobody else is.
         let mut own = Trust::new(teacher, "5B", true, None, None);
         assert_eq!(own.claim(impostor, true).0, Claim::Unverified);

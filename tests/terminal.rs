@@ -466,6 +466,11 @@ fn earlier_lines_come_back_after_a_restart() {
     assert!(ada.exits().success());
     drop(ada);
     assert!(dir.join("prompt-history").exists());
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("prompt-history")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "what was typed is the owner's only");
+    }
 
     let mut ada = spawn_tty("ada", port, &room, &dir, &[]);
     ada.until("the prompt", |t| t.cursor_line() == prompt.trim_end());
@@ -616,4 +621,33 @@ fn the_log_goes_above_the_prompt_too() {
         !text.lines().any(|l| l.contains("peer joined") && l.contains("typed before")),
         "a log line went into the typed line:\n{text}"
     );
+}
+
+/// A one-line chat padded to the width of the reader's terminal (spaces, or wide characters), so
+/// that the terminal would go on with its tail at the left margin, where it would read as another
+/// person's message: lanpeer breaks the line itself, and the tail shows indented.
+#[test]
+fn a_chat_padded_to_the_width_forges_no_line_at_the_margin() {
+    let (mut ada, mut bea, _dir, _room, _) = pair("ada", "bea", &[]);
+    let forged = "FORGED 09:00:00  Ms Rivera: send me your password";
+    // `hh:mm:ss  bea: ` is 15 columns: the tail starts the terminal's next row at these pads.
+    let at = COLS as usize - 15;
+    for pad in at - 3..=at + 1 {
+        bea.send(&format!("{}{forged}", "-".repeat(pad)));
+    }
+    bea.send(&format!("x{}{forged}", "日".repeat((at - 1) / 2)));
+    bea.send("END of the padded chats");
+    ada.shows("bea: END of the padded chats");
+    let rows: Vec<String> = ada.screen.screen().rows(0, COLS).collect();
+    assert!(
+        rows.iter().filter(|r| r.contains("send me your password")).count() == 6,
+        "every padded chat is on the screen:\n{}",
+        rows.join("\n")
+    );
+    for r in &rows {
+        assert!(!r.contains("  Ms Rivera") || r.starts_with("          "), "a forged line:\n{}", rows.join("\n"));
+        if !r.contains("bea: ") && r.contains("send me your password") {
+            assert!(r.starts_with("          "), "the rest of a long line is indented: {r:?}");
+        }
+    }
 }

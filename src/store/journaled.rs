@@ -443,6 +443,12 @@ mod tests {
         assert_eq!(s.pending(p, 0, 10).unwrap().len(), 1);
         assert_eq!(s.members_since(0).unwrap().len(), 1);
         assert!(!PathBuf::from(format!("{}.new", path.display())).exists());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "the compacted history is its owner's only, as the one it replaced");
+        }
         // Still a journal that takes writes and replays them.
         s.insert(&chat(1, 2, "more"), &codec::encode(&chat(1, 2, "more")).unwrap(), 2, true).unwrap();
         drop(s);

@@ -180,6 +180,9 @@ impl TmpDir {
     pub fn new(tag: &str) -> TmpDir {
         let d = std::env::temp_dir().join(format!("{tag}-{}-{}", std::process::id(), rand::random::<u32>()));
         std::fs::create_dir_all(&d).unwrap();
+        // Its owner's only, as lanpeer makes a data folder (one open to others gets a warning).
+        #[cfg(unix)]
+        std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
         TmpDir(d)
     }
 }

@@ -60,6 +60,17 @@ pub fn complete(line: &str, pos: usize, known: &Known, paths: &dyn Fn(&str, usiz
     (start, list)
 }
 
+/// A candidate's text as the list shows it: peers' names and titles made printable.
+fn shown(text: String) -> String {
+    crate::output::printable(&text).into_owned()
+}
+
+/// Does `name` hold a character that shows as nothing? Such a name is never typed for the user
+/// (it would carry the character into what they send): the id is, or nothing.
+fn hides(name: &str) -> bool {
+    name.chars().any(|c| c.is_control() || lanpeer::text::is_hidden_format(c))
+}
+
 /// Online peers for `/msg`: by the start of the name or of the id.
 fn peers(word: &str, known: &Known) -> Vec<Candidate> {
     let unique = |name: &str| known.peers.iter().filter(|(_, n)| n.eq_ignore_ascii_case(name)).count() == 1;
@@ -68,9 +79,9 @@ fn peers(word: &str, known: &Known) -> Vec<Candidate> {
         .iter()
         .filter(|(id, name)| word.is_empty() || starts_with_ci(name, word) || id.matches_prefix(word))
         .map(|(id, name)| {
-            let by_name = !name.contains(char::is_whitespace) && unique(name);
+            let by_name = !name.contains(char::is_whitespace) && !hides(name) && unique(name);
             let replacement = if by_name { format!("{name} ") } else { format!("{} ", id.short()) };
-            Candidate { display: format!("{name} ({})", id.short()), replacement }
+            Candidate { display: shown(format!("{name} ({})", id.short())), replacement }
         })
         .collect()
 }
@@ -81,7 +92,7 @@ fn nicknames(word: &str, known: &Known) -> Vec<Candidate> {
         return Vec::new();
     }
     let mut names: Vec<&str> =
-        known.peers.iter().map(|(_, n)| n.as_str()).filter(|n| starts_with_ci(n, word)).collect();
+        known.peers.iter().map(|(_, n)| n.as_str()).filter(|n| starts_with_ci(n, word) && !hides(n)).collect();
     names.dedup();
     names.into_iter().map(|n| Candidate { display: n.to_string(), replacement: n.to_string() }).collect()
 }
@@ -94,7 +105,7 @@ fn problems(word: &str, known: &Known) -> Vec<Candidate> {
         .rev()
         .filter(|p| starts_with_ci(&p.id.short(), word) || starts_with_ci(&p.title, word))
         .map(|p| Candidate {
-            display: format!("{}  {} (by {})", p.id.short(), p.title, p.author),
+            display: shown(format!("{}  {} (by {})", p.id.short(), p.title, p.author)),
             replacement: format!("{} ", p.id.short()),
         })
         .collect()
@@ -114,7 +125,7 @@ fn answers(word: &str, known: &Known) -> Vec<Candidate> {
                 || starts_with_ci(title(a.problem), word)
         })
         .map(|a| Candidate {
-            display: format!("{}  by {} on {}", a.id.short(), a.author, title(a.problem)),
+            display: shown(format!("{}  by {} on {}", a.id.short(), a.author, title(a.problem))),
             replacement: format!("{} ", a.id.short()),
         })
         .collect()
@@ -174,6 +185,23 @@ mod tests {
         // The text after the name completes names as they are.
         assert_eq!(replacements("/msg bea hello Ms R"), (18, vec![]));
         assert_eq!(replacements("/msg beatrice hi mS"), (17, vec!["Ms Rivera".to_string()]));
+    }
+
+    #[test]
+    fn hidden_characters_of_a_name_are_shown_and_never_typed() {
+        let mut k = known();
+        k.peers.push((PeerId([0x77; 16]), "zed\u{202E}nimda".into()));
+        k.problems.push(Problem {
+            id: MsgId { author: PeerId([0x77; 16]), seq: 1 },
+            title: "zz\u{200B}top".into(),
+            author: "zed\u{202E}nimda".into(),
+        });
+        let (_, c) = complete("/msg ze", 7, &k, &no_paths);
+        assert_eq!((c[0].display.as_str(), c[0].replacement.as_str()), ("zed<U+202E>nimda (77777777)", "77777777 "));
+        let (_, c) = complete("hi ze", 5, &k, &no_paths);
+        assert!(c.is_empty(), "a name that hides a character is not typed into a chat: {:?}", c[0].replacement);
+        let (_, c) = complete("/answer zz", 10, &k, &no_paths);
+        assert_eq!(c[0].display, "77777777-1  zz<U+200B>top (by zed<U+202E>nimda)");
     }
 
     #[test]

@@ -1,13 +1,20 @@
 //! `lanpeer export` and `lanpeer history`: read a peer's history (even while the peer runs: its
 //! journal is only ever appended to, and a reader stops before a group being written) and write
 //! it for the teacher.
+//!
+//! What the texts hold is written as it is, with two exceptions for the reader's sake: two
+//! authors of one name are told apart (`Sam (6d81c34e)`, in an added `author_label`), and a CSV
+//! cell that a spreadsheet would run as a formula is written as text ([`cell`]): an export is
+//! opened by the teacher, and its texts were typed by whoever was in the room.
 
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::Path;
 
 use lanpeer::exercises::Exercises;
 use lanpeer::store::Store;
-use lanpeer::{Body, Error, Message, ProblemView};
+use lanpeer::{Body, Error, Message, PeerId, ProblemView};
 use serde_json::{Value, json};
 
 use crate::output::Output;
@@ -41,13 +48,42 @@ fn item(m: &Message) -> Value {
         "id": m.id.to_string(),
         "author": m.id.author.to_string(),
         "author_name": m.from_name,
+        "author_label": m.from_label,
         "time": time(m.sent_ms),
         "time_ms": m.sent_ms,
         "text": text_of(m),
     })
 }
 
-/// The exercises of a data dir, optionally one problem only (full id or `<prefix>-<seq>`).
+/// Each message's `from_label`: its author's name, with the start of the id when another author
+/// of the same messages goes by that name (without case), as the prompt tells two peers apart.
+fn label_all<'a>(msgs: impl IntoIterator<Item = &'a mut Message>) {
+    let msgs: Vec<&mut Message> = msgs.into_iter().collect();
+    let mut authors: HashMap<String, HashSet<PeerId>> = HashMap::new();
+    for m in &msgs {
+        authors.entry(m.from_name.to_lowercase()).or_default().insert(m.id.author);
+    }
+    for m in msgs {
+        let shared = authors.get(&m.from_name.to_lowercase()).is_some_and(|a| a.len() > 1);
+        m.from_label = if shared { lanpeer::event::label(&m.from_name, &m.id.author) } else { m.from_name.clone() };
+    }
+}
+
+/// A CSV cell as a spreadsheet takes it: as text. A cell that a spreadsheet would run as a
+/// formula (one that starts with `=`, `+`, `-` or `@`, after any white space, or that starts with
+/// a tab or a carriage return; and, to be safe, one that starts with the full-width forms of
+/// those four signs) gets a single quote in front, as OWASP advises for CSV injection; every
+/// other cell is written as it is. (Every cell is quoted as well, so that a `;` or a `,`
+/// in a text never starts a cell of its own, whichever separator the spreadsheet splits on.)
+fn cell(s: &str) -> Cow<'_, str> {
+    let formula = s.starts_with(['\t', '\r'])
+        || s.trim_start().starts_with(['=', '+', '-', '@'])
+        || s.trim_start().starts_with(['\u{FF1D}', '\u{FF0B}', '\u{FF0D}', '\u{FF20}']);
+    if formula { Cow::Owned(format!("'{s}")) } else { Cow::Borrowed(s) }
+}
+
+/// The exercises of a data dir, optionally one problem only (full id or `<prefix>-<seq>`), their
+/// authors labelled as in [`label_all`].
 fn problems(dir: &Path, room: Option<&str>, problem: Option<&str>) -> Result<Vec<ProblemView>, Error> {
     let store = Store::open_readonly(dir, room)?;
     let mut ex = Exercises::default();
@@ -55,13 +91,18 @@ fn problems(dir: &Path, room: Option<&str>, problem: Option<&str>) -> Result<Vec
         ex.record(&s.message);
     }
     let view = ex.view();
-    Ok(match problem {
+    let mut view: Vec<ProblemView> = match problem {
         None => view,
         Some(p) => {
             let id = ex.find_problem(p)?;
             view.into_iter().filter(|v| v.problem.id == id).collect()
         }
-    })
+    };
+    label_all(view.iter_mut().flat_map(|p| {
+        let answers = p.answers.iter_mut().flat_map(|(a, fb)| std::iter::once(a).chain(fb.iter_mut()));
+        std::iter::once(&mut p.problem).chain(answers)
+    }));
+    Ok(view)
 }
 
 /// Write the problems with every answer and its feedback to stdout.
@@ -97,7 +138,7 @@ pub fn export(dir: &Path, room: Option<&str>, format: Format, problem: Option<&s
             writeln!(out).map_err(io)?;
         }
         Format::Csv => {
-            let mut w = csv::Writer::from_writer(out);
+            let mut w = csv::WriterBuilder::new().quote_style(csv::QuoteStyle::Always).from_writer(out);
             let csv_err = |e: csv::Error| Error::Storage(format!("cannot write the export: {e}"));
             w.write_record([
                 "problem_id",
@@ -109,6 +150,7 @@ pub fn export(dir: &Path, room: Option<&str>, format: Format, problem: Option<&s
                 "author_name",
                 "time",
                 "text",
+                "author_label",
             ])
             .map_err(csv_err)?;
             for p in &list {
@@ -128,7 +170,9 @@ pub fn export(dir: &Path, room: Option<&str>, format: Format, problem: Option<&s
                         m.from_name.clone(),
                         time(m.sent_ms),
                         text_of(m).to_string(),
+                        m.from_label.clone(),
                     ]
+                    .map(|c| cell(&c).into_owned())
                 };
                 w.write_record(row("problem", &p.problem, "")).map_err(csv_err)?;
                 for (a, fb) in &p.answers {
@@ -148,9 +192,53 @@ pub fn export(dir: &Path, room: Option<&str>, format: Format, problem: Option<&s
 /// Print the recent messages as the prompt shows them (or as one JSON `history` event).
 pub fn history(dir: &Path, room: Option<&str>, limit: usize, json: bool) -> Result<(), Error> {
     let store = Store::open_readonly(dir, room)?;
-    let msgs: Vec<Message> = store.history(limit)?.into_iter().map(|s| s.message).collect();
+    let mut msgs: Vec<Message> = store.history(limit)?.into_iter().map(|s| s.message).collect();
+    label_all(msgs.iter_mut());
     let mut out = Output::new(json);
     out.history(&msgs);
     out.flush();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lanpeer::MsgId;
+
+    #[test]
+    fn formula_cells_become_text() {
+        for bad in ["=1+1", "+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1", "  =HYPERLINK(\"x\")", "\n=1", "\u{FF1D}1+1"] {
+            assert_eq!(cell(bad), format!("'{bad}"), "{bad:?}");
+        }
+        for good in ["", "hello", "1+1", "a=b", "Sam (6d81c34e)", "2024-05-01T09:00:00+02:00", "'quoted", "😀"] {
+            assert!(matches!(cell(good), Cow::Borrowed(c) if c == good), "{good:?}");
+        }
+    }
+
+    fn msg(author: u8, seq: u64, name: &str) -> Message {
+        let mut m = Message::from_envelope(
+            lanpeer::protocol::Envelope {
+                id: MsgId { author: PeerId([author; 16]), seq },
+                author_name: name.into(),
+                sent_ms: 1,
+                to: None,
+                body: Body::Chat { text: "x".into() },
+                files: vec![],
+            },
+            false,
+        );
+        m.from_label = "stale".into();
+        m
+    }
+
+    #[test]
+    fn two_authors_of_one_name_are_told_apart() {
+        let mut msgs = [msg(1, 1, "Sam"), msg(2, 1, "sam"), msg(1, 2, "Sam"), msg(3, 1, "Lea")];
+        label_all(msgs.iter_mut());
+        let labels: Vec<&str> = msgs.iter().map(|m| m.from_label.as_str()).collect();
+        assert_eq!(labels, ["Sam (01010101)", "sam (02020202)", "Sam (01010101)", "Lea"]);
+        let mut alone = [msg(1, 1, "Sam"), msg(1, 2, "Sam")];
+        label_all(alone.iter_mut());
+        assert_eq!(alone[1].from_label, "Sam", "one author, one name: no id");
+    }
 }

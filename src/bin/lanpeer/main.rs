@@ -22,6 +22,7 @@ mod configfile;
 mod doctor;
 mod editor;
 mod export;
+mod fit;
 mod input;
 mod output;
 mod paint;
@@ -418,6 +419,10 @@ async fn run(args: Args, terminal: bool) -> Result<(), lanpeer::Error> {
         }
         Ok(_) => {}
         Err(e) => tracing::debug!(error = %e, "cannot raise the open-file limit"),
+    }
+    // Before the node opens the folder (which would make the key private without a word).
+    for warning in lanpeer::identity::privacy_warnings(&data_dir) {
+        eprintln!("lanpeer: warning: {warning}");
     }
     let (node, mut events) = Node::start(config).await?;
     let web = match web_addr {

@@ -4,6 +4,15 @@
 //! A line for people is built from pieces, each with its [`Tone`]; text from peers is made
 //! printable piece by piece before any colour is added, so that colour is the only escape
 //! sequence a line can hold. How a person's name is shown is decided in one place, [`Output::who`].
+//!
+//! What a peer sends can never make a line that looks like another: a line starts at the margin
+//! only with a time or with what this program says. A text of several lines (a chat, an answer,
+//! feedback) goes under its author's line, each of its lines indented; a newline anywhere else
+//! (a warning's text, say) goes on indented too ([`Output::put`]); control characters show as
+//! `�` and invisible format characters (a bidirectional override, a zero-width space) as a tag
+//! such as `<U+202E>` ([`printable`]), so nothing reorders or hides a part of a line. At a
+//! terminal, a line wider than the terminal goes on indented too, broken here and not at the
+//! margin by the terminal (fit.rs).
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -32,18 +41,36 @@ pub struct Output {
     teachers: HashSet<PeerId>,
     /// For the terminal front end: `/help` tells its keys too.
     terminal: bool,
+    /// Stdout is a terminal: its width is read at every flush, and lines are broken to fit it.
+    measured: bool,
+    /// The terminal's width in columns, as last read; `None` when lines go to a pipe or a file.
+    width: Option<usize>,
 }
 
 /// A buffer this full is written out without waiting for a flush.
 pub const WRITE_AT: usize = 64 * 1024;
 
-/// `s` with every control character but newline and tab replaced by `�`.
+/// `s` as shown on a terminal: every control character but newline and tab replaced by `�`, and
+/// every invisible format character shown as its tag ([`lanpeer::text::neutralize`]).
 pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.chars().all(|c| !c.is_control() || c == '\n' || c == '\t') {
-        return s.into();
+    use std::borrow::Cow;
+    let controls = |c: char| c.is_control() && c != '\n' && c != '\t';
+    let s: Cow<'_, str> = if s.chars().any(controls) {
+        s.chars().map(|c| if controls(c) { '\u{fffd}' } else { c }).collect::<String>().into()
+    } else {
+        s.into()
+    };
+    match s {
+        Cow::Borrowed(b) => lanpeer::text::neutralize(b),
+        Cow::Owned(o) => match lanpeer::text::neutralize(&o) {
+            Cow::Borrowed(_) => Cow::Owned(o),
+            Cow::Owned(n) => Cow::Owned(n),
+        },
     }
-    s.chars().map(|c| if c.is_control() && c != '\n' && c != '\t' { '\u{fffd}' } else { c }).collect::<String>().into()
 }
+
+/// How far the lines of a text go in under its author's line.
+const INDENT: &str = "          ";
 
 fn clock(ms: u64) -> String {
     use chrono::TimeZone;
@@ -67,8 +94,14 @@ fn role_mark(role: Option<&str>, verified: Option<bool>) -> Option<String> {
     }
 }
 
+/// Every line of `text` indented (an empty text: one indented empty line, so that the author's
+/// line is never left without what it announces).
 fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("          {l}")).collect::<Vec<_>>().join("\n")
+    let mut lines = text.lines().map(|l| format!("{INDENT}{l}")).collect::<Vec<_>>();
+    if lines.is_empty() {
+        lines.push(INDENT.to_string());
+    }
+    lines.join("\n")
 }
 
 /// One line for people (a text of several lines, for an indented body), in pieces with their tones.
@@ -116,9 +149,18 @@ fn problems_json(list: &[ProblemView]) -> Value {
 }
 
 impl Output {
-    /// Output to stdout, as JSON lines or for people.
+    /// Output to stdout, as JSON lines or for people (broken to the terminal's width when stdout
+    /// is a terminal).
     pub fn new(json: bool) -> Self {
-        Self::to(json, Box::new(std::io::stdout()))
+        let out = Self::to(json, Box::new(std::io::stdout()));
+        if !json && std::io::IsTerminal::is_terminal(&std::io::stdout()) { out.measured() } else { out }
+    }
+
+    /// Lines broken to the width of the terminal that stdout is.
+    fn measured(mut self) -> Self {
+        self.measured = true;
+        self.width = crate::fit::terminal_width();
+        self
     }
 
     /// Output to any stream.
@@ -131,12 +173,22 @@ impl Output {
             me: None,
             teachers: HashSet::new(),
             terminal: false,
+            measured: false,
+            width: None,
         }
     }
 
-    /// For the terminal front end (its help tells the keys of the line editor).
+    /// For the terminal front end (its help tells the keys of the line editor; its lines are
+    /// broken to the terminal's width).
     pub fn at_terminal(mut self) -> Self {
         self.terminal = true;
+        self.measured()
+    }
+
+    /// Lines broken as for a terminal `width` columns wide, whatever the stream.
+    #[cfg(test)]
+    fn width(mut self, width: usize) -> Self {
+        self.width = Some(width);
         self
     }
 
@@ -175,19 +227,49 @@ impl Output {
         self.who(&m.from_label, m.id.author, m.own, m.from_verified)
     }
 
-    /// One line for people. Control characters from peers (terminal escape sequences, say) are
-    /// shown as `�`, so a message can never drive the reader's terminal.
+    /// Lines as they are, each where it starts: this program's own (help, headings) at the
+    /// margin, or a peer's text already indented ([`Output::body`]); made printable all the same.
     fn line(&mut self, s: &str) {
-        let _ = writeln!(self.buf, "{}", printable(s));
+        let text = printable(s);
+        match self.width.and_then(|w| crate::fit::Fit::new(w, INDENT)) {
+            Some(mut fit) => {
+                let mut fitted = String::with_capacity(text.len() + 16);
+                fit.push(&mut fitted, &text);
+                let _ = writeln!(self.buf, "{fitted}");
+            }
+            None => {
+                let _ = writeln!(self.buf, "{text}");
+            }
+        }
         self.end_line();
     }
 
-    /// One line for people, from its pieces: each made printable as in [`Output::line`], then
-    /// coloured.
+    /// A text from a peer (a chat of several lines, a problem's body, an answer, feedback) under
+    /// its author's line: every line of it indented, none at the margin.
+    fn body(&mut self, text: &str) {
+        self.line(&indent(text));
+    }
+
+    /// One line for people, from its pieces: each made printable ([`printable`]: control
+    /// characters from peers, terminal escape sequences say, shown as `�`, so a message can never
+    /// drive the reader's terminal), then coloured. A newline in a piece goes on indented, never
+    /// at the margin.
     fn put(&mut self, l: Line) {
         let mut s = String::with_capacity(l.0.iter().map(|(_, t)| t.len() + 12).sum::<usize>() + 1);
+        let mut fit = self.width.and_then(|w| crate::fit::Fit::new(w, INDENT));
+        let mut fitted = String::new();
         for (tone, text) in &l.0 {
-            self.paint.push(&mut s, *tone, &printable(text));
+            let mut text = printable(text);
+            if text.contains('\n') {
+                text = text.replace('\n', &format!("\n{INDENT}")).into();
+            }
+            if let Some(fit) = &mut fit {
+                fitted.clear();
+                fit.push(&mut fitted, &text);
+                self.paint.push(&mut s, *tone, &fitted);
+            } else {
+                self.paint.push(&mut s, *tone, &text);
+            }
         }
         s.push('\n');
         self.buf.extend_from_slice(s.as_bytes());
@@ -221,6 +303,10 @@ impl Output {
         // A write error (the reader went away) drops the output, as before.
         let _ = self.sink.write_all(&self.buf).and_then(|()| self.sink.flush());
         self.buf.clear();
+        // The window may have been made wider or narrower since.
+        if self.measured {
+            self.width = crate::fit::terminal_width();
+        }
     }
 
     /// One event.
@@ -289,7 +375,7 @@ impl Output {
             // under the name, not back at the margin where the times are.
             Body::Chat { text } if text.contains('\n') => {
                 self.put(head.with(Tone::Private, private).text(":"));
-                self.line(&indent(text));
+                self.body(text);
             }
             Body::Chat { text } => self.put(head.with(Tone::Private, private).text(format!(": {text}"))),
             Body::Problem { title, body, private_answers } => {
@@ -303,7 +389,7 @@ impl Output {
                 };
                 self.put(head.text(" posted problem ").with(Tone::Id, m.id.short()).text(format!("{quiz}: {title}")));
                 if !body.is_empty() {
-                    self.line(&indent(body));
+                    self.body(body);
                 }
                 self.put(
                     Line::new()
@@ -315,12 +401,12 @@ impl Output {
             Body::Answer { problem, text } => {
                 let l = head.with(Tone::Private, private).text(" answered ").with(Tone::Id, problem.short());
                 self.put(l.text(" (answer ").with(Tone::Id, m.id.short()).text("):"));
-                self.line(&indent(text));
+                self.body(text);
             }
             Body::Feedback { answer, text } => {
                 let l = head.with(Tone::Private, private).text(" on answer ").with(Tone::Id, answer.short());
                 self.put(l.text(":"));
-                self.line(&indent(text));
+                self.body(text);
             }
         }
     }
@@ -374,7 +460,7 @@ impl Output {
                 let by = self.who(&p.problem.from_label, p.problem.id.author, false, p.problem.from_verified);
                 self.put(l.who(by).text(format!("{quiz}: {title}")));
                 if !body.is_empty() {
-                    self.line(&indent(body));
+                    self.body(body);
                 }
             }
             for (a, fb) in &p.answers {
@@ -382,7 +468,7 @@ impl Output {
                     let l = Line::new().text("  answer ").with(Tone::Id, a.id.short()).text(" by ");
                     let by = self.author(a);
                     self.put(l.who(by).text(":"));
-                    self.line(&indent(text));
+                    self.body(text);
                 }
                 for f in fb {
                     if let Body::Feedback { text, .. } = &f.body {
@@ -761,5 +847,162 @@ help text
     fn escape_sequences_are_defused() {
         assert_eq!(super::printable("a\x1b[2Jb\nc\td\r"), "a\u{fffd}[2Jb\nc\td\u{fffd}");
         assert!(matches!(super::printable("plain"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(super::printable("a\u{202E}b\x07"), "a<U+202E>b\u{fffd}");
+        assert_eq!(super::printable("👩\u{200D}🏫 été"), "👩\u{200D}🏫 été");
     }
+
+    /// A one-line chat padded to the reader's width, so that its tail would start a line of the
+    /// terminal's own: broken before the last column, its rest indented.
+    #[test]
+    fn a_line_wider_than_the_terminal_goes_on_indented() {
+        let sink = Shared::default();
+        let mut out = super::Output::to(false, Box::new(sink.clone())).width(60);
+        for pad in 0..70 {
+            let text = format!("hi{}{FORGED}", " ".repeat(pad));
+            out.event(&Event::Message(msg(0xab, pad as u64, Body::Chat { text }, None, false)));
+            let body = format!("x{}{FORGED}", "y".repeat(pad));
+            out.event(&Event::Message(msg(
+                0xab,
+                pad as u64,
+                Body::Answer { problem: MsgId { author: PeerId([1; 16]), seq: 1 }, text: body },
+                None,
+                false,
+            )));
+        }
+        out.help("a help text that is a good deal longer than sixty columns, as the help of a command is");
+        out.flush();
+        let got = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        for l in got.lines() {
+            assert!(l.chars().count() < 60, "wider than the terminal: {l:?}");
+            assert!(!l.starts_with("FORGED"), "{l:?}");
+            assert!(l.starts_with(super::INDENT) || l.as_bytes()[2] == b':' || l.starts_with("a help"), "{l:?}");
+        }
+        // Without a width (a pipe, a file), lines are as they are.
+        let sink = Shared::default();
+        let mut out = super::Output::to(false, Box::new(sink.clone()));
+        let text = format!("hi{}{FORGED}", " ".repeat(60));
+        out.event(&Event::Message(msg(0xab, 1, Body::Chat { text: text.clone() }, None, false)));
+        out.flush();
+        assert!(String::from_utf8(sink.0.lock().unwrap().clone()).unwrap().ends_with(&format!(": {text}\n")));
+    }
+
+    /// A line a peer tries to forge: another person's message, a join, a warning, each at the
+    /// margin; a carriage return, a line separator and an override around it.
+    const FORGED: &str = "FORGED 09:00:00  Ms Rivera [teacher]: send me your password";
+
+    /// Every text field of every kind of line, from a hostile peer.
+    fn hostile_lines() -> String {
+        let bad = format!("ok\n{FORGED}\r\n\rFORGED  * Lea joined\n! FORGED\u{2028}FORGED \u{202E}drow\u{202C}\n");
+        let name = "Sam\u{202E}nimda\u{202C}\u{200B}";
+        let with = |m: Message| Message { from_name: name.into(), from_label: name.into(), ..m };
+        let p = with(msg(
+            2,
+            1,
+            Body::Problem { title: "Loops\u{2067}!".into(), body: bad.clone(), private_answers: true },
+            None,
+            false,
+        ));
+        let a = with(msg(3, 4, Body::Answer { problem: p.id, text: bad.clone() }, None, false));
+        let f = with(msg(2, 2, Body::Feedback { answer: a.id, text: bad.clone() }, None, false));
+        let c = with(msg(0xab, 7, Body::Chat { text: bad.clone() }, None, false));
+        let one = with(msg(0xab, 8, Body::Chat { text: "one line\u{2028}FORGED\u{202E}x".into() }, None, false));
+        // A name that came with a newline (none does: a handshake's name is cleaned; this shows
+        // that the lines hold even so).
+        let joined = PeerInfo { name: format!("{name}\n{FORGED}"), label: format!("{name}\n{FORGED}"), ..teacher() };
+        let list = vec![ProblemView { problem: p.clone(), answers: vec![(a.clone(), vec![f.clone()])] }];
+        let sink = Shared::default();
+        let mut out = super::Output::to(false, Box::new(sink.clone()));
+        for e in [
+            Event::PeerJoined(joined.clone()),
+            Event::PeerLeft { id: joined.id, name: joined.name.clone(), reason: LeaveReason::Left },
+            Event::Message(c.clone()),
+            Event::Message(one.clone()),
+            Event::Message(p.clone()),
+            Event::Message(a.clone()),
+            Event::Message(f.clone()),
+            Event::Warning { message: bad.clone() },
+        ] {
+            out.event(&e);
+        }
+        out.history(&[c, one]);
+        out.peers(&[joined]);
+        out.problems(&list);
+        out.error(&bad);
+        out.flush();
+        without_times(&String::from_utf8(sink.0.lock().unwrap().clone()).unwrap())
+    }
+
+    #[test]
+    fn no_text_from_a_peer_reaches_the_margin_or_hides() {
+        let got = hostile_lines();
+        for l in got.lines() {
+            assert!(!l.starts_with("FORGED") && !l.starts_with("! FORGED"), "a forged line at the margin: {l:?}");
+            assert!(
+                !l.chars().any(|c| c.is_control() || lanpeer::text::is_hidden_format(c)),
+                "a control or hidden character: {l:?}"
+            );
+        }
+        assert_eq!(got, HOSTILE, "the hostile lines changed; now:\n{got}");
+    }
+
+    /// [`hostile_lines`] as shown (times aside): every forged line indented under its author's.
+    const HOSTILE: &str = r#"hh:mm:ss  * Sam<U+202E>nimda<U+202C><U+200B>
+          FORGED hh:mm:ss  Ms Rivera [teacher]: send me your password joined (10.0.0.2, teacher, id 05050505)
+hh:mm:ss  * Sam<U+202E>nimda<U+202C><U+200B>
+          FORGED hh:mm:ss  Ms Rivera [teacher]: send me your password left
+hh:mm:ss  Sam<U+202E>nimda<U+202C><U+200B>:
+          ok
+          FORGED hh:mm:ss  Ms Rivera [teacher]: send me your password
+          �FORGED  * Lea joined
+          ! FORGED<U+2028>FORGED <U+202E>drow<U+202C>
+hh:mm:ss  Sam<U+202E>nimda<U+202C><U+200B>: one line<U+2028>FORGED<U+202E>x
+hh:mm:ss  Sam<U+202E>nimda<U+202C><U+200B> posted problem 02020202-1 (quiz: answers go to Sam<U+202E>nimda<U+202C><U+200B> only, who is NOT the verified teacher): Loops<U+2067>!
+          ok
+          FORGED hh:mm:ss  Ms Rivera [teacher]: send me your password
+          �FORGED  * Lea joined
+          ! FORGED<U+2028>FORGED <U+202E>drow<U+202C>
+          answer it with: /answer 02020202-1 YOUR ANSWER
+hh:mm:ss  Sam<U+202E>nimda<U+202C><U+200B> answered 02020202-1 (answer 03030303-4):
+          ok
+          FORGED hh:mm:ss  Ms Rivera [teacher]: send me your password
+          �FORGED  * Lea joined
+          ! FORGED<U+2028>FORGED <U+202E>drow<U+202C>
+hh:mm:ss  Sam<U+202E>nimda<U+202C><U+200B> on answer 03030303-4:
+          ok
+          FORGED hh:mm:ss  Ms Rivera [teacher]: send me your password
+          �FORGED  * Lea joined
+          ! FORGED<U+2028>FORGED <U+202E>drow<U+202C>
+hh:mm:ss  ! ok
+          FORGED hh:mm:ss  Ms Rivera [teacher]: send me your password�
+          �FORGED  * Lea joined
+          ! FORGED<U+2028>FORGED <U+202E>drow<U+202C>
+          
+Earlier in this room:
+hh:mm:ss  Sam<U+202E>nimda<U+202C><U+200B>:
+          ok
+          FORGED hh:mm:ss  Ms Rivera [teacher]: send me your password
+          �FORGED  * Lea joined
+          ! FORGED<U+2028>FORGED <U+202E>drow<U+202C>
+hh:mm:ss  Sam<U+202E>nimda<U+202C><U+200B>: one line<U+2028>FORGED<U+202E>x
+---
+1 online:
+  Sam<U+202E>nimda<U+202C><U+200B>
+          FORGED hh:mm:ss  Ms Rivera [teacher]: send me your password 05050505  10.0.0.2  teacher
+problem 02020202-1 by Sam<U+202E>nimda<U+202C><U+200B> (quiz): Loops<U+2067>!
+          ok
+          FORGED hh:mm:ss  Ms Rivera [teacher]: send me your password
+          �FORGED  * Lea joined
+          ! FORGED<U+2028>FORGED <U+202E>drow<U+202C>
+  answer 03030303-4 by Sam<U+202E>nimda<U+202C><U+200B>:
+          ok
+          FORGED hh:mm:ss  Ms Rivera [teacher]: send me your password
+          �FORGED  * Lea joined
+          ! FORGED<U+2028>FORGED <U+202E>drow<U+202C>
+    feedback by Sam<U+202E>nimda<U+202C><U+200B>: ok / FORGED hh:mm:ss  Ms Rivera [teacher]: send me your password� / �FORGED  * Lea joined / ! FORGED<U+2028>FORGED <U+202E>drow<U+202C> / 
+! ok
+          FORGED hh:mm:ss  Ms Rivera [teacher]: send me your password�
+          �FORGED  * Lea joined
+          ! FORGED<U+2028>FORGED <U+202E>drow<U+202C>
+          
+"#;
 }
