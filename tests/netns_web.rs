@@ -1,21 +1,25 @@
-//! The web page end to end, in real headless Chromium, over a real (virtual) LAN: three
+//! The web page end to end, in real headless Chromium, over a real (virtual) LAN: four
 //! `lanpeer` processes in Linux network namespaces on one bridge. The teacher's peer runs with
 //! `--web` (and `--json`, to read its address and events); Chromium runs inside the teacher's
-//! namespace and browses to the page on that namespace's loopback. Two students are `--json`
-//! peers driven by this test.
+//! namespace and browses to the page on that namespace's loopback. The students are `--json`
+//! peers driven by this test; Sam, started with the teacher's room code, also serves his page
+//! off loopback, on his namespace's own address, where it asks for its token. Late in the lesson
+//! an impostor joins: another key, the teacher's name, `--role teacher`.
 //!
 //! ```text
-//!   <tag>sw : bridge br0, ports s1..s3
+//!   <tag>sw : bridge br0, ports s1..s4
 //!   <tag>h1 : eth0 10.231.0.11/24   Ms Rivera, --role teacher --web   + Chromium (tests/web/e2e.js)
-//!   <tag>h2 : eth0 10.231.0.12/24   Sam, --json
-//!   <tag>h3 : eth0 10.231.0.13/24   Lea, --json
+//!   <tag>h2 : eth0 10.231.0.12/24   Sam, --teacher CODE --web 10.231.0.12 (a tab of that Chromium)
+//!   <tag>h3 : eth0 10.231.0.13/24   Lea (trusts the first teacher she sees)
+//!   <tag>h4 : eth0 10.231.0.14/24   "Ms Rivera", --role teacher: the impostor
 //! ```
 //!
 //! tests/web/e2e.js works the page like a person (label `Message`, Enter, buttons) on commands
-//! from this test, one JSON line each way; every check is made here. Needs root, `ip`, `node`,
-//! `/usr/bin/chromium` and `npm ci` in tests/web (`.ci/run` does all of it). Without them the test
-//! fails, unless `LANPEER_SKIP_WEB=1` is set. A guard kills every child and deletes every
-//! namespace, also on panic; every wait has a deadline.
+//! from this test, one JSON line each way; every check is made here. Raw HTTP requests and
+//! WebSocket handshakes to Sam's page are made from Lea's namespace, as a classmate's computer
+//! would. Needs root, `ip`, `node`, `/usr/bin/chromium` and `npm ci` in tests/web (`.ci/run` does
+//! all of it). Without them the test fails, unless `LANPEER_SKIP_WEB=1` is set. A guard kills
+//! every child and deletes every namespace, also on panic; every wait has a deadline.
 //!
 //! Screenshots land in `$CARGO_TARGET_TMPDIR/netns_web/`; with `LANPEER_UPDATE_SCREENSHOT=1` the
 //! laptop-width one is also written to docs/web.png.
@@ -26,7 +30,9 @@
 mod support;
 
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
@@ -168,27 +174,144 @@ impl Lab {
 const TEACHER: usize = 0;
 const SAM: usize = 1;
 const LEA: usize = 2;
+const IMPOSTOR: usize = 3;
+
+// ---------------------------------------------------------------------------------------------
+// Raw requests from inside a namespace.
+
+/// Run `f` on a thread of its own that has joined the network namespace `ns`: every socket it
+/// opens is that namespace's.
+fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{ns}");
+    let joined = thread::spawn(move || {
+        let file = File::open(&path).unwrap_or_else(|e| panic!("cannot open {path}: {e}"));
+        // SAFETY: setns on a valid descriptor changes this thread's network namespace only.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join();
+    joined.unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
+/// One `GET path` to `addr` with `extra` header lines (each ending in CRLF): (status, whole
+/// response). Bounded: 5 s.
+fn raw_get(addr: SocketAddr, path: &str, extra: &str) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to the page");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("a whole response within 5 s");
+    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, out)
+}
+
+/// A WebSocket handshake to `addr`'s `/ws` from the page's own origin, with `cookie` if any:
+/// Ok(the first message, as JSON) or Err(the HTTP status of the refusal).
+fn raw_ws(addr: SocketAddr, cookie: Option<&str>) -> Result<Value, u16> {
+    use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
+    let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
+    req.headers_mut().insert("origin", format!("http://{addr}").parse().unwrap());
+    if let Some(c) = cookie {
+        req.headers_mut().insert("cookie", c.parse().unwrap());
+    }
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to the page");
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    match tungstenite::client(req, stream) {
+        Ok((mut ws, _)) => loop {
+            match ws.read().expect("a first message within 5 s") {
+                tungstenite::Message::Text(t) => return Ok(serde_json::from_str(t.as_str()).expect("JSON")),
+                _ => continue,
+            }
+        },
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(resp))) => Err(resp.status().as_u16()),
+        Err(e) => panic!("WebSocket handshake to {addr}: {e}"),
+    }
+}
+
+/// Sam's page, served off loopback, seen from another computer of the LAN (`ns`): without the
+/// token, nothing (HTTP and WebSocket); with it, the cookie, then everything.
+fn token_checks(ns: &str, addr: SocketAddr, token: String) -> Duration {
+    in_netns(ns, move || {
+        let t0 = Instant::now();
+        for path in ["/", "/app.js", "/style.css", "/ws"] {
+            let (status, r) = raw_get(addr, path, "");
+            assert_eq!(status, 401, "{path} without the token: {r}");
+            assert!(r.contains("needs its token"), "one plain sentence: {r}");
+        }
+        let wrong: String = token.chars().rev().collect();
+        assert_ne!(wrong, token);
+        let (status, r) = raw_get(addr, &format!("/?token={wrong}"), "");
+        assert_eq!(status, 403, "a wrong token: {r}");
+        assert_eq!(raw_ws(addr, None).map(|_| ()), Err(401), "the WebSocket without the token");
+        let name = format!("lanpeer_token_{}", addr.port());
+        assert_eq!(raw_ws(addr, Some(&format!("{name}={wrong}"))).map(|_| ()), Err(403), "a wrong cookie");
+
+        let (status, r) = raw_get(addr, &format!("/?token={token}"), "");
+        assert_eq!(status, 303, "the printed address: {r}");
+        assert!(r.to_ascii_lowercase().contains("\r\nlocation: /\r\n"), "on to the address without it: {r}");
+        let set = r.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).expect("a cookie");
+        assert!(set.contains(&format!("{name}={token}")), "{set}");
+        assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+        let cookie = format!("{name}={token}");
+        let (status, page) = raw_get(addr, "/", &format!("Cookie: {cookie}\r\n"));
+        assert_eq!(status, 200, "{page}");
+        assert!(page.contains("id=\"chat-log\""), "the page itself");
+        let history = raw_ws(addr, Some(&cookie)).expect("the WebSocket with the cookie");
+        assert_eq!((text(&history, "event"), text(&history["me"], "name")), ("history", "Sam"));
+        t0.elapsed()
+    })
+}
+
+/// `code` is a room code of `room`: `ROOM-xxxx-xxxx-xxxx-xxxx-xxxx`, 80 bits of `id`.
+fn is_room_code(code: &str, room: &str, id: &str) -> bool {
+    let Some(groups) = code.strip_prefix(room).and_then(|r| r.strip_prefix('-')) else { return false };
+    let parts: Vec<&str> = groups.split('-').collect();
+    parts.len() == 5 && parts.iter().all(|g| g.len() == 4) && id.starts_with(&parts.concat())
+}
+
+/// The person under Online whose id is `id`, from the driver's `people` answer.
+fn person<'a>(people: &'a Value, id: &str) -> &'a Value {
+    people["people"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == id)
+        .unwrap_or_else(|| panic!("{id} is not under Online: {people}"))
+}
 
 #[test]
 fn web_page_in_chromium_between_namespaces() {
+    let missing = preconditions().err();
     if std::env::var("LANPEER_SKIP_WEB").as_deref() == Ok("1") {
-        eprintln!("netns_web: skipped (LANPEER_SKIP_WEB=1)");
+        eprintln!(
+            "netns_web: skipped (LANPEER_SKIP_WEB=1){}",
+            missing.map(|why| format!(": {why}")).unwrap_or_default()
+        );
         return;
     }
-    if let Err(why) = preconditions() {
+    if let Some(why) = missing {
         panic!("netns_web cannot run: {why}. Set LANPEER_SKIP_WEB=1 to skip it on a machine that cannot.");
     }
-    let mut lab = Lab::new("lw", [10, 231, 0], &["Ms Rivera", "Sam", "Lea"])
+    let mut lab = Lab::new("lw", [10, 231, 0], &["Ms Rivera", "Sam", "Lea", "Ms Rivera"])
         .unwrap_or_else(|e| panic!("cannot build the lab: {e}"));
     let started = Instant::now();
 
-    // The students first, then the teacher with the page.
-    lab.spawn(SAM);
-    lab.spawn(LEA);
+    // The teacher with the page, then the students: Sam with the teacher's room code and his page
+    // on his own address, Lea with none (she trusts the first teacher she sees).
     lab.spawn_with(TEACHER, |cmd| {
         cmd.args(["--role", "teacher", "--web"]);
     });
-    for i in [TEACHER, SAM, LEA] {
+    let (_, ready) = lab.hosts[TEACHER].expect(0, Duration::from_secs(10), "ready event", |v| v["event"] == "ready");
+    lab.hosts[TEACHER].id = text(&ready, "id").to_string();
+    let room_code = text(&ready, "room_code").to_string();
+    assert!(is_room_code(&room_code, text(&ready, "room"), &lab.hosts[TEACHER].id), "the room code: {ready}");
+    let sam_web = lab.hosts[SAM].ip.to_string();
+    lab.spawn_with(SAM, |cmd| {
+        cmd.args(["--teacher", &room_code, "--web", &sam_web]);
+    });
+    lab.spawn(LEA);
+    for i in [SAM, LEA] {
         let (_, ready) = lab.hosts[i].expect(0, Duration::from_secs(10), "ready event", |v| v["event"] == "ready");
         lab.hosts[i].id = text(&ready, "id").to_string();
     }
@@ -202,16 +325,33 @@ fn web_page_in_chromium_between_namespaces() {
     let teacher_id = lab.hosts[TEACHER].id.clone();
     let sam_id = lab.hosts[SAM].id.clone();
     for i in [SAM, LEA] {
-        lab.hosts[i].expect(0, DISCOVERY_LIMIT, "the teacher joined, as teacher", |v| {
+        let (_, joined) = lab.hosts[i].expect(0, DISCOVERY_LIMIT, "the teacher joined, as teacher", |v| {
             v["event"] == "peer_joined" && v["id"] == teacher_id.as_str() && v["role"] == "teacher"
         });
+        assert_eq!(joined["verified"], json!(true), "by the code (Sam), on first use (Lea): {joined}");
     }
+
+    // Sam's page, off loopback: its address carries the token, and nothing works without it.
+    let (_, web) = lab.hosts[SAM].expect(0, Duration::from_secs(5), "web event", |v| v["event"] == "web");
+    let sam_url = text(&web, "url").to_string();
+    let (sam_addr, sam_token) = sam_url
+        .strip_prefix("http://")
+        .and_then(|r| r.split_once("/?token="))
+        .unwrap_or_else(|| panic!("off loopback, the address carries the token: {sam_url}"));
+    let sam_addr: SocketAddr = sam_addr.parse().expect("IP:PORT");
+    assert_eq!(sam_addr.ip(), lab.hosts[SAM].ip, "{sam_url}");
+    assert!(sam_token.len() >= 32 && sam_token.bytes().all(|b| b.is_ascii_hexdigit()), "128 bits or more: {sam_url}");
+    let t = token_checks(&lab.hosts[LEA].ns, sam_addr, sam_token.to_string());
+    println!("token refused/accepted over HTTP and WebSocket from another computer: {}", ms(t));
 
     // The page, in Chromium inside the teacher's namespace.
     let mut driver = lab.start_driver(TEACHER, &url);
     let (t, opened) = driver.call("open", json!({}));
     println!("page open and connected: {}", ms(t));
     assert!(text(&opened, "whoami").contains("Ms Rivera"), "{opened}");
+    let (_, code) = driver.call("room_code", json!({}));
+    assert_eq!(text(&code, "code"), room_code, "the teacher's page shows its room code");
+    assert!(text(&code, "text").contains(&format!("lanpeer --teacher {room_code}")), "{code}");
     let (t, sam) = driver.call("expect_peer", json!({"name": "Sam"}));
     driver.call("expect_peer", json!({"name": "Lea"}));
     println!("page lists the students: {}", ms(t));
@@ -379,6 +519,95 @@ fn web_page_in_chromium_between_namespaces() {
             (&Value::Null, &json!(0), &json!(0))
         );
     }
+
+    // An impostor joins: the teacher's name and role, another key. Sam (by the code) and Lea (who
+    // met the real teacher first) show it as unverified, and the two are told apart by label.
+    let (s, l) = (lab.hosts[SAM].mark(), lab.hosts[LEA].mark());
+    lab.spawn_with(IMPOSTOR, |cmd| {
+        cmd.args(["--role", "teacher"]);
+    });
+    let (_, ready) = lab.hosts[IMPOSTOR].expect(0, Duration::from_secs(10), "ready event", |v| v["event"] == "ready");
+    let impostor_id = text(&ready, "id").to_string();
+    lab.hosts[IMPOSTOR].id = impostor_id.clone();
+    for (i, mark) in [(SAM, s), (LEA, l)] {
+        let (_, joined) = lab.hosts[i].expect(mark, DISCOVERY_LIMIT, "the impostor joined", |v| {
+            v["event"] == "peer_joined" && v["id"] == impostor_id.as_str()
+        });
+        assert_eq!((&joined["role"], &joined["verified"]), (&json!("teacher"), &json!(false)), "{joined}");
+        assert_eq!(text(&joined, "label"), format!("Ms Rivera ({})", &impostor_id[..8]), "{joined}");
+    }
+    lab.hosts[IMPOSTOR]
+        .expect(0, DISCOVERY_LIMIT, "Sam joined", |v| v["event"] == "peer_joined" && v["id"] == sam_id.as_str());
+
+    // Sam's page, in a second tab: the token's address, then the page at `/` on the cookie.
+    let t0 = Instant::now();
+    let (_, tab) = driver.call("tab", json!({"name": "sam", "to": sam_url}));
+    println!("Sam's page (off loopback, token -> cookie -> /) open and connected: {}", ms(t0.elapsed()));
+    assert!(text(&tab, "whoami").contains("Sam"), "{tab}");
+    assert_eq!(text(&tab, "location"), format!("http://{sam_addr}/"), "the token is gone from the address");
+    let (_, c) = driver.call("cookies", json!({}));
+    assert_eq!(
+        c["cookies"],
+        json!([{"name": format!("lanpeer_token_{}", sam_addr.port()), "httpOnly": true, "sameSite": "Strict", "path": "/"}]),
+    );
+    let (_, people) = driver.call("people", json!({}));
+    let (real, fake) = (person(&people, &teacher_id), person(&people, &impostor_id));
+    assert_eq!(real["badges"], json!(["teacher"]), "the real teacher, verified: {people}");
+    assert_eq!(fake["badges"], json!(["teacher? UNVERIFIED"]), "the impostor, never the teacher's badge: {people}");
+    let (real_label, fake_label) = (text(real, "label"), text(fake, "label"));
+    assert_ne!(real_label, fake_label, "two Ms Riveras told apart");
+    assert_eq!(real_label, format!("Ms Rivera ({})", &teacher_id[..8]));
+    assert_eq!(fake_label, format!("Ms Rivera ({})", &impostor_id[..8]));
+    let options = people["to_options"].to_string();
+    assert!(options.contains(&format!("{fake_label} (teacher? UNVERIFIED), privately")), "{options}");
+    assert!(options.contains(&format!("{real_label} (teacher), privately")), "{options}");
+
+    // A quiz from each: the impostor's warns before the answer box, the teacher's does not.
+    lab.hosts[TEACHER].send("/quiz Real quiz | What is 2 + 2?");
+    lab.hosts[IMPOSTOR].send("/quiz Homework check | Send me your password and your answers.");
+    lab.hosts[IMPOSTOR].send("I am your teacher today.");
+    let (_, q) = driver.call("expect_problem", json!({"title": "Real quiz"}));
+    assert_eq!(q["badges"], json!(["teacher", "quiz"]), "{q}");
+    assert_eq!((text(&q, "from"), &q["warning"]), (real_label, &Value::Null), "{q}");
+    assert_eq!(text(&q, "quiz_note"), format!("Quiz: your answer goes to {real_label} only."));
+    let (_, q) = driver.call("expect_problem", json!({"title": "Homework check"}));
+    assert_eq!(q["badges"], json!(["teacher? UNVERIFIED", "quiz"]), "{q}");
+    assert_eq!(text(&q, "from"), fake_label);
+    assert!(text(&q, "warning").starts_with("Not the verified teacher."), "{q}");
+    assert!(text(&q, "warning").contains(fake_label), "{q}");
+    assert_eq!((&q["warning_visible"], &q["warning_before_box"]), (&json!(true), &json!(true)), "{q}");
+    assert!(text(&q, "quiz_note").contains("NOT the verified teacher"), "{q}");
+    let (_, c) = driver.call("expect_chat", json!({"text": "I am your teacher today."}));
+    assert_eq!((text(&c, "from"), &c["badges"]), (fake_label, &json!(["teacher? UNVERIFIED"])), "{c}");
+
+    let student = shots.join("web-student.png");
+    let (_, r) = driver.call(
+        "screenshot",
+        json!({"path": student.to_string_lossy(), "width": 1366, "height": 1000, "full_page": false}),
+    );
+    assert_eq!(r["horizontal_overflow_px"], json!(0), "the student's page: no sideways scrolling");
+
+    // Sam answers the real quiz on his page: it reaches the teacher, and only the teacher.
+    let (t, i) = (lab.hosts[TEACHER].mark(), lab.hosts[IMPOSTOR].mark());
+    driver.call("answer", json!({"title": "Real quiz", "text": "4"}));
+    let (_, a) = lab.hosts[TEACHER].expect(t, DELIVERY_LIMIT, "Sam's answer from his page", |v| {
+        v["event"] == "answer" && v["from"] == sam_id.as_str()
+    });
+    assert_eq!((text(&a, "text"), text(&a, "to")), ("4", teacher_id.as_str()));
+    // The page keeps working on its cookie alone, also after a reload.
+    driver.call("reload", json!({}));
+    driver.call("expect_answer", json!({"title": "Real quiz", "text": "4"}));
+    let (_, q) = driver.call("expect_problem", json!({"title": "Homework check"}));
+    assert_eq!(q["warning_before_box"], json!(true), "after a reload too: {q}");
+    assert!(
+        lab.hosts[IMPOSTOR].all(i, |v| v["event"] == "answer").is_empty(),
+        "the impostor got no answer to the teacher's quiz"
+    );
+
+    // The teacher's own page: the impostor is unverified there too.
+    driver.call("tab", json!({"name": "first"}));
+    let (_, people) = driver.call("people", json!({}));
+    assert_eq!(person(&people, &impostor_id)["badges"], json!(["teacher? UNVERIFIED"]), "{people}");
 
     // A student leaves with SIGTERM while her input is still open: she exits at once, and the
     // page shows that she left.

@@ -32,8 +32,14 @@ impl History {
     /// received) are kept, the oldest dropped past the limit. Everything else is not kept here.
     pub fn record(&mut self, e: &Event) {
         match e {
-            Event::Ready { id, name, room, role, .. } => {
-                self.me = Some(Me { id: *id, name: name.clone(), room: room.clone(), role: role.clone() });
+            Event::Ready { id, name, room, role, room_code, .. } => {
+                self.me = Some(Me {
+                    id: *id,
+                    name: name.clone(),
+                    room: room.clone(),
+                    role: role.clone(),
+                    room_code: room_code.clone(),
+                });
             }
             Event::Message(m) if matches!(m.body, Body::Chat { .. }) => {
                 if self.chat.iter().rev().take(64).any(|c| c.id == m.id) {
@@ -95,6 +101,7 @@ mod tests {
             room_code: "r-0202-0202-0202-0202-0202".into(),
         });
         assert_eq!(h.me().map(|m| m.name.as_str()), Some("Ada"));
+        assert_eq!(h.me().map(|m| m.room_code.as_str()), Some("r-0202-0202-0202-0202-0202"));
         for seq in 1..=5 {
             h.record(&chat(seq));
         }

@@ -4,7 +4,7 @@
 //! The events of a node have the same names and fields as the CLI's `--json` lines (`ready`,
 //! `peer_joined`, `peer_left`, `chat`, `problem`, `answer`, `feedback`), plus:
 //! - `history`: sent first on every connection, and again when the page fell behind:
-//!   `me` (`{id, name, room}` or null), `peers`, `problems` (each with `answers`, each answer with
+//!   `me` (`{id, name, room, role, room_code}` or null), `peers`, `problems` (each with `answers`, each answer with
 //!   `feedback`), `chat` (the latest chats, oldest first);
 //! - `error`: `message`, one plain sentence, when a command of the page failed.
 //!
@@ -70,6 +70,8 @@ pub struct Me {
     pub room: String,
     /// Its role (`--role`), if any.
     pub role: Option<String>,
+    /// Its room code (the room and its key's fingerprint), which a teacher writes on the board.
+    pub room_code: String,
 }
 
 pub use crate::event::role;
@@ -296,7 +298,9 @@ pub fn problems(list: &[ProblemView]) -> Value {
 pub fn history(me: Option<&Me>, peers: &[PeerInfo], problem_list: &[ProblemView], chat: &[Message]) -> Value {
     json!({
         "event": "history",
-        "me": me.map(|m| json!({"id": m.id.to_string(), "name": m.name, "room": m.room, "role": m.role})),
+        "me": me.map(|m| json!({
+            "id": m.id.to_string(), "name": m.name, "room": m.room, "role": m.role, "room_code": m.room_code,
+        })),
         "peers": peers.iter().map(peer).collect::<Vec<_>>(),
         "problems": problems(problem_list),
         "chat": chat.iter().map(message).collect::<Vec<_>>(),
@@ -387,12 +391,24 @@ mod tests {
         let no_role = PeerInfo { props: vec![], ..info.clone() };
         assert_eq!(peer(&no_role)["role"], Value::Null);
 
-        let me = Me { id: PeerId([9; 16]), name: "Ada".into(), room: "5B".into(), role: None };
+        let me = Me {
+            id: PeerId([9; 16]),
+            name: "Ada".into(),
+            room: "5B".into(),
+            role: Some("teacher".into()),
+            room_code: "5B-0909-0909-0909-0909-0909".into(),
+        };
         let chat = vec![msg(5, 1, Body::Chat { text: "hi".into() }, None)];
         let h = history(Some(&me), &[info], &[], &chat);
         assert_eq!(h["event"], "history");
         assert_eq!(h["me"]["name"], "Ada");
         assert_eq!(h["me"]["room"], "5B");
+        assert_eq!(h["me"]["role"], "teacher");
+        assert_eq!(h["me"]["room_code"], "5B-0909-0909-0909-0909-0909");
+        assert_eq!(
+            (h["peers"][0]["verified"].as_bool(), h["peers"][0]["label"].as_str()),
+            (Some(false), Some("Ms Rivera"))
+        );
         assert_eq!(h["peers"][0]["name"], "Ms Rivera");
         assert_eq!(h["chat"][0]["text"], "hi");
         assert_eq!(h["problems"], json!([]));

@@ -9,8 +9,9 @@
 //! node, and the latest chats from this module's own ring ([`history::History`]).
 //!
 //! Safety:
-//! - it listens on loopback unless another address is given, and then warns that anyone who can
-//!   reach the address can act as this peer;
+//! - it listens on loopback unless another address is given; on any other address every request
+//!   and the WebSocket need the page's secret token ([`token`]), which the printed address
+//!   carries, and the log warns that whoever has that address can act as this peer;
 //! - every request must name this server in its `Host` header (`localhost` or an IP literal with
 //!   the right port), so that a web site that re-points its own name at 127.0.0.1 (DNS rebinding)
 //!   gets nothing;
@@ -40,9 +41,11 @@ use crate::node::Node;
 
 pub mod history;
 pub mod json;
+pub mod token;
 
 use history::History;
 use json::Command;
+use token::{Shown, Token};
 
 /// The page.
 const INDEX_HTML: &str = include_str!("assets/index.html");
@@ -128,6 +131,8 @@ struct Shared {
     node: Node,
     bound: IpAddr,
     port: u16,
+    /// Asked of every request when the page is served off loopback.
+    token: Option<Token>,
     history: Mutex<History>,
     tx: broadcast::Sender<Utf8Bytes>,
     cancel: CancellationToken,
@@ -161,9 +166,15 @@ pub struct Web {
 }
 
 impl Web {
-    /// Serve the page of `node` on `addr` (see [`default_addr`]). Anything but a loopback address
-    /// is logged as a warning: whoever reaches it acts as this peer.
+    /// Serve the page of `node` on `addr` (see [`default_addr`]). Off loopback, every request
+    /// needs the page's token, which [`Web::url`] carries, and a warning is logged: whoever has
+    /// that address acts as this peer.
     pub async fn start(node: Node, addr: SocketAddr) -> Result<Web, Error> {
+        Web::serve(node, addr, !addr.ip().is_loopback()).await
+    }
+
+    /// [`Web::start`], asking for a token (`with_token`) or not, whatever the address.
+    async fn serve(node: Node, addr: SocketAddr, with_token: bool) -> Result<Web, Error> {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| {
             if source.kind() == std::io::ErrorKind::AddrInUse {
                 Error::PortInUse { what: "web page", port: addr.port(), flag: "--web" }
@@ -172,13 +183,18 @@ impl Web {
             }
         })?;
         let local = listener.local_addr().map_err(|source| Error::Socket { what: "web page", source })?;
+        let token = with_token.then(Token::new);
         let shown_ip = if local.ip().is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { local.ip() };
-        let url = format!("http://{}/", SocketAddr::new(shown_ip, local.port()));
+        let mut url = format!("http://{}/", SocketAddr::new(shown_ip, local.port()));
+        if let Some(t) = &token {
+            url.push_str("?token=");
+            url.push_str(t.as_str());
+        }
         if !local.ip().is_loopback() {
             tracing::warn!(
                 address = %local,
-                "the web page listens on {local}, not only on this computer: anyone who can reach this \
-                 address can read and write as this peer"
+                "the web page listens on {local}, not only on this computer: it asks for its token, and \
+                 whoever has its address with the token can read and write as this peer"
             );
         }
         let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
@@ -187,6 +203,7 @@ impl Web {
             node,
             bound: local.ip(),
             port: local.port(),
+            token,
             history: Mutex::new(History::new(history::DEFAULT_CHAT_LIMIT)),
             tx,
             cancel: cancel.clone(),
@@ -198,7 +215,8 @@ impl Web {
                 tracing::warn!(error = %e, "the web page server stopped");
             }
         });
-        tracing::info!(%url, "web page up");
+        // The address is not logged: off loopback it carries the token.
+        tracing::info!(address = %local, "web page up");
         Ok(Web { shared, addr: local, url, server })
     }
 
@@ -207,7 +225,8 @@ impl Web {
         self.addr
     }
 
-    /// The address to open in a browser, e.g. `http://127.0.0.1:40123/`.
+    /// The address to open in a browser, e.g. `http://127.0.0.1:40123/`; off loopback with the
+    /// page's token, e.g. `http://10.0.0.5:8080/?token=3f9c…`.
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -262,6 +281,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/style.css", get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }))
         .route("/icon.svg", get(|| async { asset("image/svg+xml", ICON_SVG) }))
         .route("/ws", get(websocket))
+        .layer(middleware::from_fn_with_state(shared.clone(), check_token))
         .layer(middleware::from_fn_with_state(shared.clone(), check_host))
         .with_state(shared)
 }
@@ -274,6 +294,48 @@ async fn check_host(State(s): State<Arc<Shared>>, req: Request, next: Next) -> R
         return (StatusCode::FORBIDDEN, "This server answers only to its own address.\n").into_response();
     }
     next.run(req).await
+}
+
+/// Off loopback, refuse any request without the page's token (see [`token`]). The first visit
+/// of the page with the token in its address gets the cookie and is sent on to `/`.
+async fn check_token(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let Some(token) = &s.token else { return next.run(req).await };
+    let cookie = token::cookie_name(s.port);
+    match token.shown(req.uri().query(), req.headers(), &cookie) {
+        Shown::InQuery if req.method() == axum::http::Method::GET && req.uri().path() == "/" => {
+            let mut resp = (StatusCode::SEE_OTHER, "Opening the page.\n").into_response();
+            let h = resp.headers_mut();
+            h.insert(header::LOCATION, HeaderValue::from_static("/"));
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+            if let Ok(v) = HeaderValue::from_str(&token.set_cookie(s.port)) {
+                h.insert(header::SET_COOKIE, v);
+            }
+            resp
+        }
+        Shown::InQuery | Shown::InCookie => next.run(req).await,
+        Shown::Wrong => {
+            tracing::debug!(path = req.uri().path(), "web page: refused a request with a wrong token");
+            refuse(
+                StatusCode::FORBIDDEN,
+                "This is not this page's token (the peer makes a new one each time it starts): open the \
+                 address it printed last.\n",
+            )
+        }
+        Shown::Missing => {
+            tracing::debug!(path = req.uri().path(), "web page: refused a request without the token");
+            refuse(
+                StatusCode::UNAUTHORIZED,
+                "This page needs its token: open the address that the peer printed, the one ending in \
+                 ?token=...\n",
+            )
+        }
+    }
+}
+
+/// A refusal: one plain sentence.
+fn refuse(status: StatusCode, sentence: &'static str) -> Response {
+    (status, common_headers("text/plain; charset=utf-8"), sentence).into_response()
 }
 
 fn common_headers(content_type: &'static str) -> [(header::HeaderName, HeaderValue); 4] {
@@ -461,8 +523,13 @@ mod tests {
     }
 
     async fn raw_get(addr: SocketAddr, path: &str, host: &str) -> String {
+        raw_request(addr, path, host, "").await
+    }
+
+    /// A GET of `path` with `extra` header lines (each ending in CRLF); the whole response.
+    async fn raw_request(addr: SocketAddr, path: &str, host: &str, extra: &str) -> String {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n");
         s.write_all(req.as_bytes()).await.unwrap();
         let mut out = String::new();
         tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out)).await.unwrap().unwrap();
@@ -476,10 +543,24 @@ mod tests {
         tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
         tungstenite::Error,
     > {
+        ws_connect_with(addr, origin, None).await
+    }
+
+    async fn ws_connect_with(
+        addr: SocketAddr,
+        origin: Option<&str>,
+        cookie: Option<&str>,
+    ) -> Result<
+        tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+        tungstenite::Error,
+    > {
         use tungstenite::client::IntoClientRequest;
         let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
         if let Some(o) = origin {
             req.headers_mut().insert("origin", o.parse().unwrap());
+        }
+        if let Some(c) = cookie {
+            req.headers_mut().insert("cookie", c.parse().unwrap());
         }
         let (ws, _) = tokio::time::timeout(Duration::from_secs(5), tokio_tungstenite::connect_async(req))
             .await
@@ -529,13 +610,74 @@ mod tests {
         node.shutdown().await;
     }
 
+    /// With a token (as off loopback; here on loopback, which the tests may use): nothing without
+    /// it, the page and its WebSocket with it, and the first visit turns it into a cookie.
+    #[tokio::test]
+    async fn a_page_with_a_token_refuses_every_request_without_it() {
+        let (node, mut events) = node().await;
+        let web = Web::serve(node.clone(), default_addr(), true).await.unwrap();
+        web.publish(&events.recv().await.unwrap());
+        let addr = web.local_addr();
+        let host = addr.to_string();
+        let token = web.shared.token.clone().expect("a token");
+        assert_eq!(web.url(), format!("http://{addr}/?token={}", token.as_str()));
+        let cookie = format!("{}={}", token::cookie_name(addr.port()), token.as_str());
+        let status = |r: &str| r.split(' ').nth(1).unwrap_or("").to_string();
+
+        for path in ["/", "/app.js", "/style.css", "/icon.svg", "/ws", "/nothing"] {
+            let r = raw_get(addr, path, &host).await;
+            assert_eq!(status(&r), "401", "{path} without the token: {r}");
+            assert!(r.contains("needs its token"), "one plain sentence: {r}");
+            assert!(!r.contains(token.as_str()), "the refusal does not tell the token");
+        }
+        let stale = format!("Cookie: {}={}\r\n", token::cookie_name(addr.port()), Token::new().as_str());
+        assert_eq!(status(&raw_request(addr, "/", &host, &stale).await), "403", "a stale cookie");
+        assert_eq!(status(&raw_get(addr, "/?token=0123", &host).await), "403", "a wrong token");
+        let evil = format!("evil.example:{}", addr.port());
+        let url_path = format!("/?token={}", token.as_str());
+        assert_eq!(status(&raw_get(addr, &url_path, &evil).await), "403", "the Host check still comes first");
+
+        // The printed address: the cookie, and on to the address without the token.
+        let r = raw_get(addr, &url_path, &host).await;
+        assert_eq!(status(&r), "303", "{r}");
+        let lower = r.to_ascii_lowercase();
+        assert!(lower.contains("\r\nlocation: /\r\n"), "{r}");
+        let set = r.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).expect("a cookie");
+        assert!(set.contains(&cookie) && set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+        let with_cookie = format!("Cookie: theme=dark; {cookie}\r\n");
+        let page = raw_request(addr, "/", &host, &with_cookie).await;
+        assert_eq!(status(&page), "200", "{page}");
+        assert!(page.contains("id=\"chat-log\""));
+        assert!(raw_request(addr, "/app.js", &host, &with_cookie).await.contains("textContent"));
+        let js = raw_get(addr, &format!("/app.js?token={}", token.as_str()), &host).await;
+        assert_eq!(status(&js), "200", "a program may give the token in the query");
+
+        // The WebSocket: the cookie, and still only from the page's own origin.
+        let own = format!("http://{addr}");
+        for (cookie, want) in [(None, 401), (Some(format!("{}=00", token::cookie_name(addr.port()))), 403)] {
+            match ws_connect_with(addr, Some(&own), cookie.as_deref()).await {
+                Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), want, "cookie {cookie:?}"),
+                other => panic!("cookie {cookie:?} should be refused, got {:?}", other.map(|_| ())),
+            }
+        }
+        match ws_connect_with(addr, Some("http://evil.example"), Some(&cookie)).await {
+            Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 403),
+            other => panic!("another origin should be refused, got {:?}", other.map(|_| ())),
+        }
+        let mut ws = ws_connect_with(addr, Some(&own), Some(&cookie)).await.expect("the cookie opens it");
+        assert_eq!(next_json(&mut ws).await["event"], "history");
+        web.shutdown().await;
+        node.shutdown().await;
+    }
+
     #[tokio::test]
     async fn serves_the_page_and_only_to_its_own_origin() {
         let (node, mut events) = node().await;
         let web = Web::start(node.clone(), default_addr()).await.unwrap();
         let addr = web.local_addr();
         assert!(addr.ip().is_loopback());
-        assert_eq!(web.url(), format!("http://{addr}/"));
+        assert_eq!(web.url(), format!("http://{addr}/"), "on loopback, no token");
+        assert!(web.shared.token.is_none());
 
         let page = raw_get(addr, "/", &addr.to_string()).await;
         assert!(page.starts_with("HTTP/1.1 200"), "{page}");

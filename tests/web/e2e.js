@@ -7,8 +7,11 @@
 // The Rust test decides what to do and checks the peers; this script only works the page, the way
 // a person would: by labels, visible text, Enter and buttons. Every wait is bounded.
 //
-// Safety: the browser browses to URL only (every other request is aborted), with background
-// networking, component updates, sync and QUIC off, and a fresh profile in PROFILE_DIR.
+// The first tab browses to URL; the action `tab` opens (or goes back to) another tab, on another
+// peer's page, and every later action works the current tab.
+//
+// Safety: the browser browses to those pages only (every other request is aborted), with
+// background networking, component updates, sync and QUIC off, and a fresh profile in PROFILE_DIR.
 'use strict';
 
 const readline = require('node:readline');
@@ -19,7 +22,7 @@ if (!url || !profileDir) {
   console.error('usage: node e2e.js URL PROFILE_DIR');
   process.exit(2);
 }
-const base = new URL(url);
+const allowed = new Set([new URL(url).origin]);
 const WAIT = 10_000;
 
 // A hard stop, whatever happens.
@@ -52,16 +55,21 @@ async function main() {
   // Only the lanpeer page itself; nothing else is ever fetched.
   await context.route('**/*', (route) => {
     const u = new URL(route.request().url());
-    if (u.origin === base.origin) return route.continue();
+    if (allowed.has(u.origin)) return route.continue();
     console.error('e2e.js: blocked a request to ' + u.href);
     return route.abort();
   });
-  const page = context.pages()[0] || (await context.newPage());
   const consoleErrors = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error') consoleErrors.push(m.text());
-  });
-  page.on('pageerror', (e) => consoleErrors.push(String(e)));
+  const watch = (p) => {
+    p.on('console', (m) => {
+      if (m.type() === 'error') consoleErrors.push(m.text());
+    });
+    p.on('pageerror', (e) => consoleErrors.push(String(e)));
+    return p;
+  };
+  // The tabs by name; `page` is the current one.
+  let page = watch(context.pages()[0] || (await context.newPage()));
+  const tabs = new Map([['first', page]]);
 
   const connected = () => page.waitForSelector('body.connected', { timeout: WAIT });
 
@@ -75,12 +83,52 @@ async function main() {
   const answerItem = (text) => page.locator('li.answer').filter({ has: page.locator('pre code', { hasText: text }) });
   const chatItem = (text) => page.locator('#chat-log li.msg').filter({ has: page.locator('.msg-text', { hasText: text }) });
 
+  const whoami = async () => {
+    // Connected is the socket's open; who we are comes with the first message (the history).
+    await page.locator('#whoami').filter({ hasText: 'You are' }).waitFor({ state: 'visible', timeout: WAIT });
+    return { title: await page.title(), whoami: await page.locator('#whoami').textContent(), location: page.url() };
+  };
+
   const actions = {
     async open() {
       await open();
-      // Connected is the socket's open; who we are comes with the first message (the history).
-      await page.locator('#whoami').filter({ hasText: 'You are' }).waitFor({ state: 'visible', timeout: WAIT });
-      return { title: await page.title(), whoami: await page.locator('#whoami').textContent() };
+      return await whoami();
+    },
+    // Open the tab `name` on `to` (a new tab), or go back to it (no `to`).
+    async tab({ name, to }) {
+      if (!to) {
+        page = tabs.get(name);
+        if (!page) throw new Error('no tab ' + name);
+        await page.bringToFront();
+        return { location: page.url() };
+      }
+      allowed.add(new URL(to).origin);
+      page = watch(await context.newPage());
+      tabs.set(name, page);
+      await page.goto(to, { waitUntil: 'load', timeout: WAIT });
+      await connected();
+      return await whoami();
+    },
+    // The cookies of the current tab's page: names and flags (never the values).
+    async cookies() {
+      const all = await context.cookies(page.url());
+      return { cookies: all.map((c) => ({ name: c.name, httpOnly: c.httpOnly, sameSite: c.sameSite, path: c.path })) };
+    },
+    async room_code() {
+      const box = page.locator('#room-code');
+      await box.waitFor({ state: 'visible' });
+      return { code: await page.locator('#room-code-text').textContent(), text: await box.textContent() };
+    },
+    // Everyone under Online but this peer: their labels and badges.
+    async people() {
+      const items = page.locator('#people button.person');
+      const out = [];
+      for (let i = 0; i < (await items.count()); i++) {
+        const b = items.nth(i);
+        out.push({ id: await b.getAttribute('data-peer-id'), label: await b.locator('.name').textContent(), badges: await b.locator('.badge').allTextContents() });
+      }
+      const options = await page.locator('#chat-to option').allTextContents();
+      return { people: out, to_options: options };
     },
     async reload() {
       await page.reload({ waitUntil: 'load', timeout: WAIT });
@@ -124,11 +172,24 @@ async function main() {
       const p = problem(title);
       await p.waitFor({ state: 'visible' });
       const body = p.locator('.problem-body');
+      const warning = p.locator('form.answer-form .unverified-note');
+      const hasWarning = (await warning.count()) > 0;
       return {
         problem_id: await p.getAttribute('data-id'),
         body: (await body.count()) ? await body.textContent() : '',
+        from: await p.locator('header .meta .from').textContent(),
         badges: await p.locator('header .badge').allTextContents(),
         quiz_note: (await p.locator('.quiz-note').count()) ? await p.locator('.quiz-note').textContent() : null,
+        warning: hasWarning ? await warning.textContent() : null,
+        warning_visible: hasWarning ? await warning.isVisible() : false,
+        // The warning comes before the answer box, in the page's order as on the screen.
+        warning_before_box: hasWarning
+          ? await p.evaluate((a) => {
+              const w = a.querySelector('form.answer-form .unverified-note');
+              const t = a.querySelector('form.answer-form textarea');
+              return !!(w && t && w.compareDocumentPosition(t) & Node.DOCUMENT_POSITION_FOLLOWING && w.getBoundingClientRect().bottom <= t.getBoundingClientRect().top + 1);
+            })
+          : false,
       };
     },
     async expect_answer({ title, text }) {

@@ -84,8 +84,9 @@ struct Args {
     /// Machine-readable mode: commands on stdin, one JSON object per event on stdout.
     #[arg(long)]
     json: bool,
-    /// Also serve this peer's web page, on ADDR (default: 127.0.0.1 and a free port). Any other
-    /// address lets everyone who can reach it act as this peer.
+    /// Also serve this peer's web page, on ADDR (default: 127.0.0.1 and a free port). On any other
+    /// address the page asks for the secret token in the address printed; whoever has that
+    /// address can act as this peer.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:0")]
     web: Option<String>,
     /// With --web: open the page in the browser.

@@ -1,7 +1,10 @@
 // The page of one lanpeer peer. It talks to its own peer over a WebSocket on the same address
 // (see src/web/mod.rs and src/web/json.rs for the messages).
 //
-// Rule: text from peers is only ever inserted as text (textContent / text nodes), never as HTML.
+// Rules: text from peers is only ever inserted as text (textContent / text nodes), never as HTML.
+// A person is shown by their label (the name, with the start of the id when two share it). The
+// teacher's badge is shown only for the room's verified teacher; anyone else who says they teach
+// is shown as unverified, and their exercises warn before an answer is written.
 'use strict';
 
 (function () {
@@ -43,8 +46,8 @@
   // State
 
   const state = {
-    me: null, // {id, name, room}
-    peers: new Map(), // id -> {id, name, role, state, addr}
+    me: null, // {id, name, room, role, room_code}
+    peers: new Map(), // id -> {id, name, label, role, verified, state, addr}
     chatIds: new Set(),
     problems: new Map(), // id -> {msg, answers: Map(id -> {msg, feedbackIds: Set, el}), el}
     answerProblem: new Map(), // answer id -> problem id
@@ -54,18 +57,82 @@
 
   const isMe = (id) => state.me && state.me.id === id;
 
-  function nameOf(id) {
+  // Does another peer this page knows go by `name` (compared without case)?
+  function sharedName(id, name) {
+    const key = name.toLowerCase();
+    for (const p of state.peers.values()) {
+      if (p.id !== id && typeof p.name === 'string' && p.name.toLowerCase() === key) return true;
+    }
+    return false;
+  }
+
+  // A person as shown: the label their peer reports, or, when it is the bare name and another
+  // person here goes by the same name (who joined after it was reported), the name with the start
+  // of the id, as the peer itself writes it.
+  function labelFor(id, name, label) {
+    const n = name || '';
+    if (label && label !== n) return label;
+    if (id && n && sharedName(id, n)) return n + ' (' + id.slice(0, 8) + ')';
+    return label || n || (id ? id.slice(0, 8) : '');
+  }
+
+  function labelOf(id) {
     if (!id) return '';
     if (isMe(id)) return state.me.name;
     const p = state.peers.get(id);
-    return p ? p.name : id.slice(0, 8);
+    return p ? labelFor(p.id, p.name, p.label) : id.slice(0, 8);
   }
 
-  function isTeacher(id) {
-    if (isMe(id)) return state.me.role === 'teacher';
-    const p = state.peers.get(id);
-    return !!(p && p.role === 'teacher');
+  // An author's label, kept up to date by relabel() as people come and go.
+  function who(className, id, name, label, own) {
+    const s = el('span', { className, 'data-from': id || '', 'data-name': name || '', 'data-label': label || '', 'data-own': own ? '1' : '' });
+    s.textContent = whoText(s);
+    return s;
   }
+
+  function whoText(s) {
+    const d = s.dataset;
+    return labelFor(d.from, d.name, d.label) + (d.own ? ' (you)' : '');
+  }
+
+  function relabel() {
+    for (const s of document.querySelectorAll('span[data-from]')) {
+      const t = whoText(s);
+      if (s.textContent !== t) s.textContent = t;
+    }
+  }
+
+  // What a role claim comes to: 'teacher' (the room's teacher, verified), 'unverified' (says
+  // they teach, in any wording, without being the verified teacher), or null (another role).
+  function standing(role, verified) {
+    if (typeof role !== 'string' || !role) return null;
+    if (role === 'teacher' && verified === true) return 'teacher';
+    if (/teach/i.test(role)) return 'unverified';
+    return null;
+  }
+
+  const UNVERIFIED_TITLE = 'Says they are the teacher, but their key is not the room teacher\'s';
+
+  // The badge of a claim to teach, or null.
+  function trustBadge(role, verified) {
+    switch (standing(role, verified)) {
+      case 'teacher':
+        return el('span', { className: 'badge teacher', text: 'teacher', title: 'The room\'s teacher (verified)' });
+      case 'unverified':
+        return el('span', { className: 'badge unverified', text: 'teacher? UNVERIFIED', title: UNVERIFIED_TITLE });
+      default:
+        return null;
+    }
+  }
+
+  // The badge of any role: a claim to teach as above, another role as it is written.
+  function roleBadge(role, verified) {
+    if (typeof role !== 'string' || !role) return null;
+    return trustBadge(role, verified) || el('span', { className: 'badge', text: role });
+  }
+
+  const myVerified = () => (state.me && state.me.role === 'teacher' ? true : null);
+  const peerStanding = (p) => standing(p.role, p.verified);
 
   // ---------------------------------------------------------------------------------------------
   // Notices and connection status
@@ -86,36 +153,41 @@
   function renderMe() {
     const w = $('whoami');
     w.textContent = '';
+    const teacher = !!(state.me && state.me.role === 'teacher' && state.me.room_code);
+    $('room-code').hidden = !teacher;
     if (!state.me) return;
     w.append('You are ', el('strong', { text: state.me.name }), ' in room ', el('strong', { text: state.me.room }));
     document.title = 'lanpeer · ' + state.me.room;
+    if (teacher) {
+      $('room-code-text').textContent = state.me.room_code;
+      $('room-code-cmd').textContent = 'lanpeer --teacher ' + state.me.room_code;
+    }
   }
 
   // ---------------------------------------------------------------------------------------------
   // People
 
-  function roleBadge(role) {
-    if (!role) return null;
-    return el('span', { className: role === 'teacher' ? 'badge teacher' : 'badge', text: role });
-  }
-
   function renderPeople() {
     const list = $('people');
     list.textContent = '';
     if (state.me) {
-      list.append(el('li', { className: 'person me' }, el('span', { className: 'name', text: state.me.name }), roleBadge(state.me.role), el('span', { className: 'you', text: '(you)' })));
+      list.append(el('li', { className: 'person me' }, el('span', { className: 'name', text: state.me.name }), roleBadge(state.me.role, myVerified()), el('span', { className: 'you', text: '(you)' })));
     }
-    const peers = [...state.peers.values()].sort((a, b) => {
-      const t = (b.role === 'teacher') - (a.role === 'teacher');
-      return t || a.name.localeCompare(b.name);
-    });
+    const peers = sortedPeers();
     const chosen = $('chat-to').value;
     for (const p of peers) {
+      const label = labelOf(p.id);
       const b = el(
         'button',
-        { type: 'button', className: 'person', 'data-peer-id': p.id, 'aria-pressed': String(chosen === p.id), title: 'Write to ' + p.name + ' privately' },
-        el('span', { className: 'name', text: p.name }),
-        roleBadge(p.role),
+        {
+          type: 'button',
+          className: 'person' + (peerStanding(p) === 'unverified' ? ' unverified' : ''),
+          'data-peer-id': p.id,
+          'aria-pressed': String(chosen === p.id),
+          title: 'Write to ' + label + ' privately',
+        },
+        el('span', { className: 'name', text: label }),
+        roleBadge(p.role, p.verified),
         p.state === 'reconnecting' ? el('span', { className: 'badge muted', text: 'reconnecting' }) : null,
       );
       b.addEventListener('click', () => choose(chosen === p.id ? '' : p.id));
@@ -124,6 +196,15 @@
     $('people-count').textContent = peers.length ? String(peers.length + 1) : '';
     $('people-hint').textContent = peers.length ? 'Choose a person to write to them privately.' : 'Nobody else is online yet.';
     renderRecipients();
+    relabel();
+  }
+
+  // The verified teacher first, then everyone by label.
+  function sortedPeers() {
+    return [...state.peers.values()].sort((a, b) => {
+      const t = (peerStanding(b) === 'teacher') - (peerStanding(a) === 'teacher');
+      return t || labelOf(a.id).localeCompare(labelOf(b.id));
+    });
   }
 
   function renderRecipients() {
@@ -131,11 +212,13 @@
     const chosen = sel.value;
     sel.textContent = '';
     sel.append(el('option', { value: '', text: 'Everyone' }));
-    for (const p of [...state.peers.values()].sort((a, b) => a.name.localeCompare(b.name))) {
-      sel.append(el('option', { value: p.id, text: p.name + (p.role === 'teacher' ? ' (teacher), privately' : ', privately') }));
+    for (const p of sortedPeers()) {
+      const s = peerStanding(p);
+      const role = s === 'teacher' ? ' (teacher)' : s === 'unverified' ? ' (teacher? UNVERIFIED)' : '';
+      sel.append(el('option', { value: p.id, text: labelOf(p.id) + role + ', privately' }));
     }
     if (chosen && !state.peers.has(chosen)) {
-      notice(nameOf(chosen) + ' has left; your next message goes to everyone.');
+      notice(labelOf(chosen) + ' has left; your next message goes to everyone.');
       sel.value = '';
     } else {
       sel.value = chosen;
@@ -151,13 +234,15 @@
 
   function updatePlaceholder() {
     const to = $('chat-to').value;
-    $('message').placeholder = to ? 'Write to ' + nameOf(to) + ' privately' : 'Write to everyone';
+    $('message').placeholder = to ? 'Write to ' + labelOf(to) + ' privately' : 'Write to everyone';
     $('chat-form').classList.toggle('private', !!to);
   }
   $('chat-to').addEventListener('change', () => renderPeople());
 
   // ---------------------------------------------------------------------------------------------
   // Chat
+
+  const author = (m) => who('from', m.from, m.from_name, m.from_label, m.own);
 
   function addChat(m) {
     if (state.chatIds.has(m.id)) return;
@@ -166,12 +251,12 @@
     const nearBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 60;
     let privateNote = null;
     if (m.to) {
-      privateNote = el('span', { className: 'badge private', text: m.own ? 'private to ' + nameOf(m.to) : 'private, to you' });
+      privateNote = el('span', { className: 'badge private', text: m.own ? 'private to ' + labelOf(m.to) : 'private, to you' });
     }
     const li = el(
       'li',
       { className: 'msg' + (m.own ? ' own' : '') + (m.to ? ' private' : ''), 'data-id': m.id },
-      el('div', { className: 'msg-head' }, el('span', { className: 'from', text: m.own ? m.from_name + ' (you)' : m.from_name }), isTeacher(m.from) ? roleBadge('teacher') : null, privateNote, timeEl(m.time_ms)),
+      el('div', { className: 'msg-head' }, author(m), trustBadge(m.from_role, m.from_verified), privateNote, timeEl(m.time_ms)),
       el('div', { className: 'msg-text', text: m.text }),
     );
     log.append(li);
@@ -192,10 +277,32 @@
     const answersList = el('ol', { className: 'answers' });
     const count = el('p', { className: 'answer-count' });
     const textarea = el('textarea', { rows: 3, 'aria-label': 'Your answer to ' + m.title, placeholder: 'Your answer (Ctrl+Enter sends)' });
-    const form = el('form', { className: 'answer-form', autocomplete: 'off' }, textarea, el('button', { type: 'submit', text: 'Send answer' }));
-    const quizNote = m.private_answers
-      ? el('p', { className: 'quiz-note', text: mine ? 'Quiz: the answers come to you only.' : 'Quiz: your answer goes to ' + m.from_name + ' only.' })
+    const unverified = !mine && standing(m.from_role, m.from_verified) === 'unverified';
+    // Said before the answer box: whoever posted this is not the room's verified teacher.
+    const warning = unverified
+      ? el(
+          'p',
+          { className: 'unverified-note', role: 'alert' },
+          el('strong', { text: 'Not the verified teacher. ' }),
+          who('who', m.from, m.from_name, m.from_label, false),
+          ' says they are the teacher, but their key is not the room teacher\'s.' +
+            (m.private_answers ? ' Your answer would go to them only.' : '') +
+            ' Check with your teacher before you answer.',
+        )
       : null;
+    const form = el('form', { className: 'answer-form', autocomplete: 'off' }, warning, textarea, el('button', { type: 'submit', text: 'Send answer' }));
+    let quizNote = null;
+    if (m.private_answers && mine) {
+      quizNote = el('p', { className: 'quiz-note', text: 'Quiz: the answers come to you only.' });
+    } else if (m.private_answers) {
+      quizNote = el(
+        'p',
+        { className: 'quiz-note' + (unverified ? ' unverified' : '') },
+        'Quiz: your answer goes to ',
+        who('who', m.from, m.from_name, m.from_label, false),
+        unverified ? ' only, who is NOT the verified teacher.' : ' only.',
+      );
+    }
     const article = el(
       'article',
       { className: 'problem' + (m.private_answers ? ' quiz' : ''), 'data-id': m.id },
@@ -203,7 +310,7 @@
         'header',
         null,
         el('h3', { text: m.title }),
-        el('p', { className: 'meta' }, el('span', { text: m.own ? m.from_name + ' (you)' : m.from_name }), isTeacher(m.from) ? roleBadge('teacher') : null, timeEl(m.time_ms), m.private_answers ? el('span', { className: 'badge quiz', text: 'quiz' }) : null),
+        el('p', { className: 'meta' }, author(m), trustBadge(m.from_role, m.from_verified), timeEl(m.time_ms), m.private_answers ? el('span', { className: 'badge quiz', text: 'quiz' }) : null),
       ),
       m.body ? el('div', { className: 'problem-body', text: m.body }) : null,
       quizNote,
@@ -254,12 +361,12 @@
     }
     state.answerProblem.set(a.id, a.problem_id);
     const feedbackList = el('ul', { className: 'feedback' });
-    const input = el('input', { type: 'text', 'aria-label': 'Feedback on the answer of ' + a.from_name, placeholder: 'Feedback on this answer' });
+    const input = el('input', { type: 'text', 'aria-label': 'Feedback on the answer of ' + labelFor(a.from, a.from_name, a.from_label), placeholder: 'Feedback on this answer' });
     const form = el('form', { className: 'feedback-form', autocomplete: 'off' }, input, el('button', { type: 'submit', text: 'Send feedback' }));
     const li = el(
       'li',
       { className: 'answer' + (a.own ? ' own' : ''), 'data-id': a.id },
-      el('p', { className: 'meta' }, el('span', { className: 'from', text: a.own ? a.from_name + ' (you)' : a.from_name }), timeEl(a.time_ms), a.to ? el('span', { className: 'badge private', text: a.own ? 'to ' + nameOf(a.to) + ' only' : 'to you only' }) : null),
+      el('p', { className: 'meta' }, author(a), trustBadge(a.from_role, a.from_verified), timeEl(a.time_ms), a.to ? el('span', { className: 'badge private', text: a.own ? 'to ' + labelOf(a.to) + ' only' : 'to you only' }) : null),
       el('pre', null, el('code', { text: a.text })),
       feedbackList,
       form,
@@ -292,7 +399,7 @@
       el(
         'li',
         { className: 'fb' + (f.own ? ' own' : ''), 'data-id': f.id },
-        el('p', { className: 'meta' }, el('span', { className: 'from', text: f.own ? f.from_name + ' (you)' : f.from_name }), isTeacher(f.from) ? roleBadge('teacher') : null, timeEl(f.time_ms)),
+        el('p', { className: 'meta' }, author(f), trustBadge(f.from_role, f.from_verified), timeEl(f.time_ms)),
         el('div', { className: 'fb-text', text: f.text }),
       ),
     );
@@ -345,7 +452,7 @@
         history(ev);
         break;
       case 'ready':
-        state.me = { id: ev.id, name: ev.name, room: ev.room };
+        state.me = { id: ev.id, name: ev.name, room: ev.room, role: ev.role, room_code: ev.room_code };
         renderMe();
         renderPeople();
         break;
