@@ -50,12 +50,47 @@ fn hidden(text: &str) -> impl Iterator<Item = (char, bool)> + '_ {
     })
 }
 
+/// Brackets never kept in a name: lanpeer marks people with them (`[teacher]`, `[private]`), and
+/// a name must not carry a mark of its own (`Ms Rivera [teacher]`), nor its look-alikes.
+fn is_mark_bracket(c: char) -> bool {
+    matches!(
+        c,
+        '[' | ']'
+            | '［'
+            | '］'
+            | '【'
+            | '】'
+            | '〔'
+            | '〕'
+            | '〖'
+            | '〗'
+            | '〘'
+            | '〙'
+            | '〚'
+            | '〛'
+            | '⟦'
+            | '⟧'
+            | '⁅'
+            | '⁆'
+    )
+}
+
+/// The end of a name that only lanpeer may write: the start of an id (`Sam (6d81c34e)`, the
+/// label of one of two Sams) or `(you)`. The length of that end, in bytes.
+fn marked_end(name: &str) -> Option<usize> {
+    let open = name.rfind('(')?;
+    let inner = name[open + 1..].strip_suffix(')')?;
+    let id = inner.len() == crate::id::SHORT_LEN && inner.bytes().all(|b| b.is_ascii_hexdigit());
+    (id || inner.eq_ignore_ascii_case("you")).then(|| name.len() - open)
+}
+
 /// Is `name` as [`clean_name`] makes it already?
 fn is_clean_name(name: &str) -> bool {
-    name.len() <= MAX_NAME
+    name.chars().count() <= MAX_NAME
         && name.trim() == name
         && !name.is_empty()
-        && name.chars().all(|c| !c.is_control() && !is_hidden_format(c))
+        && hidden(name).all(|(c, h)| !c.is_control() && !h && !is_mark_bracket(c))
+        && marked_end(name).is_none()
 }
 
 /// [`clean_name`] of an owned name: the same string, not a copy, when it is clean already (the
@@ -64,10 +99,18 @@ pub fn clean_name_owned(name: String) -> String {
     if is_clean_name(&name) { name } else { clean_name(&name) }
 }
 
-/// A name as shown: no control or hidden format characters, spaces trimmed, at most
-/// [`MAX_NAME`] characters.
+/// A name as shown: no control or hidden format characters, no brackets, no end that looks like
+/// lanpeer's own marks (`(6d81c34e)`, `(you)`), spaces trimmed, at most [`MAX_NAME`] characters.
 pub fn clean_name(name: &str) -> String {
-    let s: String = hidden(name).filter(|(c, h)| !c.is_control() && !h).map(|(c, _)| c).take(MAX_NAME).collect();
+    let mut s: String = hidden(name)
+        .filter(|(c, h)| !c.is_control() && !h && !is_mark_bracket(*c))
+        .map(|(c, _)| c)
+        .take(MAX_NAME)
+        .collect();
+    while let Some(n) = marked_end(s.trim_end()) {
+        let keep = s.trim_end().len() - n;
+        s.truncate(keep);
+    }
     s.trim().to_string()
 }
 
@@ -110,7 +153,7 @@ mod tests {
         assert_eq!(clean_name("  Sam \n09:00  Teacher: hi"), "Sam 09:00  Teacher: hi");
         assert_eq!(clean_name("Sa\u{202E}maS"), "SamaS", "no override");
         assert_eq!(clean_name("Ms\u{200B} Rivera"), "Ms Rivera", "no zero-width space");
-        assert_eq!(clean_name("\u{1b}[31mred"), "[31mred");
+        assert_eq!(clean_name("\u{1b}[31mred"), "31mred");
         assert_eq!(clean_name(&"é".repeat(100)).chars().count(), MAX_NAME);
         assert_eq!(clean_name("👩\u{200D}🏫 Ada"), "👩\u{200D}🏫 Ada", "emoji sequences are kept");
         assert_eq!(clean_name("\u{3164}"), "", "a blank filler is no name");
@@ -157,5 +200,18 @@ mod tests {
         );
         // Tags after the flag's sequence ended are hidden again.
         assert_eq!(neutralize("\u{1F3F4}\u{E0067}x\u{E0067}"), "\u{1F3F4}\u{E0067}x<U+E0067>");
+    }
+
+    #[test]
+    fn a_name_cannot_carry_lanpeer_s_own_marks() {
+        assert_eq!(clean_name("Ms Rivera [teacher]"), "Ms Rivera teacher");
+        assert_eq!(clean_name("Ms Rivera ［teacher］"), "Ms Rivera teacher");
+        assert_eq!(clean_name("Sam (6d81c34e)"), "Sam");
+        assert_eq!(clean_name("Sam (you)"), "Sam");
+        assert_eq!(clean_name("Sam (6d81c34e) (YOU)"), "Sam");
+        assert_eq!(clean_name("Sam (B)"), "Sam (B)", "other parentheses stay");
+        for n in ["Ms Rivera [teacher]", "Sam (6d81c34e)", "Sam (you)", "Sam (B)", "Léa"] {
+            assert_eq!(clean_name_owned(n.to_string()), clean_name(n), "{n}");
+        }
     }
 }

@@ -532,7 +532,8 @@ fn hostile_texts_forge_no_line_and_no_formula() {
         sam1.wait(T, |v| v["event"] == "peer_joined" || v["id"] == id.as_str());
     }
     teacher.shows(T, "* sam");
-    teacher.shows(T, "Mal<U+202E>lory<U+200B> joined");
+    // The name of a hello is cleaned as every name is: the override and the zero-width space gone.
+    teacher.shows(T, "=2+3 Mallory joined");
     teacher.send("/problem Loops | write a loop");
     let pid = sam1.wait(T, |v| v["event"] == "problem" && v["title"] == "Loops")["id"].as_str().unwrap().to_string();
     sam2.wait(T, |v| v["event"] == "problem" && v["title"] == "Loops");

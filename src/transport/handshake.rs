@@ -63,10 +63,9 @@ pub enum HandshakeError {
 /// Both halves of an open connection, framed and encrypted.
 pub type Framed = (FramedRead<Prefixed<OwnedReadHalf>, NoiseReader>, FramedWrite<OwnedWriteHalf, NoiseWriter>);
 
-/// Make a name safe to show: no control characters, trimmed, at most [`MAX_NAME`] characters.
+/// Make a name safe to show ([`crate::text::clean_name`]).
 pub fn clean_name(name: &str) -> String {
-    let s: String = name.chars().filter(|c| !c.is_control()).take(MAX_NAME).collect();
-    s.trim().to_string()
+    crate::text::clean_name(name)
 }
 
 /// Which end of a connection a handshake runs at.
