@@ -15,8 +15,7 @@
 //!
 //! Why here and not in the node actor: checking a signature costs tens of microseconds; the
 //! readers of the sessions run beside each other (and beside the actor) on the runtime's
-//! threads, and several seals that arrive together are checked in one batch
-//! ([`crate::crypto::verify_all`]).
+//! threads.
 
 use std::sync::Arc;
 
@@ -238,8 +237,8 @@ impl Verifier {
         self.seals.push(Pending { seal, author, held: ours });
     }
 
-    /// Check the seals that arrived since the last call: their signatures in one batch, then
-    /// each tree. Proved messages go to `out`, in the order they arrived, each with its batch.
+    /// Check the seals that arrived since the last call: each tree, then each signature. Proved
+    /// messages go to `out`, by number, each with its batch.
     pub fn finish(&mut self, out: &mut Vec<Received>) -> Checked {
         let mut checked = Checked::default();
         // Messages no seal proved in time (another author's name on them, say).
@@ -267,16 +266,6 @@ impl Verifier {
             trees.push(tree);
             meta.push((seal, author));
         }
-        // The signatures of the seals whose trees hold, together; one by one if that fails.
-        let items: Vec<(PublicKey, &[u8], crypto::Signature)> = meta
-            .iter()
-            .zip(&trees)
-            .zip(&signed)
-            .filter(|((_, t), _)| t.is_ok())
-            .map(|(((seal, _), _), bytes)| (seal.key, bytes.as_slice(), seal.sig))
-            .collect();
-        let all_good = items.len() > 1 && crypto::verify_all(&items);
-        drop(items);
         for (((seal, author), tree), bytes) in meta.into_iter().zip(trees).zip(&signed) {
             let (_, nodes, held) = match tree {
                 Ok(t) => t,
@@ -286,7 +275,7 @@ impl Verifier {
                     continue;
                 }
             };
-            if !(all_good || crypto::verify(&seal.key, bytes, &seal.sig)) {
+            if !crypto::verify(&seal.key, bytes, &seal.sig) {
                 tracing::debug!(author = %author.short(), first = seal.first, n = held.len(), "a seal that does not hold: its messages dropped");
                 checked.refused += held.len();
                 continue;
@@ -461,7 +450,7 @@ mod tests {
     }
 
     #[test]
-    fn many_seals_are_checked_together_and_a_bad_one_among_them_found() {
+    fn many_seals_at_once_and_a_bad_one_among_them_found() {
         let mut v = Verifier::new(ROOM.into());
         let mut want = Vec::new();
         for k in 0..6 {

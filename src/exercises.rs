@@ -3,11 +3,12 @@
 //! Owned by the node actor. It answers `/problems`, checks that an answer names a known problem
 //! and feedback a known answer, and knows who wrote a quiz (whose answers go to its author only).
 //!
-//! In memory, bounded per author and in all, never for good: each author keeps at most
-//! [`PER_AUTHOR`] items (its oldest go first when it posts more), and past [`MAX_ITEMS`] in all
-//! the oldest item of the author with the most goes. So a member who floods the room with tiny
-//! feedback loses its own oldest items, not the teacher's problems, and a new problem is always
-//! let in. Every item is linked in constant time (an answer that comes before its problem waits
+//! In memory, bounded per author and in all, never for good: each other author keeps at most
+//! [`PER_AUTHOR`] items (its oldest answers and feedback go first when it posts more, its
+//! problems last), and past [`MAX_ITEMS`] in all the author with the most gives way so. So a
+//! member who floods the room with tiny feedback loses its own oldest items, not the teacher's
+//! problems, and a new problem is always let in. This peer's own items are never dropped (it
+//! makes them itself). Every item is linked in constant time (an answer that comes before its problem waits
 //! in a map by problem), so building the index from the history at start is linear.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -46,15 +47,30 @@ pub struct Exercises {
     answers: HashMap<MsgId, AnswerRec>,
     /// Answers whose problem has not come yet, by problem.
     early: HashMap<MsgId, Vec<MsgId>>,
-    /// Each author's items, oldest first: (the item, the answer it is feedback on, if it is).
-    by_author: HashMap<PeerId, VecDeque<(MsgId, Option<MsgId>)>>,
+    /// Each other author's items, oldest first: its answers and feedback (with the answer a
+    /// feedback is on), and its problems apart (they go last).
+    by_author: HashMap<PeerId, Kept>,
     items: usize,
+}
+
+/// One author's items, oldest first.
+#[derive(Debug, Default)]
+struct Kept {
+    /// Answers (`None`) and feedback (`Some(answer)`).
+    others: VecDeque<(MsgId, Option<MsgId>)>,
+    problems: VecDeque<MsgId>,
+}
+
+impl Kept {
+    fn len(&self) -> usize {
+        self.others.len() + self.problems.len()
+    }
 }
 
 impl Exercises {
     /// Keep a problem, answer or feedback (chats are ignored). Returns false when repeated.
     pub fn record(&mut self, m: &Message) -> bool {
-        let on = match &m.body {
+        let (is_problem, on) = match &m.body {
             Body::Chat { .. } => return false,
             Body::Problem { .. } => {
                 if self.problems.contains_key(&m.id) {
@@ -64,7 +80,7 @@ impl Exercises {
                 // Answers can arrive before their problem (catch-up from several peers).
                 let early = self.early.remove(&m.id).unwrap_or_default();
                 self.problems.insert(m.id, (m.clone(), early));
-                None
+                (true, None)
             }
             Body::Answer { problem, .. } => {
                 if self.answers.get(&m.id).is_some_and(|a| a.msg.is_some()) {
@@ -75,7 +91,7 @@ impl Exercises {
                     None => self.early.entry(*problem).or_default().push(m.id),
                 }
                 self.answers.entry(m.id).or_default().msg = Some(m.clone());
-                None
+                (false, None)
             }
             Body::Feedback { answer, .. } => {
                 let rec = self.answers.entry(*answer).or_default();
@@ -83,28 +99,37 @@ impl Exercises {
                     return false;
                 }
                 rec.feedback.insert(m.id, m.clone());
-                Some(*answer)
+                (false, Some(*answer))
             }
         };
         self.items += 1;
-        let mine = self.by_author.entry(m.id.author).or_default();
-        mine.push_back((m.id, on));
-        if mine.len() > PER_AUTHOR {
+        if m.own {
+            return true;
+        }
+        let kept = self.by_author.entry(m.id.author).or_default();
+        if is_problem {
+            kept.problems.push_back(m.id);
+        } else {
+            kept.others.push_back((m.id, on));
+        }
+        if kept.len() > PER_AUTHOR {
             self.evict_oldest_of(m.id.author);
         }
         if self.items > MAX_ITEMS
-            && let Some(most) = self.by_author.iter().max_by_key(|(_, v)| v.len()).map(|(a, _)| *a)
+            && let Some(most) = self.by_author.iter().max_by_key(|(_, k)| k.len()).map(|(a, _)| *a)
         {
             self.evict_oldest_of(most);
         }
         true
     }
 
-    /// Forget the oldest item of `author`.
+    /// Forget the oldest answer or feedback of `author`, or when it has none, its oldest problem.
     fn evict_oldest_of(&mut self, author: PeerId) {
-        let Some(list) = self.by_author.get_mut(&author) else { return };
-        let Some((id, on)) = list.pop_front() else { return };
-        if list.is_empty() {
+        let Some(kept) = self.by_author.get_mut(&author) else { return };
+        let Some((id, on)) = kept.others.pop_front().or_else(|| kept.problems.pop_front().map(|p| (p, None))) else {
+            return;
+        };
+        if kept.len() == 0 {
             self.by_author.remove(&author);
         }
         self.items -= 1;
@@ -282,6 +307,26 @@ mod tests {
         let p2 = msg(1, 2, Body::Problem { title: "new".into(), body: String::new(), private_answers: false });
         assert!(ex.record(&p2));
         assert!(ex.find_problem("01010101-2").is_ok(), "a new problem is let in");
+    }
+
+    /// An author's own problem is not pushed out by its own answers and feedback; this peer's
+    /// own items are never dropped.
+    #[test]
+    fn an_author_s_problems_go_last_and_our_own_never() {
+        let mut ex = Exercises::default();
+        let p = msg(4, 1, Body::Problem { title: "t".into(), body: String::new(), private_answers: false });
+        ex.record(&p);
+        for seq in 2..(PER_AUTHOR as u64 + 100) {
+            ex.record(&msg(4, seq, Body::Answer { problem: p.id, text: "a".into() }));
+        }
+        assert!(ex.find_problem("04040404-1").is_ok(), "its problem stays");
+        let mut own = Exercises::default();
+        let mine = Message { own: true, ..p.clone() };
+        own.record(&mine);
+        for seq in 2..(PER_AUTHOR as u64 + 100) {
+            own.record(&Message { own: true, ..msg(4, seq, Body::Answer { problem: p.id, text: "a".into() }) });
+        }
+        assert_eq!(own.len(), PER_AUTHOR + 99, "nothing of ours dropped");
     }
 
     /// Many authors past the bound in all: the one with the most loses its oldest.

@@ -38,6 +38,8 @@
 //!   its `worker` processes), `store`, `cli`, `idle`, `zyre`.
 
 #[cfg(target_os = "linux")]
+mod authorship;
+#[cfg(target_os = "linux")]
 mod chats;
 #[cfg(target_os = "linux")]
 mod cli;
@@ -123,6 +125,11 @@ fn run() {
             convergence::PER_WORKER
         );
         rt.block_on(convergence::bench_convergence(&o, &z));
+    }
+    if o.wants(Bench::Authorship) {
+        println!("== authorship: the cost of proving every message's author, and a late joiner's catch-up");
+        authorship::bench_authorship(&o);
+        rt.block_on(authorship::bench_late_joiner(&o));
     }
     drop(rt);
     if o.wants(Bench::Store) {

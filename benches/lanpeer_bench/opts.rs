@@ -76,6 +76,8 @@ pub enum Bench {
     Convergence,
     /// The history alone.
     Store,
+    /// What proving authors costs, and a late joiner's catch-up of 10,000 messages.
+    Authorship,
     /// Two CLI processes.
     Cli,
     /// A room of idle CLI processes.
