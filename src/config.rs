@@ -80,9 +80,10 @@ pub struct Config {
     /// Incoming connections (handshaking or live) from dialers we do not know, per IPv4 or IPv6
     /// address...
     pub max_inbound_per_ip: usize,
-    /// ...and per IPv6 /64 prefix (a host picks any address of its /64; every honest peer of an
-    /// IPv6-only LAN is in the same one, so this bound is above the size of a room). More are
-    /// refused at message 1. Loopback is exempt unless `limit_loopback`.
+    /// ...and per IPv6 /64 prefix (a host may take any address of its /64; every honest peer of
+    /// an IPv6-only LAN is in the same one too, so this bound is set above a room's size, and our
+    /// own dials, which it does not count, make up the rest). More are refused at message 1.
+    /// Loopback is exempt unless `limit_loopback`.
     pub max_inbound_per_prefix: usize,
     /// Most dials connecting or handshaking at once (the rest wait their turn).
     pub max_dials: usize,
