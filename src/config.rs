@@ -63,12 +63,36 @@ pub struct Config {
     pub dial_grace: Duration,
     /// Largest frame accepted or sent, in bytes.
     pub max_frame: usize,
-    /// Most TCP connections (handshaking or live) at once.
+    /// Most sessions at once, ours (from before the dial connects) and others' (from their
+    /// proved hello), split into reserves and an open pool ([`crate::transport::slots`]).
+    /// Incoming handshakes are bounded apart (`max_handshakes`).
     pub max_connections: usize,
+    /// Of `max_connections`, places kept for our own dials: a full inbound pool never stops
+    /// them (they use the open pool too when their reserve is used up).
+    pub dial_reserve: usize,
+    /// Of `max_connections`, places kept for dialers whose id we know (a session with it came
+    /// up, or the store remembers it as a member), named in Noise message 1 and proved by the
+    /// hello: a flood of fresh keys cannot take them.
+    pub known_reserve: usize,
+    /// Incoming connections handshaking at once (before their hello is proved); when more come,
+    /// the oldest is cut.
+    pub max_handshakes: usize,
+    /// Incoming connections (handshaking or live) from dialers we do not know, per IPv4 or IPv6
+    /// address...
+    pub max_inbound_per_ip: usize,
+    /// ...and per IPv6 /64 prefix (a host may take any address of its /64; every honest peer of
+    /// an IPv6-only LAN is in the same one too, so this bound is set above a room's size, and our
+    /// own dials, which it does not count, make up the rest). More are refused at message 1.
+    /// Loopback is exempt unless `limit_loopback`.
+    pub max_inbound_per_prefix: usize,
     /// Most dials connecting or handshaking at once (the rest wait their turn).
     pub max_dials: usize,
     /// Frames waiting for one peer's socket at most: a session with more is closed as too slow.
     pub outbox_capacity: usize,
+    /// Bytes waiting for one peer's socket at most, whatever the frame mix: messages beyond it
+    /// wait for a later turn, a session that still has more when a turn starts is closed as too
+    /// slow, and so is one whose socket takes nothing for `expiry` while bytes wait.
+    pub outbox_max_bytes: usize,
     /// Store and forward: messages for an absent peer are kept this long...
     pub keep_for: Duration,
     /// ...and at most this many per peer (the oldest are dropped first, with a log line).
@@ -95,7 +119,8 @@ pub struct Config {
     pub beacon_burst_per_ip: u32,
     /// ...and per second after that; more are dropped unread.
     pub beacon_per_sec_per_ip: f64,
-    /// Apply the two per-address limits above to loopback addresses too. Off by default:
+    /// Apply the per-address limits (the two above, and `max_inbound_per_ip`) to loopback
+    /// addresses too. Off by default:
     /// everything on loopback comes from this computer, where many peers share 127.0.0.1 (tests,
     /// demos, benchmarks), and its user could do anything anyway.
     pub limit_loopback: bool,
@@ -123,8 +148,14 @@ impl Default for Config {
             dial_grace: Duration::from_millis(1500),
             max_frame: 1 << 20,
             max_connections: 1024,
+            dial_reserve: 256,
+            known_reserve: 256,
+            max_handshakes: 256,
+            max_inbound_per_ip: 16,
+            max_inbound_per_prefix: 256,
             max_dials: 16,
             outbox_capacity: 16 * 1024,
+            outbox_max_bytes: 32 << 20,
             keep_for: Duration::from_secs(24 * 3600),
             max_pending_per_peer: 10_000,
             catchup_chats: 100,

@@ -1,15 +1,17 @@
 //! Guards against floods: a per-address token bucket (connection attempts in the accept task,
-//! beacons in the collect-listener) and the rate-limited warnings a node shows its user about
-//! peers it refused (wrong passphrase, no passphrase, too many connections).
+//! beacons in the collect-listener), a per-address count of open connections ([`OpenPerAddr`]),
+//! and the rate-limited warnings a node shows its user about peers it refused (wrong passphrase,
+//! no passphrase, too many connections).
 //!
-//! Both keep a bounded table: when it is full, entries idle long enough to be back at full
-//! credit are forgotten (they would behave the same as new ones), and if none is, the table is
-//! cleared, which at worst gives a flooder one more burst.
+//! The bucket and the warnings keep a bounded table: when it is full, entries idle long enough to
+//! be back at full credit are forgotten (they would behave the same as new ones), and if none is,
+//! the table is cleared, which at worst gives a flooder one more burst. The open count needs no
+//! such rule: an address has an entry only while it holds a connection.
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::net::IpAddr;
-use std::sync::Mutex;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -51,6 +53,112 @@ impl<K: Hash + Eq + Copy> RateLimiter<K> {
             true
         } else {
             false
+        }
+    }
+}
+
+/// Where a connection comes from, as the per-address bounds see it. An IPv4-mapped IPv6 address
+/// (`::ffff:a.b.c.d`) is its IPv4 address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AddrKey {
+    /// One IPv4 address.
+    V4(Ipv4Addr),
+    /// One IPv6 address.
+    V6(Ipv6Addr),
+    /// An IPv6 /64 prefix (its first 64 bits): a host can take any address in its LAN's /64
+    /// (privacy addresses do), so one address alone would bound nothing.
+    Net64(u64),
+}
+
+impl AddrKey {
+    /// The address of `ip`, and for IPv6 its /64 prefix too.
+    pub fn of(ip: IpAddr) -> (AddrKey, Option<AddrKey>) {
+        match ip {
+            IpAddr::V4(a) => (AddrKey::V4(a), None),
+            IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(v4) => (AddrKey::V4(v4), None),
+                None => (AddrKey::V6(a), Some(AddrKey::Net64((u128::from(a) >> 64) as u64))),
+            },
+        }
+    }
+
+    /// An address that stands for the key in a warning (a /64 by its first address).
+    pub fn ip(self) -> IpAddr {
+        match self {
+            AddrKey::V4(a) => a.into(),
+            AddrKey::V6(a) => a.into(),
+            AddrKey::Net64(p) => Ipv6Addr::from(u128::from(p) << 64).into(),
+        }
+    }
+}
+
+impl std::fmt::Display for AddrKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AddrKey::Net64(_) => write!(f, "{}/64", self.ip()),
+            _ => write!(f, "{}", self.ip()),
+        }
+    }
+}
+
+/// Connections open at once per address: at most `per_addr` per IPv4 or IPv6 address, and at
+/// most `per_net` per IPv6 /64 ([`AddrKey`]). Each connection holds an [`AddrHold`] for its whole
+/// life; the count drops when it is dropped.
+#[derive(Debug)]
+pub struct OpenPerAddr {
+    per_addr: usize,
+    per_net: usize,
+    open: Arc<Mutex<HashMap<AddrKey, usize>>>,
+}
+
+/// A connection's place in [`OpenPerAddr`]; leaves it when dropped.
+#[derive(Debug)]
+pub struct AddrHold {
+    keys: (AddrKey, Option<AddrKey>),
+    open: Arc<Mutex<HashMap<AddrKey, usize>>>,
+}
+
+impl OpenPerAddr {
+    /// At most `per_addr` connections per address and `per_net` per IPv6 /64 (at least 1 each).
+    pub fn new(per_addr: usize, per_net: usize) -> Self {
+        OpenPerAddr { per_addr: per_addr.max(1), per_net: per_net.max(1), open: Arc::default() }
+    }
+
+    /// One more connection from `ip`, or Err(the key that has its bound already).
+    pub fn hold(&self, ip: IpAddr) -> Result<AddrHold, AddrKey> {
+        let keys = AddrKey::of(ip);
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let count = |k: &AddrKey| open.get(k).copied().unwrap_or(0);
+        if count(&keys.0) >= self.per_addr {
+            return Err(keys.0);
+        }
+        if let Some(net) = keys.1
+            && count(&net) >= self.per_net
+        {
+            return Err(net);
+        }
+        for k in [Some(keys.0), keys.1].into_iter().flatten() {
+            *open.entry(k).or_insert(0) += 1;
+        }
+        Ok(AddrHold { keys, open: self.open.clone() })
+    }
+
+    /// Connections open from the address or prefix `key` now.
+    pub fn open(&self, key: AddrKey) -> usize {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).get(&key).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for AddrHold {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        for k in [Some(self.keys.0), self.keys.1].into_iter().flatten() {
+            if let Some(n) = open.get_mut(&k) {
+                *n -= 1;
+                if *n == 0 {
+                    open.remove(&k);
+                }
+            }
         }
     }
 }
@@ -147,6 +255,46 @@ mod tests {
             r.allow(IpAddr::from(i.to_be_bytes()), t);
         }
         assert!(r.buckets.len() <= MAX_TRACKED);
+    }
+
+    #[test]
+    fn keys_are_the_ipv4_address_or_the_ipv6_address_and_its_64() {
+        let v4: IpAddr = "10.0.0.7".parse().unwrap();
+        assert_eq!(AddrKey::of(v4), (AddrKey::V4("10.0.0.7".parse().unwrap()), None));
+        let mapped: IpAddr = "::ffff:10.0.0.7".parse().unwrap();
+        assert_eq!(AddrKey::of(mapped), AddrKey::of(v4), "an IPv4-mapped address is its IPv4 address");
+        let a: IpAddr = "fd00:1:2:3:aaaa::1".parse().unwrap();
+        let b: IpAddr = "fd00:1:2:3:bbbb::2".parse().unwrap();
+        let c: IpAddr = "fd00:1:2:4::1".parse().unwrap();
+        assert_ne!(AddrKey::of(a).0, AddrKey::of(b).0);
+        assert_eq!(AddrKey::of(a).1, AddrKey::of(b).1, "one /64");
+        assert_ne!(AddrKey::of(a).1, AddrKey::of(c).1, "another /64");
+        assert_eq!(AddrKey::of(a).1.unwrap().to_string(), "fd00:1:2:3::/64");
+    }
+
+    #[test]
+    fn open_connections_are_bounded_per_address_and_per_64_while_held() {
+        let limits = OpenPerAddr::new(2, 3);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let x = limits.hold(ip("10.0.0.1")).unwrap();
+        let _y = limits.hold(ip("::ffff:10.0.0.1")).unwrap();
+        assert_eq!(limits.hold(ip("10.0.0.1")).unwrap_err(), AddrKey::V4("10.0.0.1".parse().unwrap()));
+        assert!(limits.hold(ip("10.0.0.2")).is_ok(), "another address is not affected");
+        drop(x);
+        let _z = limits.hold(ip("10.0.0.1")).expect("a place came free");
+        // Three of one /64, each from its own address: the fourth is refused for the /64.
+        let held: Vec<AddrHold> =
+            (1..=3).map(|i| limits.hold(ip(&format!("fd00::{i}"))).expect("under both bounds")).collect();
+        let net = limits.hold(ip("fd00::4")).unwrap_err();
+        assert_eq!(net.to_string(), "fd00::/64");
+        assert_eq!(limits.open(net), 3);
+        assert!(limits.hold(ip("fd00:0:0:1::4")).is_ok(), "another /64");
+        drop(held);
+        assert_eq!(limits.open(net), 0);
+        assert!(
+            limits.open.lock().unwrap().keys().all(|k| matches!(k, AddrKey::V4(_))),
+            "an address leaves the table with its last connection"
+        );
     }
 
     #[test]

@@ -216,6 +216,11 @@ impl Node {
         let iface_watch = iface_rx.clone();
         let cancel = CancellationToken::new();
         let warner = Arc::new(Warner::new(events_tx.clone(), WARN_EVERY));
+        // The members the store remembers are known dialers from the start (transport::slots).
+        let slots = transport::slots::Slots::new(&config);
+        for (id, _) in store.members_since(0)? {
+            slots.know(id);
+        }
         let ctx = Arc::new(Ctx {
             me,
             room: config.room.clone(),
@@ -227,10 +232,11 @@ impl Node {
             // The codec refuses anything larger, whatever the config says.
             max_frame: config.max_frame.min(codec::MAX_ENCODED),
             outbox_capacity: config.outbox_capacity,
+            outbox_max_bytes: config.outbox_max_bytes.max(2 * config.max_frame.min(codec::MAX_ENCODED)),
             actor: sess_tx,
             tracker: TaskTracker::new(),
             cancel: cancel.child_token(),
-            limit: Arc::new(Semaphore::new(config.max_connections)),
+            slots,
             dialing: Arc::new(Semaphore::new(config.max_dials.max(1))),
             crossing: crate::transport::crossing::Crossing::new(me),
             keys: SessionKeys { statics: identity.keys.clone(), psk: room_keys.as_ref().map(|k| k.psk.clone()) },

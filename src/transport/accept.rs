@@ -1,8 +1,17 @@
-//! The TCP accept task: takes incoming connections, caps how many are open at once (a semaphore
-//! permit per connection, held until it ends), and runs each one's handshake and session in its
-//! own task. Accept errors (e.g. out of file descriptors) back off instead of spinning.
-//! Connection attempts are also limited per IP address (a token bucket, [`crate::guard`]), so
-//! that one address cannot take every slot or keep the handshakes busy.
+//! The TCP accept task: takes incoming connections and runs each one's handshake and session in
+//! its own task, holding the places [`super::slots`] gives it. Accept errors (e.g. out of file
+//! descriptors) back off instead of spinning.
+//!
+//! A connection goes through three gates, and is closed at once (a debug log, and the
+//! rate-limited `Flood` warning) at the first that refuses it:
+//! 1. on accept, connection attempts per IP address (a token bucket, [`crate::guard`]), so that one
+//!    address cannot keep the handshakes busy; then it takes a place among the handshakes under
+//!    way (the oldest is cut when they are all taken);
+//! 2. at Noise message 1, where the dialer names itself: a dialer whose id we know goes on while
+//!    its reserve or the open pool has room; another needs room in the open pool and under the
+//!    bounds of its address and IPv6 /64, which it holds from then on;
+//! 3. once its hello is proved: its session's place (the known reserve, else the open pool),
+//!    held until it ends.
 //!
 //! There may be two listeners on the same port: the IPv4 one and an IPv6 one (IPV6_V6ONLY, so
 //! that each family has its own socket whatever the system's default). Both are served here.
@@ -14,6 +23,9 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::handshake::{End, HandshakeError};
+use super::noise::NoiseError;
+use super::slots::Refused;
 use super::{Ctx, handshake, session};
 use crate::guard::{RateLimiter, WarnKind};
 
@@ -77,21 +89,62 @@ pub async fn run(listener: TcpListener, listener6: Option<TcpListener>, ctx: Arc
             ctx.warner.warn(WarnKind::Flood, ip, || format!("too many connections from {ip}; some were refused"));
             continue;
         }
-        let Ok(permit) = ctx.limit.clone().try_acquire_owned() else {
-            tracing::debug!(%remote, "too many connections; refused");
-            continue;
-        };
+        let handshaking = ctx.slots.handshake();
         let c = ctx.clone();
         ctx.tracker.spawn(async move {
-            let _permit = permit;
             let local = stream.local_addr().ok();
-            match handshake::handshake(stream, &c, handshake::End::Acceptor, remote).await {
-                Ok((hello, framed, mark)) => session::run(hello, remote, local, false, framed, mark, c).await,
-                Err(e) => tracing::debug!(%remote, error = %e, "incoming connection refused"),
-            }
+            let mut admitted = None;
+            let mut refusal = None;
+            let mut screen = |claim| match c.slots.screen(claim, remote.ip()) {
+                Ok(a) => {
+                    admitted = Some(a);
+                    true
+                }
+                Err(why) => {
+                    refusal = Some(why);
+                    false
+                }
+            };
+            let shaken = tokio::select! {
+                _ = handshaking.cut().cancelled() => {
+                    tracing::debug!(%remote, "incoming handshakes all taken: this one, the oldest, is cut");
+                    return;
+                }
+                r = handshake::handshake(stream, &c, End::Acceptor, remote, Some(&mut screen)) => r,
+            };
+            drop(handshaking);
+            let (hello, framed, mark) = match shaken {
+                Ok(x) => x,
+                Err(HandshakeError::Noise(NoiseError::Refused)) => {
+                    return refused(&c, remote, refusal.unwrap_or(Refused::Full));
+                }
+                Err(e) => return tracing::debug!(%remote, error = %e, "incoming connection refused"),
+            };
+            // Message 1 came before the proved hello: the screen has seen this dialer.
+            let Some(admitted) = admitted else { return };
+            let Some(_slot) = c.slots.session(&admitted) else { return refused(&c, remote, Refused::Full) };
+            // A dialer we know, proved now, counts against no address; another keeps its hold.
+            let _hold = admitted;
+            session::run(hello, remote, local, false, framed, mark, c).await;
         });
     }
     tracing::debug!("accept task stopped");
+}
+
+/// Close a connection there is no place for: a debug log, and the rate-limited warning.
+fn refused(ctx: &Ctx, remote: SocketAddr, why: Refused) {
+    match why {
+        Refused::Addr(key) => {
+            tracing::debug!(%remote, %key, "too many connections open from this address; refused");
+            ctx.warner
+                .warn(WarnKind::Flood, key.ip(), || format!("too many connections from {key}; some were refused"));
+        }
+        Refused::Full => {
+            let ip = remote.ip();
+            tracing::debug!(%remote, "no place for another connection; refused");
+            ctx.warner.warn(WarnKind::Flood, ip, || format!("too many connections open; some from {ip} were refused"));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -19,8 +19,9 @@
 //! delay a dial it names while the false handshake lasts (at most the handshake timeout), and
 //! the named peer's own dial to us is never refused by it (see docs/security.md).
 //!
-//! The table holds only handshakes under way, so it is bounded by the connection limit
-//! (`max_connections`), whatever ids the dialers claim.
+//! The table holds only handshakes under way, so it is bounded by the places for them
+//! (`max_handshakes` incoming, our dials' places; [`super::slots`]), whatever ids the dialers
+//! claim.
 //!
 //! Marks are guards: they leave the table when dropped, which the node actor does when it takes
 //! the session that came of them (so that no dial slips in between the handshake's end and the

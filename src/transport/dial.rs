@@ -1,5 +1,5 @@
-//! Outgoing connections: connect within the handshake timeout, run the handshake, serve the
-//! session. A failure of any step is reported to the actor as `DialFailed`, which decides
+//! Outgoing connections: take a place from the dials' reserve ([`super::slots`]), connect within
+//! the handshake timeout, run the handshake, serve the session. A failure of any step is reported to the actor as `DialFailed`, which decides
 //! whether to try again (with backoff) or to report the peer gone.
 //!
 //! A peer may be known at several addresses (several interfaces, an old and a new lease, what
@@ -51,7 +51,7 @@ pub async fn dial(peer: PeerId, addrs: Vec<SocketAddr>, ctx: Arc<Ctx>) {
         tracing::debug!(peer = %peer.short(), ?addrs, %why, "dial failed");
         SessionMsg::DialFailed { peer }
     };
-    let Ok(_permit) = ctx.limit.clone().try_acquire_owned() else {
+    let Some(_slot) = ctx.slots.dial() else {
         let _ = ctx.actor.send(failed("too many connections".into())).await;
         return;
     };
@@ -82,7 +82,7 @@ pub async fn dial(peer: PeerId, addrs: Vec<SocketAddr>, ctx: Arc<Ctx>) {
     };
     let Some(mark) = ctx.crossing.dialing(peer) else { return crossed(false).await };
     let local = stream.local_addr().ok();
-    let shaken = handshake::handshake(stream, &ctx, End::Dialer, addr).await;
+    let shaken = handshake::handshake(stream, &ctx, End::Dialer, addr, None).await;
     drop(turn);
     match shaken {
         Ok((hello, framed, _)) => {
@@ -109,7 +109,7 @@ const SEED_ADDRS: usize = 4;
 /// the last attempt), connect to the first address that answers, handshake, serve the session.
 pub async fn dial_seed(seed: usize, at: SeedAddr, ctx: Arc<Ctx>) {
     let report = |outcome: SeedOutcome| SessionMsg::SeedDialed { seed, outcome };
-    let Ok(_permit) = ctx.limit.clone().try_acquire_owned() else {
+    let Some(_slot) = ctx.slots.dial() else {
         let _ = ctx.actor.send(report(SeedOutcome::Failed)).await;
         return;
     };
@@ -140,7 +140,7 @@ pub async fn dial_seed(seed: usize, at: SeedAddr, ctx: Arc<Ctx>) {
         }
     };
     let local = stream.local_addr().ok();
-    match handshake::handshake(stream, &ctx, End::SeedDialer, addr).await {
+    match handshake::handshake(stream, &ctx, End::SeedDialer, addr, None).await {
         Ok((hello, framed, _)) => {
             tracing::debug!(seed = %at, peer = %hello.id.short(), %addr, "seed answered");
             if ctx.actor.send(report(SeedOutcome::Up(hello.id))).await.is_err() {

@@ -16,7 +16,7 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 
 use super::crossing::Mark;
-use super::noise::{self, Intro, NoiseError, NoiseReader, NoiseWriter, Prefixed};
+use super::noise::{self, Admit, Intro, NoiseError, NoiseReader, NoiseWriter, Prefixed};
 use super::{Ctx, HANDSHAKE_MAX_FRAME};
 use crate::codec;
 use crate::crypto::{noise_key_of, peer_id_of};
@@ -82,19 +82,25 @@ pub enum End {
     Acceptor,
 }
 
+/// What an acceptor asks of a dialer's claim (the id it names in message 1, if any) once the
+/// crossing check let it through: false refuses the connection ([`NoiseError::Refused`]).
+pub type Screen<'a> = dyn FnMut(Option<crate::id::PeerId>) -> bool + Send + 'a;
+
 /// Run the handshake on a fresh connection to or from `remote`, at `end`. An acceptor gets the
-/// handshake's place in [`Ctx::crossing`] too, when the dialer named itself.
+/// handshake's place in [`Ctx::crossing`] too, when the dialer named itself, and asks `screen`
+/// whether to go on after message 1.
 pub async fn handshake(
     stream: TcpStream,
     ctx: &Ctx,
     end: End,
     remote: SocketAddr,
+    screen: Option<&mut Screen<'_>>,
 ) -> Result<(Hello, Framed, Option<Mark>), HandshakeError> {
     let initiator = end != End::Acceptor;
     let side = usize::from(!initiator);
     Counts::bump(&COUNTS.started[side]);
     let t0 = std::time::Instant::now();
-    let r = tokio::time::timeout(ctx.handshake_timeout, exchange(stream, ctx, end))
+    let r = tokio::time::timeout(ctx.handshake_timeout, exchange(stream, ctx, end, screen))
         .await
         .map_err(|_| HandshakeError::Timeout)
         .and_then(|r| r);
@@ -137,15 +143,28 @@ fn warn_about(e: &HandshakeError, ctx: &Ctx, remote: SocketAddr) {
     }
 }
 
-async fn exchange(mut stream: TcpStream, ctx: &Ctx, end: End) -> Result<(Hello, Framed, Option<Mark>), HandshakeError> {
+async fn exchange(
+    mut stream: TcpStream,
+    ctx: &Ctx,
+    end: End,
+    mut screen: Option<&mut Screen<'_>>,
+) -> Result<(Hello, Framed, Option<Mark>), HandshakeError> {
     stream.set_nodelay(true)?;
     let initiator = end != End::Acceptor;
-    // The dialer names itself; the acceptor refuses a crossing dial or marks the handshake.
+    // The dialer names itself; the acceptor refuses a crossing dial, or one it has no place
+    // for, or marks the handshake.
     let mut claimed = None;
     let mut mark = None;
     let mut admit = |claim| {
         claimed = claim;
-        ctx.crossing.incoming(claim).map(|m| mark = m).is_ok()
+        match ctx.crossing.incoming(claim) {
+            Err(_) => Admit::Crossed,
+            Ok(_) if screen.as_mut().is_some_and(|s| !s(claim)) => Admit::Refused,
+            Ok(m) => {
+                mark = m;
+                Admit::Go
+            }
+        }
     };
     let intro = match end {
         End::Dialer => Intro::Dialer(Some(ctx.me)),

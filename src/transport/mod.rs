@@ -5,7 +5,8 @@
 //! - [`session`]: one task per live connection (its reader), and a writer task beside it.
 //! - [`outbox`]: a session's sending side, written by the node actor at the end of each turn;
 //!   the writer task finishes what the socket does not take at once.
-//! - [`accept`]: the TCP accept task; [`dial`]: outgoing connections.
+//! - [`accept`]: the TCP accept task; [`dial`]: outgoing connections; [`slots`]: how many
+//!   connections are held at once, in which pools (our dials, the ids we know, everyone else).
 //! - [`crossing`]: the handshakes under way by peer, so that two peers dialing each other at
 //!   once handshake one session, not two.
 //!
@@ -34,6 +35,7 @@ pub mod noise;
 pub mod outbox;
 pub mod resolver;
 pub mod session;
+pub mod slots;
 
 /// Largest frame accepted before the hello is through (a hello is far smaller).
 pub const HANDSHAKE_MAX_FRAME: usize = 16 * 1024;
@@ -140,14 +142,16 @@ pub struct Ctx {
     pub max_frame: usize,
     /// Frames that may wait for a session's socket before its peer counts as not reading.
     pub outbox_capacity: usize,
+    /// Bytes that may wait for a session's socket (see [`outbox`]).
+    pub outbox_max_bytes: usize,
     /// To the node actor.
     pub actor: mpsc::Sender<SessionMsg>,
     /// Tracks every connection task (for shutdown).
     pub tracker: TaskTracker,
     /// Cancels every connection task.
     pub cancel: CancellationToken,
-    /// Caps concurrent connections.
-    pub limit: Arc<Semaphore>,
+    /// The places for connections: our dials, the ids we know, everyone else.
+    pub slots: slots::Slots,
     /// Caps the dials connecting or handshaking at once. A handshake costs a few elliptic-curve
     /// operations; when a whole room starts together, hundreds of them at once would each take
     /// longer than the handshake timeout on a busy machine and be tried again, forever. Queued

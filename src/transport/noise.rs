@@ -73,6 +73,9 @@ pub enum NoiseError {
     /// ([`super::crossing`]): it refused ours after message 1.
     #[error("the peer is dialing us at the same time; its session is kept")]
     Crossed,
+    /// The acceptor had no place for this connection ([`Admit::Refused`]).
+    #[error("no place for the connection")]
+    Refused,
     /// A handshake message of a silly size.
     #[error("handshake message of {0} bytes")]
     HandshakeSize(usize),
@@ -159,8 +162,20 @@ pub enum Intro<'a> {
     /// The dialer, naming itself (or nobody).
     Dialer(Option<PeerId>),
     /// The acceptor, which is shown the id the dialer claims (None if it named nobody) and says
-    /// whether to go on: false refuses the connection as a crossing dial ([`NoiseError::Crossed`]).
-    Acceptor(&'a mut (dyn FnMut(Option<PeerId>) -> bool + Send)),
+    /// whether to go on.
+    Acceptor(&'a mut (dyn FnMut(Option<PeerId>) -> Admit + Send)),
+}
+
+/// What an acceptor does with a dialer's message 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Go on with the handshake.
+    Go,
+    /// Refuse it as a crossing dial: an empty message 2 tells the dialer so
+    /// ([`NoiseError::Crossed`]).
+    Crossed,
+    /// Refuse it with nothing more written ([`NoiseError::Refused`]): no place for it.
+    Refused,
 }
 
 /// A finished handshake whose last message may not be sent yet ([`open`]).
@@ -185,7 +200,7 @@ pub async fn handshake(
     initiator: bool,
     keys: &SessionKeys,
 ) -> Result<Arc<StatelessTransportState>, NoiseError> {
-    let mut admit = |_| true;
+    let mut admit = |_| Admit::Go;
     let intro = if initiator { Intro::Dialer(None) } else { Intro::Acceptor(&mut admit) };
     let o = open(stream, intro, keys).await?;
     if !o.unsent.is_empty() {
@@ -272,10 +287,14 @@ pub async fn open(stream: &mut TcpStream, intro: Intro<'_>, keys: &SessionKeys) 
             let n = hs.read_message(&m, &mut payload).map_err(step_err(1))?;
             // A claim of another length (a later version's) names nobody.
             let claim = payload[..n].try_into().ok().map(PeerId);
-            if !admit(claim) {
-                put_msg(&mut out, &[]);
-                stream.write_all(&out).await?;
-                return Err(NoiseError::Crossed);
+            match admit(claim) {
+                Admit::Go => {}
+                Admit::Crossed => {
+                    put_msg(&mut out, &[]);
+                    stream.write_all(&out).await?;
+                    return Err(NoiseError::Crossed);
+                }
+                Admit::Refused => return Err(NoiseError::Refused),
             }
             let n = hs.write_message(&[], &mut buf).map_err(step_err(2))?;
             put_msg(&mut out, &buf[..n]);
@@ -639,7 +658,7 @@ pub(crate) mod tests {
         let mut claimed = Vec::new();
         let mut admit = |c| {
             claimed.push(c);
-            true
+            Admit::Go
         };
         let o = open(&mut s, Intro::Acceptor(&mut admit), &kb).await.unwrap();
         assert_eq!(claimed, [Some(PeerId([7; 16]))], "message 1 names the dialer");
@@ -660,12 +679,28 @@ pub(crate) mod tests {
             let (ka, kb) = (keys(psk), keys(psk));
             let dialer = tokio::spawn(async move { open(&mut c, Intro::Dialer(Some(PeerId([9; 16]))), &ka).await });
             let (mut s, _) = l.accept().await.unwrap();
-            let mut admit = |c| c != Some(PeerId([9; 16]));
+            let mut admit = |c| if c == Some(PeerId([9; 16])) { Admit::Crossed } else { Admit::Go };
             let e = open(&mut s, Intro::Acceptor(&mut admit), &kb).await.map(|_| ()).unwrap_err();
             assert!(matches!(e, NoiseError::Crossed), "{e}");
             let e = dialer.await.unwrap().map(|_| ()).unwrap_err();
             assert!(matches!(e, NoiseError::Crossed), "{e}");
         }
+    }
+
+    /// An acceptor with no place for the connection stops after message 1 and writes nothing
+    /// more: the dialer, once the socket is closed, fails on message 2 (not as crossed).
+    #[tokio::test]
+    async fn a_refused_connection_gets_no_message_2() {
+        let (mut c, l) = tcp_pair().await;
+        let (ka, kb) = (keys(None), keys(None));
+        let dialer = tokio::spawn(async move { open(&mut c, Intro::Dialer(Some(PeerId([9; 16]))), &ka).await });
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut admit = |_| Admit::Refused;
+        let e = open(&mut s, Intro::Acceptor(&mut admit), &kb).await.map(|_| ()).unwrap_err();
+        assert!(matches!(e, NoiseError::Refused), "{e}");
+        drop(s);
+        let e = dialer.await.unwrap().map(|_| ()).unwrap_err();
+        assert!(matches!(e, NoiseError::Io(_)), "closed before message 2: {e}");
     }
 
     fn drain(r: &mut NoiseReader, wire: &mut BytesMut) -> Result<Vec<Bytes>, std::io::Error> {

@@ -12,18 +12,27 @@
 //! writable), pings when the session has been silent, and closes the write half gracefully
 //! once the actor lets go ([`OutboxHandle`] dropped) and everything is written.
 //!
-//! Order and bounds: frames reach the socket in the order they were sent, because a few frames
-//! are written at once only when nothing is queued for the writer or waiting for the socket,
-//! and encoding and writing both happen under one lock (the Noise nonces must reach the peer in
-//! order). What the socket has not taken waits in one buffer, and a peer that still leaves more
-//! than `capacity` frames waiting when more are sent is not reading: the actor closes its
-//! session rather than let the buffer grow (see `Live::push` in the actor). Only frames waiting
-//! from earlier turns count, never a turn's own: a session's first turn may send a whole window
-//! at once, and a peer must not be cut for what it has not had the time to read.
+//! Order: frames reach the socket in the order they were sent, because a few frames are written
+//! at once only when nothing is queued for the writer or waiting for the socket, and encoding and
+//! writing both happen under one lock (the Noise nonces must reach the peer in order).
+//!
+//! Bounds ([`Bounds`]): what the socket has not taken waits in one buffer, counted in frames and
+//! in bytes. A peer that still leaves more than `frames` frames or `bytes` bytes waiting when more
+//! are sent is not reading: the actor closes its session rather than let the buffer grow (see
+//! `Live::push` in the actor). For the frame count only frames waiting from earlier turns count,
+//! never a turn's own: a session's first turn may send a whole window at once, and a peer must
+//! not be cut for what it has not had the time to read. Bytes are bounded whatever the frame
+//! mix, a turn's own included: a message (a stream or catch-up frame) that would take the bytes
+//! waiting past the bound is not taken this turn ([`Outbox::admit`]), and goes in a later one
+//! (its stream sends it again once the peer acknowledges what it read). So a turn never queues
+//! more than the bound, and a peer that reads is never cut for a large turn; one that does not
+//! read stops the socket, and the writer cuts a session whose socket takes nothing for `stall`
+//! while bytes wait.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -46,9 +55,21 @@ const QUEUED_KEPT: usize = 1024;
 pub enum Refused {
     /// The session is closed or broken.
     Closed,
-    /// More than the capacity in frames was waiting for the socket already: the peer is not
-    /// reading.
+    /// More than the bound in frames or in bytes was waiting for the socket already: the peer
+    /// is not reading.
     Full,
+}
+
+/// How much may wait for one session's socket.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Frames waiting from earlier turns, at most.
+    pub frames: usize,
+    /// Bytes waiting, at most.
+    pub bytes: usize,
+    /// A socket that takes nothing for this long while bytes wait is the peer's that does not
+    /// read: the session is cut.
+    pub stall: Duration,
 }
 
 #[derive(Debug)]
@@ -61,9 +82,9 @@ struct State {
     /// Bytes ever appended to `buf`, and ever written from it.
     appended: u64,
     written: u64,
-    /// Where each batch still (partly) in `buf` ends (in `appended` terms), and its frames: a
-    /// batch stops counting as waiting once its last byte is written.
-    batches: VecDeque<(u64, usize)>,
+    /// Where each batch still (partly) in `buf` ends (in `appended` terms), its frames and their
+    /// bytes: a batch stops counting as waiting once its last byte is written.
+    batches: VecDeque<(u64, usize, usize)>,
     /// The writer task is waiting for the socket to be writable to finish `buf`: others only
     /// append.
     writer_waits: bool,
@@ -79,7 +100,11 @@ pub struct Outbox {
     /// Frames queued, or in batches of `buf` not yet wholly written (read without the lock by
     /// the actor, written under it).
     waiting: AtomicUsize,
-    capacity: usize,
+    /// The bytes of those frames.
+    waiting_bytes: AtomicUsize,
+    /// Bytes of the turn under way, not sent yet ([`Outbox::admit`]; only the actor touches it).
+    turn_bytes: AtomicUsize,
+    bounds: Bounds,
     live: Arc<Liveness>,
     cancel: CancellationToken,
 }
@@ -91,7 +116,7 @@ impl Outbox {
         io: OwnedWriteHalf,
         noise: NoiseWriter,
         buf: BytesMut,
-        capacity: usize,
+        bounds: Bounds,
         live: Arc<Liveness>,
         cancel: CancellationToken,
     ) -> Arc<Outbox> {
@@ -108,7 +133,9 @@ impl Outbox {
             }),
             io,
             waiting: AtomicUsize::new(0),
-            capacity,
+            waiting_bytes: AtomicUsize::new(0),
+            turn_bytes: AtomicUsize::new(0),
+            bounds,
             live,
             cancel,
         })
@@ -127,7 +154,31 @@ impl Outbox {
 
     /// Most frames that may wait, from earlier sends, before the peer counts as not reading.
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.bounds.frames
+    }
+
+    /// Bytes of the frames waiting for the socket now.
+    pub fn waiting_bytes(&self) -> usize {
+        self.waiting_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Most bytes that may wait before the peer counts as not reading.
+    pub fn max_bytes(&self) -> usize {
+        self.bounds.bytes
+    }
+
+    /// Count a frame of `len` bytes into the turn under way (the actor's, sent at its end). A
+    /// `message` (which its stream or catch-up sends again later) is refused, and not counted,
+    /// when the bytes waiting and the turn's would pass the bound; one frame always goes when
+    /// nothing waits. Other frames (acknowledgements, seals, offers: small) are always counted.
+    pub fn admit(&self, len: usize, message: bool) -> bool {
+        let turn = self.turn_bytes.load(Ordering::Relaxed);
+        let queued = self.waiting_bytes() + turn;
+        if message && queued > 0 && queued + len > self.bounds.bytes {
+            return false;
+        }
+        self.turn_bytes.store(turn + len, Ordering::Relaxed);
+        true
     }
 
     /// Send `frames`, after everything sent before. A few frames (a chat, an acknowledgement: the
@@ -136,6 +187,8 @@ impl Outbox {
     /// encrypts and writes them on another core while this turn's caller goes on to the next.
     /// The frames are taken from `frames` (moved, not copied), which is left empty.
     pub fn send(&self, frames: &mut Vec<OutFrame>) -> Result<(), Refused> {
+        // The turn's frames are these (or were dropped with it).
+        self.turn_bytes.store(0, Ordering::Relaxed);
         if frames.is_empty() {
             return Ok(());
         }
@@ -147,14 +200,16 @@ impl Outbox {
             return Err(Refused::Closed);
         }
         // What is waiting from before counts, not this turn's frames: a session's first turn may
-        // send a whole window at once, whatever the capacity.
-        if self.waiting() > self.capacity {
+        // send a whole window at once, whatever the frame bound (`admit` bounds its bytes).
+        if self.waiting() > self.bounds.frames || self.waiting_bytes() > self.bounds.bytes {
             return Err(Refused::Full);
         }
+        let bytes = frames.iter().map(|f| f.len()).sum::<usize>();
         self.waiting.fetch_add(frames.len(), Ordering::Relaxed);
-        let few = frames.len() <= INLINE_FRAMES && frames.iter().map(|f| f.len()).sum::<usize>() <= INLINE_BYTES;
+        self.waiting_bytes.fetch_add(bytes, Ordering::Relaxed);
+        let few = frames.len() <= INLINE_FRAMES && bytes <= INLINE_BYTES;
         if few && !st.writer_waits && st.queued.is_empty() {
-            let appended = self.append(&mut st, frames.iter(), frames.len());
+            let appended = self.append(&mut st, frames.iter(), frames.len(), bytes);
             frames.clear();
             appended?;
             self.write_some(&mut st, true)?;
@@ -169,12 +224,14 @@ impl Outbox {
         Ok(())
     }
 
-    /// Encode `n` frames at the end of `buf` (`waiting` counts them already).
+    /// Encode `n` frames of `bytes` bytes at the end of `buf` (`waiting` and `waiting_bytes`
+    /// count them already).
     fn append<'a>(
         &self,
         st: &mut State,
         frames: impl IntoIterator<Item = &'a OutFrame>,
         n: usize,
+        bytes: usize,
     ) -> Result<(), Refused> {
         let before = st.buf.len();
         if let Err(e) = st.noise.encode_batch(frames, &mut st.buf) {
@@ -183,7 +240,7 @@ impl Outbox {
             return Err(Refused::Closed);
         }
         st.appended += (st.buf.len() - before) as u64;
-        st.batches.push_back((st.appended, n));
+        st.batches.push_back((st.appended, n, bytes));
         Ok(())
     }
 
@@ -193,7 +250,8 @@ impl Outbox {
             return Ok(());
         }
         let mut queued = std::mem::take(&mut st.queued);
-        let r = self.append(st, queued.iter(), queued.len());
+        let bytes = queued.iter().map(|f| f.len()).sum();
+        let r = self.append(st, queued.iter(), queued.len(), bytes);
         queued.clear();
         if queued.capacity() <= QUEUED_KEPT {
             st.queued = queued; // kept for its capacity
@@ -213,11 +271,12 @@ impl Outbox {
                 Ok(n) => {
                     st.buf.advance(n);
                     st.written += n as u64;
-                    while let Some(&(end, frames)) = st.batches.front()
+                    while let Some(&(end, frames, bytes)) = st.batches.front()
                         && end <= st.written
                     {
                         st.batches.pop_front();
                         self.waiting.fetch_sub(frames, Ordering::Relaxed);
+                        self.waiting_bytes.fetch_sub(bytes, Ordering::Relaxed);
                     }
                     wrote = true;
                 }
@@ -278,7 +337,7 @@ impl Drop for OutboxHandle {
 /// The session's writer task: finish writes the socket did not take whole, ping when silent,
 /// close the write half once the actor let go and everything is written. Ends at once when the
 /// session is cancelled.
-pub async fn run_writer(out: Arc<Outbox>) {
+pub async fn run_writer(out: Arc<Outbox>, peer: crate::id::PeerId) {
     let ping: OutFrame = codec::encode(&Frame::Ping).expect("ping encodes").into();
     let live = out.live.clone();
     let cancelled = out.cancel.cancelled();
@@ -302,7 +361,8 @@ pub async fn run_writer(out: Arc<Outbox>) {
                 let ping_now = std::mem::take(&mut ping_due) && st.buf.is_empty() && !st.closing;
                 if ping_now {
                     out.waiting.fetch_add(1, Ordering::Relaxed);
-                    if out.append(&mut st, [&ping], 1).is_err() {
+                    out.waiting_bytes.fetch_add(ping.len(), Ordering::Relaxed);
+                    if out.append(&mut st, [&ping], 1, ping.len()).is_err() {
                         return;
                     }
                 }
@@ -323,7 +383,12 @@ pub async fn run_writer(out: Arc<Outbox>) {
             let writable = tokio::select! {
                 biased;
                 _ = &mut cancelled => return,
-                r = out.io.writable() => r,
+                r = tokio::time::timeout(out.bounds.stall, out.io.writable()) => r,
+            };
+            let Ok(writable) = writable else {
+                tracing::warn!(peer = %peer.short(), stall = ?out.bounds.stall, waiting_bytes = out.waiting_bytes(), "peer is not reading; closing its session");
+                out.cancel.cancel();
+                return;
             };
             if let Err(e) = writable {
                 tracing::debug!(error = %e, "session write failed");
@@ -356,14 +421,21 @@ mod tests {
         capacity: usize,
         keepalive: Duration,
     ) -> (OutboxHandle, TcpStream, NoiseReader, tokio::task::JoinHandle<()>) {
+        setup_with(Bounds { frames: capacity, bytes: usize::MAX / 2, stall: Duration::from_secs(60) }, keepalive).await
+    }
+
+    async fn setup_with(
+        bounds: Bounds,
+        keepalive: Duration,
+    ) -> (OutboxHandle, TcpStream, NoiseReader, tokio::task::JoinHandle<()>) {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (s, _) = l.accept().await.unwrap();
         let (a, b) = pair(None);
         let (_, w) = c.into_split();
         let live = Arc::new(Liveness::new(keepalive, keepalive));
-        let out = Outbox::new(w, NoiseWriter::new(a, MAX), BytesMut::new(), capacity, live, CancellationToken::new());
-        let writer = tokio::spawn(run_writer(out.clone()));
+        let out = Outbox::new(w, NoiseWriter::new(a, MAX), BytesMut::new(), bounds, live, CancellationToken::new());
+        let writer = tokio::spawn(run_writer(out.clone(), crate::id::PeerId([0; 16])));
         (OutboxHandle::new(out), s, NoiseReader::new(b, MAX), writer)
     }
 
@@ -437,6 +509,78 @@ mod tests {
         let (i, e) = refused.expect("refused before 100 MB");
         assert_eq!(e, Refused::Full);
         assert!(out.waiting() > 2_000 && out.waiting() <= 2_100, "{} frames waiting after {i} sends", out.waiting());
+    }
+
+    /// Bytes are bounded whatever the frame mix: a few large frames fill the bound long before
+    /// the frame bound; then more are refused as `Full`.
+    #[tokio::test]
+    async fn large_frames_fill_the_byte_bound_before_the_frame_bound() {
+        let bounds = Bounds { frames: 1_000_000, bytes: 8 << 20, stall: Duration::from_secs(60) };
+        let (out, _s, _r, _writer) = setup_with(bounds, Duration::from_secs(60)).await;
+        let mut refused = None;
+        for i in 0..200u32 {
+            if let Err(e) = out.send(&mut outs(&[frame(i, 512 * 1024)])) {
+                refused = Some((i, e));
+                break;
+            }
+        }
+        let (i, e) = refused.expect("refused before 100 MB");
+        assert_eq!(e, Refused::Full);
+        let waiting = out.waiting_bytes();
+        assert!(waiting > 8 << 20 && waiting <= (8 << 20) + 512 * 1024, "{waiting} bytes waiting after {i} sends");
+        assert!(out.waiting() < 20, "{} frames", out.waiting());
+    }
+
+    /// A turn's messages are taken until the bytes waiting and the turn's reach the bound (one
+    /// always, when nothing waits); other frames are always counted; a send starts a new turn.
+    #[tokio::test]
+    async fn a_turn_takes_messages_up_to_the_byte_bound() {
+        let bounds = Bounds { frames: 1_000_000, bytes: 1 << 20, stall: Duration::from_secs(60) };
+        let (out, mut s, mut r, _writer) = setup_with(bounds, Duration::from_secs(60)).await;
+        assert!(out.admit(3 << 20, true), "one frame goes when nothing waits, whatever its size");
+        assert!(!out.admit(10, true), "then no message");
+        assert!(out.admit(10, false), "an acknowledgement, a seal: always");
+        // 24 MB sent: more than the socket buffers take; what waits stops the next messages.
+        let frames: Vec<Bytes> = (0..24).map(|i| frame(i, 1 << 20)).collect();
+        out.send(&mut outs(&frames)).unwrap();
+        assert!(out.waiting_bytes() > 1 << 20, "{} bytes waiting", out.waiting_bytes());
+        assert!(!out.admit(64 * 1024, true), "messages wait for a later turn");
+        assert!(out.admit(64, false));
+        // Once the peer has read everything, they are taken again.
+        let got = read_all(&mut s, &mut r, frames.len()).await;
+        assert_eq!(got, frames);
+        out.send(&mut Vec::new()).unwrap();
+        assert_eq!(out.waiting_bytes(), 0);
+        assert!(out.admit(64 * 1024, true));
+    }
+
+    /// A socket that takes nothing for `stall` while bytes wait is a peer that does not read: the
+    /// writer cancels the session. One that reads, however slowly, is not cut.
+    #[tokio::test]
+    async fn a_socket_that_takes_nothing_for_the_stall_time_is_cut() {
+        let stall = Duration::from_millis(500);
+        let bounds = Bounds { frames: 1_000_000, bytes: 64 << 20, stall };
+        let (out, mut s, mut r, writer) = setup_with(bounds, Duration::from_secs(60)).await;
+        out.send(&mut outs(&(0..40).map(|i| frame(i, 1 << 20)).collect::<Vec<_>>())).unwrap();
+        // Read every 100 ms for 1.5 s: never stalled for 500 ms.
+        let mut wire = BytesMut::new();
+        let mut got = 0;
+        let t0 = tokio::time::Instant::now();
+        while t0.elapsed() < Duration::from_millis(1500) {
+            let mut chunk = vec![0u8; 1 << 20];
+            let n = s.read(&mut chunk).await.unwrap();
+            wire.extend_from_slice(&chunk[..n]);
+            while r.decode(&mut wire).unwrap().is_some() {
+                got += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(!out.cancel.is_cancelled(), "a slow reader is not cut ({got} frames read)");
+        // Then it stops reading.
+        let t1 = tokio::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(10), writer).await.expect("the writer ends").unwrap();
+        assert!(out.cancel.is_cancelled());
+        assert!(t1.elapsed() >= stall / 4, "cut after the stall, not before: {:?}", t1.elapsed());
     }
 
     /// Dropping the handle: what was sent is written, then the write half closes (end of

@@ -143,14 +143,15 @@ pub async fn run(
     // The handshake's `FramedWrite` taken apart: what it holds (an acceptor's hello held back)
     // goes with the first frames.
     let parts = write.into_parts();
-    let out = Outbox::new(parts.io, parts.codec, parts.write_buf, ctx.outbox_capacity, live.clone(), cancel.clone());
+    let bounds = outbox::Bounds { frames: ctx.outbox_capacity, bytes: ctx.outbox_max_bytes, stall: ctx.idle_timeout };
+    let out = Outbox::new(parts.io, parts.codec, parts.write_buf, bounds, live.clone(), cancel.clone());
     let outbox = OutboxHandle::new(out.clone());
     let up =
         Up { sid, hello, remote, local, dialer_is_me, outbox, cancel: cancel.clone(), liveness: live.clone(), mark };
     if ctx.actor.send(SessionMsg::Up(Box::new(up))).await.is_err() {
         return;
     }
-    let writer = tokio::spawn(outbox::run_writer(out));
+    let writer = tokio::spawn(outbox::run_writer(out, peer));
 
     let mut farewell = false;
     let mut eof = false;

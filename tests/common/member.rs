@@ -13,10 +13,26 @@ use lanpeer::protocol::{Body, Envelope, Frame, Hello};
 use lanpeer::transport::noise::{self, NoiseReader, NoiseWriter};
 use lanpeer::{MsgId, authorship, merkle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::codec::{Decoder, Encoder};
+
+/// How a [`Member`] joins.
+#[derive(Clone, Copy)]
+pub struct Join<'a> {
+    /// The room.
+    pub room: &'a str,
+    /// Its name.
+    pub name: &'a str,
+    /// Its props (e.g. a role).
+    pub props: &'a [(&'a str, &'a str)],
+    /// The source address to connect from (None: the system's choice).
+    pub from: Option<std::net::IpAddr>,
+    /// Name itself in Noise message 1, as a peer dialing a peer it knows of does (false: names
+    /// nobody, as a seed dial).
+    pub claim: bool,
+}
 
 /// A member speaking the protocol by hand.
 pub struct Member {
@@ -51,29 +67,45 @@ impl Member {
         name: &str,
         props: &[(&str, &str)],
     ) -> Member {
+        let how = Join { room, name, props, from: None, claim: false };
+        Member::try_join(keys, addr, how).await.expect("joins the room")
+    }
+
+    /// Join as `how` says; Err when the peer refuses (closes the connection) before its hello.
+    pub async fn try_join(keys: StaticKeys, addr: std::net::SocketAddr, how: Join<'_>) -> std::io::Result<Member> {
         let session = SessionKeys { statics: keys.clone(), psk: None };
-        let mut s = TcpStream::connect(addr).await.expect("connect");
-        let ts = noise::handshake(&mut s, true, &session).await.expect("noise handshake");
+        let mut s = match how.from {
+            Some(ip) => {
+                let sock = if ip.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+                sock.bind(std::net::SocketAddr::new(ip, 0))?;
+                sock.connect(addr).await?
+            }
+            None => TcpStream::connect(addr).await?,
+        };
+        let claim = how.claim.then(|| keys.peer_id());
+        let opened = noise::open(&mut s, noise::Intro::Dialer(claim), &session).await.map_err(std::io::Error::other)?;
+        let ts = opened.ts;
         let mut w = NoiseWriter::new(ts.clone(), 1 << 20);
         let mut r = NoiseReader::new(ts, 1 << 20);
         let hello = Hello {
             id: keys.peer_id(),
             identity: keys.identity,
             incarnation: rand::random(),
-            name: name.into(),
-            room: room.into(),
+            name: how.name.into(),
+            room: how.room.into(),
             tcp_port: 9,
-            props: props.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            props: how.props.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         };
-        let mut out = BytesMut::new();
+        // Message 3 of the handshake, then the hello and the first frames, in one write.
+        let mut out = BytesMut::from(&opened.unsent[..]);
         w.encode(codec::encode(&Frame::Hello(hello)).unwrap(), &mut out).unwrap();
         // As every peer does first: its stream to this peer starts from nothing.
         w.encode(codec::encode(&Frame::Resume { done: 0, last: 0 }).unwrap(), &mut out).unwrap();
         let (mut rd, mut wr) = s.into_split();
-        wr.write_all(&out).await.unwrap();
+        wr.write_all(&out).await?;
         let (tx, rx) = mpsc::unbounded_channel();
+        let mut buf = opened.rest;
         tokio::spawn(async move {
-            let mut buf = BytesMut::new();
             loop {
                 loop {
                     match r.decode(&mut buf) {
@@ -97,7 +129,17 @@ impl Member {
             }
         });
         let id = keys.peer_id();
-        Member { keys, id, w, sock: wr, rx, room: room.into(), name: name.into(), next_seq: 1, next_lseq: 1 }
+        Ok(Member {
+            keys,
+            id,
+            w,
+            sock: wr,
+            rx,
+            room: how.room.into(),
+            name: how.name.into(),
+            next_seq: 1,
+            next_lseq: 1,
+        })
     }
 
     /// Its next message (its own next number), to everyone.

@@ -51,19 +51,26 @@ pub(super) struct Live {
 impl Live {
     /// Add an encoded frame for `peer` (this session's peer) to the turn's, and the peer to
     /// `touched` with its first; false if the session is gone or was too slow (then it is
-    /// closed).
+    /// closed), or, for a message, if the bytes waiting for the socket and this turn's would
+    /// pass their bound (the message goes in a later turn: its stream sends it again).
     pub(super) fn push(&mut self, peer: PeerId, frame: OutFrame, touched: &mut Vec<PeerId>) -> bool {
-        // Frames still waiting from earlier turns, not this turn's (see `transport::outbox`);
-        // both checks once per turn, with its first frame (the token's check takes a lock, and
-        // `Outbox::send` refuses a session cancelled meanwhile).
+        // Frames and bytes still waiting from earlier turns, not this turn's (see
+        // `transport::outbox`); both checks once per turn, with its first frame (the token's
+        // check takes a lock, and `Outbox::send` refuses a session cancelled meanwhile).
         if self.pending.is_empty() {
             if self.cancel.is_cancelled() {
                 return false;
             }
-            if self.outbox.waiting() > self.outbox.capacity() {
+            if self.outbox.waiting() > self.outbox.capacity() || self.outbox.waiting_bytes() > self.outbox.max_bytes() {
                 self.too_slow(peer);
                 return false;
             }
+        }
+        // Message and catch-up frames are the ones built with a head (`codec::message_frame`).
+        if !self.outbox.admit(frame.len(), !frame.head().is_empty()) {
+            return false;
+        }
+        if self.pending.is_empty() {
             touched.push(peer);
         }
         self.pending.push(frame);
@@ -317,8 +324,9 @@ impl Actor {
             UpOutcome::Resumed => tracing::debug!(peer = %peer.short(), "session resumed"),
         }
         // The peer is connected in the table now: no dial to it starts; its handshake leaves
-        // the crossing table.
+        // the crossing table. Its next connection may use the known dialers' reserve.
         drop(mark);
+        self.p.ctx.slots.know(peer);
         let now = now_ms();
         self.log_store(self.p.store.touch_member(peer, &hello.name, now));
         self.members.insert(peer, now);
