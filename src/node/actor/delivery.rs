@@ -521,6 +521,8 @@ impl Actor {
         let mut m = Message::from_envelope(env, false);
         // Signed by its author: the name it went by then. A peer online goes by its hello's.
         match self.table.get(&author) {
+            // Heard by beacon or gossip only, no hello yet: no name of its own to go by.
+            Some(e) if e.name.is_empty() => self.names.see(author, &m.from_name),
             Some(e) if e.name != m.from_name => m.from_name = e.name.clone(),
             Some(_) => {}
             None => self.names.see(author, &m.from_name),
