@@ -485,3 +485,25 @@ async fn a_full_disk_during_catch_up_loses_nothing() {
     end(a, b, &[da]).await;
     drop(disk);
 }
+
+/// A late joiner asks for more catch-up than may wait for its socket at once (here 60 answers of
+/// 200 KiB, 12 MB): it is sent at the pace the socket takes it, and every one arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_catch_up_is_sent_at_the_pace_of_the_socket_and_arrives_whole() {
+    let (port, room) = unique_net();
+    let a = start("a", port, &room).await;
+    let p = a.node.post_problem("Big", "long answers", false).await.unwrap();
+    let text = |k: usize| format!("{k:04} {}", "z".repeat(200 * 1024));
+    for k in 0..60 {
+        a.node.answer(p, text(k)).await.unwrap();
+    }
+    let mut late = start("late", port, &room).await;
+    let got = collect(&mut late, 61, Duration::from_secs(60)).await;
+    let answers: Vec<String> = got.into_iter().filter(|t| t.len() > 1000).collect();
+    assert_eq!(answers.len(), 60);
+    let mut heads: Vec<&str> = answers.iter().map(|t| &t[..4]).collect();
+    heads.sort();
+    assert_eq!(heads, (0..60).map(|k| format!("{k:04}")).collect::<Vec<_>>());
+    a.node.shutdown().await;
+    late.node.shutdown().await;
+}

@@ -15,6 +15,8 @@ use crate::protocol::Frame;
 
 /// Ids per offer or want frame at most.
 const IDS_PER_FRAME: usize = 4096;
+/// Bytes of catch-up that may wait for a session's socket before more is sent (see `serve`).
+const SERVE_BUDGET: usize = 4 << 20;
 /// Members kept for store and forward while they have no session, at most (see
 /// `bound_members`): a lecture hall's worth of absent students.
 pub(super) const MAX_ABSENT_MEMBERS: usize = 256;
@@ -379,19 +381,53 @@ impl Actor {
     }
 
     /// `peer` wants these of the messages we offered: each once, and only what we offer (the
-    /// room's catch-up set); sent with the seals that prove them.
+    /// room's catch-up set); sent with the seals that prove them, as its socket takes them.
     fn wanted(&mut self, peer: PeerId, ids: Vec<MsgId>) {
         let (chats, max) = (self.p.config.catchup_chats, self.p.config.catchup_max);
-        let mut seen = HashSet::default();
-        for id in ids.into_iter().take(max) {
-            if !seen.insert(id) || !self.p.store.offered(&id, chats, max) {
-                continue;
-            }
-            let Some(Some(env)) = self.log_store(self.p.store.room_envelope(&id)) else { continue };
-            let Ok(f) = codec::catchup_frame(env.into()) else { continue };
-            if !self.push_message(peer, f, id) {
+        let Some(s) = self.sessions.get_mut(&peer) else { return };
+        let mut seen: HashSet<MsgId> = s.serving.iter().copied().collect();
+        for id in ids {
+            if s.serving.len() >= max {
                 break;
             }
+            if seen.insert(id) && self.p.store.offered(&id, chats, max) {
+                s.serving.push_back(id);
+            }
+        }
+        self.serve(peer);
+    }
+
+    /// Send `peer` more of the catch-up it asked for, while what waits for its socket stays
+    /// under [`SERVE_BUDGET`] (the rest goes on the tick, once the socket took this): a `Want`
+    /// of thousands of large answers is sent at the pace the peer reads, never queued whole.
+    pub(super) fn serve(&mut self, peer: PeerId) {
+        let mut sent = 0usize;
+        loop {
+            let Some(s) = self.sessions.get_mut(&peer) else { return };
+            if s.outbox.waiting_bytes() + sent >= SERVE_BUDGET {
+                return;
+            }
+            let Some(id) = s.serving.pop_front() else { return };
+            let Some(Some(env)) = self.log_store(self.p.store.room_envelope(&id)) else { continue };
+            let Ok(f) = codec::catchup_frame(env.into()) else { continue };
+            let len = f.len();
+            if !self.push_message(peer, f, id) {
+                // Over what the socket may hold now: later.
+                if let Some(s) = self.sessions.get_mut(&peer) {
+                    s.serving.push_front(id);
+                }
+                return;
+            }
+            sent += len;
+        }
+    }
+
+    /// On the tick: go on with the catch-up the sessions asked for.
+    pub(super) fn serve_all(&mut self) {
+        let waiting: Vec<PeerId> =
+            self.sessions.iter().filter(|(_, s)| !s.serving.is_empty()).map(|(p, _)| *p).collect();
+        for peer in waiting {
+            self.serve(peer);
         }
     }
 

@@ -326,6 +326,7 @@ impl Actor {
         self.resend_stale(now);
         self.release_overdue(now);
         self.retry_caught();
+        self.serve_all();
         if now.duration_since(self.last_purge) > PURGE_EVERY {
             self.last_purge = now;
             self.purge();

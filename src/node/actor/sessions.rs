@@ -46,6 +46,9 @@ pub(super) struct Live {
     pub(super) unsealed_bytes: usize,
     /// The catch-up messages we asked this peer for and have not received.
     pub(super) wanted: FastSet<MsgId>,
+    /// The catch-up messages this peer asked us for and has not been sent yet: sent as its
+    /// socket takes them (see `serve`).
+    pub(super) serving: std::collections::VecDeque<MsgId>,
 }
 
 impl Live {
@@ -280,6 +283,7 @@ impl Actor {
             unsealed: Vec::new(),
             unsealed_bytes: 0,
             wanted: FastSet::default(),
+            serving: Default::default(),
         };
         if let Some(cur) = self.sessions.get(&peer)
             && cur.incarnation == hello.incarnation
