@@ -124,6 +124,13 @@ pub struct Config {
     /// everything on loopback comes from this computer, where many peers share 127.0.0.1 (tests,
     /// demos, benchmarks), and its user could do anything anyway.
     pub limit_loopback: bool,
+    /// Where received files are saved (in a folder per room, then per author). `None`: the
+    /// user's download folder, `.../Downloads/lanpeer` ([`default_downloads`]).
+    pub downloads: Option<PathBuf>,
+    /// Largest file sent or received, in bytes (`--max-file`).
+    pub max_file: u64,
+    /// Most bytes of files the data dir's file store keeps (sent and received), in all.
+    pub max_files: u64,
 }
 
 impl Default for Config {
@@ -169,6 +176,9 @@ impl Default for Config {
             beacon_burst_per_ip: 100,
             beacon_per_sec_per_ip: 50.0,
             limit_loopback: false,
+            downloads: None,
+            max_file: 2 << 30,
+            max_files: 20 << 30,
         }
     }
 }
@@ -180,6 +190,12 @@ pub fn default_name() -> String {
         .filter_map(|k| std::env::var(k).ok())
         .find(|v| !v.trim().is_empty())
         .unwrap_or_else(|| "peer".to_string())
+}
+
+/// The user's download folder, `.../Downloads/lanpeer` (the home folder's when the platform
+/// names none).
+pub fn default_downloads() -> Option<PathBuf> {
+    dirs::download_dir().or_else(|| dirs::home_dir().map(|h| h.join("Downloads"))).map(|d| d.join("lanpeer"))
 }
 
 /// The per-user data directory of the platform, `.../lanpeer`.

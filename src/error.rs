@@ -65,6 +65,9 @@ pub enum Error {
     /// A text is empty, or longer than the limit.
     #[error("{0}")]
     BadText(String),
+    /// A file cannot be sent or kept: what to do, in one sentence.
+    #[error("{0}")]
+    Files(String),
     /// The history database failed.
     #[error("the history database failed: {0}")]
     Storage(String),

@@ -177,6 +177,31 @@ pub enum Event {
     },
     /// A message, received or sent by this peer.
     Message(Message),
+    /// A file of a message is complete on disk, checked against the SHA-256 its message names,
+    /// and saved (under the downloads folder, never over another file).
+    File {
+        /// The message that attaches it.
+        message_id: MsgId,
+        /// Its name in the message (`src/a.py`).
+        name: String,
+        /// Its size in bytes.
+        size: u64,
+        /// Its SHA-256.
+        sha256: [u8; 32],
+        /// Where it was saved.
+        path: std::path::PathBuf,
+    },
+    /// A file of a message is arriving: at most every half second per file.
+    FileProgress {
+        /// The message that attaches it.
+        message_id: MsgId,
+        /// Its name in the message.
+        name: String,
+        /// Bytes received and checked so far.
+        bytes: u64,
+        /// Its size in bytes.
+        size: u64,
+    },
     /// Something the user should know, in one short sentence: e.g. a peer of this room was
     /// refused because its passphrase differs. Rate-limited (see [`crate::guard::Warner`]).
     Warning {

@@ -46,6 +46,7 @@ pub mod discovery;
 pub mod error;
 pub mod event;
 pub mod exercises;
+pub mod files;
 pub mod gossip;
 pub mod guard;
 pub mod id;

@@ -134,6 +134,100 @@ pub enum Frame {
     /// [`CatchUp`](Frame::CatchUp) frames before it). A receiver holds a message until a seal
     /// proves it, and drops it when none does.
     Seal(Seal),
+    /// 11: which parts of this file do you hold? Asked, of the peers that may have it, by a peer
+    /// that fetches it (docs/protocol.md, "Files"). Answered with [`Frame::FileHave`], or with
+    /// [`Frame::FileNone`] when the asker may not have it (its message is not visible to it).
+    FileAsk(FileAsk),
+    /// 12: what I hold of a file: in answer to an ask, then, to the peers that fetch it too, each
+    /// time I hold more.
+    FileHave(FileHave),
+    /// 13: send me this part of a file (its list of chunk hashes, or a chunk).
+    FileWant(FileWant),
+    /// 14: a part of a file, in answer to a want.
+    FilePart(FilePart),
+    /// 15: I will not send this (I do not hold it, or you may not have it).
+    FileNone(FileNone),
+}
+
+/// A file named by the message that attaches it: its id, and the file's
+/// [`chunks`](FileRef::chunks) hash. A file is given only under a message visible to the asker
+/// (docs/security.md, "Files").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FileKey {
+    /// The message that attaches the file.
+    pub msg: MsgId,
+    /// [`FileRef::chunks`] of the file.
+    #[serde(with = "serde_bytes")]
+    pub file: [u8; 32],
+}
+
+/// [`Frame::FileAsk`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileAsk {
+    /// The file asked about.
+    pub key: FileKey,
+}
+
+/// Which chunks of a file a peer holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Have {
+    /// 0: all of it.
+    All,
+    /// 1: one bit per chunk (chunk `i` is bit `i % 8` of byte `i / 8`).
+    Bits(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// 2: these chunks, more than the sender said before.
+    Added(Vec<u32>),
+}
+
+/// [`Frame::FileHave`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileHave {
+    /// [`FileRef::chunks`] of the file.
+    #[serde(with = "serde_bytes")]
+    pub file: [u8; 32],
+    /// What the sender holds.
+    pub have: Have,
+}
+
+/// A part of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Part {
+    /// 0: piece `k` of the list of chunk hashes (hashes `k * 2048 ..`, 32 bytes each).
+    List(u32),
+    /// 1: chunk `i` (bytes `i * 65536 ..`, 64 KiB, the last one shorter).
+    Chunk(u32),
+}
+
+/// [`Frame::FileWant`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileWant {
+    /// The file, and the message it is asked under.
+    pub key: FileKey,
+    /// The part wanted.
+    pub part: Part,
+}
+
+/// [`Frame::FilePart`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilePart {
+    /// [`FileRef::chunks`] of the file.
+    #[serde(with = "serde_bytes")]
+    pub file: [u8; 32],
+    /// Which part.
+    pub part: Part,
+    /// Its bytes.
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+}
+
+/// [`Frame::FileNone`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileNone {
+    /// [`FileRef::chunks`] of the file.
+    #[serde(with = "serde_bytes")]
+    pub file: [u8; 32],
+    /// The part refused; `None`: the whole file (an ask refused).
+    pub part: Option<Part>,
 }
 
 /// An author's signature over a batch of its messages: the numbers `first..first + count` of
@@ -323,6 +417,14 @@ mod tests {
                 addrs: vec!["10.0.0.7".parse().unwrap(), "fd00::7".parse().unwrap()],
             }]),
             Frame::Seal(Seal { key: [5; 32], first: 9, count: 3, sig: [6; 64], proof: vec![7; 64] }),
+            Frame::FileAsk(FileAsk { key: FileKey { msg: id, file: [1; 32] } }),
+            Frame::FileHave(FileHave { file: [1; 32], have: Have::All }),
+            Frame::FileHave(FileHave { file: [1; 32], have: Have::Bits(vec![0b101]) }),
+            Frame::FileHave(FileHave { file: [1; 32], have: Have::Added(vec![3, 70000]) }),
+            Frame::FileWant(FileWant { key: FileKey { msg: id, file: [1; 32] }, part: Part::List(0) }),
+            Frame::FilePart(FilePart { file: [1; 32], part: Part::Chunk(2), data: vec![9; 100] }),
+            Frame::FileNone(FileNone { file: [1; 32], part: None }),
+            Frame::FileNone(FileNone { file: [1; 32], part: Some(Part::Chunk(1)) }),
         ]
     }
 

@@ -27,11 +27,11 @@ use crate::exercises::ProblemView;
 use crate::guard::{RateLimiter, Warner};
 use crate::id::{MsgId, PeerId};
 use crate::identity::Identity;
-use crate::protocol::{Body, Frame, Hello};
+use crate::protocol::{Body, FileRef, Frame, Hello};
 use crate::transport::{self, Ctx};
 
 mod actor;
-mod events;
+pub(crate) mod events;
 
 pub use events::{Events, TryRecvError};
 
@@ -49,7 +49,7 @@ pub const MAX_BATCH: usize = 4096;
 /// A request to the node actor.
 #[derive(Debug)]
 pub(crate) enum Command {
-    Send { to: Option<PeerId>, body: Body, reply: oneshot::Sender<Result<MsgId, Error>> },
+    Send { to: Option<PeerId>, body: Body, files: Vec<FileRef>, reply: oneshot::Sender<Result<MsgId, Error>> },
     SendBatch { msgs: Vec<(Option<PeerId>, Body)>, reply: oneshot::Sender<Vec<Result<MsgId, Error>>> },
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     Problems(oneshot::Sender<Vec<ProblemView>>),
@@ -88,6 +88,15 @@ pub struct Node {
     listen: SocketAddr,
     cmd: mpsc::Sender<Command>,
     actor: Arc<Mutex<Option<JoinHandle<()>>>>,
+    files: Option<Arc<FilesHandle>>,
+    bounds: crate::files::prepare::Bounds,
+}
+
+/// The files part of a node that has a data dir.
+#[derive(Debug)]
+struct FilesHandle {
+    files: crate::files::Files,
+    downloads: std::path::PathBuf,
 }
 
 /// A warning about one address and kind is repeated at most this often.
@@ -134,6 +143,16 @@ impl Node {
         let identity = Identity::open(config.data_dir.as_deref())?;
         let me = identity.id;
         let store = crate::store::Store::open(config.data_dir.as_deref(), me, &config.room)?;
+        // Files need a data dir (their store is `<data dir>/files`).
+        let files = match &config.data_dir {
+            Some(dir) => {
+                let fstore = Arc::new(crate::files::store::Store::open(&dir.join("files"))?);
+                let (control, control_rx) = mpsc::unbounded_channel();
+                let (frames, frames_rx) = mpsc::channel(256);
+                Some((crate::files::Files { store: fstore, control, frames }, control_rx, frames_rx))
+            }
+            None => None,
+        };
         let all = iface::scan().map_err(|source| Error::Socket { what: "interface list", source })?;
         let selected = iface::select(&all, &config.interfaces, true)?;
 
@@ -244,6 +263,7 @@ impl Node {
             limit_loopback: config.limit_loopback,
             conn_burst: config.conn_burst_per_ip,
             conn_per_sec: config.conn_per_sec_per_ip,
+            files: files.as_ref().map(|(f, _, _)| f.clone()),
         });
 
         let tag = room_tag(&config.room);
@@ -294,7 +314,28 @@ impl Node {
         let announce = tokio::spawn(announcer.run(announce_cancel.clone()));
         let listen_task = tokio::spawn(listener.run(net_cancel.clone()));
         let accept = tokio::spawn(transport::accept::run(tcp, tcp6, ctx.clone(), net_cancel.clone()));
+        let mut tasks = vec![announce, listen_task, accept];
+        let mut files_handle = None;
+        if let Some((f, control_rx, frames_rx)) = files {
+            let known = store.with_files()?.iter().map(|s| crate::files::Attached::of(&s.message)).collect();
+            let downloads = config
+                .downloads
+                .clone()
+                .or_else(crate::config::default_downloads)
+                .unwrap_or_else(|| config.data_dir.clone().unwrap_or_default().join("downloads"))
+                .join(crate::files::names::safe_part(&config.room));
+            let settings = crate::files::engine::Settings {
+                me,
+                downloads: downloads.clone(),
+                max_file: config.max_file,
+                max_files: config.max_files,
+            };
+            let engine = crate::files::engine::Engine::new(settings, f.store.clone(), events_tx.clone(), known);
+            tasks.push(tokio::spawn(engine.run(control_rx, frames_rx, cancel.child_token())));
+            files_handle = Some(Arc::new(FilesHandle { files: f, downloads }));
+        }
 
+        let bounds = crate::files::prepare::Bounds { max_file: config.max_file, max_files: config.max_files };
         let actor = actor::Actor::new(actor::Parts {
             identity,
             store,
@@ -308,10 +349,19 @@ impl Node {
             wake_announcer: wake,
             ifaces: iface_watch,
             latest,
-            tasks: vec![announce, listen_task, accept],
+            tasks,
+            files: files_handle.as_ref().map(|h| h.files.clone()),
         })?;
         let handle = tokio::spawn(actor.run(cmd_rx, heard_rx, sess_rx));
-        Ok((Node { id: me, listen, cmd: cmd_tx, actor: Arc::new(Mutex::new(Some(handle))) }, events_rx))
+        let node = Node {
+            id: me,
+            listen,
+            cmd: cmd_tx,
+            actor: Arc::new(Mutex::new(Some(handle))),
+            files: files_handle,
+            bounds,
+        };
+        Ok((node, events_rx))
     }
 
     /// This peer's id.
@@ -340,7 +390,7 @@ impl Node {
     /// transaction. `to`: `None` for everyone, or one peer.
     pub async fn submit(&self, to: Option<PeerId>, body: Body) -> Result<Pending, Error> {
         let (reply, rx) = oneshot::channel();
-        self.cmd.send(Command::Send { to, body, reply }).await.map_err(|_| Error::Stopped)?;
+        self.cmd.send(Command::Send { to, body, files: Vec::new(), reply }).await.map_err(|_| Error::Stopped)?;
         Ok(Box::pin(async move { rx.await.map_err(|_| Error::Stopped)? }))
     }
 
@@ -393,6 +443,39 @@ impl Node {
     /// Give feedback on a known answer (refused with [`Error::UnknownAnswer`] otherwise).
     pub async fn feedback(&self, answer: MsgId, text: impl Into<String>) -> Result<MsgId, Error> {
         self.send(None, Body::Feedback { answer, text: text.into() }).await
+    }
+
+    /// Hash the files and folders at `paths` and copy them into this peer's file store: the
+    /// references to attach to a message ([`Node::send_with`]). A folder is its files, named by
+    /// their path from its parent (`src/a.py`); its links are not followed. Refused with one
+    /// plain sentence: no such file, too big (`--max-file`), too many, the disk full.
+    pub async fn prepare_files(&self, paths: Vec<std::path::PathBuf>) -> Result<Vec<FileRef>, Error> {
+        let Some(h) = &self.files else {
+            return Err(Error::Files("this peer keeps no data directory, so it cannot send files".into()));
+        };
+        let (store, bounds) = (h.files.store.clone(), self.bounds);
+        tokio::task::spawn_blocking(move || crate::files::prepare::prepare(&store, &paths, bounds))
+            .await
+            .map_err(|_| Error::Stopped)?
+            .map_err(Error::Files)
+    }
+
+    /// Send a message with files attached (from [`Node::prepare_files`]): to everyone, or to
+    /// `to` only. With files, a chat's, an answer's or a feedback's text may be empty.
+    pub async fn send_with(&self, to: Option<PeerId>, body: Body, files: Vec<FileRef>) -> Result<MsgId, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd.send(Command::Send { to, body, files, reply }).await.map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Where a file's content is kept, once this peer holds all of it (to serve it to the page).
+    pub fn file_content(&self, f: &FileRef) -> Option<std::path::PathBuf> {
+        self.files.as_ref()?.files.store.complete_path(&f.chunks)
+    }
+
+    /// The folder received files are saved in (`None` without a data dir).
+    pub fn downloads(&self) -> Option<std::path::PathBuf> {
+        self.files.as_ref().map(|h| h.downloads.clone())
     }
 
     /// The listed peers, by name.

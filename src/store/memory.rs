@@ -229,6 +229,8 @@ struct State {
     rows: Rows,
     /// Rows of problems, answers and feedback of every room, in order (the exercises index).
     exercises: Vec<i64>,
+    /// Rows of the messages that attach files, in order.
+    attached: Vec<i64>,
     /// The catch-up candidates of each room, by room index.
     catchup: Vec<Catchup>,
     members: HashMap<(u32, PeerId), (String, u64)>,
@@ -475,7 +477,7 @@ impl Memory {
                     let row = st.msgs.len() as i64 + 1;
                     st.rows.remove(m.id);
                     let c = &mut st.catchup[m.room as usize];
-                    for list in [&mut st.exercises, &mut c.exercises, &mut c.chats] {
+                    for list in [&mut st.exercises, &mut st.attached, &mut c.exercises, &mut c.chats] {
                         if list.last() == Some(&row) {
                             list.pop();
                         }
@@ -544,6 +546,9 @@ impl Memory {
         let chat = matches!(env.body, Body::Chat { .. });
         if !chat {
             st.exercises.push(row);
+        }
+        if !env.files.is_empty() {
+            st.attached.push(row);
         }
         if env.to.is_none() && signed {
             let c = &mut st.catchup[room as usize];
@@ -654,6 +659,12 @@ impl Memory {
     pub(super) fn exercises(&self) -> Result<Vec<Stored>, Error> {
         let st = self.st.borrow();
         let mine = st.exercises.iter().filter(|&&row| st.msg(row).is_some_and(|m| self.reads(m.room)));
+        Ok(mine.filter_map(|&row| self.stored(&st, row)).collect())
+    }
+
+    pub(super) fn with_files(&self) -> Result<Vec<Stored>, Error> {
+        let st = self.st.borrow();
+        let mine = st.attached.iter().filter(|&&row| st.msg(row).is_some_and(|m| self.reads(m.room)));
         Ok(mine.filter_map(|&row| self.stored(&st, row)).collect())
     }
 

@@ -214,6 +214,11 @@ impl Store {
         each!(self.exercises())
     }
 
+    /// Every message that attaches files, oldest first.
+    pub fn with_files(&self) -> Result<Vec<Stored>, Error> {
+        each!(self.with_files())
+    }
+
     /// Number of messages stored.
     pub fn count(&self) -> Result<u64, Error> {
         each!(self.count())

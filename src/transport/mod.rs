@@ -165,6 +165,8 @@ pub struct Ctx {
     pub warner: Arc<Warner>,
     /// Whether the per-address connection limit applies to loopback addresses.
     pub limit_loopback: bool,
+    /// The files engine's ends (`None` without a data dir: no files).
+    pub files: Option<crate::files::Files>,
     /// Connection attempts accepted from one IP address at once...
     pub conn_burst: u32,
     /// ...and per second after that (more are closed before any handshake).

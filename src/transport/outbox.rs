@@ -90,6 +90,9 @@ struct State {
     writer_waits: bool,
     /// The actor let go: write what is left, then close the write half.
     closing: bool,
+    /// File parts (`push_bulk`), encoded one at a time once everything else is written: a chat
+    /// sent while a file moves waits behind one part at most, not behind the file.
+    bulk: VecDeque<OutFrame>,
 }
 
 /// The sending side of one session.
@@ -104,6 +107,9 @@ pub struct Outbox {
     waiting_bytes: AtomicUsize,
     /// Bytes of the turn under way, not sent yet ([`Outbox::admit`]; only the actor touches it).
     turn_bytes: AtomicUsize,
+    /// File parts waiting in `bulk` (not counted in `waiting`: the peer reads what it asked for
+    /// at its own pace, and the files engine bounds what it queues).
+    bulk_waiting: AtomicUsize,
     bounds: Bounds,
     live: Arc<Liveness>,
     cancel: CancellationToken,
@@ -130,11 +136,13 @@ impl Outbox {
                 batches: VecDeque::new(),
                 writer_waits: false,
                 closing: false,
+                bulk: VecDeque::new(),
             }),
             io,
             waiting: AtomicUsize::new(0),
             waiting_bytes: AtomicUsize::new(0),
             turn_bytes: AtomicUsize::new(0),
+            bulk_waiting: AtomicUsize::new(0),
             bounds,
             live,
             cancel,
@@ -189,6 +197,12 @@ impl Outbox {
     pub fn send(&self, frames: &mut Vec<OutFrame>) -> Result<(), Refused> {
         // The turn's frames are these (or were dropped with it).
         self.turn_bytes.store(0, Ordering::Relaxed);
+        self.push(frames)
+    }
+
+    /// Send `frames` as [`send`](Outbox::send) does, outside the actor's turns (the files
+    /// engine's small frames: asks, haves, wants).
+    pub fn push(&self, frames: &mut Vec<OutFrame>) -> Result<(), Refused> {
         if frames.is_empty() {
             return Ok(());
         }
@@ -222,6 +236,46 @@ impl Outbox {
             }
         }
         Ok(())
+    }
+
+    /// Queue a file part, sent after everything else waiting (and everything sent while it
+    /// waits).
+    pub fn push_bulk(&self, frame: OutFrame) -> Result<(), Refused> {
+        if self.cancel.is_cancelled() {
+            return Err(Refused::Closed);
+        }
+        let mut st = self.lock();
+        if st.closing {
+            return Err(Refused::Closed);
+        }
+        let wake = st.bulk.is_empty() && st.queued.is_empty() && !st.writer_waits;
+        st.bulk.push_back(frame);
+        self.bulk_waiting.fetch_add(1, Ordering::Relaxed);
+        if wake {
+            self.live.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// File parts queued and not yet being written.
+    pub fn bulk_waiting(&self) -> usize {
+        self.bulk_waiting.load(Ordering::Relaxed)
+    }
+
+    /// Is the session closed (or closing)?
+    pub fn is_closed(&self) -> bool {
+        self.cancel.is_cancelled() || self.lock().closing
+    }
+
+    /// Once everything else is written, encode the next file part (the writer's).
+    fn encode_bulk(&self, st: &mut State) -> Result<(), Refused> {
+        if !st.buf.is_empty() || !st.queued.is_empty() {
+            return Ok(());
+        }
+        let Some(frame) = st.bulk.pop_front() else { return Ok(()) };
+        self.bulk_waiting.fetch_sub(1, Ordering::Relaxed);
+        // Counted as no frame and no byte: only what the actor sends counts as waiting.
+        self.append(st, [&frame], 0, 0)
     }
 
     /// Encode `n` frames of `bytes` bytes at the end of `buf` (`waiting` and `waiting_bytes`
@@ -355,7 +409,7 @@ pub async fn run_writer(out: Arc<Outbox>, peer: crate::id::PeerId) {
         loop {
             let (done, closing) = {
                 let mut st = out.lock();
-                if out.encode_queued(&mut st).is_err() {
+                if out.encode_queued(&mut st).is_err() || out.encode_bulk(&mut st).is_err() {
                     return;
                 }
                 let ping_now = std::mem::take(&mut ping_due) && st.buf.is_empty() && !st.closing;
@@ -368,6 +422,8 @@ pub async fn run_writer(out: Arc<Outbox>, peer: crate::id::PeerId) {
                 }
                 st.writer_waits = false;
                 match out.write_some(&mut st, false) {
+                    // File parts left: written on this pass, after anything sent meanwhile.
+                    Ok(true) if !st.bulk.is_empty() => continue,
                     Ok(done) => (done, st.closing),
                     Err(_) => return,
                 }

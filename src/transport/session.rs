@@ -151,6 +151,9 @@ pub async fn run(
     if ctx.actor.send(SessionMsg::Up(Box::new(up))).await.is_err() {
         return;
     }
+    if let Some(files) = &ctx.files {
+        files.tell(crate::files::Control::Up { peer, sid, out: Arc::downgrade(&out) });
+    }
     let writer = tokio::spawn(outbox::run_writer(out, peer));
 
     let mut farewell = false;
@@ -226,6 +229,32 @@ pub async fn run(
                     tracing::debug!(sid, peer = %peer.short(), error = %e, len = bytes.len(), "undecodable frame dropped");
                 }
                 Ok(Received::Other(Frame::Seal(seal))) => verifier.seal(seal),
+                // The files engine's, straight to it (a file's parts never wait behind the
+                // actor, nor the actor behind them).
+                Ok(Received::Other(
+                    frame @ (Frame::FileAsk(_)
+                    | Frame::FileHave(_)
+                    | Frame::FileWant(_)
+                    | Frame::FilePart(_)
+                    | Frame::FileNone(_)),
+                )) => {
+                    if let Some(files) = &ctx.files {
+                        let msg = crate::files::FromPeer { peer, frame };
+                        let sent = match files.frames.try_send(msg) {
+                            Ok(()) => true,
+                            Err(mpsc::error::TrySendError::Full(msg)) => tokio::select! {
+                                biased;
+                                _ = &mut cancelled => false,
+                                r = files.frames.send(msg) => r.is_ok(),
+                            },
+                            Err(mpsc::error::TrySendError::Closed(_)) => true,
+                        };
+                        if !sent {
+                            broken = true;
+                            break;
+                        }
+                    }
+                }
                 Ok(m @ (Received::Message { .. } | Received::CatchUp { .. })) => {
                     if let Err(e) = verifier.hold(m) {
                         tracing::debug!(sid, peer = %peer.short(), error = %e, "peer sends messages without seals; closing");
@@ -294,6 +323,9 @@ pub async fn run(
     }
     tracing::debug!(sid, peer = %peer.short(), farewell, eof, "session closed");
     let _ = ctx.actor.send(SessionMsg::Closed { sid, peer, farewell }).await;
+    if let Some(files) = &ctx.files {
+        files.tell(crate::files::Control::Down { peer, sid });
+    }
     let mut writer = writer;
     if tokio::time::timeout(ctx.handshake_timeout, &mut writer).await.is_err() {
         cancel.cancel();

@@ -139,6 +139,13 @@ pub fn event(e: &Event) -> Value {
         }
         Event::Message(m) => message(m),
         Event::Warning { message } => json!({"event": "warning", "message": message}),
+        Event::File { message_id, name, size, sha256, path } => json!({
+            "event": "file", "message_id": message_id.to_string(), "name": name, "size": size,
+            "sha256": hex::encode(sha256), "path": path.display().to_string(),
+        }),
+        Event::FileProgress { message_id, name, bytes, size } => json!({
+            "event": "file_progress", "message_id": message_id.to_string(), "name": name, "bytes": bytes, "size": size,
+        }),
     }
 }
 

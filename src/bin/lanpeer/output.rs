@@ -363,7 +363,23 @@ impl Output {
             Event::Warning { message } => {
                 self.put(Line::new().with(Tone::Time, t).with(Tone::Warning, format!("  ! {message}")))
             }
-            Event::Message(m) => self.message(m, &t),
+            Event::Message(m) => {
+                self.message(m, &t);
+                for f in &m.files {
+                    let size = lanpeer::files::prepare::human_bytes(f.size);
+                    self.put(Line::new().text(format!("          + {} ({size})", printable(&f.name))));
+                }
+            }
+            Event::File { name, size, path, .. } => {
+                let size = lanpeer::files::prepare::human_bytes(*size);
+                self.put(
+                    Line::new()
+                        .with(Tone::Time, t)
+                        .with(Tone::Notice, format!("  * {} ({size}) arrived: {}", printable(name), path.display())),
+                )
+            }
+            // The terminal shows a file once it is there; the page and --json show it arriving.
+            Event::FileProgress { .. } => {}
         }
     }
 

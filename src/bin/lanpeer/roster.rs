@@ -113,7 +113,7 @@ impl Roster {
                 }
                 Body::Chat { .. } | Body::Feedback { .. } => {}
             },
-            Event::Warning { .. } => {}
+            Event::Warning { .. } | Event::File { .. } | Event::FileProgress { .. } => {}
         }
     }
 

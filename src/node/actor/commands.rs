@@ -13,21 +13,21 @@ use crate::error::Error;
 use crate::event::{Event, Message};
 use crate::id::{MsgId, PeerId};
 use crate::node::Command;
-use crate::protocol::{Body, Envelope};
+use crate::protocol::{Body, Envelope, FileRef};
 
 impl Actor {
     /// Carry out a command; how many messages it submitted (1 for any other command).
     pub(super) fn command(&mut self, c: Command) -> usize {
         let now = Instant::now();
         match c {
-            Command::Send { to, body, reply } => {
+            Command::Send { to, body, files, reply } => {
                 // Answered after the commit (in `flush`), so an id the caller gets is on disk.
-                let r = self.send(to, body);
+                let r = self.send(to, body, files);
                 self.turn.replies.push(HeldReply::One(reply, r));
             }
             Command::SendBatch { msgs, reply } => {
                 let n = msgs.len();
-                let r = msgs.into_iter().map(|(to, body)| self.send(to, body)).collect();
+                let r = msgs.into_iter().map(|(to, body)| self.send(to, body, Vec::new())).collect();
                 self.turn.replies.push(HeldReply::Batch(reply, r));
                 return n.max(1);
             }
@@ -95,14 +95,28 @@ impl Actor {
         Ok(())
     }
 
-    pub(super) fn send(&mut self, mut to: Option<PeerId>, body: Body) -> Result<MsgId, Error> {
+    pub(super) fn send(&mut self, mut to: Option<PeerId>, body: Body, files: Vec<FileRef>) -> Result<MsgId, Error> {
         crate::limits::check_body(&body).map_err(Error::BadText)?;
+        if files.len() > crate::limits::FILES {
+            return Err(Error::Files(format!(
+                "a message carries at most {} files; send the folder as a zip",
+                crate::limits::FILES
+            )));
+        }
+        if !files.is_empty() && self.p.files.is_none() {
+            return Err(Error::Files("this peer keeps no data directory, so it cannot send files".into()));
+        }
+        // With files, a text may be empty (the files say it).
+        let bare = files.is_empty();
         match &body {
-            Body::Chat { text } => self.check_text("message", text)?,
+            Body::Chat { text } if bare => self.check_text("message", text)?,
+            Body::Chat { .. } => {}
             Body::Problem { title, .. } => self.check_text("title", title)?,
             Body::Answer { problem, text } => {
                 self.exercises.find_problem(&problem.to_string())?;
-                self.check_text("answer", text)?;
+                if bare {
+                    self.check_text("answer", text)?;
+                }
                 // A quiz: answers go to its author only.
                 if let Some(author) = self.exercises.quiz_author(problem) {
                     to = Some(author);
@@ -110,7 +124,9 @@ impl Actor {
             }
             Body::Feedback { answer, text } => {
                 self.exercises.find_answer(&answer.to_string())?;
-                self.check_text("feedback", text)?;
+                if bare {
+                    self.check_text("feedback", text)?;
+                }
                 // Feedback on a quiz answer goes to the answer's author only.
                 if self.exercises.problem_of(answer).and_then(|p| self.exercises.quiz_author(&p)).is_some() {
                     to = Some(answer.author);
@@ -126,7 +142,7 @@ impl Actor {
         }
         let id = MsgId { author: self.me, seq: self.p.identity.next_seq()? };
         let now = self.turn_now_ms();
-        let env = Envelope { id, author_name: self.p.name.clone(), sent_ms: now, to, body, files: Vec::new() };
+        let env = Envelope { id, author_name: self.p.name.clone(), sent_ms: now, to, body, files };
         let bytes =
             self.arena.encode(&env).map_err(|_| Error::BadText("the message is too large; shorten it".into()))?;
         if bytes.len() + 16 > self.p.ctx.max_frame {

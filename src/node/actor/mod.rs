@@ -92,6 +92,8 @@ pub(super) struct Parts {
     /// Repeated beacons the listener keeps for the tick.
     pub latest: Arc<crate::discovery::listen::Latest>,
     pub tasks: Vec<JoinHandle<()>>,
+    /// The files engine, told of the messages that attach files once they are committed.
+    pub files: Option<crate::files::Files>,
 }
 
 pub(super) struct Actor {
@@ -220,7 +222,22 @@ impl Actor {
         }
         let room = self.turn.events.len().next_power_of_two().min(EVENTS_ROOM_MAX);
         let batch = std::mem::replace(&mut self.turn.events, Vec::with_capacity(room));
+        let attached: Vec<crate::files::Attached> = match &self.p.files {
+            Some(_) => batch
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Message(m) if !m.files.is_empty() => Some(crate::files::Attached::of(m)),
+                    _ => None,
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         let _ = self.p.events.send(batch);
+        if let Some(files) = &self.p.files
+            && !attached.is_empty()
+        {
+            files.tell(crate::files::Control::Messages(attached));
+        }
     }
 
     fn left(&mut self, info: PeerInfo, reason: LeaveReason) {
