@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use crate::id::{MsgId, PeerId};
 use crate::protocol::{Body, Envelope, FileRef};
 
-/// The state of a listed peer (see docs/protocol.md, "Peer state machine").
+/// The state of a listed peer (see docs/protocol.md, "The peer state machine").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeerState {
     /// Heard by beacon, no session yet: not listed to the user.

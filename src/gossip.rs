@@ -2,7 +2,7 @@
 //! (two subnets joined by a router, a Wi-Fi that blocks client-to-client broadcast) find each
 //! other through one common peer, and keep finding each other after it leaves.
 //!
-//! Rules (docs/protocol.md, section 14):
+//! Rules (docs/protocol.md, section 12):
 //! - A peer gossips only the peers it has a **live, authenticated session** with (so their ids
 //!   were proved by their keys, and they passed the room and passphrase checks), and only inside
 //!   a session of the room. Gossip never lists anyone: a gossiped peer is dialed, and listed only
@@ -106,7 +106,7 @@ pub fn same_subnet(a: IpAddr, b: IpAddr, prefix: u8) -> bool {
 
 /// Does a receiver at `receiver` hear the beacons of a peer at `peer` itself? True when one of
 /// our own subnets (`local`: our address and prefix on each selected interface) holds both:
-/// they share a broadcast domain, so news of that peer needs no gossip (section 14.2). A
+/// they share a broadcast domain, so news of that peer needs no gossip (docs/protocol.md 12.2). A
 /// receiver beyond a router (on none of our subnets) is told about everyone.
 pub fn hears_itself(receiver: IpAddr, peer: IpAddr, local: &[(IpAddr, u8)]) -> bool {
     Hearing::of(receiver, local).hears(peer)

@@ -1,13 +1,12 @@
 //! An append-only journal of groups of records, each group written whole or not at all: the
 //! file format of a history store of our own.
 //!
-//! Why: SQLite writes each message twice (a 4 KiB page of the write-ahead log, then the same page
-//! into the database at a checkpoint), with a b-tree row and an index entry per message; round 12
-//! of docs/benchmarks-history.md measured it at ≈ 4.2 of the 7.3 µs a streamed message costs,
-//! and ≈ 15 µs of the ≈ 40 µs each receiver of a fan-out spends. A journal writes a turn's bytes
-//! once, with one `write`, and keeps its indexes in memory. This module is the format and its
-//! crash rules; the store on it is `store/journaled.rs`, a data dir's `history.journal`
-//! (docs/architecture.md, 8a; the bench's `store` lines measure it beside SQLite).
+//! Why: a database writes each message more than once (a page of its write-ahead log, then the
+//! same page into its tables, with a b-tree row and an index entry per message), where a turn's
+//! messages are bytes to keep in order. A journal writes a turn's bytes once, with one `write`,
+//! and the store keeps its indexes in memory. This module is the format and its crash rules; the
+//! store on it is `store/journaled.rs`, a data dir's `history.journal` (docs/architecture.md,
+//! "The journal file"; the bench's `store` lines measure it beside a plain write to a file).
 //!
 //! Format (all integers little-endian; docs/architecture.md, "The journal"):
 //! - a header of 16 bytes: the magic `LPJOURN1`, the format version (`u32`, 1), 4 zero bytes;
@@ -22,10 +21,10 @@
 //! Damage that is not a crash's (a group that does not check out with a whole group after it: a
 //! disk error) is cut the same way, but the whole file is first copied beside it
 //! (`<name>.damaged-<ms>`) and the cut logged as an error, so nothing on disk is lost with it.
-//! So a group, like a SQLite transaction, is kept whole or not at all. Durability is the
+//! So a group, like a database transaction, is kept whole or not at all. Durability is the
 //! caller's choice: an appended group survives the process being killed; [`Journal::sync`]
 //! (`fdatasync`) makes it survive a power cut, and a [`Syncer`] does that beside the writer at
-//! most every second, as SQLite's WAL with `synchronous=NORMAL` and its checkpoints did.
+//! most every second.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
@@ -362,8 +361,7 @@ pub const SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// A thread that makes a journal's appended groups survive a power cut (`fdatasync` on a handle
 /// of its own), at most every [`SYNC_EVERY`] and only after something was appended: the writer
 /// never waits for the disk, an idle journal wakes it never, and a power cut costs at most the
-/// last second or so, as SQLite's WAL with `synchronous=NORMAL` and its checkpoints did. Dropped,
-/// it syncs a last time and ends.
+/// last second or so. Dropped, it syncs a last time and ends.
 #[derive(Debug)]
 pub struct Syncer {
     /// "Appended", sent only when `dirty` was clear: one wake-up per sync at most.

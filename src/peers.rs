@@ -4,7 +4,7 @@
 //! The node actor owns the one table and feeds it what the tasks observe (beacons, sessions up
 //! and down, dial results, the clock); the table answers with what the user must be told.
 //! A peer is *listed* (and reported joined) once its session is up, so that everyone on the list
-//! can be messaged; see docs/protocol.md, "Peer state machine".
+//! can be messaged; see docs/protocol.md, "The peer state machine".
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -29,7 +29,7 @@ pub const PREAMBLE_LEN: usize = 8;
 /// Transport mode 0: frames sent as they are (the core protocol). No longer spoken: refused.
 pub const MODE_PLAIN: u8 = 0;
 /// Transport mode 1: a `Noise_XX_25519_ChaChaPoly_BLAKE2s` handshake, then encrypted records
-/// (open rooms). See docs/protocol.md, "Encrypted sessions".
+/// (open rooms). See docs/protocol.md, "The Noise handshake".
 pub const MODE_NOISE: u8 = 1;
 /// Transport mode 2: as [`MODE_NOISE`], with `Noise_XXpsk3` and the room's passphrase key
 /// (passphrase rooms). A peer only talks to peers of its own mode.

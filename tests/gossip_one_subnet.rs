@@ -1,4 +1,4 @@
-//! Gossip leaves out the peers a receiver hears itself (docs/protocol.md 14.2), on loopback:
+//! Gossip leaves out the peers a receiver hears itself (docs/protocol.md 12.2), on loopback:
 //! every peer is 127.0.0.1, one subnet (127.0.0.0/8) of each sender's.
 //!
 //! 1. Four peers of one room that hear each other's beacons form the mesh with no gossip entry

@@ -1,4 +1,4 @@
-//! Never lose an answer, under real faults (issue 3): real `lanpeer --json` processes, each in
+//! Never lose an answer, under real faults: real `lanpeer --json` processes, each in
 //! its own Linux network namespace on one bridge, with packet loss (nftables `numgen random`), a
 //! partition (`ip link set eth0 down`), a crash (SIGKILL and restart on the same data dir), a
 //! frozen laptop (SIGSTOP / SIGCONT), a late joiner, and a partitioned peer that comes back while

@@ -1,6 +1,6 @@
 //! A settled peer (up for two dial graces) dials a peer it hears for the first time at once,
 //! whatever the ids, and sends no beacon for it; a peer that is not settled answers a newcomer's
-//! beacon with its own (docs/protocol.md, 3.5 and 8.2). Real nodes on loopback, and a plain UDP
+//! beacon with its own (docs/protocol.md, 4.5 and 13.1). Real nodes on loopback, and a plain UDP
 //! socket on the room's discovery port that counts the beacons going by.
 
 mod common;

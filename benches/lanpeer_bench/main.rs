@@ -1,4 +1,4 @@
-//! lanpeer benchmarks (issue 6): every figure beside a baseline measured in the same run.
+//! lanpeer benchmarks: every figure beside a baseline measured in the same run.
 //!
 //! ```sh
 //! cargo bench --bench lanpeer_bench                       # everything, full sizes (a few minutes)

@@ -841,7 +841,7 @@ pub(crate) mod tests {
 
     #[test]
     fn handshake_message_sizes_are_as_documented() {
-        // docs/protocol.md section 13 gives these sizes; pin them.
+        // docs/protocol.md 5.2 gives these sizes; pin them.
         for (psk, want) in [(None, [32usize, 96, 64]), (Some([3u8; 32]), [48, 96, 64])] {
             let name = if psk.is_some() { NOISE_PSK } else { NOISE_OPEN };
             let (a, b) = (StaticKeys::generate(), StaticKeys::generate());

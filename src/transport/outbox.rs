@@ -7,7 +7,7 @@
 //! writer tasks woken, each a poll and often a thread woken; now it is 100 writes from the
 //! actor's thread. Many frames for one peer in one turn (a stream: up to 256, or a window's
 //! opening) still go to the writer task, which encrypts and writes them on another core while
-//! the actor goes on with its next turn (round 10 of docs/benchmarks-history.md measured both).
+//! the actor goes on with its next turn.
 //! The writer task also finishes a write the socket did not take whole (waiting for it to be
 //! writable), pings when the session has been silent, and closes the write half gracefully
 //! once the actor lets go ([`OutboxHandle`] dropped) and everything is written.

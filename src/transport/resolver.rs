@@ -7,8 +7,8 @@
 //!
 //! Why: on the x86-64 of the benchmarks AWS-LC's X25519 (s2n-bignum's assembly, ADX/BMI2) is about
 //! 2.2x as fast as curve25519-dalek's Montgomery ladder, its key generation 2.6x, and its
-//! ChaCha20-Poly1305 seals a 100-byte record 8x and a full 64 KiB record 2.2x as fast
-//! (docs/benchmarks-history.md, round 4). A session's handshake costs six X25519 and, per side,
+//! ChaCha20-Poly1305 seals a 100-byte record 8x and a full 64 KiB record 2.2x as fast (the
+//! bench's `floors` section measures what they cost in each run). A session's handshake costs six X25519 and, per side,
 //! one key generation for the ephemeral key; the static key's public half is computed once per process
 //! ([`StaticKeys`] keeps AWS-LC's form of it), not on every handshake as snow's default does.
 
@@ -33,8 +33,7 @@ pub fn builder<'a>(name: &str, statics: &'a StaticKeys) -> Result<snow::Builder<
 
 /// Fill `out` from snow's default random source (the operating system's: `getrandom`). AWS-LC's
 /// own random generator is never used: its first use in a process spends about 40 ms gathering
-/// jitter entropy, and each new thread's first use more (measured: docs/benchmarks-history.md,
-/// round 4).
+/// jitter entropy, and each new thread's first use more.
 pub fn random(out: &mut [u8]) {
     DefaultResolver
         .resolve_rng()

@@ -155,7 +155,7 @@ impl Actor {
     /// A peer heard for the first time, or with a new incarnation. Once we are settled, one we
     /// do not remember in this incarnation (`met_before`) has just started: we dial it at once,
     /// which tells it of us. Else our beacon does, at once, and the lower id dials
-    /// (docs/protocol.md, 3.5 and 8.2).
+    /// (docs/protocol.md, 4.5 and 13.1).
     pub(super) fn newcomer(&mut self, b: &crate::discovery::beacon::Beacon) {
         let now = Instant::now();
         if self.table.settled(now) && !self.met_before(&b.id, b.incarnation) {

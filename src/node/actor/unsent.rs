@@ -1,14 +1,13 @@
 //! Our messages that are stored and numbered but wait for room in a peer's window, kept encoded
 //! in memory so that the window's next opening sends them without reading them back.
 //!
-//! Why: a sender that runs ahead of its receiver (a long stream, a slow laptop) used to leave
-//! everything past the window in the outbox table only, and each acknowledgement then read the
-//! next messages back from SQLite, rebuilt their envelopes and encoded them again: 12 % of the
-//! CPU of a pipelined stream (profile in docs/benchmarks-history.md, round 7). The frames were
+//! Why: a sender that runs ahead of its receiver (a long stream, a slow laptop) has everything
+//! past the window in the store's outbox only, and each acknowledgement would read the next
+//! messages back, find their envelopes and frame them again, once per message. The frames were
 //! in hand when the turn committed; this keeps them.
 //!
-//! Only a cache: the outbox table still has every message, and whatever is not here is read from
-//! it as before. Per peer it holds one run of consecutive stream numbers, so that the actor sends
+//! Only a cache: the store's outbox still has every message, and whatever is not here is read
+//! from it. Per peer it holds one run of consecutive stream numbers, so that the actor sends
 //! the numbers before the run from the store and the run from here, in order. All peers together
 //! hold at most [`MAX_BYTES`]; a frame that does not fit is simply not kept (and the run is not
 //! extended past the gap it leaves).
