@@ -99,7 +99,7 @@ pub fn bench_store(o: &Opts) {
             let t = Instant::now();
             let st = Store::open(Some(root), PeerId([1; 16]), "bench").unwrap();
             let open = t.elapsed();
-            assert_eq!(st.count().unwrap(), n, "the journal holds what was written");
+            assert_eq!(st.count(), n, "the journal holds what was written");
             drop(st);
             figure(
                 "store, opening a journal, per message",
@@ -123,7 +123,7 @@ pub fn bench_store(o: &Opts) {
     // SAFETY: `malloc_trim` takes a size and touches only the allocator's own state.
     unsafe { libc::malloc_trim(0) };
     let before = rss_kib(std::process::id()).unwrap_or(0);
-    let st = Store::open(None, PeerId([1; 16]), "bench").unwrap();
+    let mut st = Store::open(None, PeerId([1; 16]), "bench").unwrap();
     let mut e = envs[0].0.clone();
     for seq in 0..m {
         e.id.seq = 1 << 40 | seq;

@@ -237,7 +237,7 @@ impl Node {
         let warner = Arc::new(Warner::new(events_tx.clone(), WARN_EVERY));
         // The members the store remembers are known dialers from the start (transport::slots).
         let slots = transport::slots::Slots::new(&config);
-        for (id, _) in store.members_since(0)? {
+        for (id, _) in store.members_since(0) {
             slots.know(id);
         }
         let ctx = Arc::new(Ctx {
@@ -317,7 +317,7 @@ impl Node {
         let mut tasks = vec![announce, listen_task, accept];
         let mut files_handle = None;
         if let Some((f, control_rx, frames_rx)) = files {
-            let known = store.with_files()?.iter().map(|s| crate::files::Attached::of(&s.message)).collect();
+            let known = store.with_files().iter().map(|s| crate::files::Attached::of(&s.message)).collect();
             let downloads = config
                 .downloads
                 .clone()

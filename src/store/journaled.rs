@@ -24,7 +24,7 @@
 //! | 2 member | id, last seen `u64`, room, name (the rest, UTF-8) |
 //! | 3 outgoing stream | peer, next `u64`, highest acknowledged `u64` |
 //! | 4 incoming stream | author, highest delivered `u64` |
-//! | 5 run | peer, `lseq` `u64`, first row `i64`, length `u64`, time queued `u64` |
+//! | 5 run | peer, `lseq` `u64`, first place `i64`, length `u64`, time queued `u64` |
 //! | 6 run gone | peer, `lseq` `u64` |
 //!
 //! Lifecycle of the file:
@@ -34,7 +34,6 @@
 //! - **readers** (`lanpeer export`, `lanpeer history`) replay it beside a running peer and stop
 //!   at a group being written.
 
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 use crate::codec;
@@ -52,9 +51,9 @@ pub const JOURNAL_FILE: &str = "history.journal";
 #[derive(Debug)]
 pub(super) struct Journaled {
     pub(super) mem: Memory,
-    journal: RefCell<Journal>,
+    journal: Journal,
     /// The group being written, kept between commits (no allocation per turn).
-    group: RefCell<GroupBuf>,
+    group: GroupBuf,
     /// Syncs the file to disk beside the writer, at most every second (`None` where no thread
     /// could be had: logged).
     syncer: Option<Syncer>,
@@ -154,7 +153,7 @@ impl<'a> Fields<'a> {
 }
 
 /// Apply one record to the state (outside any group). `None`: a record this version cannot read.
-fn apply(mem: &Memory, rec: &[u8]) -> Option<()> {
+fn apply(mem: &mut Memory, rec: &[u8]) -> Option<()> {
     let (&kind, rest) = rec.split_first()?;
     let mut f = Fields(rest);
     match kind {
@@ -163,12 +162,12 @@ fn apply(mem: &Memory, rec: &[u8]) -> Option<()> {
             let (at, room) = (f.u64()?, f.room()?);
             let env = super::legacy::envelope(f.0)?;
             let raw = codec::encode(&env).ok()?;
-            mem.insert_in(room, &env, &raw, at, false).ok()?;
+            mem.insert_in(room, &env, &raw, at, false);
         }
         7 => {
             let (at, room, flags) = (f.u64()?, f.room()?, f.take::<1>()?[0]);
             let env: Envelope = codec::decode_envelope(f.0).ok()?;
-            mem.insert_in(room, &env, f.0, at, flags & 1 != 0).ok()?;
+            mem.insert_in(room, &env, f.0, at, flags & 1 != 0);
         }
         8 => {
             let (author, first, count) = (f.peer()?, f.u64()?, f.u32()?);
@@ -186,12 +185,12 @@ fn apply(mem: &Memory, rec: &[u8]) -> Option<()> {
         3 => {
             let (p, next, acked) = (f.peer()?, f.u64()?, f.u64()?);
             f.end()?;
-            mem.save_out_stream(p, next, acked).ok()?;
+            mem.save_out_stream(p, next, acked);
         }
         4 => {
             let (p, delivered) = (f.peer()?, f.u64()?);
             f.end()?;
-            mem.save_in_stream(p, delivered).ok()?;
+            mem.save_in_stream(p, delivered);
         }
         5 => {
             let (p, lseq, msg, n, queued) = (f.peer()?, f.u64()?, f.u64()?, f.u64()?, f.u64()?);
@@ -221,7 +220,7 @@ struct Replayed {
 }
 
 /// Replay one group's records into `mem`.
-fn replay_into(mem: &Memory, seen: &mut Replayed, g: Records<'_>) {
+fn replay_into(mem: &mut Memory, seen: &mut Replayed, g: Records<'_>) {
     for rec in g {
         if matches!(rec.first(), Some(1 | 7 | 8)) {
             seen.message_bytes += 4 + rec.len() as u64;
@@ -292,9 +291,9 @@ impl Journaled {
     /// Open (creating) the journal at `path` and replay it, for the room `room`; compacted first
     /// when mostly superseded records.
     pub(super) fn open(path: &Path, me: PeerId, room: &str) -> Result<Journaled, Error> {
-        let mem = Memory::new(me, Some(room));
+        let mut mem = Memory::new(me, Some(room));
         let mut seen = Replayed::default();
-        let (journal, _) = Journal::open(path, |g| replay_into(&mem, &mut seen, g))
+        let (journal, _) = Journal::open(path, |g| replay_into(&mut mem, &mut seen, g))
             .map_err(|e| storage("cannot open the history", e))?;
         if seen.unread > 0 {
             tracing::warn!(unread = seen.unread, path = %path.display(), "records of the history this version cannot read were skipped");
@@ -313,7 +312,7 @@ impl Journaled {
     }
 
     fn new(mem: Memory, journal: Journal) -> Journaled {
-        Journaled { mem, syncer: Syncer::start(&journal), journal: RefCell::new(journal), group: Default::default() }
+        Journaled { mem, syncer: Syncer::start(&journal), journal, group: Default::default() }
     }
 
     /// The history of the data dir `dir` for reading only, beside a running peer (its group
@@ -323,29 +322,32 @@ impl Journaled {
         if !path.exists() {
             return Ok(None);
         }
-        let mem = Memory::new(me_of(dir), room);
+        let mut mem = Memory::new(me_of(dir), room);
         let mut seen = Replayed::default();
-        Journal::read(&path, |g| replay_into(&mem, &mut seen, g)).map_err(|e| storage("cannot read the history", e))?;
+        Journal::read(&path, |g| replay_into(&mut mem, &mut seen, g))
+            .map_err(|e| storage("cannot read the history", e))?;
         Ok(Some(mem))
     }
 
     /// Run a write: in the open group, or as a group of its own.
-    pub(super) fn write<T>(&self, op: impl FnOnce(&Memory) -> Result<T, Error>) -> Result<T, Error> {
+    pub(super) fn write<T>(&mut self, op: impl FnOnce(&mut Memory) -> T) -> Result<T, Error> {
         if self.mem.grouping() {
-            return op(&self.mem);
+            return Ok(op(&mut self.mem));
         }
         self.mem.begin();
-        let r = op(&self.mem);
+        let r = op(&mut self.mem);
         self.commit()?;
-        r
+        Ok(r)
     }
 
-    pub(super) fn commit(&self) -> Result<(), Error> {
+    /// Append the group's changes to the journal and end the group; on a failed append the
+    /// group is undone in memory too.
+    pub(super) fn commit(&mut self) -> Result<(), Error> {
         if self.mem.wrote() {
-            let g = &mut *self.group.borrow_mut();
+            let g = &mut self.group;
             g.clear();
             self.mem.changes(|c| encode(g, c));
-            if let Err(e) = self.journal.borrow_mut().append(g) {
+            if let Err(e) = self.journal.append(g) {
                 g.clear();
                 self.mem.rollback();
                 return Err(storage("cannot save messages", e));
@@ -354,7 +356,8 @@ impl Journaled {
                 s.wrote();
             }
         }
-        self.mem.commit()
+        self.mem.commit();
+        Ok(())
     }
 }
 
@@ -393,27 +396,27 @@ mod tests {
         let me = PeerId([1; 16]);
         let p = env(1, 1, None, Body::Problem { title: "5A".into(), body: String::new(), private_answers: false });
         {
-            let a = Store::open(Some(&d), me, "5A").unwrap();
+            let mut a = Store::open(Some(&d), me, "5A").unwrap();
             a.insert(&p, &codec::encode(&p).unwrap(), 0, true).unwrap();
             a.touch_member(PeerId([7; 16]), "x", 10).unwrap();
             a.save_out_stream(PeerId([7; 16]), 4, 2).unwrap();
         }
-        let b = Store::open(Some(&d), me, "5B").unwrap();
-        assert!(b.has(&p.id).unwrap(), "a message is stored once, whatever its room");
-        assert!(b.exercises().unwrap().is_empty() && b.history(10).unwrap().is_empty());
-        assert!(b.room_envelope(&p.id).unwrap().is_none() && b.catchup_ids(10, 10).unwrap().is_empty());
-        assert!(b.members_since(0).unwrap().is_empty());
-        assert_eq!(b.out_streams().unwrap(), vec![(PeerId([7; 16]), 4, 2)], "streams are per peer, not per room");
+        let mut b = Store::open(Some(&d), me, "5B").unwrap();
+        assert!(b.has(&p.id), "a message is stored once, whatever its room");
+        assert!(b.exercises().is_empty() && b.history(10).is_empty());
+        assert!(b.room_envelope(&p.id).is_none() && b.catchup_ids(10, 10).is_empty());
+        assert!(b.members_since(0).is_empty());
+        assert_eq!(b.out_streams(), vec![(PeerId([7; 16]), 4, 2)], "streams are per peer, not per room");
         b.insert(&chat(2, 1, "in 5B"), &codec::encode(&chat(2, 1, "in 5B")).unwrap(), 1, true).unwrap();
         b.touch_member(PeerId([8; 16]), "y", 10).unwrap();
         drop(b);
         let a = Store::open_readonly(&d, Some("5A")).unwrap();
-        assert_eq!(a.exercises().unwrap().len(), 1);
-        assert_eq!(a.history(10).unwrap().len(), 1);
-        assert_eq!(a.members_since(0).unwrap(), vec![(PeerId([7; 16]), "x".to_string())]);
+        assert_eq!(a.exercises().len(), 1);
+        assert_eq!(a.history(10).len(), 1);
+        assert_eq!(a.members_since(0), vec![(PeerId([7; 16]), "x".to_string())]);
         let all = Store::open_readonly(&d, None).unwrap();
-        assert_eq!(all.history(10).unwrap().len(), 2, "the export sees every room");
-        assert_eq!(all.members_since(0).unwrap().len(), 2);
+        assert_eq!(all.history(10).len(), 2, "the export sees every room");
+        assert_eq!(all.members_since(0).len(), 2);
         std::fs::remove_dir_all(&d).unwrap();
     }
 
@@ -424,24 +427,24 @@ mod tests {
         let d = dir("compact");
         let me = PeerId([1; 16]);
         let p = PeerId([7; 16]);
-        let s = Store::open(Some(&d), me, "r").unwrap();
+        let mut s = Store::open(Some(&d), me, "r").unwrap();
         for k in 1..=40_000u64 {
             s.save_out_stream(p, k + 1, k).unwrap();
         }
-        let row =
+        let pos =
             s.insert(&chat(1, 1, "kept"), &codec::encode(&chat(1, 1, "kept")).unwrap(), 1, true).unwrap().unwrap();
-        s.enqueue(p, 40_001, row, 1).unwrap();
+        s.enqueue(p, 40_001, pos, 1).unwrap();
         s.touch_member(p, "seven", 3).unwrap();
         drop(s);
         let path = d.join(JOURNAL_FILE);
         let before = std::fs::metadata(&path).unwrap().len();
         assert!(before > 1 << 20, "{before}");
-        let s = Store::open(Some(&d), me, "r").unwrap();
+        let mut s = Store::open(Some(&d), me, "r").unwrap();
         let after = std::fs::metadata(&path).unwrap().len();
         assert!(after < 4096, "{before} -> {after}");
-        assert_eq!(s.out_streams().unwrap(), vec![(p, 40_002, 40_000)]);
-        assert_eq!(s.pending(p, 0, 10).unwrap().len(), 1);
-        assert_eq!(s.members_since(0).unwrap().len(), 1);
+        assert_eq!(s.out_streams(), vec![(p, 40_002, 40_000)]);
+        assert_eq!(s.pending(p, 0, 10).len(), 1);
+        assert_eq!(s.members_since(0).len(), 1);
         assert!(!PathBuf::from(format!("{}.new", path.display())).exists());
         #[cfg(unix)]
         {
@@ -453,7 +456,7 @@ mod tests {
         s.insert(&chat(1, 2, "more"), &codec::encode(&chat(1, 2, "more")).unwrap(), 2, true).unwrap();
         drop(s);
         let s = Store::open(Some(&d), me, "r").unwrap();
-        assert_eq!(s.count().unwrap(), 2);
+        assert_eq!(s.count(), 2);
         drop(s);
         std::fs::remove_dir_all(&d).unwrap();
     }
@@ -463,7 +466,7 @@ mod tests {
     fn a_journal_of_messages_is_left_as_it_is() {
         let d = dir("nocompact");
         let me = PeerId([1; 16]);
-        let s = Store::open(Some(&d), me, "r").unwrap();
+        let mut s = Store::open(Some(&d), me, "r").unwrap();
         for k in 1..=20_000u64 {
             s.insert(
                 &chat(2, k, "a chat of some length, as in a lesson"),
@@ -477,7 +480,7 @@ mod tests {
         let path = d.join(JOURNAL_FILE);
         let before = std::fs::metadata(&path).unwrap();
         let s = Store::open(Some(&d), me, "r").unwrap();
-        assert_eq!(s.count().unwrap(), 20_000);
+        assert_eq!(s.count(), 20_000);
         let after = std::fs::metadata(&path).unwrap();
         assert_eq!(before.len(), after.len());
         assert_eq!(before.modified().unwrap(), after.modified().unwrap());
@@ -498,11 +501,11 @@ mod tests {
         w.begin();
         w.insert(&chat(1, 2, "two"), &codec::encode(&chat(1, 2, "two")).unwrap(), 2, true).unwrap();
         // Not committed yet: not in the file.
-        assert_eq!(Store::open_readonly(&d, None).unwrap().count().unwrap(), 1);
+        assert_eq!(Store::open_readonly(&d, None).unwrap().count(), 1);
         w.commit().unwrap();
         let r = Store::open_readonly(&d, Some("r")).unwrap();
-        assert_eq!(r.count().unwrap(), 2);
-        assert!(r.history(10).unwrap().iter().all(|m| m.message.own), "own messages are known by the dir's id");
+        assert_eq!(r.count(), 2);
+        assert!(r.history(10).iter().all(|m| m.message.own), "own messages are known by the dir's id");
         drop((w, r));
         std::fs::remove_dir_all(&d).unwrap();
     }

@@ -10,22 +10,21 @@
 //! `rollback` puts it back. A property test in `store/mod.rs` makes random calls on it and on a
 //! naive model (`model.rs`) and compares every answer.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use crate::id::FastMap as HashMap;
 
 use crate::authorship::Batch;
 use crate::codec;
-use crate::error::Error;
 use crate::id::{MsgId, PeerId};
 use crate::merkle::Hash;
 use crate::protocol::{Body, Envelope};
 
-use super::{CatchupMemo, Stored};
+use super::{CatchupMemo, Pos, Stored};
 
-/// One stored message. Its row number is its index in [`State::msgs`] plus 1 (0 means "none" in
-/// the per-author vectors of [`Rows`]).
+/// One stored message. Its place (a [`Pos`]) is its index in [`State::msgs`] plus 1 (0 means "none" in
+/// the per-author vectors of [`Places`]).
 ///
 /// Kept as its encoding (what the wire carried, what resending and catch-up send again, what the
 /// journal writes), not as an [`Envelope`]: ≈ 130 bytes for a 100-byte chat instead of a copy of
@@ -92,10 +91,10 @@ impl Raw {
     }
 }
 
-/// Row of each message by its id.
+/// Place of each message by its id.
 ///
 /// An author numbers its messages 1, 2, 3 ..., and we store nearly all of them (all but the
-/// private ones meant for others), mostly in order: so each author's rows are a vector indexed
+/// private ones meant for others), mostly in order: so each author's places are a vector indexed
 /// by number from the first we stored, 8 bytes a message, its next slot in the cache. A hash map
 /// of every id was one random probe into a table as large as the history (a cache miss) and
 /// its growth, ≈ 6 % of a stream's CPU on each side, and 32 bytes and more a message. A number
@@ -103,52 +102,52 @@ impl Raw {
 /// message caught up late), goes to a hash map of its own, so no number makes the vector grow
 /// by more than that.
 #[derive(Debug, Default)]
-struct Rows {
+struct Places {
     authors: HashMap<PeerId, Dense>,
     sparse: HashMap<MsgId, i64>,
 }
 
-/// One author's rows: `rows[i]` is the row of its message `base + i` (0: none stored).
+/// One author's places: `places[i]` is the place of its message `base + i` (0: none stored).
 #[derive(Debug, Default)]
 struct Dense {
     base: u64,
-    rows: Vec<i64>,
+    places: Vec<i64>,
 }
 
 /// The most empty slots one message may add to an author's vector (a gap: messages not stored
 /// here, such as the private ones meant for others).
 const GAP_MAX: u64 = 64;
 
-impl Rows {
-    fn get(&self, id: &MsgId) -> Option<i64> {
+impl Places {
+    fn get(&self, id: &MsgId) -> Option<Pos> {
         if let Some(d) = self.authors.get(&id.author)
             && let Some(i) = id.seq.checked_sub(d.base)
-            && let Some(&row) = d.rows.get(i as usize)
-            && row != 0
+            && let Some(&pos) = d.places.get(i as usize)
+            && pos != 0
         {
-            return Some(row);
+            return Some(pos);
         }
         if self.sparse.is_empty() { None } else { self.sparse.get(id).copied() }
     }
 
-    /// Store `id` at `row`; false (and nothing changed) when it is stored already.
-    fn insert(&mut self, id: MsgId, row: i64) -> bool {
+    /// Store `id` at `pos`; false (and nothing changed) when it is stored already.
+    fn insert(&mut self, id: MsgId, pos: i64) -> bool {
         if self.get(&id).is_some() {
             return false;
         }
         let d = self.authors.entry(id.author).or_default();
-        if d.rows.is_empty() {
+        if d.places.is_empty() {
             d.base = id.seq;
         }
         match id.seq.checked_sub(d.base) {
-            Some(i) if i < d.rows.len() as u64 + GAP_MAX => {
+            Some(i) if i < d.places.len() as u64 + GAP_MAX => {
                 let i = i as usize;
-                if i >= d.rows.len() {
-                    d.rows.resize(i + 1, 0);
+                if i >= d.places.len() {
+                    d.places.resize(i + 1, 0);
                 }
-                d.rows[i] = row;
+                d.places[i] = pos;
             }
-            _ => drop(self.sparse.insert(id, row)),
+            _ => drop(self.sparse.insert(id, pos)),
         }
         true
     }
@@ -157,12 +156,12 @@ impl Rows {
     fn remove(&mut self, id: MsgId) {
         if let Some(d) = self.authors.get_mut(&id.author)
             && let Some(i) = id.seq.checked_sub(d.base)
-            && let Some(row) = d.rows.get_mut(i as usize)
-            && *row != 0
+            && let Some(pos) = d.places.get_mut(i as usize)
+            && *pos != 0
         {
-            *row = 0;
-            while d.rows.last() == Some(&0) {
-                d.rows.pop();
+            *pos = 0;
+            while d.places.last() == Some(&0) {
+                d.places.pop();
             }
             return;
         }
@@ -171,7 +170,7 @@ impl Rows {
 }
 
 /// A run of messages queued for one peer: stream numbers `lseq..lseq+n` (the key of the map it
-/// is in) are rows `msg..msg+n`.
+/// is in) are places `msg..msg+n`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Run {
     msg: i64,
@@ -192,7 +191,7 @@ pub(super) enum Change<'a> {
     OutStream(PeerId, u64, u64),
     /// An incoming stream's highest delivered.
     InStream(PeerId, u64),
-    /// The run at (peer, lseq): (first row, length, time queued), or none any more.
+    /// The run at (peer, lseq): (first place, length, time queued), or none any more.
     Run(PeerId, u64, Option<(i64, u64, u64)>),
 }
 
@@ -210,7 +209,7 @@ enum Undo {
     Batch((PeerId, u64), Option<Batch>),
 }
 
-/// The catch-up candidates of one room, rows in order: exercises and chats meant for the whole
+/// The catch-up candidates of one room, places in order: exercises and chats meant for the whole
 /// room.
 #[derive(Debug, Default)]
 struct Catchup {
@@ -225,11 +224,11 @@ struct State {
     msgs: Vec<Msg>,
     /// The messages' encodings.
     raw: Raw,
-    /// Row of each message: the repeat check (`UNIQUE (author, seq)`, over every room).
-    rows: Rows,
-    /// Rows of problems, answers and feedback of every room, in order (the exercises index).
+    /// Place of each message: the repeat check (`UNIQUE (author, seq)`, over every room).
+    places: Places,
+    /// Places of problems, answers and feedback of every room, in order (the exercises index).
     exercises: Vec<i64>,
-    /// Rows of the messages that attach files, in order.
+    /// Places of the messages that attach files, in order.
     attached: Vec<i64>,
     /// The catch-up candidates of each room, by room index.
     catchup: Vec<Catchup>,
@@ -241,6 +240,12 @@ struct State {
     batches: BTreeMap<(PeerId, u64), Batch>,
     /// The open group's changes, oldest first.
     undo: Vec<Undo>,
+    /// Between `begin` and `commit`: changes are kept in `undo`.
+    grouping: bool,
+    /// The open group has written.
+    wrote: bool,
+    /// Bytes of messages the open group stored.
+    group_bytes: usize,
 }
 
 impl State {
@@ -254,12 +259,63 @@ impl State {
         (self.rooms.len() - 1) as u32
     }
 
-    fn msg(&self, row: i64) -> Option<&Msg> {
-        usize::try_from(row - 1).ok().and_then(|i| self.msgs.get(i))
+    fn msg(&self, pos: i64) -> Option<&Msg> {
+        usize::try_from(pos - 1).ok().and_then(|i| self.msgs.get(i))
+    }
+
+    /// A write call: the open group (if any) has written, even when the call changed nothing
+    /// (the actor asks [`Memory::wrote`] whether a turn writes anyway).
+    fn writing(&mut self) {
+        if self.grouping {
+            self.wrote = true;
+        }
+    }
+
+    /// A change in the open group (if any): remember how to undo it.
+    fn log(&mut self, undo: impl FnOnce() -> Undo) {
+        self.writing();
+        if self.grouping {
+            self.undo.push(undo());
+        }
+    }
+
+    /// A change to the run at (peer, lseq), kept for undo.
+    fn set_run(&mut self, peer: PeerId, lseq: u64, run: Option<Run>) {
+        let old = self.replace_run(peer, lseq, run);
+        if old != run {
+            self.log(|| Undo::Outbox(peer, lseq, old));
+        }
+    }
+
+    /// The room a write goes to: `room`, or "" for a store of every room.
+    fn write_room(&mut self, room: Option<u32>) -> u32 {
+        match room {
+            Some(r) => r,
+            None => self.room(""),
+        }
+    }
+
+    fn touch_at(&mut self, room: u32, id: PeerId, name: &str, now_ms: u64) {
+        let old = self.members.insert((room, id), (name.to_string(), now_ms));
+        self.log(|| Undo::Member((room, id), old));
+    }
+
+    /// Forget `peer`'s numbers up to `upto`: whole runs, and the head of the run that holds
+    /// `upto` when it goes on past it.
+    fn forget_upto(&mut self, peer: PeerId, upto: u64) {
+        let Some(runs) = self.outbox.get(&peer) else { return };
+        let hit: Vec<(u64, Run)> = runs.range(..=upto).map(|(l, r)| (*l, *r)).collect();
+        for (lseq, r) in hit {
+            self.set_run(peer, lseq, None);
+            if lseq + r.n - 1 > upto {
+                let cut = upto + 1 - lseq;
+                self.set_run(peer, upto + 1, Some(Run { msg: r.msg + cut as i64, n: r.n - cut, ..r }));
+            }
+        }
     }
 
     /// Set the run at (peer, lseq), or remove it with `None`; returns what was there.
-    fn set_run(&mut self, peer: PeerId, lseq: u64, run: Option<Run>) -> Option<Run> {
+    fn replace_run(&mut self, peer: PeerId, lseq: u64, run: Option<Run>) -> Option<Run> {
         let runs = self.outbox.entry(peer).or_default();
         let old = match run {
             Some(r) => runs.insert(lseq, r),
@@ -286,21 +342,15 @@ pub(super) struct Memory {
     /// The room read and written (an index into [`State::rooms`]); `None`: every room is read
     /// (the read-only tools), and a write goes to the room "".
     room: Option<u32>,
-    st: RefCell<State>,
-    /// Between `begin` and `commit`: changes are kept in `State::undo`.
-    grouping: Cell<bool>,
-    /// The open group has written.
-    wrote: Cell<bool>,
-    /// Bytes of messages the open group stored.
-    group_bytes: Cell<usize>,
+    st: State,
+    /// The last catch-up set asked for (a cache of a read, hence the cell).
     catchup_memo: RefCell<Option<CatchupMemo>>,
 }
 
 impl std::fmt::Debug for Memory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Not the messages: a log line must not print the history.
-        let messages = self.st.try_borrow().map(|st| st.msgs.len()).ok();
-        f.debug_struct("Memory").field("messages", &messages).field("grouping", &self.grouping.get()).finish()
+        f.debug_struct("Memory").field("messages", &self.st.msgs.len()).field("grouping", &self.st.grouping).finish()
     }
 }
 
@@ -309,23 +359,7 @@ impl Memory {
     pub(super) fn new(me: PeerId, room: Option<&str>) -> Memory {
         let mut st = State::default();
         let room = room.map(|r| st.room(r));
-        Memory {
-            me,
-            room,
-            st: RefCell::new(st),
-            grouping: Cell::new(false),
-            wrote: Cell::new(false),
-            group_bytes: Cell::new(0),
-            catchup_memo: Default::default(),
-        }
-    }
-
-    /// A write call: the open group (if any) has written, even when the call changed nothing
-    /// (the actor asks [`Memory::wrote`] whether a turn writes anyway).
-    fn writing(&self) {
-        if self.grouping.get() {
-            self.wrote.set(true);
-        }
+        Memory { me, room, st, catchup_memo: Default::default() }
     }
 
     /// Is `room` one this store reads?
@@ -333,60 +367,37 @@ impl Memory {
         self.room.is_none_or(|r| r == room)
     }
 
-    /// The room a write goes to.
-    fn write_room(&self, st: &mut State) -> u32 {
-        match self.room {
-            Some(r) => r,
-            None => st.room(""),
-        }
-    }
-
-    /// A change in the open group (if any): remember how to undo it.
-    fn write(&self, st: &mut State, undo: impl FnOnce() -> Undo) {
-        self.writing();
-        if self.grouping.get() {
-            st.undo.push(undo());
-        }
-    }
-
-    /// A change to the run at (peer, lseq), kept for undo.
-    fn set_run(&self, st: &mut State, peer: PeerId, lseq: u64, run: Option<Run>) {
-        let old = st.set_run(peer, lseq, run);
-        if old != run {
-            self.write(st, || Undo::Outbox(peer, lseq, old));
-        }
-    }
-
-    pub(super) fn begin(&self) {
-        self.grouping.set(true);
+    pub(super) fn begin(&mut self) {
+        self.st.grouping = true;
     }
 
     /// Bytes of messages stored by the open group.
     pub(super) fn group_bytes(&self) -> usize {
-        self.group_bytes.get()
+        self.st.group_bytes
     }
 
     /// A group is open.
     pub(super) fn grouping(&self) -> bool {
-        self.grouping.get()
+        self.st.grouping
     }
 
     pub(super) fn wrote(&self) -> bool {
-        self.wrote.get()
+        self.st.wrote
     }
 
-    pub(super) fn commit(&self) -> Result<(), Error> {
-        self.st.borrow_mut().undo.clear();
-        self.grouping.set(false);
-        self.wrote.set(false);
-        self.group_bytes.set(0);
-        Ok(())
+    /// End the group, keeping what it wrote.
+    pub(super) fn commit(&mut self) {
+        let st = &mut self.st;
+        st.undo.clear();
+        st.grouping = false;
+        st.wrote = false;
+        st.group_bytes = 0;
     }
 
     /// What the open group changed, as it is now (for the journal, before the commit): the
     /// messages it stored, in order, then each other thing it changed once, with its value now.
     pub(super) fn changes(&self, mut each: impl FnMut(Change<'_>)) {
-        let st = self.st.borrow();
+        let st = &self.st;
         let new = st.undo.iter().filter(|u| matches!(u, Undo::Message)).count();
         for m in &st.msgs[st.msgs.len() - new..] {
             each(Change::Message(st.raw.get(m.raw), m.received_ms, &st.rooms[m.room as usize], m.signed));
@@ -427,7 +438,7 @@ impl Memory {
     /// Everything stored, as the changes that would make it from nothing (a journal's
     /// compaction, an import): the messages in order, then the members, the streams and the runs.
     pub(super) fn snapshot(&self, mut each: impl FnMut(Change<'_>)) {
-        let st = self.st.borrow();
+        let st = &self.st;
         for m in &st.msgs {
             each(Change::Message(st.raw.get(m.raw), m.received_ms, &st.rooms[m.room as usize], m.signed));
         }
@@ -452,33 +463,33 @@ impl Memory {
 
     /// How many of each thing is stored: (messages, members, streams out and in, runs).
     pub(super) fn sizes(&self) -> (usize, usize, usize, usize) {
-        let st = self.st.borrow();
+        let st = &self.st;
         let runs = st.outbox.values().map(BTreeMap::len).sum();
         (st.msgs.len(), st.members.len(), st.out_streams.len() + st.in_streams.len(), runs)
     }
 
     /// Set or remove the run at (peer, lseq) as a journal recorded it (outside any group).
-    pub(super) fn put_run(&self, peer: PeerId, lseq: u64, run: Option<(i64, u64, u64)>) {
+    pub(super) fn put_run(&mut self, peer: PeerId, lseq: u64, run: Option<(i64, u64, u64)>) {
         let run = run.map(|(msg, n, queued_ms)| Run { msg, n, queued_ms });
-        self.st.borrow_mut().set_run(peer, lseq, run);
+        self.st.replace_run(peer, lseq, run);
     }
 
-    pub(super) fn rollback(&self) {
-        self.grouping.set(false);
-        self.wrote.set(false);
-        self.group_bytes.set(0);
-        self.catchup_memo.borrow_mut().take();
-        let st = &mut *self.st.borrow_mut();
+    pub(super) fn rollback(&mut self) {
+        self.catchup_memo.get_mut().take();
+        let st = &mut self.st;
+        st.grouping = false;
+        st.wrote = false;
+        st.group_bytes = 0;
         while let Some(u) = st.undo.pop() {
             match u {
                 Undo::Message => {
                     let Some(m) = st.msgs.pop() else { continue };
                     st.raw.pop(m.raw);
-                    let row = st.msgs.len() as i64 + 1;
-                    st.rows.remove(m.id);
+                    let pos = st.msgs.len() as i64 + 1;
+                    st.places.remove(m.id);
                     let c = &mut st.catchup[m.room as usize];
                     for list in [&mut st.exercises, &mut st.attached, &mut c.exercises, &mut c.chats] {
-                        if list.last() == Some(&row) {
+                        if list.last() == Some(&pos) {
                             list.pop();
                         }
                     }
@@ -486,7 +497,7 @@ impl Memory {
                 Undo::Member(id, old) => restore(&mut st.members, id, old),
                 Undo::OutStream(p, old) => restore(&mut st.out_streams, p, old),
                 Undo::InStream(p, old) => restore(&mut st.in_streams, p, old),
-                Undo::Outbox(p, lseq, old) => drop(st.set_run(p, lseq, old)),
+                Undo::Outbox(p, lseq, old) => drop(st.replace_run(p, lseq, old)),
                 Undo::Batch(key, old) => match old {
                     Some(b) => drop(st.batches.insert(key, b)),
                     None => drop(st.batches.remove(&key)),
@@ -498,84 +509,62 @@ impl Memory {
     // ---- messages ----------------------------------------------------------------------------
 
     /// Keep `env`, whose encoding is `raw`; `signed`: proved by a batch the store keeps too.
-    pub(super) fn insert(
-        &self,
-        env: &Envelope,
-        raw: &[u8],
-        received_ms: u64,
-        signed: bool,
-    ) -> Result<Option<i64>, Error> {
-        let st = &mut *self.st.borrow_mut();
-        let room = self.write_room(st);
-        self.insert_at(st, room, env, raw, received_ms, signed)
+    pub(super) fn insert(&mut self, env: &Envelope, raw: &[u8], received_ms: u64, signed: bool) -> Option<Pos> {
+        let room = self.st.write_room(self.room);
+        self.insert_at(room, env, raw, received_ms, signed)
     }
 
     /// Keep a message of the room `room` (a journal's record).
-    pub(super) fn insert_in(
-        &self,
-        room: &str,
-        env: &Envelope,
-        raw: &[u8],
-        at: u64,
-        signed: bool,
-    ) -> Result<Option<i64>, Error> {
-        let st = &mut *self.st.borrow_mut();
-        let room = st.room(room);
-        self.insert_at(st, room, env, raw, at, signed)
+    pub(super) fn insert_in(&mut self, room: &str, env: &Envelope, raw: &[u8], at: u64, signed: bool) -> Option<Pos> {
+        let room = self.st.room(room);
+        self.insert_at(room, env, raw, at, signed)
     }
 
-    fn insert_at(
-        &self,
-        st: &mut State,
-        room: u32,
-        env: &Envelope,
-        raw: &[u8],
-        received_ms: u64,
-        signed: bool,
-    ) -> Result<Option<i64>, Error> {
-        self.writing();
-        let row = st.msgs.len() as i64 + 1;
-        if !st.rows.insert(env.id, row) {
-            return Ok(None);
+    fn insert_at(&mut self, room: u32, env: &Envelope, raw: &[u8], received_ms: u64, signed: bool) -> Option<Pos> {
+        let st = &mut self.st;
+        st.writing();
+        let pos = st.msgs.len() as i64 + 1;
+        if !st.places.insert(env.id, pos) {
+            return None;
         }
-        if self.grouping.get() {
-            self.group_bytes.set(self.group_bytes.get() + raw.len());
+        if st.grouping {
+            st.group_bytes += raw.len();
         }
         let raw = st.raw.push(raw);
         st.msgs.push(Msg { raw, id: env.id, received_ms, room, private: env.to.is_some(), signed });
         let chat = matches!(env.body, Body::Chat { .. });
         if !chat {
-            st.exercises.push(row);
+            st.exercises.push(pos);
         }
         if !env.files.is_empty() {
-            st.attached.push(row);
+            st.attached.push(pos);
         }
         if env.to.is_none() && signed {
             let c = &mut st.catchup[room as usize];
-            if chat { &mut c.chats } else { &mut c.exercises }.push(row);
+            if chat { &mut c.chats } else { &mut c.exercises }.push(pos);
         }
-        self.write(st, || Undo::Message);
-        self.catchup_memo.borrow_mut().take();
-        Ok(Some(row))
+        st.log(|| Undo::Message);
+        self.catchup_memo.get_mut().take();
+        Some(pos)
     }
 
-    pub(super) fn has(&self, id: &MsgId) -> Result<bool, Error> {
-        Ok(self.st.borrow().rows.get(id).is_some())
+    pub(super) fn has(&self, id: &MsgId) -> bool {
+        self.st.places.get(id).is_some()
     }
 
-    pub(super) fn room_envelope(&self, id: &MsgId) -> Result<Option<Vec<u8>>, Error> {
-        let st = self.st.borrow();
-        let Some(m) = st.rows.get(id).and_then(|row| st.msg(row)) else { return Ok(None) };
+    pub(super) fn room_envelope(&self, id: &MsgId) -> Option<Vec<u8>> {
+        let st = &self.st;
+        let m = st.places.get(id).and_then(|pos| st.msg(pos))?;
         if m.private || !m.signed || !self.reads(m.room) {
-            return Ok(None);
+            return None;
         }
-        Ok(Some(st.raw.get(m.raw).to_vec()))
+        Some(st.raw.get(m.raw).to_vec())
     }
 
     /// Keep a signed batch (or add what `b` knows to the one kept). Only the first batch of an
     /// (author, first number) is kept: an honest author signs one.
-    pub(super) fn keep_batch(&self, b: &Batch) {
-        let st = &mut *self.st.borrow_mut();
+    pub(super) fn keep_batch(&mut self, b: &Batch) {
+        let st = &mut self.st;
         let key = (b.author, b.first);
         let old = st.batches.get(&key).cloned();
         let changed = match st.batches.get_mut(&key) {
@@ -586,127 +575,118 @@ impl Memory {
             }
         };
         if changed {
-            self.write(st, || Undo::Batch(key, old));
+            st.log(|| Undo::Batch(key, old));
         }
     }
 
     /// The batch that proves message `id`, with the leaves of it that this store holds (by
     /// index; `None` for the others), to prove any of them to another peer.
     pub(super) fn proof_parts(&self, id: &MsgId) -> Option<(Batch, Vec<Option<Hash>>)> {
-        let st = self.st.borrow();
+        let st = &self.st;
         let (_, b) = st.batches.range(..=(id.author, id.seq)).next_back()?;
         if b.author != id.author || b.index(id.seq).is_none() {
             return None;
         }
         let leaves = (0..b.count as u64)
             .map(|i| {
-                let row = st.rows.get(&MsgId { author: b.author, seq: b.first + i })?;
-                st.msg(row).filter(|m| m.signed).map(|m| crate::merkle::leaf(st.raw.get(m.raw)))
+                let pos = st.places.get(&MsgId { author: b.author, seq: b.first + i })?;
+                st.msg(pos).filter(|m| m.signed).map(|m| crate::merkle::leaf(st.raw.get(m.raw)))
             })
             .collect();
         Some((b.clone(), leaves))
     }
 
-    fn stored(&self, st: &State, row: i64) -> Option<Stored> {
-        let m = st.msg(row)?;
+    fn stored(&self, st: &State, pos: i64) -> Option<Stored> {
+        let m = st.msg(pos)?;
         let env = codec::decode_envelope(st.raw.get(m.raw)).ok()?;
-        Some(Stored::new(row, env, m.received_ms, self.me))
+        Some(Stored::new(pos, env, m.received_ms, self.me))
     }
 
     /// Is `id` in the catch-up set ([`Memory::catchup_ids`])?
     pub(super) fn offered(&self, id: &MsgId, chats: usize, limit: usize) -> bool {
         if self.catchup_memo.borrow().as_ref().is_none_or(|(key, _, _)| *key != (chats, limit)) {
-            let _ = self.catchup_ids(chats, limit);
+            self.catchup_ids(chats, limit);
         }
         self.catchup_memo.borrow().as_ref().is_some_and(|(_, _, set)| set.contains(id))
     }
 
-    pub(super) fn catchup_ids(&self, chats: usize, limit: usize) -> Result<Vec<MsgId>, Error> {
+    pub(super) fn catchup_ids(&self, chats: usize, limit: usize) -> Vec<MsgId> {
         if let Some((key, ids, _)) = &*self.catchup_memo.borrow()
             && *key == (chats, limit)
         {
-            return Ok(ids.clone());
+            return ids.clone();
         }
-        let st = self.st.borrow();
+        let st = &self.st;
         // Every room exercise and the last `chats` room chats; of them the newest `limit`.
-        let (mut rows, mut all_chats) = (Vec::new(), Vec::new());
+        let (mut places, mut all_chats) = (Vec::new(), Vec::new());
         for (i, c) in st.catchup.iter().enumerate() {
             if self.reads(i as u32) {
-                rows.extend_from_slice(&c.exercises);
+                places.extend_from_slice(&c.exercises);
                 all_chats.extend_from_slice(&c.chats);
             }
         }
         if self.room.is_none() {
             all_chats.sort_unstable();
         }
-        rows.extend_from_slice(&all_chats[all_chats.len().saturating_sub(chats)..]);
-        rows.sort_unstable();
-        let rows = &rows[rows.len().saturating_sub(limit)..];
-        let ids: Vec<MsgId> = rows.iter().filter_map(|&r| st.msg(r)).map(|m| m.id).collect();
+        places.extend_from_slice(&all_chats[all_chats.len().saturating_sub(chats)..]);
+        places.sort_unstable();
+        let places = &places[places.len().saturating_sub(limit)..];
+        let ids: Vec<MsgId> = places.iter().filter_map(|&r| st.msg(r)).map(|m| m.id).collect();
         let set = ids.iter().copied().collect();
         *self.catchup_memo.borrow_mut() = Some(((chats, limit), ids.clone(), set));
-        Ok(ids)
+        ids
     }
 
-    pub(super) fn history(&self, limit: usize) -> Result<Vec<Stored>, Error> {
-        let st = self.st.borrow();
-        let rows = (1..=st.msgs.len() as i64).rev().filter(|&row| st.msg(row).is_some_and(|m| self.reads(m.room)));
-        let mut rows: Vec<i64> = rows.take(limit).collect();
-        rows.reverse();
-        Ok(rows.into_iter().filter_map(|row| self.stored(&st, row)).collect())
+    pub(super) fn history(&self, limit: usize) -> Vec<Stored> {
+        let st = &self.st;
+        let places = (1..=st.msgs.len() as i64).rev().filter(|&pos| st.msg(pos).is_some_and(|m| self.reads(m.room)));
+        let mut places: Vec<i64> = places.take(limit).collect();
+        places.reverse();
+        places.into_iter().filter_map(|pos| self.stored(st, pos)).collect()
     }
 
-    pub(super) fn exercises(&self) -> Result<Vec<Stored>, Error> {
-        let st = self.st.borrow();
-        let mine = st.exercises.iter().filter(|&&row| st.msg(row).is_some_and(|m| self.reads(m.room)));
-        Ok(mine.filter_map(|&row| self.stored(&st, row)).collect())
+    pub(super) fn exercises(&self) -> Vec<Stored> {
+        let st = &self.st;
+        let mine = st.exercises.iter().filter(|&&pos| st.msg(pos).is_some_and(|m| self.reads(m.room)));
+        mine.filter_map(|&pos| self.stored(st, pos)).collect()
     }
 
-    pub(super) fn with_files(&self) -> Result<Vec<Stored>, Error> {
-        let st = self.st.borrow();
-        let mine = st.attached.iter().filter(|&&row| st.msg(row).is_some_and(|m| self.reads(m.room)));
-        Ok(mine.filter_map(|&row| self.stored(&st, row)).collect())
+    pub(super) fn with_files(&self) -> Vec<Stored> {
+        let st = &self.st;
+        let mine = st.attached.iter().filter(|&&pos| st.msg(pos).is_some_and(|m| self.reads(m.room)));
+        mine.filter_map(|&pos| self.stored(st, pos)).collect()
     }
 
-    pub(super) fn count(&self) -> Result<u64, Error> {
-        Ok(self.st.borrow().msgs.len() as u64)
+    pub(super) fn count(&self) -> u64 {
+        self.st.msgs.len() as u64
     }
 
     // ---- members -----------------------------------------------------------------------------
 
-    pub(super) fn touch_member(&self, id: PeerId, name: &str, now_ms: u64) -> Result<(), Error> {
-        let st = &mut *self.st.borrow_mut();
-        let room = self.write_room(st);
-        self.touch_at(st, room, id, name, now_ms);
-        Ok(())
+    pub(super) fn touch_member(&mut self, id: PeerId, name: &str, now_ms: u64) {
+        let room = self.st.write_room(self.room);
+        self.st.touch_at(room, id, name, now_ms);
     }
 
     /// Remember a peer of the room `room` (a journal's record, an import).
-    pub(super) fn touch_member_in(&self, room: &str, id: PeerId, name: &str, now_ms: u64) {
-        let st = &mut *self.st.borrow_mut();
-        let room = st.room(room);
-        self.touch_at(st, room, id, name, now_ms);
+    pub(super) fn touch_member_in(&mut self, room: &str, id: PeerId, name: &str, now_ms: u64) {
+        let room = self.st.room(room);
+        self.st.touch_at(room, id, name, now_ms);
     }
 
-    fn touch_at(&self, st: &mut State, room: u32, id: PeerId, name: &str, now_ms: u64) {
-        let old = st.members.insert((room, id), (name.to_string(), now_ms));
-        self.write(st, || Undo::Member((room, id), old));
-    }
-
-    pub(super) fn members_since(&self, since_ms: u64) -> Result<Vec<(PeerId, String)>, Error> {
-        let st = self.st.borrow();
-        Ok(st
+    pub(super) fn members_since(&self, since_ms: u64) -> Vec<(PeerId, String)> {
+        self.st
             .members
             .iter()
             .filter(|((room, _), (_, seen))| *seen >= since_ms && self.reads(*room))
             .map(|((_, id), (name, _))| (*id, name.clone()))
-            .collect())
+            .collect()
     }
 
     // ---- streams -----------------------------------------------------------------------------
 
-    pub(super) fn out_streams(&self) -> Result<Vec<(PeerId, u64, u64)>, Error> {
-        let st = self.st.borrow();
+    pub(super) fn out_streams(&self) -> Vec<(PeerId, u64, u64)> {
+        let st = &self.st;
         // The next number is one past the highest queued when the saved counter lags behind (it
         // is written with the acknowledgements, not with every message queued).
         let mut all: BTreeMap<PeerId, (u64, u64)> = st.out_streams.iter().map(|(p, v)| (*p, *v)).collect();
@@ -715,37 +695,35 @@ impl Memory {
             let e = all.entry(*peer).or_insert((0, 0));
             e.0 = e.0.max(lseq + r.n);
         }
-        Ok(all.into_iter().map(|(p, (n, a))| (p, n, a)).collect())
+        all.into_iter().map(|(p, (n, a))| (p, n, a)).collect()
     }
 
-    pub(super) fn save_out_stream(&self, peer: PeerId, next: u64, acked: u64) -> Result<(), Error> {
-        let st = &mut *self.st.borrow_mut();
+    pub(super) fn save_out_stream(&mut self, peer: PeerId, next: u64, acked: u64) {
+        let st = &mut self.st;
         let old = st.out_streams.insert(peer, (next, acked));
-        self.write(st, || Undo::OutStream(peer, old));
-        Ok(())
+        st.log(|| Undo::OutStream(peer, old));
     }
 
-    pub(super) fn enqueue(&self, peer: PeerId, lseq: u64, msg: i64, now_ms: u64) -> Result<(), Error> {
-        let st = &mut *self.st.borrow_mut();
-        self.writing();
-        // A message that follows the peer's last run (next number, next row, same millisecond)
+    pub(super) fn enqueue(&mut self, peer: PeerId, lseq: u64, msg: i64, now_ms: u64) {
+        let st = &mut self.st;
+        st.writing();
+        // A message that follows the peer's last run (next number, next place, same millisecond)
         // extends it; a run is of one age, since the age bound drops whole runs.
         let last = st.outbox.get(&peer).and_then(|runs| runs.last_key_value()).map(|(l, r)| (*l, *r));
         let run = match last {
             Some((l, r)) if l + r.n == lseq && r.msg + r.n as i64 == msg && r.queued_ms == now_ms => {
-                self.set_run(st, peer, l, Some(Run { n: r.n + 1, ..r }));
-                return Ok(());
+                st.set_run(peer, l, Some(Run { n: r.n + 1, ..r }));
+                return;
             }
             _ => Run { msg, n: 1, queued_ms: now_ms },
         };
-        self.set_run(st, peer, lseq, Some(run));
-        Ok(())
+        st.set_run(peer, lseq, Some(run));
     }
 
-    pub(super) fn pending(&self, peer: PeerId, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, Error> {
-        let st = self.st.borrow();
+    pub(super) fn pending(&self, peer: PeerId, after: u64, limit: usize) -> Vec<(u64, Vec<u8>)> {
+        let st = &self.st;
         let mut out = Vec::new();
-        let Some(runs) = st.outbox.get(&peer) else { return Ok(out) };
+        let Some(runs) = st.outbox.get(&peer) else { return out };
         // From the run that holds `after + 1` on.
         let start = runs.range(..=after.saturating_add(1)).next_back().map_or(0, |(l, _)| *l);
         'runs: for (&lseq, r) in runs.range(start..) {
@@ -761,37 +739,21 @@ impl Memory {
                 out.push((number, st.raw.get(m.raw).to_vec()));
             }
         }
-        Ok(out)
+        out
     }
 
-    pub(super) fn first_pending(&self, peer: PeerId) -> Result<Option<u64>, Error> {
-        Ok(self.st.borrow().outbox.get(&peer).and_then(|runs| runs.first_key_value()).map(|(l, _)| *l))
+    pub(super) fn first_pending(&self, peer: PeerId) -> Option<u64> {
+        self.st.outbox.get(&peer).and_then(|runs| runs.first_key_value()).map(|(l, _)| *l)
     }
 
-    pub(super) fn acked(&self, peer: PeerId, upto: u64) -> Result<(), Error> {
-        let st = &mut *self.st.borrow_mut();
-        self.writing();
-        self.forget_upto(st, peer, upto);
-        Ok(())
+    pub(super) fn acked(&mut self, peer: PeerId, upto: u64) {
+        self.st.writing();
+        self.st.forget_upto(peer, upto);
     }
 
-    /// Forget `peer`'s numbers up to `upto`: whole runs, and the head of the run that holds
-    /// `upto` when it goes on past it.
-    fn forget_upto(&self, st: &mut State, peer: PeerId, upto: u64) {
-        let Some(runs) = st.outbox.get(&peer) else { return };
-        let hit: Vec<(u64, Run)> = runs.range(..=upto).map(|(l, r)| (*l, *r)).collect();
-        for (lseq, r) in hit {
-            self.set_run(st, peer, lseq, None);
-            if lseq + r.n - 1 > upto {
-                let cut = upto + 1 - lseq;
-                self.set_run(st, peer, upto + 1, Some(Run { msg: r.msg + cut as i64, n: r.n - cut, ..r }));
-            }
-        }
-    }
-
-    pub(super) fn purge(&self, before_ms: u64, max_per_peer: usize) -> Result<Vec<(PeerId, u64)>, Error> {
-        let st = &mut *self.st.borrow_mut();
-        self.writing();
+    pub(super) fn purge(&mut self, before_ms: u64, max_per_peer: usize) -> Vec<(PeerId, u64)> {
+        let st = &mut self.st;
+        st.writing();
         let mut dropped: HashMap<PeerId, u64> = HashMap::default();
         let old: Vec<(PeerId, u64, u64)> = st
             .outbox
@@ -799,7 +761,7 @@ impl Memory {
             .flat_map(|(p, runs)| runs.iter().filter(|(_, r)| r.queued_ms < before_ms).map(|(l, r)| (*p, *l, r.n)))
             .collect();
         for (peer, lseq, n) in old {
-            self.set_run(st, peer, lseq, None);
+            st.set_run(peer, lseq, None);
             *dropped.entry(peer).or_default() += n;
         }
         let over: Vec<(PeerId, u64)> = st
@@ -822,22 +784,21 @@ impl Memory {
                 covered += r.n;
             }
             if let Some(upto) = upto {
-                self.forget_upto(st, peer, upto);
+                st.forget_upto(peer, upto);
             }
             *dropped.entry(peer).or_default() += extra;
         }
-        Ok(dropped.into_iter().collect())
+        dropped.into_iter().collect()
     }
 
-    pub(super) fn in_streams(&self) -> Result<Vec<(PeerId, u64)>, Error> {
-        Ok(self.st.borrow().in_streams.iter().map(|(p, d)| (*p, *d)).collect())
+    pub(super) fn in_streams(&self) -> Vec<(PeerId, u64)> {
+        self.st.in_streams.iter().map(|(p, d)| (*p, *d)).collect()
     }
 
-    pub(super) fn save_in_stream(&self, author: PeerId, delivered: u64) -> Result<(), Error> {
-        let st = &mut *self.st.borrow_mut();
+    pub(super) fn save_in_stream(&mut self, author: PeerId, delivered: u64) {
+        let st = &mut self.st;
         let old = st.in_streams.insert(author, delivered);
-        self.write(st, || Undo::InStream(author, old));
-        Ok(())
+        st.log(|| Undo::InStream(author, old));
     }
 }
 
@@ -845,29 +806,29 @@ impl Memory {
 mod tests {
     use super::*;
 
-    /// Ids in order, with gaps, far ahead, behind, again, taken back: each found at its row,
+    /// Ids in order, with gaps, far ahead, behind, again, taken back: each found at its place,
     /// each stored once, and no author's vector grown by more than `GAP_MAX` for one id.
     #[test]
     fn rows_find_every_id_once_whatever_its_number() {
         let (a, b) = (PeerId([1; 16]), PeerId([2; 16]));
         let id = |author, seq| MsgId { author, seq };
-        let mut r = Rows::default();
+        let mut r = Places::default();
         let mut want = std::collections::HashMap::new();
         let seqs = [5u64, 6, 7, 9, 40, 41, 3, 1_000_000, 42, 2, u64::MAX, 200, 100];
         for (k, &seq) in seqs.iter().enumerate() {
             for author in [a, b] {
-                let row = (k * 2 + (author == b) as usize + 1) as i64;
-                assert!(r.insert(id(author, seq), row), "{seq} is new");
-                assert!(!r.insert(id(author, seq), row + 100), "{seq} again is refused");
-                want.insert(id(author, seq), row);
+                let pos = (k * 2 + (author == b) as usize + 1) as i64;
+                assert!(r.insert(id(author, seq), pos), "{seq} is new");
+                assert!(!r.insert(id(author, seq), pos + 100), "{seq} again is refused");
+                want.insert(id(author, seq), pos);
             }
         }
-        for (i, row) in &want {
-            assert_eq!(r.get(i), Some(*row));
+        for (i, pos) in &want {
+            assert_eq!(r.get(i), Some(*pos));
         }
         assert_eq!(r.get(&id(a, 8)), None);
         assert_eq!(r.get(&id(a, 4)), None);
-        assert!(r.authors[&a].rows.len() <= 200 - 5 + 1, "1,000,000 and u64::MAX did not grow it");
+        assert!(r.authors[&a].places.len() <= 200 - 5 + 1, "1,000,000 and u64::MAX did not grow it");
         // Taken back (a rolled-back group), last first: gone, and stored again if it comes again.
         for seq in [100u64, 200, u64::MAX, 2] {
             r.remove(id(a, seq));

@@ -29,11 +29,15 @@ use memory::Memory;
 
 pub use journaled::JOURNAL_FILE;
 
+/// A message's place in this peer's history: 1 for the first message it stored, then 2, 3...
+/// (the order in which this peer stored them, causal at this peer).
+pub type Pos = i64;
+
 /// One stored message, decoded.
 #[derive(Debug, Clone)]
 pub struct Stored {
-    /// Row number: the order in which this peer stored messages (causal at this peer).
-    pub row: i64,
+    /// Its place in this peer's history.
+    pub pos: Pos,
     /// The message.
     pub message: Message,
     /// When this peer stored it, ms since the epoch.
@@ -41,10 +45,10 @@ pub struct Stored {
 }
 
 impl Stored {
-    /// Row `row`, the message `env`, stored at `received_ms` by the peer `me`.
-    fn new(row: i64, env: Envelope, received_ms: u64, me: PeerId) -> Stored {
+    /// Place `pos`, the message `env`, stored at `received_ms` by the peer `me`.
+    fn new(pos: i64, env: Envelope, received_ms: u64, me: PeerId) -> Stored {
         let own = env.id.author == me;
-        Stored { row, received_ms, message: Message::from_envelope(env, own) }
+        Stored { pos, received_ms, message: Message::from_envelope(env, own) }
     }
 }
 
@@ -71,8 +75,8 @@ macro_rules! each {
         }
     };
     (write $self:ident . $f:ident ( $($a:expr),* )) => {
-        match &$self.0 {
-            Backend::Memory(m) => m.$f($($a),*),
+        match &mut $self.0 {
+            Backend::Memory(m) => Ok(m.$f($($a),*)),
             Backend::Journal(j) => j.write(|m| m.$f($($a),*)),
         }
     };
@@ -131,7 +135,10 @@ impl Store {
     /// kept (see [`Store::rollback`]).
     pub fn commit(&mut self) -> Result<(), Error> {
         match &mut self.0 {
-            Backend::Memory(m) => m.commit(),
+            Backend::Memory(m) => {
+                m.commit();
+                Ok(())
+            }
             Backend::Journal(j) => j.commit(),
         }
     }
@@ -147,28 +154,16 @@ impl Store {
 
     /// Keep a message, `env`, whose encoding ([`crate::codec::encode`], or the bytes it was
     /// decoded from) is `raw`; `signed`: proved by a batch kept with [`Store::keep_batch`] (only
-    /// such messages are offered to others). Returns its row number if it is new, `None` if it
+    /// such messages are offered to others). Returns its place if it is new, `None` if it
     /// was already stored.
-    pub fn insert(&self, env: &Envelope, raw: &[u8], received_ms: u64, signed: bool) -> Result<Option<i64>, Error> {
-        match &self.0 {
-            Backend::Memory(m) => m.insert(env, raw, received_ms, signed),
-            Backend::Journal(j) => j.write(|m| m.insert(env, raw, received_ms, signed)),
-        }
+    pub fn insert(&mut self, env: &Envelope, raw: &[u8], received_ms: u64, signed: bool) -> Result<Option<Pos>, Error> {
+        each!(write self.insert(env, raw, received_ms, signed))
     }
 
     /// Keep the signed batch `b` that proves messages stored (or add to the one kept what `b`
     /// knows of its tree).
-    pub fn keep_batch(&self, b: &crate::authorship::Batch) -> Result<(), Error> {
-        match &self.0 {
-            Backend::Memory(m) => {
-                m.keep_batch(b);
-                Ok(())
-            }
-            Backend::Journal(j) => j.write(|m| {
-                m.keep_batch(b);
-                Ok(())
-            }),
-        }
+    pub fn keep_batch(&mut self, b: &crate::authorship::Batch) -> Result<(), Error> {
+        each!(write self.keep_batch(b))
     }
 
     /// The batch that proves message `id` and the leaves of it this store holds (by index), to
@@ -189,94 +184,94 @@ impl Store {
     }
 
     /// Is this message stored?
-    pub fn has(&self, id: &MsgId) -> Result<bool, Error> {
+    pub fn has(&self, id: &MsgId) -> bool {
         each!(self.has(id))
     }
 
     /// The encoded envelope of a message, if stored and meant for the whole room.
-    pub fn room_envelope(&self, id: &MsgId) -> Result<Option<Vec<u8>>, Error> {
+    pub fn room_envelope(&self, id: &MsgId) -> Option<Vec<u8>> {
         each!(self.room_envelope(id))
     }
 
     /// The room's catch-up set, oldest first: every problem, answer and feedback meant for the
     /// whole room, and the last `chats` room chats; at most `limit` ids (the newest kept).
-    pub fn catchup_ids(&self, chats: usize, limit: usize) -> Result<Vec<MsgId>, Error> {
+    pub fn catchup_ids(&self, chats: usize, limit: usize) -> Vec<MsgId> {
         each!(self.catchup_ids(chats, limit))
     }
 
     /// The last `limit` messages of every kind, oldest first.
-    pub fn history(&self, limit: usize) -> Result<Vec<Stored>, Error> {
+    pub fn history(&self, limit: usize) -> Vec<Stored> {
         each!(self.history(limit))
     }
 
     /// Every problem, answer and feedback, oldest first.
-    pub fn exercises(&self) -> Result<Vec<Stored>, Error> {
+    pub fn exercises(&self) -> Vec<Stored> {
         each!(self.exercises())
     }
 
     /// Every message that attaches files, oldest first.
-    pub fn with_files(&self) -> Result<Vec<Stored>, Error> {
+    pub fn with_files(&self) -> Vec<Stored> {
         each!(self.with_files())
     }
 
     /// Number of messages stored.
-    pub fn count(&self) -> Result<u64, Error> {
+    pub fn count(&self) -> u64 {
         each!(self.count())
     }
 
     /// Remember a peer of the room, seen now.
-    pub fn touch_member(&self, id: PeerId, name: &str, now_ms: u64) -> Result<(), Error> {
+    pub fn touch_member(&mut self, id: PeerId, name: &str, now_ms: u64) -> Result<(), Error> {
         each!(write self.touch_member(id, name, now_ms))
     }
 
     /// Members seen since `since_ms`.
-    pub fn members_since(&self, since_ms: u64) -> Result<Vec<(PeerId, String)>, Error> {
+    pub fn members_since(&self, since_ms: u64) -> Vec<(PeerId, String)> {
         each!(self.members_since(since_ms))
     }
 
     /// Every outgoing stream: (peer, next number, highest acknowledged).
-    pub fn out_streams(&self) -> Result<Vec<(PeerId, u64, u64)>, Error> {
+    pub fn out_streams(&self) -> Vec<(PeerId, u64, u64)> {
         each!(self.out_streams())
     }
 
     /// Save an outgoing stream's counters.
-    pub fn save_out_stream(&self, peer: PeerId, next: u64, acked: u64) -> Result<(), Error> {
+    pub fn save_out_stream(&mut self, peer: PeerId, next: u64, acked: u64) -> Result<(), Error> {
         each!(write self.save_out_stream(peer, next, acked))
     }
 
-    /// Queue message row `msg` for `peer` as stream number `lseq`.
-    pub fn enqueue(&self, peer: PeerId, lseq: u64, msg: i64, now_ms: u64) -> Result<(), Error> {
+    /// Queue the message at place `msg` for `peer` as stream number `lseq`.
+    pub fn enqueue(&mut self, peer: PeerId, lseq: u64, msg: i64, now_ms: u64) -> Result<(), Error> {
         each!(write self.enqueue(peer, lseq, msg, now_ms))
     }
 
     /// Up to `limit` queued messages for `peer` after stream number `after`: (number, envelope).
-    pub fn pending(&self, peer: PeerId, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, Error> {
+    pub fn pending(&self, peer: PeerId, after: u64, limit: usize) -> Vec<(u64, Vec<u8>)> {
         each!(self.pending(peer, after, limit))
     }
 
     /// The lowest stream number still queued for `peer`.
-    pub fn first_pending(&self, peer: PeerId) -> Result<Option<u64>, Error> {
+    pub fn first_pending(&self, peer: PeerId) -> Option<u64> {
         each!(self.first_pending(peer))
     }
 
     /// `peer` has everything up to `upto`: forget those.
-    pub fn acked(&self, peer: PeerId, upto: u64) -> Result<(), Error> {
+    pub fn acked(&mut self, peer: PeerId, upto: u64) -> Result<(), Error> {
         each!(write self.acked(peer, upto))
     }
 
     /// Drop queued messages older than `before_ms`, and beyond `max_per_peer` for any peer
     /// (oldest first). Returns how many were dropped for whom.
-    pub fn purge(&self, before_ms: u64, max_per_peer: usize) -> Result<Vec<(PeerId, u64)>, Error> {
+    pub fn purge(&mut self, before_ms: u64, max_per_peer: usize) -> Result<Vec<(PeerId, u64)>, Error> {
         each!(write self.purge(before_ms, max_per_peer))
     }
 
     /// Every incoming stream: (author, highest delivered).
-    pub fn in_streams(&self) -> Result<Vec<(PeerId, u64)>, Error> {
+    pub fn in_streams(&self) -> Vec<(PeerId, u64)> {
         each!(self.in_streams())
     }
 
     /// Save how far the stream from `author` has been delivered.
-    pub fn save_in_stream(&self, author: PeerId, delivered: u64) -> Result<(), Error> {
+    pub fn save_in_stream(&mut self, author: PeerId, delivered: u64) -> Result<(), Error> {
         each!(write self.save_in_stream(author, delivered))
     }
 }
@@ -333,14 +328,14 @@ mod same_answers {
             acked: u64,
         },
         /// The next stream number for `peer` (numbers only grow, as the actor gives them);
-        /// `row` counts back from the newest message (0: the newest).
+        /// `pos` counts back from the newest message (0: the newest).
         Enqueue {
             peer: u8,
             row_back: i64,
             skip: u64,
             at: u64,
         },
-        /// The next number and the next row after `peer`'s last, at the same time: a run grows.
+        /// The next number and the next place after `peer`'s last, at the same time: a run grows.
         EnqueueNext {
             peer: u8,
         },
@@ -443,27 +438,27 @@ mod same_answers {
                     Call::Exercises => format!("{:?}", s.exercises()),
                     Call::Count => format!("{:?}", s.count()),
                     Call::Member { id, name, at } => format!("{:?}", s.touch_member(p(id), &format!("name{name}"), at)),
-                    Call::MembersSince { since } => format!("{:?}", s.members_since(since).map(sorted)),
+                    Call::MembersSince { since } => format!("{:?}", sorted(s.members_since(since))),
                     Call::SaveOut { peer, next, acked } => format!("{:?}", s.save_out_stream(p(peer), next, acked)),
                     Call::Enqueue { peer, row_back, skip, at } => {
-                        // Only rows that exist, as the actor queues.
-                        let n = s.count().unwrap() as i64;
+                        // Only places that exist, as the actor queues.
+                        let n = s.count() as i64;
                         if n == 0 {
-                            return "no rows".into();
+                            return "no places".into();
                         }
                         lseq[peer as usize] += 1 + skip;
-                        let row = (n - row_back).max(1);
-                        last[peer as usize] = (row, at);
-                        format!("{:?}", s.enqueue(p(peer), lseq[peer as usize], row, at))
+                        let pos = (n - row_back).max(1);
+                        last[peer as usize] = (pos, at);
+                        format!("{:?}", s.enqueue(p(peer), lseq[peer as usize], pos, at))
                     }
                     Call::EnqueueNext { peer } => {
-                        let (row, at) = last[peer as usize];
-                        if row == 0 || row >= s.count().unwrap() as i64 {
-                            return "no next row".into();
+                        let (pos, at) = last[peer as usize];
+                        if pos == 0 || pos >= s.count() as i64 {
+                            return "no next pos".into();
                         }
                         lseq[peer as usize] += 1;
-                        last[peer as usize] = (row + 1, at);
-                        format!("{:?}", s.enqueue(p(peer), lseq[peer as usize], row + 1, at))
+                        last[peer as usize] = (pos + 1, at);
+                        format!("{:?}", s.enqueue(p(peer), lseq[peer as usize], pos + 1, at))
                     }
                     Call::Pending { peer, after, limit } => format!("{:?}", s.pending(p(peer), after, limit)),
                     Call::FirstPending { peer } => format!("{:?}", s.first_pending(p(peer))),
@@ -471,7 +466,7 @@ mod same_answers {
                     Call::Purge { before, max } => format!("{:?}", s.purge(before, max).map(sorted)),
                     Call::SaveIn { author, delivered } => format!("{:?}", s.save_in_stream(p(author), delivered)),
                     Call::Streams => {
-                        format!("{:?} {:?} {}", s.out_streams().map(sorted), s.in_streams().map(sorted), s.wrote())
+                        format!("{:?} {:?} {}", sorted(s.out_streams()), sorted(s.in_streams()), s.wrote())
                     }
                 }
             }

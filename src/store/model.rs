@@ -25,13 +25,13 @@ struct Msg {
 
 #[derive(Debug, Clone, Default)]
 struct State {
-    /// Every message, in the order stored (row = index + 1).
+    /// Every message, in the order stored (pos = index + 1).
     msgs: Vec<Msg>,
     /// (room, id) -> (name, last seen).
     members: BTreeMap<(String, PeerId), (String, u64)>,
     out_streams: BTreeMap<PeerId, (u64, u64)>,
     in_streams: BTreeMap<PeerId, u64>,
-    /// (peer, stream number) -> (row, time queued).
+    /// (peer, stream number) -> (pos, time queued).
     queued: BTreeMap<(PeerId, u64), (i64, u64)>,
 }
 
@@ -61,9 +61,9 @@ impl Model {
         self.st.msgs.iter().enumerate().map(|(i, m)| (i as i64 + 1, m)).filter(|(_, m)| m.room == self.room)
     }
 
-    fn stored(&self, row: i64, m: &Msg) -> Option<Stored> {
+    fn stored(&self, pos: i64, m: &Msg) -> Option<Stored> {
         let env = codec::decode_envelope(&m.raw).ok()?;
-        Some(Stored::new(row, env, m.received_ms, self.me))
+        Some(Stored::new(pos, env, m.received_ms, self.me))
     }
 
     pub(super) fn begin(&mut self) {
@@ -112,34 +112,34 @@ impl Model {
         Ok(Some(self.st.msgs.len() as i64))
     }
 
-    pub(super) fn has(&self, id: &MsgId) -> Result<bool, Error> {
-        Ok(self.st.msgs.iter().any(|m| m.id == *id))
+    pub(super) fn has(&self, id: &MsgId) -> bool {
+        self.st.msgs.iter().any(|m| m.id == *id)
     }
 
-    pub(super) fn room_envelope(&self, id: &MsgId) -> Result<Option<Vec<u8>>, Error> {
-        Ok(self.mine().find(|(_, m)| m.id == *id && !m.private && m.signed).map(|(_, m)| m.raw.clone()))
+    pub(super) fn room_envelope(&self, id: &MsgId) -> Option<Vec<u8>> {
+        self.mine().find(|(_, m)| m.id == *id && !m.private && m.signed).map(|(_, m)| m.raw.clone())
     }
 
-    pub(super) fn catchup_ids(&self, chats: usize, limit: usize) -> Result<Vec<MsgId>, Error> {
+    pub(super) fn catchup_ids(&self, chats: usize, limit: usize) -> Vec<MsgId> {
         let room: Vec<(i64, &Msg)> = self.mine().filter(|(_, m)| !m.private && m.signed).collect();
         let all_chats: Vec<i64> = room.iter().filter(|(_, m)| m.chat).map(|(r, _)| *r).collect();
         let last_chats = &all_chats[all_chats.len().saturating_sub(chats)..];
         let ids: Vec<MsgId> =
             room.iter().filter(|(r, m)| !m.chat || last_chats.contains(r)).map(|(_, m)| m.id).collect();
-        Ok(ids[ids.len().saturating_sub(limit)..].to_vec())
+        ids[ids.len().saturating_sub(limit)..].to_vec()
     }
 
-    pub(super) fn history(&self, limit: usize) -> Result<Vec<Stored>, Error> {
+    pub(super) fn history(&self, limit: usize) -> Vec<Stored> {
         let all: Vec<Stored> = self.mine().filter_map(|(r, m)| self.stored(r, m)).collect();
-        Ok(all[all.len().saturating_sub(limit)..].to_vec())
+        all[all.len().saturating_sub(limit)..].to_vec()
     }
 
-    pub(super) fn exercises(&self) -> Result<Vec<Stored>, Error> {
-        Ok(self.mine().filter(|(_, m)| !m.chat).filter_map(|(r, m)| self.stored(r, m)).collect())
+    pub(super) fn exercises(&self) -> Vec<Stored> {
+        self.mine().filter(|(_, m)| !m.chat).filter_map(|(r, m)| self.stored(r, m)).collect()
     }
 
-    pub(super) fn count(&self) -> Result<u64, Error> {
-        Ok(self.st.msgs.len() as u64)
+    pub(super) fn count(&self) -> u64 {
+        self.st.msgs.len() as u64
     }
 
     pub(super) fn touch_member(&mut self, id: PeerId, name: &str, now_ms: u64) -> Result<(), Error> {
@@ -148,23 +148,22 @@ impl Model {
         Ok(())
     }
 
-    pub(super) fn members_since(&self, since_ms: u64) -> Result<Vec<(PeerId, String)>, Error> {
-        Ok(self
-            .st
+    pub(super) fn members_since(&self, since_ms: u64) -> Vec<(PeerId, String)> {
+        self.st
             .members
             .iter()
             .filter(|((room, _), (_, seen))| *room == self.room && *seen >= since_ms)
             .map(|((_, id), (name, _))| (*id, name.clone()))
-            .collect())
+            .collect()
     }
 
-    pub(super) fn out_streams(&self) -> Result<Vec<(PeerId, u64, u64)>, Error> {
+    pub(super) fn out_streams(&self) -> Vec<(PeerId, u64, u64)> {
         let mut all = self.st.out_streams.clone();
         for &(peer, lseq) in self.st.queued.keys() {
             let e = all.entry(peer).or_insert((0, 0));
             e.0 = e.0.max(lseq + 1);
         }
-        Ok(all.into_iter().map(|(p, (n, a))| (p, n, a)).collect())
+        all.into_iter().map(|(p, (n, a))| (p, n, a)).collect()
     }
 
     pub(super) fn save_out_stream(&mut self, peer: PeerId, next: u64, acked: u64) -> Result<(), Error> {
@@ -179,18 +178,17 @@ impl Model {
         Ok(())
     }
 
-    pub(super) fn pending(&self, peer: PeerId, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, Error> {
-        Ok(self
-            .st
+    pub(super) fn pending(&self, peer: PeerId, after: u64, limit: usize) -> Vec<(u64, Vec<u8>)> {
+        self.st
             .queued
             .range((peer, after.saturating_add(1))..=(peer, u64::MAX))
-            .filter_map(|(&(_, lseq), &(row, _))| Some((lseq, self.st.msgs.get(row as usize - 1)?.raw.clone())))
+            .filter_map(|(&(_, lseq), &(pos, _))| Some((lseq, self.st.msgs.get(pos as usize - 1)?.raw.clone())))
             .take(limit)
-            .collect())
+            .collect()
     }
 
-    pub(super) fn first_pending(&self, peer: PeerId) -> Result<Option<u64>, Error> {
-        Ok(self.st.queued.range((peer, 0)..=(peer, u64::MAX)).next().map(|(&(_, l), _)| l))
+    pub(super) fn first_pending(&self, peer: PeerId) -> Option<u64> {
+        self.st.queued.range((peer, 0)..=(peer, u64::MAX)).next().map(|(&(_, l), _)| l)
     }
 
     pub(super) fn acked(&mut self, peer: PeerId, upto: u64) -> Result<(), Error> {
@@ -225,8 +223,8 @@ impl Model {
         Ok(dropped.into_iter().collect())
     }
 
-    pub(super) fn in_streams(&self) -> Result<Vec<(PeerId, u64)>, Error> {
-        Ok(self.st.in_streams.iter().map(|(p, d)| (*p, *d)).collect())
+    pub(super) fn in_streams(&self) -> Vec<(PeerId, u64)> {
+        self.st.in_streams.iter().map(|(p, d)| (*p, *d)).collect()
     }
 
     pub(super) fn save_in_stream(&mut self, author: PeerId, delivered: u64) -> Result<(), Error> {

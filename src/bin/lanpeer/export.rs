@@ -87,7 +87,7 @@ fn cell(s: &str) -> Cow<'_, str> {
 fn problems(dir: &Path, room: Option<&str>, problem: Option<&str>) -> Result<Vec<ProblemView>, Error> {
     let store = Store::open_readonly(dir, room)?;
     let mut ex = Exercises::default();
-    for s in store.exercises()? {
+    for s in store.exercises() {
         ex.record(&s.message);
     }
     let view = ex.view();
@@ -192,7 +192,7 @@ pub fn export(dir: &Path, room: Option<&str>, format: Format, problem: Option<&s
 /// Print the recent messages as the prompt shows them (or as one JSON `history` event).
 pub fn history(dir: &Path, room: Option<&str>, limit: usize, json: bool) -> Result<(), Error> {
     let store = Store::open_readonly(dir, room)?;
-    let mut msgs: Vec<Message> = store.history(limit)?.into_iter().map(|s| s.message).collect();
+    let mut msgs: Vec<Message> = store.history(limit).into_iter().map(|s| s.message).collect();
     label_all(msgs.iter_mut());
     let mut out = Output::new(json);
     out.history(&msgs);

@@ -48,16 +48,16 @@ impl Actor {
                 let _ = r.send(view);
             }
             Command::History(limit, r) => {
-                let h = self.p.store.history(limit).map(|v| {
-                    v.into_iter()
-                        .map(|s| {
-                            let mut m = s.message;
-                            self.describe(&mut m);
-                            m
-                        })
-                        .collect()
-                });
-                let _ = r.send(h);
+                let h = self.p.store.history(limit);
+                let h = h
+                    .into_iter()
+                    .map(|s| {
+                        let mut m = s.message;
+                        self.describe(&mut m);
+                        m
+                    })
+                    .collect();
+                let _ = r.send(Ok(h));
             }
             Command::FindPeer(q, r) => {
                 let _ = r.send(self.table.resolve(&q, now));
@@ -79,7 +79,7 @@ impl Actor {
                     exercises: self.exercises.len(),
                     ahead: sum(&|i| (i.ahead.len(), i.ahead_bytes)),
                     held: sum(&|i| (i.held.len(), i.held_bytes)),
-                    stored: self.p.store.count().unwrap_or(0),
+                    stored: self.p.store.count(),
                 });
             }
             Command::Shutdown => {}
@@ -148,7 +148,8 @@ impl Actor {
         if bytes.len() + 16 > self.p.ctx.max_frame {
             return Err(Error::BadText("the message is too large; shorten it".into()));
         }
-        let row = self
+        let pos = self
+            .turn
             .checked(self.p.store.insert(&env, &bytes, now, true))?
             .ok_or_else(|| Error::Storage("message id used twice".into()))?;
         let mut recipients = std::mem::take(&mut self.targets);
@@ -158,7 +159,7 @@ impl Actor {
             Some(t) => recipients.push(t),
             None => recipients.extend(self.members.keys().copied().filter(|p| *p != self.me)),
         }
-        let queued = self.queue(&recipients, row, id.seq, &bytes, now);
+        let queued = self.queue(&recipients, pos, id.seq, &bytes, now);
         self.targets = recipients;
         queued?;
         // Signed with the turn's other messages before it commits (`sealing`).
@@ -170,12 +171,12 @@ impl Actor {
         Ok(id)
     }
 
-    /// Give our message number `seq` (row `row`, encoded `bytes`) the next number of each
+    /// Give our message number `seq` (at place `pos` of the history, encoded `bytes`) the next number of each
     /// recipient's stream and queue it there; it is sent once the turn commits (`flush_with`).
     pub(super) fn queue(
         &mut self,
         recipients: &[PeerId],
-        row: i64,
+        pos: crate::store::Pos,
         seq: u64,
         bytes: &Bytes,
         now: u64,
@@ -185,9 +186,9 @@ impl Actor {
             let lseq = o.next;
             self.turn.numbered.entry(peer).or_insert(lseq);
             o.next += 1;
-            // The stream's counter is not written here: the outbox row says how far it went (see
+            // The stream's counter is not written here: the store's outbox says how far it went (see
             // `Store::out_streams`), and it is written with the acknowledgements.
-            self.checked(self.p.store.enqueue(peer, lseq, row, now))?;
+            self.turn.checked(self.p.store.enqueue(peer, lseq, pos, now))?;
             self.turn.frames.push((peer, lseq, seq, bytes.clone()));
         }
         Ok(())

@@ -230,8 +230,7 @@ impl Actor {
         let o = self.out.entry(peer).or_insert_with(|| OutStream::new(Instant::now()));
         // Nothing sent beyond what is acknowledged (every session of a room that is forming):
         // nothing is queued, no need to ask the database.
-        let first =
-            if o.next - 1 <= o.acked { None } else { self.log_store(self.p.store.first_pending(peer)).flatten() };
+        let first = if o.next - 1 <= o.acked { None } else { self.p.store.first_pending(peer) };
         let o = self.out.get_mut(&peer).expect("just inserted");
         // Everything below the first queued message is acknowledged or was dropped.
         let done = first.map_or(o.next - 1, |f| f - 1).max(o.acked);
@@ -282,7 +281,7 @@ impl Actor {
             }
             // From the store: up to the kept run, or as far as the window allows.
             let limit = kept.map_or(room, |k| room.min(k - o.sent - 1));
-            let Some(batch) = self.log_store(self.p.store.pending(peer, o.sent, limit as usize)) else { return };
+            let batch = self.p.store.pending(peer, o.sent, limit as usize);
             if batch.is_empty() {
                 return;
             }
@@ -301,11 +300,7 @@ impl Actor {
 
     /// Offer the peer the room's catch-up set (exercises and recent chat).
     pub(super) fn offer(&mut self, peer: PeerId) {
-        let Some(ids) =
-            self.log_store(self.p.store.catchup_ids(self.p.config.catchup_chats, self.p.config.catchup_max))
-        else {
-            return;
-        };
+        let ids = self.p.store.catchup_ids(self.p.config.catchup_chats, self.p.config.catchup_max);
         for chunk in ids.chunks(IDS_PER_FRAME) {
             if let Ok(f) = codec::encode(&Frame::Offer(chunk.to_vec())) {
                 self.push(peer, f);
@@ -367,11 +362,8 @@ impl Actor {
     fn offered(&mut self, peer: PeerId, ids: Vec<MsgId>) {
         let Some(s) = self.sessions.get_mut(&peer) else { return };
         let room = self.p.config.catchup_max.saturating_sub(s.wanted.len());
-        let want: Vec<MsgId> = ids
-            .into_iter()
-            .filter(|id| self.p.store.has(id).is_ok_and(|has| !has) && !s.wanted.contains(id))
-            .take(room)
-            .collect();
+        let want: Vec<MsgId> =
+            ids.into_iter().filter(|id| !self.p.store.has(id) && !s.wanted.contains(id)).take(room).collect();
         s.wanted.extend(want.iter().copied());
         for chunk in want.chunks(IDS_PER_FRAME) {
             if let Ok(f) = codec::encode(&Frame::Want(chunk.to_vec())) {
@@ -408,7 +400,7 @@ impl Actor {
                 return;
             }
             let Some(id) = s.serving.pop_front() else { return };
-            let Some(Some(env)) = self.log_store(self.p.store.room_envelope(&id)) else { continue };
+            let Some(env) = self.p.store.room_envelope(&id) else { continue };
             let Ok(f) = codec::catchup_frame(env.into()) else { continue };
             let len = f.len();
             if !self.push_message(peer, f, id) {
@@ -533,12 +525,12 @@ impl Actor {
             return;
         }
         let at = self.turn_now_ms();
-        let stored = self.log_store(self.p.store.insert(&env, &raw, at, true));
+        let stored = self.turn.log_store(self.p.store.insert(&env, &raw, at, true));
         if let Some(Some(_)) = stored
             && !self.turn.kept.as_ref().is_some_and(|k| std::sync::Arc::ptr_eq(k, &batch))
         {
             // One batch proves many messages of a turn: kept once.
-            self.log_store(self.p.store.keep_batch(&batch));
+            self.turn.log_store(self.p.store.keep_batch(&batch));
             self.turn.kept = Some(batch.clone());
         }
         // Catch-up is offered once per session: if this turn fails, it is stored again.
@@ -571,20 +563,20 @@ impl Actor {
     /// Apply the store-and-forward bounds, saying in the log what is dropped.
     pub(super) fn purge(&mut self) {
         let before = now_ms().saturating_sub(self.p.config.keep_for.as_millis() as u64);
-        let Some(dropped) = self.log_store(self.p.store.purge(before, self.p.config.max_pending_per_peer)) else {
+        let Some(dropped) = self.turn.log_store(self.p.store.purge(before, self.p.config.max_pending_per_peer)) else {
             return;
         };
         for (peer, n) in dropped {
             tracing::warn!(peer = %peer.short(), dropped = n, "messages kept for an absent peer were dropped (too old or too many)");
             self.unsent.forget(peer);
-            // The dropped rows may have been the last record of how far the stream went.
+            // The dropped messages may have been the last record of how far the stream went.
             self.unsaved.out.insert(peer);
         }
         let now = now_ms();
         let live: Vec<PeerId> = self.sessions.keys().copied().collect();
         for peer in live {
             let name = self.table.get(&peer).map(|e| e.name.clone()).unwrap_or_default();
-            self.log_store(self.p.store.touch_member(peer, &name, now));
+            self.turn.log_store(self.p.store.touch_member(peer, &name, now));
             self.members.insert(peer, now);
         }
         self.members.retain(|_, seen| *seen >= before);
@@ -613,12 +605,12 @@ impl Actor {
             self.members.remove(&peer);
             // Its last sight set to the epoch: not a member after a restart either.
             let name = self.table.get(&peer).map(|e| e.name.clone()).unwrap_or_default();
-            self.log_store(self.p.store.touch_member(peer, &name, 0));
+            self.turn.log_store(self.p.store.touch_member(peer, &name, 0));
             if let Some(o) = self.out.get_mut(&peer) {
                 o.acked = o.next - 1;
                 o.sent = o.acked;
                 let upto = o.acked;
-                self.log_store(self.p.store.acked(peer, upto));
+                self.turn.log_store(self.p.store.acked(peer, upto));
                 self.unsaved.out.insert(peer);
             }
             self.unsent.forget(peer);

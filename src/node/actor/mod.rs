@@ -152,11 +152,11 @@ impl Actor {
         let mut exercises = Exercises::default();
         let mut names = people::Names::default();
         names.see(me, &p.name);
-        for s in p.store.exercises()? {
+        for s in p.store.exercises() {
             names.see(s.message.id.author, &s.message.from_name);
             exercises.record(&s.message);
         }
-        for (id, name) in p.store.members_since(0)? {
+        for (id, name) in p.store.members_since(0) {
             names.see(id, &crate::text::clean_name(&name));
         }
         let teacher = crate::event::role(&p.config.props) == Some(crate::trust::TEACHER);
@@ -170,19 +170,19 @@ impl Actor {
         let now = Instant::now();
         let out = p
             .store
-            .out_streams()?
+            .out_streams()
             .into_iter()
             .map(|(peer, next, acked)| (peer, OutStream { next, acked, sent: acked, progress: now }))
             .collect();
         let inbound = p
             .store
-            .in_streams()?
+            .in_streams()
             .into_iter()
             .map(|(peer, delivered)| (peer, InStream { delivered, saved: delivered, ..Default::default() }))
             .collect();
         let since = now_ms().saturating_sub(p.config.keep_for.as_millis() as u64);
         // More than are kept (`bound_members`) are trimmed by the first purge.
-        let members = p.store.members_since(since)?.into_iter().map(|(id, _)| (id, now_ms())).collect();
+        let members = p.store.members_since(since).into_iter().map(|(id, _)| (id, now_ms())).collect();
         let mesh = mesh::Mesh::new(&p.config.seeds, &p.ifaces.borrow(), now);
         Ok(Actor {
             p,

@@ -101,7 +101,7 @@ impl Actor {
                 i += 1;
             }
             let batch = authorship::sign_batch(&self.p.identity.keys, &self.p.config.room, first, &leaves);
-            if self.log_store(self.p.store.keep_batch(&batch)).is_none() {
+            if self.turn.log_store(self.p.store.keep_batch(&batch)).is_none() {
                 return;
             }
             let held = leaves.iter().map(|l| (*l != merkle::GAP).then_some(*l)).collect();

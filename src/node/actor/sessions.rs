@@ -332,7 +332,7 @@ impl Actor {
         drop(mark);
         self.p.ctx.slots.know(peer);
         let now = now_ms();
-        self.log_store(self.p.store.touch_member(peer, &hello.name, now));
+        self.turn.log_store(self.p.store.touch_member(peer, &hello.name, now));
         self.members.insert(peer, now);
         self.bound_members();
         self.start_stream(peer);

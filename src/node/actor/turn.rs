@@ -76,7 +76,7 @@ pub(super) struct Turn {
     /// Catch-up messages stored this turn: stored again if it fails.
     pub(super) caught: Vec<crate::authorship::Proved>,
     /// A store call of this turn failed: the turn is rolled back, not committed.
-    pub(super) failed: std::cell::Cell<bool>,
+    pub(super) failed: bool,
     /// The wall clock as of this turn (read once per turn, when first needed: a turn of a
     /// stream is hundreds of messages, and a clock read per message was ≈ 1.5 % of its CPU).
     pub(super) now_ms: Option<u64>,
@@ -103,6 +103,22 @@ impl Unsaved {
     }
 }
 
+impl Turn {
+    /// A store write's result, logged when it failed (the turn then fails).
+    pub(super) fn log_store<T>(&mut self, r: Result<T, Error>) -> Option<T> {
+        self.checked(r).map_err(|e| tracing::error!(error = %e, "history")).ok()
+    }
+
+    /// A store write's result; an error fails the turn: nothing of it is kept, acknowledged,
+    /// sent or reported (see `flush_with`).
+    pub(super) fn checked<T>(&mut self, r: Result<T, Error>) -> Result<T, Error> {
+        if r.is_err() {
+            self.failed = true;
+        }
+        r
+    }
+}
+
 impl Actor {
     /// The wall clock in ms, as of this turn.
     pub(super) fn turn_now_ms(&mut self) -> u64 {
@@ -114,7 +130,7 @@ impl Actor {
     pub(super) fn save_acked(&mut self) {
         for peer in std::mem::take(&mut self.unsaved.acked) {
             if let Some(o) = self.out.get(&peer) {
-                self.log_store(self.p.store.acked(peer, o.acked));
+                self.turn.log_store(self.p.store.acked(peer, o.acked));
                 self.unsaved.out.insert(peer);
             }
         }
@@ -159,7 +175,7 @@ impl Actor {
         // after that commit, so a position written late never claims a message that is not
         // stored. After a crash the written position may be behind: the sender's `Resume`
         // (its own acknowledged position) moves it on, and what the sender sends again from
-        // there is dropped as already stored (one row per author and number).
+        // there is dropped as already stored (one message per author and number).
         let save_in =
             !self.unsaved.inbound.is_empty() && (last || now.duration_since(self.unsaved.inbound_at) >= IN_SAVE_EVERY);
         // Acknowledgements ride along with a turn that commits anyway.
@@ -169,20 +185,20 @@ impl Actor {
         // The stream counters of this turn, once per stream rather than once per message.
         for peer in std::mem::take(&mut self.unsaved.out) {
             if let Some(o) = self.out.get(&peer) {
-                self.log_store(self.p.store.save_out_stream(peer, o.next, o.acked));
+                self.turn.log_store(self.p.store.save_out_stream(peer, o.next, o.acked));
             }
         }
         if save_in {
             for (peer, delivered) in &self.unsaved.inbound {
-                self.log_store(self.p.store.save_in_stream(*peer, *delivered));
+                self.turn.log_store(self.p.store.save_in_stream(*peer, *delivered));
             }
         }
         // Our messages of the turn are signed, their batches stored with them.
-        if !self.turn.own.is_empty() && !self.turn.failed.get() {
+        if !self.turn.own.is_empty() && !self.turn.failed {
             self.sign_turn();
         }
         // A turn is kept whole or not at all: a failed write (a full disk, say) rolls it back.
-        let done = if self.turn.failed.take() {
+        let done = if std::mem::take(&mut self.turn.failed) {
             self.p.store.rollback();
             Err(Error::Storage("a write failed".into()))
         } else {
@@ -296,7 +312,7 @@ impl Actor {
         self.turn.events.retain(|e| !matches!(e, Event::Message(_)));
         if self.turn.events.len() != before {
             let mut exercises = Exercises::default();
-            for s in self.p.store.exercises().unwrap_or_default() {
+            for s in self.p.store.exercises() {
                 exercises.record(&s.message);
             }
             self.exercises = exercises;
@@ -305,20 +321,6 @@ impl Actor {
         // The acknowledgement and counter writes of the turn are lost too: write them again with
         // the next turn that commits (all of them: rare, and harmless twice).
         self.unsaved.acked.extend(self.out.keys().copied());
-    }
-
-    /// A store call's result; an error is logged and fails the turn (see `flush_with`).
-    pub(super) fn log_store<T>(&self, r: Result<T, Error>) -> Option<T> {
-        self.checked(r).map_err(|e| tracing::error!(error = %e, "history database")).ok()
-    }
-
-    /// A store call's result; an error fails the turn: nothing of it is kept, acknowledged,
-    /// sent or reported (see `flush_with`).
-    pub(super) fn checked<T>(&self, r: Result<T, Error>) -> Result<T, Error> {
-        if r.is_err() {
-            self.turn.failed.set(true);
-        }
-        r
     }
 }
 
