@@ -14,7 +14,10 @@ fn groups(path: &std::path::Path) -> Vec<Vec<Vec<u8>>> {
 
 #[test]
 fn a_group_that_does_not_fit_on_the_disk_leaves_the_journal_whole() {
-    let disk = TinyDisk::mount(1 << 20);
+    let Some(disk) = TinyDisk::mount_or_skip(1 << 20, "a_group_that_does_not_fit_on_the_disk_leaves_the_journal_whole")
+    else {
+        return;
+    };
     let path = disk.path.join("journal");
     let (mut j, _) = Journal::open(&path, |_| {}).unwrap();
     let mut g = GroupBuf::new();
@@ -47,7 +50,9 @@ fn a_turn_the_journal_store_cannot_write_is_undone_whole() {
     use lanpeer::id::{MsgId, PeerId};
     use lanpeer::protocol::{Body, Envelope};
     use lanpeer::store::Store;
-    let disk = TinyDisk::mount(1 << 20);
+    let Some(disk) = TinyDisk::mount_or_skip(1 << 20, "a_turn_the_journal_store_cannot_write_is_undone_whole") else {
+        return;
+    };
     let path = disk.path.join("history.journal");
     let me = PeerId([1; 16]);
     let chat = |seq: u64, len: usize| Envelope {

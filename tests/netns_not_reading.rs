@@ -114,7 +114,7 @@ async fn not_reading(victim: SocketAddr, room: String, report: mpsc::Sender<Repo
 #[test]
 fn a_member_that_asks_for_everything_and_reads_nothing_is_cut_with_memory_bounded() {
     if let Err(why) = need_root().and_then(|()| run("ip", &["-V"]).map(|_| ())) {
-        eprintln!("netns not-reading test skipped: {why}");
+        support::skip_note(&format!("netns not-reading test skipped: {why}"));
         return;
     }
     let started = Instant::now();

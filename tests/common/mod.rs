@@ -137,6 +137,22 @@ pub struct TinyDisk {
 }
 
 impl TinyDisk {
+    /// A tmpfs of `bytes`, or None (with one line saying why `test` is skipped) for a user who
+    /// is not root: mounting needs root. As root (CI) a failed mount fails the test.
+    pub fn mount_or_skip(bytes: u64, test: &str) -> Option<Self> {
+        let root = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(2)).map(|u| u == "0")
+            })
+            .unwrap_or(false);
+        if !root {
+            skip_note(&format!("{test} skipped: it mounts a small tmpfs to fill, which needs root"));
+            return None;
+        }
+        Some(TinyDisk::mount(bytes))
+    }
+
     pub fn mount(bytes: u64) -> Self {
         let path = std::env::temp_dir().join(format!("lanpeer-disk-{}-{}", std::process::id(), rand::random::<u32>()));
         std::fs::create_dir_all(&path).unwrap();
@@ -213,3 +229,10 @@ impl AsRef<std::path::Path> for TmpDir {
     }
 }
 pub mod member;
+
+/// Say that a test is skipped, and why, in one line that shows even though the test passes
+/// (written to the process's stderr, past the test harness's capture of `eprintln!`).
+pub fn skip_note(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}

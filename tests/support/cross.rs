@@ -71,7 +71,7 @@ pub fn skip(test: &str, triple: &str, why: &str) {
     if required.split_whitespace().any(|t| t == triple || t == "all") {
         panic!("{test} cannot run, and {REQUIRE} asks for it ({required}): {why}");
     }
-    eprintln!("{test} skipped: {why}");
+    super::skip_note(&format!("{test} skipped: {why}"));
 }
 
 /// Does the ELF file at `path` name a program interpreter (a dynamic loader, so a C library of

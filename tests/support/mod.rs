@@ -6,3 +6,10 @@
 
 pub mod cross;
 pub mod netns;
+
+/// Say that a test is skipped, and why, in one line that shows even though the test passes
+/// (written to the process's stderr, past the test harness's capture of `eprintln!`).
+pub fn skip_note(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}

@@ -114,14 +114,19 @@ pub fn need_tool(tool: &str, why: &str) -> Result<(), String> {
     run(tool, &["--version"]).map(|_| ()).map_err(|e| format!("{tool} is needed {why}: {e}"))
 }
 
-/// `lab`, or None when it could not be built and `LANPEER_SKIP_NETNS=1` (the test is skipped);
-/// otherwise the test fails, saying what `test` needs (`needs`).
+/// `lab`, or None (the test is skipped, with one line saying why) when it could not be built and
+/// this is not root, or `LANPEER_SKIP_NETNS=1`; as root otherwise the test fails, saying what
+/// `test` needs (`needs`): CI runs as root, and must not skip what it should run.
 pub fn lab_or_skip(lab: Result<Lab, String>, test: &str, needs: &str) -> Option<Lab> {
     match lab {
         Ok(lab) => Some(lab),
         Err(why) => {
+            if euid() != Some(0) {
+                super::skip_note(&format!("{test} skipped: it needs {needs} ({why})"));
+                return None;
+            }
             if std::env::var("LANPEER_SKIP_NETNS").as_deref() == Ok("1") {
-                eprintln!("{test} skipped (LANPEER_SKIP_NETNS=1): {why}");
+                super::skip_note(&format!("{test} skipped (LANPEER_SKIP_NETNS=1): {why}"));
                 return None;
             }
             panic!(
