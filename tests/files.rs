@@ -94,3 +94,58 @@ async fn a_file_and_a_folder_reach_everyone_and_a_private_file_only_its_addresse
         p.node.shutdown().await;
     }
 }
+
+/// A member who learned the hashes of a private file names them in a room message of its own:
+/// the addressee, who holds the file, gives it under that message to nobody (it holds it under
+/// the private message only), not to the member itself, and not to a third peer that fetches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_message_naming_a_private_file_does_not_make_it_the_rooms() {
+    use common::member::Member;
+    use lanpeer::codec::Received;
+    use lanpeer::protocol::{FileAsk, FileKey, FileNone, FileWant, Frame, Part};
+
+    let (port, room) = unique_net();
+    let dirs: Vec<TmpDir> = (0..7).map(|i| TmpDir::new(&format!("lanpeer-leak-{i}"))).collect();
+    let a = start_with(with_dirs("Ada", port, &room, &dirs[0], &dirs[1])).await;
+    let mut b = start_with(with_dirs("Bob", port, &room, &dirs[2], &dirs[3])).await;
+    let mut c = start_with(with_dirs("Cy", port, &room, &dirs[4], &dirs[5])).await;
+    for p in [&a, &b, &c] {
+        wait_listed(p, 2, T).await;
+    }
+    std::fs::write(dirs[6].join("marks.csv"), b"Bob,12\nCy,15\n").unwrap();
+    let refs = a.node.prepare_files(vec![dirs[6].join("marks.csv")]).await.unwrap();
+    let secret = refs[0].clone();
+    let private = a.node.send_with(Some(b.node.id()), Body::Chat { text: "your marks".into() }, refs).await.unwrap();
+    file_event(&mut b, "marks.csv").await;
+
+    // The member joins Bob and Cy, and posts to the room a chat naming the private file.
+    let mut to_b = Member::join(b.node.listen_addr(), &room, "Mallory", &[]).await;
+    let mut to_c = Member::join_as(to_b.keys.clone(), c.node.listen_addr(), &room, "Mallory", &[]).await;
+    let mut env = to_b.envelope(Body::Chat { text: "look".into() });
+    env.files = vec![secret.clone()];
+    to_b.stream(std::slice::from_ref(&env)).await;
+    to_c.stream(std::slice::from_ref(&env)).await;
+    wait_for(&mut c, T, |e| matches!(e, Event::Message(m) if m.id == env.id)).await;
+
+    // Asked under its own room message, and under the private one, Bob gives nothing.
+    for msg in [env.id, private] {
+        let key = FileKey { msg, file: secret.chunks };
+        to_b.send(&[Frame::FileAsk(FileAsk { key }), Frame::FileWant(FileWant { key, part: Part::Chunk(0) })]).await;
+        for _ in 0..2 {
+            match to_b
+                .next_where(T, |f| {
+                    matches!(f, Received::Other(Frame::FileNone(_) | Frame::FilePart(_) | Frame::FileHave(_)))
+                })
+                .await
+            {
+                Received::Other(Frame::FileNone(FileNone { file, .. })) => assert_eq!(file, secret.chunks),
+                other => panic!("Bob answered the member with {other:?}"),
+            }
+        }
+    }
+    // And Cy, fetching it under the member's room message, never gets it.
+    assert_none(&mut c, Duration::from_secs(4), |e| matches!(e, Event::File { .. })).await;
+    for p in [a, b, c] {
+        p.node.shutdown().await;
+    }
+}
