@@ -103,8 +103,17 @@ impl Actor {
                 crate::limits::FILES
             )));
         }
-        if !files.is_empty() && self.p.files.is_none() {
-            return Err(Error::Files("this peer keeps no data directory, so it cannot send files".into()));
+        match &self.p.files {
+            None if !files.is_empty() => {
+                return Err(Error::Files("this peer keeps no data directory, so it cannot send files".into()));
+            }
+            // Only what this peer holds can be sent (and served): files come from `prepare_files`.
+            Some(store) => {
+                if let Some(f) = files.iter().find(|f| store.store.complete_path(&f.chunks).is_none()) {
+                    return Err(Error::Files(format!("{} is not in this peer's files; attach it again", f.name)));
+                }
+            }
+            None => {}
         }
         // With files, a text may be empty (the files say it).
         let bare = files.is_empty();
