@@ -18,6 +18,7 @@ use lanpeer::{Config, Event, Node};
 
 mod arrivals;
 mod attach;
+mod collect;
 mod commands;
 mod complete;
 mod configfile;
@@ -139,6 +140,23 @@ enum Sub {
         #[arg(long)]
         room: Option<String>,
     },
+    /// Write each student's latest answer to a problem into DIR: DIR/<name (id8)>/answer.txt and
+    /// its files, and DIR/index.csv (student, id, time, versions, files, sha256). Works while the
+    /// peer runs; DIR must be new or empty.
+    Collect {
+        /// The problem (its id, or the short form the prompt shows).
+        #[arg(value_name = "PROBLEM-ID")]
+        problem: String,
+        /// The folder to write into.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// The data folder of the peer (default: as for the peer).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Only this room (default: every room this data folder was used in).
+        #[arg(long)]
+        room: Option<String>,
+    },
     /// Say which interfaces and ports a peer would use, and whether the peers named with
     /// --peer answer: for when peers do not see each other. Sends no beacon.
     Doctor {
@@ -189,6 +207,17 @@ fn run_sub(cmd: Sub) -> Result<(), lanpeer::Error> {
     match cmd {
         Sub::Export { data_dir, format, problem, room } => {
             export::export(&data_dir_or_default(data_dir)?, room.as_deref(), format, problem.as_deref())
+        }
+        Sub::Collect { problem, dir, data_dir, room } => {
+            let got = collect::collect(&data_dir_or_default(data_dir)?, room.as_deref(), &problem, &dir)?;
+            let missing = match got.missing {
+                0 => String::new(),
+                1 => "; 1 file is not received yet (index.csv says which)".into(),
+                n => format!("; {n} files are not received yet (index.csv says which)"),
+            };
+            let n = |n: usize, what: &str| if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") };
+            println!("{} and {} written to {}{missing}", n(got.answers, "answer"), n(got.files, "file"), dir.display());
+            Ok(())
         }
         Sub::History { data_dir, limit, json, room } => {
             export::history(&data_dir_or_default(data_dir)?, room.as_deref(), limit, json)
