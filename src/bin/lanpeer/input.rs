@@ -72,7 +72,8 @@ In problem bodies, answers and feedback, \\n starts a new line. A path with blan
 /// More for a person at a terminal (appended to [`HELP`] there).
 pub const TERMINAL_HELP: &str = "\
 At the terminal:
-  Tab                         completes commands, names, and the ids of exercises and answers
+  Tab                         completes commands, names, the ids of exercises and answers, and
+                              paths after /send and /attach
   Up, Down, Ctrl-R            earlier lines, also from before a restart; Ctrl-R searches them
   paste several lines         they stay one message (after /answer ID, say), indentation and all
   /answer ID, /feedback ID, /problem TITLE or /quiz TITLE alone
