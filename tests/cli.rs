@@ -711,7 +711,9 @@ fn the_data_dir_is_private_and_an_open_one_is_told() {
         assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
     }
     for n in &names {
-        assert_eq!(mode(&dir.join(n)), 0o600, "{n} is its owner's only");
+        // Its folders (the file store, `files`) 0700, its files 0600.
+        let want = if dir.join(n).is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode(&dir.join(n)), want, "{n} is its owner's only");
     }
 
     // Opened up by hand: told at the next start, the key made private again, the folder left.
