@@ -292,17 +292,7 @@ fn spawn_in(name: &str, port: u16, room: &str, dir: &std::path::Path, extra: &[&
         .stderr(Stdio::inherit())
         .spawn()
         .expect("lanpeer runs");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"));
-            if tx.send(v).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = common::json_lines(child.stdout.take().unwrap());
     let stdin = child.stdin.take();
     Proc { name: name.into(), child, stdin, lines: rx, seen: Vec::new(), _dir: None }
 }

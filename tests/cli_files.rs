@@ -4,7 +4,7 @@
 //! `lanpeer collect` while the teacher's peer runs (index.csv checked, hashes as `sha256sum`
 //! prints them); the plain errors of a missing file, a file too big, a full disk and bad sizes.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
@@ -60,17 +60,7 @@ fn spawn_in(name: &str, port: u16, room: &str, data: TmpDir, extra: &[&str]) -> 
         .stderr(Stdio::inherit())
         .spawn()
         .expect("lanpeer runs");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"));
-            if tx.send(v).is_err() {
-                break;
-            }
-        }
-    });
+    let lines = common::json_lines(child.stdout.take().unwrap());
     let stdin = child.stdin.take();
     Proc { name: name.into(), child, stdin, lines, seen: Vec::new(), data, downloads }
 }
