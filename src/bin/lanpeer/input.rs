@@ -57,8 +57,9 @@ Type a line and press Enter to chat with everyone. Commands:
   /answer PROBLEM-ID TEXT     answer an exercise
   /feedback ANSWER-ID TEXT    comment on an answer
   /send PATH...               share files or folders with everyone
-  /attach PATH...             attach files or folders to the next message you send (of any kind;
-                              its text may then be empty); /attach alone lists them, /attach - drops them
+  /attach PATH...             attach files or folders to the next message you send, of any kind
+                              (its text may then be empty)
+  /attach, /attach -          list the files attached; drop them
   /status PROBLEM-ID          who has answered an exercise (when, how many versions, feedback),
                               and who of those online has not
   /peers                      who is online

@@ -9,7 +9,7 @@ use std::str::FromStr;
 pub struct Size(pub u64);
 
 /// What a mistake is told.
-const HOW: &str = "a size is a number with K, M, G or T after it (powers of 1024), like 500M or 2G";
+const HOW: &str = "write a number with K, M, G or T after it (powers of 1024), like 500M or 2G";
 
 impl FromStr for Size {
     type Err = String;
@@ -24,16 +24,16 @@ impl FromStr for Size {
             "m" | "mb" | "mib" => 20,
             "g" | "gb" | "gib" => 30,
             "t" | "tb" | "tib" => 40,
-            _ => return Err(format!("{s:?} is not a size: {HOW}")),
+            _ => return Err(format!("{s:?} is not a size; {HOW}")),
         };
         let n: f64 = match number.parse() {
             Ok(n) if number.chars().any(|c| c.is_ascii_digit()) => n,
-            _ => return Err(format!("{s:?} is not a size: {HOW}")),
+            _ => return Err(format!("{s:?} is not a size; {HOW}")),
         };
         let bytes = n * (1u64 << shift) as f64;
         // 2^63 and more do not fit; no disk holds that much anyway.
         if bytes >= 9.2e18 {
-            return Err(format!("{s:?} is too large a size; {HOW}"));
+            return Err(format!("{s:?} is too large; {HOW}"));
         }
         Ok(Size(bytes.round() as u64))
     }
