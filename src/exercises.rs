@@ -2,6 +2,8 @@
 //!
 //! Owned by the node actor. It answers `/problems`, checks that an answer names a known problem
 //! and feedback a known answer, and knows who wrote a quiz (whose answers go to its author only).
+//! From a problem's view, [`submissions`] and [`status`] say who answered (each author's latest
+//! version counts) and who has not yet: `/status` and `lanpeer collect`.
 //!
 //! In memory, bounded per author and in all, never for good: each other author keeps at most
 //! [`PER_AUTHOR`] items (its oldest answers and feedback go first when it posts more, its
@@ -235,6 +237,65 @@ impl Exercises {
     }
 }
 
+/// One author's answers to one problem: every version is kept, the latest is the one that
+/// counts (the one `lanpeer collect` writes out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submission {
+    /// The latest version: its author's answer with the highest sequence number (an author's
+    /// numbers only grow, whatever its clock says).
+    pub latest: Message,
+    /// How many versions its author sent.
+    pub versions: usize,
+    /// Feedback on any of its versions, in all.
+    pub feedback: usize,
+    /// Whether the latest version has feedback.
+    pub feedback_on_latest: bool,
+}
+
+/// Each author's [`Submission`] to the problem of `view`, by the author's label (without case).
+pub fn submissions(view: &ProblemView) -> Vec<Submission> {
+    let mut by: HashMap<PeerId, Submission> = HashMap::new();
+    for (a, fb) in &view.answers {
+        let s = by.entry(a.id.author).or_insert_with(|| Submission {
+            latest: a.clone(),
+            versions: 0,
+            feedback: 0,
+            feedback_on_latest: !fb.is_empty(),
+        });
+        s.versions += 1;
+        s.feedback += fb.len();
+        if a.id.seq > s.latest.id.seq {
+            s.latest = a.clone();
+            s.feedback_on_latest = !fb.is_empty();
+        }
+    }
+    let mut list: Vec<Submission> = by.into_values().collect();
+    list.sort_by_cached_key(|s| (s.latest.from_label.to_lowercase(), s.latest.id));
+    list
+}
+
+/// Where a problem stands: who has answered, and who of the peers online has not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// Each author who answered, by label.
+    pub answered: Vec<Submission>,
+    /// The peers online who have not answered (its author aside), by label.
+    pub waiting: Vec<crate::event::PeerInfo>,
+}
+
+/// The [`Status`] of the problem of `view`, beside the peers `online` (as [`crate::Node::peers`]
+/// lists them).
+pub fn status(view: &ProblemView, online: &[crate::event::PeerInfo]) -> Status {
+    let answered = submissions(view);
+    let mut waiting: Vec<crate::event::PeerInfo> = online
+        .iter()
+        .filter(|p| p.id != view.problem.id.author && !answered.iter().any(|s| s.latest.id.author == p.id))
+        .cloned()
+        .collect();
+    waiting.sort_by_cached_key(|p| (p.label.to_lowercase(), p.id));
+    Status { answered, waiting }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,5 +425,54 @@ mod tests {
         assert!(ex.view().iter().all(|p| p.answers.len() == 1));
         // Quadratic, as before, was 4e8 steps here: minutes in a debug build.
         assert!(t.elapsed() < std::time::Duration::from_secs(20), "{:?}", t.elapsed());
+    }
+    fn peer(id: u8, name: &str) -> crate::event::PeerInfo {
+        crate::event::PeerInfo {
+            id: PeerId([id; 16]),
+            name: name.into(),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            state: crate::event::PeerState::Connected,
+            last_seen_ms: 0,
+            props: vec![],
+            verified: None,
+            label: name.into(),
+        }
+    }
+
+    fn by(author: u8, seq: u64, name: &str, body: Body, sent_ms: u64) -> Message {
+        Message { from_name: name.into(), from_label: name.into(), sent_ms, ..msg(author, seq, body) }
+    }
+
+    /// Two versions from one student (the later one with an older clock), one from another with
+    /// feedback on it, and the online peers who have not answered.
+    #[test]
+    fn the_latest_version_counts_and_the_others_wait() {
+        let mut ex = Exercises::default();
+        let p =
+            by(1, 1, "Ms Rivera", Body::Problem { title: "t".into(), body: String::new(), private_answers: true }, 0);
+        ex.record(&p);
+        let sam1 = by(2, 3, "Sam", Body::Answer { problem: p.id, text: "v1".into() }, 5_000);
+        let sam2 = by(2, 7, "Sam", Body::Answer { problem: p.id, text: "v2".into() }, 4_000);
+        let lea = by(3, 1, "lea", Body::Answer { problem: p.id, text: "mine".into() }, 6_000);
+        let other =
+            by(4, 1, "Cy", Body::Answer { problem: MsgId { author: PeerId([9; 16]), seq: 1 }, text: "x".into() }, 1);
+        for m in [&sam1, &sam2, &lea, &other] {
+            ex.record(m);
+        }
+        ex.record(&by(1, 2, "Ms Rivera", Body::Feedback { answer: lea.id, text: "good".into() }, 7_000));
+        ex.record(&by(1, 3, "Ms Rivera", Body::Feedback { answer: sam1.id, text: "almost".into() }, 7_000));
+        let view = ex.view().into_iter().find(|v| v.problem.id == p.id).unwrap();
+        let online = [peer(1, "Ms Rivera"), peer(5, "Bob"), peer(2, "Sam"), peer(4, "Cy"), peer(6, "ana")];
+        let st = status(&view, &online);
+        let got: Vec<_> = st
+            .answered
+            .iter()
+            .map(|s| (s.latest.from_label.as_str(), s.latest.id.seq, s.versions, s.feedback, s.feedback_on_latest))
+            .collect();
+        assert_eq!(got, [("lea", 1, 1, 1, true), ("Sam", 7, 2, 1, false)]);
+        let waiting: Vec<_> = st.waiting.iter().map(|p| p.label.as_str()).collect();
+        assert_eq!(waiting, ["ana", "Bob", "Cy"], "the author and those who answered are not waited for");
+        let none = ProblemView { problem: p.clone(), answers: vec![] };
+        assert!(submissions(&none).is_empty());
     }
 }

@@ -292,17 +292,7 @@ fn spawn_in(name: &str, port: u16, room: &str, dir: &std::path::Path, extra: &[&
         .stderr(Stdio::inherit())
         .spawn()
         .expect("lanpeer runs");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"));
-            if tx.send(v).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = common::json_lines(child.stdout.take().unwrap());
     let stdin = child.stdin.take();
     Proc { name: name.into(), child, stdin, lines: rx, seen: Vec::new(), _dir: None }
 }
@@ -711,6 +701,7 @@ fn the_data_dir_is_private_and_an_open_one_is_told() {
         assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
     }
     for n in &names {
+        // Its folders (the file store, `files`) 0700, its files 0600.
         let want = if dir.join(n).is_dir() { 0o700 } else { 0o600 };
         assert_eq!(mode(&dir.join(n)), want, "{n} is its owner's only");
     }

@@ -82,11 +82,23 @@ fn openpty() -> (OwnedFd, OwnedFd) {
 }
 
 fn spawn_tty(name: &str, port: u16, room: &str, dir: &std::path::Path, env: &[(&str, &str)]) -> Tty {
+    spawn_tty_with(name, port, room, dir, env, &[])
+}
+
+fn spawn_tty_with(
+    name: &str,
+    port: u16,
+    room: &str,
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+    extra: &[&str],
+) -> Tty {
     let (master, slave) = openpty();
     let fd = slave.as_raw_fd();
     let mut cmd = Command::new(BIN);
     cmd.args(["--iface", "lo", "--port", &port.to_string(), "--room", room, "--name", name, "--data-dir"])
         .arg(dir)
+        .args(extra)
         .env("TERM", "xterm-256color")
         .env_remove("NO_COLOR")
         .env_remove("LANPEER_PASSPHRASE")
@@ -237,10 +249,15 @@ impl Drop for Json {
 }
 
 fn spawn_json(name: &str, port: u16, room: &str) -> Json {
+    spawn_json_with(name, port, room, &[])
+}
+
+fn spawn_json_with(name: &str, port: u16, room: &str, extra: &[&str]) -> Json {
     let dir = tmpdir(name);
     let mut child = Command::new(BIN)
         .args(["--json", "--iface", "lo", "--port", &port.to_string(), "--room", room, "--name", name, "--data-dir"])
         .arg(&*dir)
+        .args(extra)
         .env_remove("LANPEER_PASSPHRASE")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -650,4 +667,79 @@ fn a_chat_padded_to_the_width_forges_no_line_at_the_margin() {
             assert!(r.starts_with("          "), "the rest of a long line is indented: {r:?}");
         }
     }
+}
+
+/// Files at the terminal: a path with a blank completed by Tab and attached, the list of what is
+/// attached, a file that arrives while a line is half typed (above the prompt, the line kept), a
+/// chat and an answer of the editor that take the attached files (the answer's text empty).
+#[test]
+fn attached_files_are_listed_and_arriving_files_keep_the_prompt_whole() {
+    let (port, room) = net();
+    let (bea_dl, ada_dl) = (tmpdir("bea-dl"), tmpdir("ada-dl"));
+    let mut bea = spawn_json_with("bea", port, &room, &["--downloads", bea_dl.to_str().unwrap()]);
+    let dir = tmpdir("ada");
+    let mut ada = spawn_tty_with("ada", port, &room, &dir, &[], &["--downloads", ada_dl.to_str().unwrap()]);
+    ada.shows("* bea joined");
+    bea.wait("peer_joined", |v| v["event"] == "peer_joined" && v["name"] == "ada");
+    let prompt = format!("ada@{room}> ");
+    ada.until("the prompt", |t| t.cursor_line() == prompt.trim_end());
+    let src = tmpdir("files");
+    std::fs::write(src.join("my answer.py"), "print(42)\n").unwrap();
+    std::fs::write(src.join("notes.txt"), "bring a laptop\n").unwrap();
+    let s = src.to_str().unwrap();
+
+    // Tab completes the name with its blank, as the command reads it back.
+    ada.type_(&format!("/attach {s}/my"));
+    ada.type_("\t");
+    ada.until("the path completed", |t| t.cursor_line().ends_with("/my\\ answer.py"));
+    ada.type_("\r");
+    ada.shows("Attached to your next message (1 file, 10 bytes; /attach - drops them):");
+    ada.shows("+ my answer.py (10 bytes)");
+    ada.until("the prompt back", |t| t.cursor_line() == prompt.trim_end());
+    ada.type_seen("/attach");
+    ada.type_("\r");
+    ada.until("listed twice", |t| {
+        t.text().matches("+ my answer.py (10 bytes)").count() == 2 && t.cursor_line() == prompt.trim_end()
+    });
+
+    // A file arrives while a line is half typed: above the prompt, the line and cursor kept.
+    ada.type_seen("here is my answ");
+    bea.send(&format!("/send {s}/notes.txt"));
+    ada.shows("bea shared a file (15 bytes):");
+    ada.shows("notes.txt (15 bytes) from bea is here");
+    ada.until("the half-typed line kept", |t| t.cursor_line() == format!("{prompt}here is my answ"));
+    let text = ada.text();
+    assert!(text.contains(&format!("files from bea are saved in {}", ada_dl.display())), "{text}");
+    let arrived = text.lines().position(|l| l.contains("from bea is here")).unwrap();
+    let typed = text.lines().position(|l| l.contains("here is my answ")).unwrap();
+    assert!(arrived < typed, "printed above the prompt:\n{text}");
+    assert!(!text.lines().nth(arrived).unwrap().contains("answ"), "the line went into the typed one:\n{text}");
+    let (_, col) = ada.screen.screen().cursor_position();
+    assert_eq!(col as usize, prompt.len() + "here is my answ".len(), "the cursor moved:\n{text}");
+    ada.type_("er\r");
+    let c = bea.wait("the chat with the file", |v| v["event"] == "chat" && v["from_name"] == "ada");
+    assert_eq!(c["text"], "here is my answer");
+    assert_eq!(c["files"][0]["name"], "my answer.py");
+
+    // The editor's answer may be the attached files alone.
+    bea.send("/problem Squares | print them");
+    let p = bea.wait("the problem", |v| v["event"] == "problem" && v["own"] == true);
+    let pid = p["id"].as_str().unwrap().to_string();
+    let short = format!("{}-{}", &pid[..8], pid.rsplit('-').next().unwrap());
+    ada.shows(&format!("posted problem {short}"));
+    ada.type_seen(&format!("/attach {s}/notes.txt"));
+    ada.type_("\r");
+    // Keys typed before the prompt is back could be taken for the terminal's answer to where
+    // its cursor is: wait for it.
+    ada.until("attached, and the prompt back", |t| {
+        t.text().matches("+ notes.txt (15 bytes)").count() == 2 && t.cursor_line() == prompt.trim_end()
+    });
+    ada.type_seen(&format!("/answer {short}"));
+    ada.type_("\r");
+    ada.shows("Your answer to");
+    ada.type_(".\r");
+    let a = bea.wait("the answer", |v| v["event"] == "answer");
+    assert_eq!((a["text"].as_str(), a["files"][0]["name"].as_str()), (Some(""), Some("notes.txt")));
+    assert!(!ada.text().contains("nothing was sent"), "{}", ada.text());
+    ada.shows(&format!("(you) answered {short}"));
 }

@@ -389,8 +389,14 @@ impl Node {
     /// so a caller can have many in flight: the node stores a whole batch of them in one
     /// transaction. `to`: `None` for everyone, or one peer.
     pub async fn submit(&self, to: Option<PeerId>, body: Body) -> Result<Pending, Error> {
+        self.submit_with(to, body, Vec::new()).await
+    }
+
+    /// [`Node::submit`] with files attached (from [`Node::prepare_files`]), in the same order as
+    /// the messages submitted before and after it.
+    pub async fn submit_with(&self, to: Option<PeerId>, body: Body, files: Vec<FileRef>) -> Result<Pending, Error> {
         let (reply, rx) = oneshot::channel();
-        self.cmd.send(Command::Send { to, body, files: Vec::new(), reply }).await.map_err(|_| Error::Stopped)?;
+        self.cmd.send(Command::Send { to, body, files, reply }).await.map_err(|_| Error::Stopped)?;
         Ok(Box::pin(async move { rx.await.map_err(|_| Error::Stopped)? }))
     }
 

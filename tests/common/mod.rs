@@ -236,3 +236,20 @@ pub fn skip_note(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "{line}");
 }
+
+/// The objects a `lanpeer --json` process prints on `stdout`, one a line, read on a thread of
+/// their own (which panics on a line that is not JSON: the contract is one object a line).
+pub fn json_lines(stdout: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<serde_json::Value> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let v = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"));
+            if tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}

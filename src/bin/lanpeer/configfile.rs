@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Keys are the long flags without `--`: `name`, `room`, `iface`, `port`, `tcp-port`, `peer`,
-//! `data-dir`, `role`, `teacher`, `passphrase-file` (`_` may stand for `-`). `#` starts a comment; blank
+//! `data-dir`, `role`, `teacher`, `passphrase-file`, `downloads`, `max-file`, `max-files` (`_` may
+//! stand for `-`). `#` starts a comment; blank
 //! lines are skipped; a value may be quoted ("..."). Flags on the command line win over the file;
 //! `peer` and `iface` lines add to the flags' list. The passphrase itself never goes in the
 //! file: use `passphrase-file`.
@@ -21,8 +22,21 @@
 use std::ffi::OsString;
 
 /// Keys a config file may set (the long flag names).
-const KEYS: [&str; 10] =
-    ["name", "room", "iface", "port", "tcp-port", "peer", "data-dir", "role", "teacher", "passphrase-file"];
+const KEYS: [&str; 13] = [
+    "name",
+    "room",
+    "iface",
+    "port",
+    "tcp-port",
+    "peer",
+    "data-dir",
+    "role",
+    "teacher",
+    "passphrase-file",
+    "downloads",
+    "max-file",
+    "max-files",
+];
 
 /// Parse the text of a config file into flags (`--key=value`).
 pub fn parse(text: &str, file: &str) -> Result<Vec<OsString>, String> {
@@ -107,6 +121,11 @@ mod tests {
         assert_eq!(
             strs(parse(text, "f").unwrap()),
             ["--room=5B", "--peer=teacher.lan", "--peer=10.0.0.1:4000", "--name=Ms Rivera", "--tcp-port=5681"]
+        );
+        let files = "downloads = \"/srv/class files\"\nmax_file = 500M\nmax-files = 20G\n";
+        assert_eq!(
+            strs(parse(files, "f").unwrap()),
+            ["--downloads=/srv/class files", "--max-file=500M", "--max-files=20G"]
         );
         assert_eq!(strs(parse("name = \"a # b\"", "f").unwrap()), ["--name=a # b"]);
         assert!(parse("colour = red", "f").unwrap_err().contains("line 1: unknown setting"));

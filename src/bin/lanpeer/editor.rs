@@ -465,7 +465,8 @@ fn draft(ed: &mut Editor<Assist, FileHistory>, ctx: &Ctx, d: Draft) -> Option<Re
             let text = without_dot(text.strip_prefix('\n').map(str::to_string).unwrap_or(text));
             // Blank lines after the text are no part of it (an Enter before the `.`, say).
             let text = text.trim_end().to_string();
-            if text.trim().is_empty() && !d.may_be_empty() {
+            // With files attached, an answer or feedback may be the files alone.
+            if text.trim().is_empty() && !d.may_be_empty() && !ctx.roster.attached() {
                 ctx.note(Tone::Hint, "(nothing written: nothing was sent)");
                 return Some(Err(()));
             }

@@ -28,7 +28,7 @@ pub enum Format {
     Json,
 }
 
-fn time(ms: u64) -> String {
+pub(crate) fn time(ms: u64) -> String {
     use chrono::TimeZone;
     match chrono::Local.timestamp_millis_opt(ms as i64) {
         chrono::LocalResult::Single(t) => t.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
@@ -75,7 +75,7 @@ fn label_all<'a>(msgs: impl IntoIterator<Item = &'a mut Message>) {
 /// those four signs) gets a single quote in front, as OWASP advises for CSV injection; every
 /// other cell is written as it is. (Every cell is quoted as well, so that a `;` or a `,`
 /// in a text never starts a cell of its own, whichever separator the spreadsheet splits on.)
-fn cell(s: &str) -> Cow<'_, str> {
+pub(crate) fn cell(s: &str) -> Cow<'_, str> {
     let formula = s.starts_with(['\t', '\r'])
         || s.trim_start().starts_with(['=', '+', '-', '@'])
         || s.trim_start().starts_with(['\u{FF1D}', '\u{FF0B}', '\u{FF0D}', '\u{FF20}']);
@@ -84,7 +84,7 @@ fn cell(s: &str) -> Cow<'_, str> {
 
 /// The exercises of a data dir, optionally one problem only (full id or `<prefix>-<seq>`), their
 /// authors labelled as in [`label_all`].
-fn problems(dir: &Path, room: Option<&str>, problem: Option<&str>) -> Result<Vec<ProblemView>, Error> {
+pub(crate) fn problems(dir: &Path, room: Option<&str>, problem: Option<&str>) -> Result<Vec<ProblemView>, Error> {
     let store = Store::open_readonly(dir, room)?;
     let mut ex = Exercises::default();
     for s in store.exercises() {

@@ -3,6 +3,13 @@
 //! At a terminal a "line" may hold several lines: a pasted block, or the text of the multi-line
 //! editor (see [`Draft`]). Such text is code, kept as it is; a text on one line (every line of a
 //! script) reads as it always did, with `\n` escapes for new lines.
+//!
+//! A message of `/msg`, `/answer` or `/feedback` may come without its text: with files attached
+//! (`/attach`) it is sent with none. Whether files are attached is the main loop's to know, so it
+//! is the main loop that refuses such a line otherwise, with the usage a missing text always got
+//! ([`Input::without_files`]).
+
+use std::path::PathBuf;
 
 /// One parsed line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +24,16 @@ pub enum Input {
     Answer { problem: String, text: String },
     /// `/feedback ANSWER-ID TEXT`.
     Feedback { answer: String, text: String },
+    /// `/send PATH...`: files and folders to everyone.
+    Send(Vec<PathBuf>),
+    /// `/attach PATH...`: files and folders for the next message sent.
+    Attach(Vec<PathBuf>),
+    /// `/attach` alone: what is attached.
+    Attached,
+    /// `/attach -`: attach nothing after all.
+    Detach,
+    /// `/status PROBLEM-ID`: who has answered, and who has not.
+    Status(String),
     /// `/peers`.
     Peers,
     /// `/problems`.
@@ -39,17 +56,25 @@ Type a line and press Enter to chat with everyone. Commands:
   /quiz TITLE | BODY          post an exercise whose answers only you will see
   /answer PROBLEM-ID TEXT     answer an exercise
   /feedback ANSWER-ID TEXT    comment on an answer
+  /send PATH...               share files or folders with everyone
+  /attach PATH...             attach files or folders to the next message you send, of any kind
+                              (its text may then be empty)
+  /attach, /attach -          list the files attached; drop them
+  /status PROBLEM-ID          who has answered an exercise (when, how many versions, feedback),
+                              and who of those online has not
   /peers                      who is online
   /problems                   the exercises with their answers and feedback
   /history [N]                the last N messages (default 50), also from before a restart
   /help                       this list
   /quit                       leave (end of input does the same)
-In problem bodies, answers and feedback, \\n starts a new line.";
+In problem bodies, answers and feedback, \\n starts a new line. A path with blanks goes in quotes:
+/send \"my notes.txt\".";
 
 /// More for a person at a terminal (appended to [`HELP`] there).
 pub const TERMINAL_HELP: &str = "\
 At the terminal:
-  Tab                         completes commands, names, and the ids of exercises and answers
+  Tab                         completes commands, names, the ids of exercises and answers, and
+                              paths after /send and /attach
   Up, Down, Ctrl-R            earlier lines, also from before a restart; Ctrl-R searches them
   paste several lines         they stay one message (after /answer ID, say), indentation and all
   /answer ID, /feedback ID, /problem TITLE or /quiz TITLE alone
@@ -73,12 +98,23 @@ pub enum Arg {
 }
 
 /// The commands, as completion offers them (their short aliases aside).
-pub const COMMANDS: &[&str] =
-    &["/msg", "/problem", "/quiz", "/answer", "/feedback", "/peers", "/problems", "/history", "/help", "/quit"];
+pub const COMMANDS: &[&str] = &[
+    "/msg",
+    "/problem",
+    "/quiz",
+    "/answer",
+    "/feedback",
+    "/send",
+    "/attach",
+    "/status",
+    "/peers",
+    "/problems",
+    "/history",
+    "/help",
+    "/quit",
+];
 
-/// What the words after `command` (with its `/`) name. `/status`, `/send` and `/attach` are the
-/// commands of exercise status and file transfer, which this version does not have yet: their
-/// arguments complete all the same.
+/// What the words after `command` (with its `/`) name.
 pub fn arg_of(command: &str) -> Arg {
     match command.to_ascii_lowercase().as_str() {
         "/msg" | "/m" => Arg::Peer,
@@ -220,6 +256,91 @@ fn two(rest: &str, usage: &str, escapes: bool) -> Result<(String, String), Strin
     Ok((a.to_string(), text))
 }
 
+/// An id, and a text that may be missing (`/answer ID` alone: files attached may stand for it).
+fn id_then_text(rest: &str, usage: &str, escapes: bool) -> Result<(String, String), String> {
+    let alone = rest.trim();
+    if !alone.is_empty() && !alone.contains(char::is_whitespace) {
+        return Ok((alone.to_string(), String::new()));
+    }
+    two(rest, usage, escapes)
+}
+
+/// The words of `s`, split at blanks, each a path: `"..."` and `'...'` keep blanks in a word;
+/// with `backslash` (on Unix, where Tab completes `my\ file.py`), a backslash outside single
+/// quotes keeps the next character as it is (on Windows it is the separator of a path, kept as
+/// it is). A word that starts with `~/` (or is `~`), unquoted, starts at `home`.
+pub fn paths(s: &str, backslash: bool, home: Option<&std::path::Path>) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    let mut word: Option<String> = None;
+    let mut it = s.chars().peekable();
+    let mut quote: Option<char> = None;
+    while let Some(c) = it.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some('"'), '\\') if backslash && matches!(it.peek(), Some('"' | '\\')) => {
+                word.get_or_insert_default().push(it.next().expect("peeked"));
+            }
+            (Some(_), c) => word.get_or_insert_default().push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                word.get_or_insert_default();
+            }
+            (None, '\\') if backslash => match it.next() {
+                Some(n) => word.get_or_insert_default().push(n),
+                None => word.get_or_insert_default().push('\\'),
+            },
+            (None, '~') if word.is_none() && it.peek().is_none_or(|n| *n == '/' || n.is_whitespace()) => {
+                word = Some(home.map_or("~".into(), |h| h.to_string_lossy().into_owned()));
+            }
+            (None, c) if c.is_whitespace() => {
+                if let Some(w) = word.take() {
+                    out.push(PathBuf::from(w));
+                }
+            }
+            (None, c) => word.get_or_insert_default().push(c),
+        }
+    }
+    if let Some(q) = quote {
+        return Err(format!("a {q} is not closed; put the name between two of them, like {q}my file.py{q}"));
+    }
+    if let Some(w) = word {
+        out.push(PathBuf::from(w));
+    }
+    Ok(out)
+}
+
+/// The paths of `/send` and `/attach`, as [`paths`] reads them on this system.
+fn typed_paths(rest: &str, usage: &str) -> Result<Vec<PathBuf>, String> {
+    let home = dirs::home_dir();
+    let list = paths(rest, !cfg!(windows), home.as_deref())?;
+    if list.is_empty() {
+        return Err(format!("usage: {usage}"));
+    }
+    Ok(list)
+}
+
+impl Input {
+    /// This line as it stands when no files are attached: a message without its text is refused
+    /// with the usage of its command.
+    pub fn without_files(self) -> Result<Input, String> {
+        let usage = match &self {
+            Input::Msg { text, .. } if text.is_empty() => "/msg NAME-or-ID TEXT",
+            Input::Answer { text, .. } if text.is_empty() => "/answer PROBLEM-ID TEXT",
+            Input::Feedback { text, .. } if text.is_empty() => "/feedback ANSWER-ID TEXT",
+            _ => return Ok(self),
+        };
+        Err(format!("usage: {usage}"))
+    }
+
+    /// Does this line send a message (which takes the files attached)?
+    pub fn sends(&self) -> bool {
+        matches!(
+            self,
+            Input::Chat(_) | Input::Msg { .. } | Input::Problem { .. } | Input::Answer { .. } | Input::Feedback { .. }
+        )
+    }
+}
+
 /// Parse one line. An error is a sentence that says how to type it.
 pub fn parse(line: &str) -> Result<Input, String> {
     let line = line.trim_end_matches(['\r', '\n']);
@@ -232,7 +353,7 @@ pub fn parse(line: &str) -> Result<Input, String> {
     let (cmd, rest) = cmd_line.split_once(char::is_whitespace).unwrap_or((cmd_line, ""));
     match cmd.to_ascii_lowercase().as_str() {
         "msg" | "m" => {
-            let (who, text) = two(rest, "/msg NAME-or-ID TEXT", false)?;
+            let (who, text) = id_then_text(rest, "/msg NAME-or-ID TEXT", false)?;
             Ok(Input::Msg { who, text })
         }
         "problem" | "quiz" => {
@@ -251,13 +372,24 @@ pub fn parse(line: &str) -> Result<Input, String> {
             Ok(Input::Problem { title: title.to_string(), body, private_answers })
         }
         "answer" | "a" => {
-            let (problem, text) = two(rest, "/answer PROBLEM-ID TEXT", true)?;
+            let (problem, text) = id_then_text(rest, "/answer PROBLEM-ID TEXT", true)?;
             Ok(Input::Answer { problem, text })
         }
         "feedback" | "f" => {
-            let (answer, text) = two(rest, "/feedback ANSWER-ID TEXT", true)?;
+            let (answer, text) = id_then_text(rest, "/feedback ANSWER-ID TEXT", true)?;
             Ok(Input::Feedback { answer, text })
         }
+        "send" => typed_paths(rest, "/send PATH... (files or folders)").map(Input::Send),
+        "attach" => match rest.trim() {
+            "" => Ok(Input::Attached),
+            "-" => Ok(Input::Detach),
+            _ => typed_paths(rest, "/attach PATH...").map(Input::Attach),
+        },
+        "status" => match rest.trim() {
+            "" => Err("usage: /status PROBLEM-ID".into()),
+            id if id.contains(char::is_whitespace) => Err("usage: /status PROBLEM-ID".into()),
+            id => Ok(Input::Status(id.to_string())),
+        },
         "peers" | "who" => Ok(Input::Peers),
         "problems" => Ok(Input::Problems),
         "history" => match rest.trim() {
@@ -340,7 +472,12 @@ mod tests {
         assert_eq!(parse("hello all\n"), Ok(Input::Chat("hello all".into())));
         assert_eq!(parse("  "), Ok(Input::Nothing));
         assert_eq!(parse("/msg bob  hi there"), Ok(Input::Msg { who: "bob".into(), text: "hi there".into() }));
-        assert!(parse("/msg bob").is_err());
+        // Without its text: files attached stand for it, else the usage.
+        assert_eq!(parse("/msg bob"), Ok(Input::Msg { who: "bob".into(), text: String::new() }));
+        assert_eq!(parse("/msg bob").and_then(Input::without_files), Err("usage: /msg NAME-or-ID TEXT".into()));
+        assert_eq!(parse("/a ab-3 "), Ok(Input::Answer { problem: "ab-3".into(), text: String::new() }));
+        assert!(parse("/f ab-3").and_then(Input::without_files).unwrap_err().starts_with("usage: /feedback"));
+        assert!(parse("/msg").is_err() && parse("/answer  ").is_err());
         assert_eq!(
             parse("/problem Sum | add a\\nand b"),
             Ok(Input::Problem { title: "Sum".into(), body: "add a\nand b".into(), private_answers: false })
@@ -411,7 +548,8 @@ mod tests {
             ),
         ) {
             let line = format!("{cmd}{}", rest.iter().collect::<String>());
-            proptest::prop_assert_eq!(parse(&line), one_line_parse(&line), "{:?}", line);
+            // With nothing attached, as the main loop takes it.
+            proptest::prop_assert_eq!(parse(&line).and_then(Input::without_files), one_line_parse(&line), "{:?}", line);
         }
     }
 
@@ -448,7 +586,10 @@ mod tests {
             Ok(Input::Problem { title: "Loops".into(), body: "x = 1\n    y = 2".into(), private_answers: true })
         );
         assert_eq!(parse("  fn f() {\n}\n"), Ok(Input::Chat("  fn f() {\n}".into())));
-        assert!(parse("/answer ab-3\n\n  \n").is_err(), "an id with only blank lines is no answer");
+        assert!(
+            parse("/answer ab-3\n\n  \n").and_then(Input::without_files).is_err(),
+            "an id with only blank lines is no answer (without files)"
+        );
     }
 
     #[test]
@@ -475,6 +616,43 @@ mod tests {
             let entry = d.entry(text);
             assert_eq!(parse(&entry), Ok(d.clone().finish(text.into())), "{entry:?}");
         }
+    }
+
+    #[test]
+    fn files_and_status_commands() {
+        let p = |v: &[&str]| v.iter().map(PathBuf::from).collect::<Vec<_>>();
+        assert_eq!(parse("/send a.py src/"), Ok(Input::Send(p(&["a.py", "src/"]))));
+        assert_eq!(parse("/attach \"my file.py\" b"), Ok(Input::Attach(p(&["my file.py", "b"]))));
+        assert_eq!(parse("/attach"), Ok(Input::Attached));
+        assert_eq!(parse("/ATTACH  - "), Ok(Input::Detach));
+        assert_eq!(parse("/attach ./-"), Ok(Input::Attach(p(&["./-"]))));
+        assert!(parse("/send").unwrap_err().starts_with("usage: /send PATH"));
+        assert!(parse("/send \"open").unwrap_err().contains("is not closed"));
+        assert_eq!(parse("/status 3f9a-4"), Ok(Input::Status("3f9a-4".into())));
+        assert!(parse("/status").is_err() && parse("/status a b").is_err());
+        for i in [Input::Send(vec![]), Input::Status("x".into()), Input::Attached, Input::Peers] {
+            assert!(!i.sends());
+        }
+        assert!(Input::Chat("x".into()).sends() && Input::Answer { problem: "p".into(), text: String::new() }.sends());
+    }
+
+    #[test]
+    fn paths_keep_blanks_in_quotes_and_after_a_backslash() {
+        let home = std::path::Path::new("/home/ada");
+        let unix = |s: &str| paths(s, true, Some(home)).unwrap();
+        let win = |s: &str| paths(s, false, None).unwrap();
+        let p = |v: &[&str]| v.iter().map(PathBuf::from).collect::<Vec<_>>();
+        assert_eq!(unix("a  b\tc"), p(&["a", "b", "c"]));
+        assert_eq!(unix(r#""my file.py" 'it''s' "a\"b""#), p(&["my file.py", "its", "a\"b"]));
+        assert_eq!(unix(r"my\ file.py x\\y"), p(&["my file.py", r"x\y"]));
+        assert_eq!(unix(r#"'a\ b' "c\d""#), p(&[r"a\ b", r"c\d"]));
+        assert_eq!(unix("~/notes ~ a~ \"~/q\""), p(&["/home/ada/notes", "/home/ada", "a~", "~/q"]));
+        assert_eq!(unix("\"\""), p(&[""]), "an empty name is a name (which does not exist)");
+        assert_eq!(win(r#"C:\Users\ada\"my notes.txt" D:\x"#), p(&[r"C:\Users\ada\my notes.txt", r"D:\x"]));
+        assert_eq!(
+            paths("'open", true, None).unwrap_err(),
+            "a ' is not closed; put the name between two of them, like 'my file.py'"
+        );
     }
 
     #[test]

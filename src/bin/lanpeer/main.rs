@@ -12,11 +12,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use lanpeer::Body;
 use lanpeer::crypto::Passphrase;
 use lanpeer::web::Web;
 use lanpeer::{Config, Event, Node};
 
+mod arrivals;
+mod attach;
+mod collect;
+mod commands;
 mod complete;
 mod configfile;
 mod doctor;
@@ -28,8 +31,8 @@ mod output;
 mod paint;
 mod printer;
 mod roster;
+mod size;
 
-use input::Input;
 use output::Output;
 use roster::Roster;
 
@@ -39,7 +42,8 @@ use roster::Roster;
 #[command(version, about, long_about = None, args_override_self = true)]
 struct Args {
     /// Read settings from FILE: `key = value` lines (name, room, iface, port, tcp-port, peer,
-    /// data-dir, role, teacher, passphrase-file); flags given here win.
+    /// data-dir, role, teacher, passphrase-file, downloads, max-file, max-files); flags given
+    /// here win.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// A peer to contact directly, HOST[:PORT] (a name or an address; PORT is its session port,
@@ -101,6 +105,16 @@ struct Args {
     /// How many recent chats a late joiner gets from this peer (with every exercise).
     #[arg(long, value_name = "N", default_value_t = 100)]
     catch_up: usize,
+    /// Save the files others send under DIR/<room>/ (default: the download folder of the system,
+    /// in lanpeer/).
+    #[arg(long, value_name = "DIR")]
+    downloads: Option<PathBuf>,
+    /// The largest file this peer sends or fetches, e.g. 500M or 2G.
+    #[arg(long, value_name = "SIZE", default_value = "2G")]
+    max_file: size::Size,
+    /// The most this peer keeps of files in all (sent and received, in its data folder), e.g. 20G.
+    #[arg(long, value_name = "SIZE", default_value = "20G")]
+    max_files: size::Size,
     /// More log on stderr (-v: info, -vv: debug). LANPEER_LOG overrides, e.g. LANPEER_LOG=lanpeer=trace.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -122,6 +136,23 @@ enum Sub {
         /// Only this problem (its id, or the short form the prompt shows).
         #[arg(long, value_name = "ID")]
         problem: Option<String>,
+        /// Only this room (default: every room this data folder was used in).
+        #[arg(long)]
+        room: Option<String>,
+    },
+    /// Write each student's latest answer to a problem into DIR: DIR/<name (id8)>/answer.txt and
+    /// its files, and DIR/index.csv (student, id, time, versions, files, sha256). Works while the
+    /// peer runs; DIR must be new or empty.
+    Collect {
+        /// The problem (its id, or the short form the prompt shows).
+        #[arg(value_name = "PROBLEM-ID")]
+        problem: String,
+        /// The folder to write into.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// The data folder of the peer (default: as for the peer).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
         /// Only this room (default: every room this data folder was used in).
         #[arg(long)]
         room: Option<String>,
@@ -176,6 +207,17 @@ fn run_sub(cmd: Sub) -> Result<(), lanpeer::Error> {
     match cmd {
         Sub::Export { data_dir, format, problem, room } => {
             export::export(&data_dir_or_default(data_dir)?, room.as_deref(), format, problem.as_deref())
+        }
+        Sub::Collect { problem, dir, data_dir, room } => {
+            let got = collect::collect(&data_dir_or_default(data_dir)?, room.as_deref(), &problem, &dir)?;
+            let missing = match got.missing {
+                0 => String::new(),
+                1 => "; 1 file is not received yet (index.csv says which)".into(),
+                n => format!("; {n} files are not received yet (index.csv says which)"),
+            };
+            let n = |n: usize, what: &str| if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") };
+            println!("{} and {} written to {}{missing}", n(got.answers, "answer"), n(got.files, "file"), dir.display());
+            Ok(())
         }
         Sub::History { data_dir, limit, json, room } => {
             export::history(&data_dir_or_default(data_dir)?, room.as_deref(), limit, json)
@@ -238,102 +280,8 @@ async fn wait_for_signal(hangup: bool) {
     }
 }
 
-/// Messages handed to the node whose confirmation is still to come, oldest first: the CLI does
-/// not wait for each one before reading the next line (a script can pipe thousands), and reports
-/// a refusal when it comes.
-///
-/// The node confirms messages in the order they were submitted, so only the oldest is polled
-/// (and woken on): the others are looked at once it is done, most of them ready by then.
-#[derive(Default)]
-struct InFlight(std::collections::VecDeque<lanpeer::Pending>);
-
-impl InFlight {
-    fn push_back(&mut self, p: lanpeer::Pending) {
-        self.0.push_back(p);
-    }
-
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Wait until the oldest is confirmed (or refused); then take every confirmation that is
-    /// ready, in order, and report each refusal.
-    async fn settle(&mut self, out: &mut Output) {
-        let mut first = true;
-        std::future::poll_fn(|cx| {
-            while let Some(p) = self.0.front_mut() {
-                let r = match p.as_mut().poll(cx) {
-                    std::task::Poll::Ready(r) => r,
-                    std::task::Poll::Pending if first => return std::task::Poll::Pending,
-                    std::task::Poll::Pending => break,
-                };
-                first = false;
-                self.0.pop_front();
-                if let Err(e) = r {
-                    out.error(&e.to_string());
-                }
-            }
-            std::task::Poll::Ready(())
-        })
-        .await
-    }
-
-    /// Wait for every confirmation, in order (reporting each refusal).
-    async fn finish(&mut self, out: &mut Output) {
-        while let Some(p) = self.0.pop_front() {
-            if let Err(e) = p.await {
-                out.error(&e.to_string());
-            }
-        }
-    }
-}
-
-/// Carry out one parsed line. Returns false when the user leaves.
-async fn handle(node: &Node, out: &mut Output, line: Result<Input, String>, inflight: &mut InFlight) -> bool {
-    let parsed = match line {
-        Ok(i) => i,
-        Err(e) => {
-            out.error(&e);
-            return true;
-        }
-    };
-    let result: Result<(), lanpeer::Error> = async {
-        match parsed {
-            Input::Nothing => {}
-            Input::Quit => return Err(lanpeer::Error::Stopped),
-            Input::Help => out.help(input::HELP),
-            Input::Peers => out.peers(&node.peers().await?),
-            Input::Problems => out.problems(&node.problems().await?),
-            Input::History(n) => out.history(&node.history(n.unwrap_or(50)).await?),
-            Input::Chat(text) => inflight.push_back(node.submit(None, Body::Chat { text }).await?),
-            Input::Msg { who, text } => {
-                let to = node.find_peer(&who).await?;
-                inflight.push_back(node.submit(Some(to), Body::Chat { text }).await?);
-            }
-            Input::Problem { title, body, private_answers } => {
-                inflight.push_back(node.submit(None, Body::Problem { title, body, private_answers }).await?);
-            }
-            Input::Answer { problem, text } => {
-                let problem = node.find_problem(&problem).await?;
-                inflight.push_back(node.submit(None, Body::Answer { problem, text }).await?);
-            }
-            Input::Feedback { answer, text } => {
-                let answer = node.find_answer(&answer).await?;
-                inflight.push_back(node.submit(None, Body::Feedback { answer, text }).await?);
-            }
-        }
-        Ok(())
-    }
-    .await;
-    match result {
-        Ok(()) => true,
-        Err(lanpeer::Error::Stopped) => false,
-        Err(e) => {
-            out.error(&e.to_string());
-            true
-        }
-    }
-}
+/// A line that waits on files this long is said to be slow.
+const SLOW_FILES: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// One event to the output, to the web page if there is one (after `ready`, its address), and to
 /// the terminal front end's roster if there is one.
@@ -410,6 +358,9 @@ async fn run(args: Args, terminal: bool) -> Result<(), lanpeer::Error> {
         keep_for: std::time::Duration::from_secs_f64(args.keep_hours.clamp(0.0, 24.0 * 365.0) * 3600.0),
         max_pending_per_peer: args.keep_max,
         catchup_chats: args.catch_up,
+        downloads: args.downloads,
+        max_file: args.max_file.0,
+        max_files: args.max_files.0,
         ..Config::default()
     };
     // One file descriptor per peer of the room: make sure a lecture hall fits.
@@ -453,7 +404,14 @@ async fn run(args: Args, terminal: bool) -> Result<(), lanpeer::Error> {
     }
     // With the web page, the end of input does not end the peer (the page goes on using it).
     let mut reading = true;
-    let mut inflight = InFlight::default();
+    // The end of input, once what was read before it is carried out.
+    let mut ending = false;
+    let mut cmds = commands::Commands::new(node.clone(), front.as_ref().map(|(_, r)| r.clone()));
+    // Lines read, waiting their turn while a line waits on files (`work`).
+    let mut queue = std::collections::VecDeque::new();
+    let mut work: Option<commands::Work> = None;
+    // When a line waiting on files is said to be slow (once).
+    let mut slow: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     // Stdin is read and parsed on a thread of its own, which hands over lines in batches.
     if front.is_none() {
         std::thread::Builder::new()
@@ -471,7 +429,23 @@ async fn run(args: Args, terminal: bool) -> Result<(), lanpeer::Error> {
     // In order: whatever is ready is written to the output buffer; only when nothing more is
     // ready at once (the last branch) is the buffer written out. So a burst of events costs few
     // writes, and an event never waits while the peer is idle.
-    loop {
+    'run: loop {
+        // The lines read are carried out in order, until one waits on files.
+        while work.is_none()
+            && let Some(line) = queue.pop_front()
+        {
+            match cmds.handle(&mut out, line).await {
+                commands::Handled::Done => {}
+                commands::Handled::Quit => break 'run,
+                commands::Handled::Wait(w) => {
+                    work = Some(w);
+                    slow = Some(Box::pin(tokio::time::sleep(SLOW_FILES)));
+                }
+            }
+        }
+        if ending && work.is_none() {
+            break;
+        }
         tokio::select! {
             biased;
             _ = &mut signal => break,
@@ -483,38 +457,30 @@ async fn run(args: Args, terminal: bool) -> Result<(), lanpeer::Error> {
                     deliver(&mut out, web.as_ref(), roster, args.open, &e);
                 }
             },
-            () = inflight.settle(&mut out), if !inflight.is_empty() => {},
-            read = lines.recv(), if reading => {
-                let keep = match read {
-                    Some(input::Read::Lines(batch)) => {
-                        let mut keep = true;
-                        for line in batch {
-                            if !handle(&node, &mut out, line, &mut inflight).await {
-                                keep = false;
-                                break;
-                            }
-                        }
-                        keep
-                    }
-                    None if web.is_some() => {
-                        reading = false;
-                        true
-                    }
-                    None => false,
-                    Some(input::Read::Failed(e)) => {
-                        tracing::warn!(error = %e, "cannot read input");
-                        false
-                    }
-                };
-                if !keep {
-                    break;
+            worked = async { work.as_mut().expect("guarded").await }, if work.is_some() => {
+                work = None;
+                slow = None;
+                cmds.finish(&mut out, worked);
+            },
+            () = async { slow.as_mut().expect("guarded").await }, if slow.is_some() => {
+                slow = None;
+                out.note("Still reading the files (a large file takes a while); the lines typed since wait for them.");
+            },
+            () = cmds.inflight.settle(&mut out), if !cmds.inflight.is_empty() => {},
+            read = lines.recv(), if reading && !ending && queue.len() < input::BATCH => match read {
+                Some(input::Read::Lines(batch)) => queue.extend(batch),
+                None if web.is_some() => reading = false,
+                None => ending = true,
+                Some(input::Read::Failed(e)) => {
+                    tracing::warn!(error = %e, "cannot read input");
+                    ending = true;
                 }
             },
             () = std::future::ready(()), if out.has_pending() => out.flush(),
         }
     }
     // What was typed before leaving is sent before leaving.
-    inflight.finish(&mut out).await;
+    cmds.inflight.finish(&mut out).await;
     node.shutdown().await;
     while let Some(e) = events.recv().await {
         deliver(&mut out, web.as_ref(), roster, false, &e);

@@ -45,7 +45,12 @@ pub struct Output {
     measured: bool,
     /// The terminal's width in columns, as last read; `None` when lines go to a pipe or a file.
     width: Option<usize>,
+    /// Files awaited, for few lines about their arrival.
+    arrivals: crate::arrivals::Arrivals,
 }
+
+/// Files of a message listed at most, one line each (then one line for the rest).
+const FILES_SHOWN: usize = 10;
 
 /// A buffer this full is written out without waiting for a flush.
 pub const WRITE_AT: usize = 64 * 1024;
@@ -133,6 +138,33 @@ impl Line {
 // The `--json` objects: those of events, messages, peers and problems are the web page's
 // (`lanpeer::web::json`), which has the same names and fields.
 
+/// The `files` of `--json` objects: `{name, size, sha256}` each, as a message's.
+fn files_json(files: &[lanpeer::protocol::FileRef]) -> Value {
+    files.iter().map(|f| json!({"name": f.name, "size": f.size, "sha256": hex::encode(f.sha256)})).collect()
+}
+
+/// The `--json` object of `/status`.
+fn status_json(problem: &Message, title: &str, st: &lanpeer::exercises::Status) -> Value {
+    let answered: Vec<Value> = st
+        .answered
+        .iter()
+        .map(|s| {
+            let a = &s.latest;
+            json!({
+                "from": a.id.author.to_string(), "from_name": a.from_name, "from_label": a.from_label,
+                "answer_id": a.id.to_string(), "time_ms": a.sent_ms, "versions": s.versions,
+                "feedback": s.feedback, "feedback_on_latest": s.feedback_on_latest, "files": files_json(&a.files),
+            })
+        })
+        .collect();
+    let waiting: Vec<Value> =
+        st.waiting.iter().map(|p| json!({"id": p.id.to_string(), "name": p.name, "label": p.label})).collect();
+    json!({
+        "event": "status", "problem_id": problem.id.to_string(), "title": title,
+        "answered": answered, "waiting": waiting,
+    })
+}
+
 /// The `--json` object of `/history`.
 fn history_json(msgs: &[Message]) -> Value {
     json!({"event": "history", "messages": msgs.iter().map(json::message).collect::<Vec<_>>()})
@@ -175,6 +207,7 @@ impl Output {
             terminal: false,
             measured: false,
             width: None,
+            arrivals: Default::default(),
         }
     }
 
@@ -364,29 +397,53 @@ impl Output {
                 self.put(Line::new().with(Tone::Time, t).with(Tone::Warning, format!("  ! {message}")))
             }
             Event::Message(m) => {
+                self.arrivals.message(m);
                 self.message(m, &t);
-                for f in &m.files {
-                    let size = lanpeer::files::prepare::human_bytes(f.size);
-                    self.put(Line::new().text(format!("          + {} ({size})", printable(&f.name))));
+            }
+            Event::File { message_id, name, size, path, .. } => {
+                for n in self.arrivals.file(*message_id, name, *size, path) {
+                    self.notice(&t, &n.text());
                 }
             }
-            Event::File { name, size, path, .. } => {
-                let size = lanpeer::files::prepare::human_bytes(*size);
-                self.put(
-                    Line::new()
-                        .with(Tone::Time, t)
-                        .with(Tone::Notice, format!("  * {} ({size}) arrived: {}", printable(name), path.display())),
-                )
+            Event::FileProgress { message_id, name, bytes, .. } => {
+                if let Some(n) = self.arrivals.progress(*message_id, name, *bytes, std::time::Instant::now()) {
+                    self.notice(&t, &n.text());
+                }
             }
-            // The terminal shows a file once it is there; the page and --json show it arriving.
-            Event::FileProgress { .. } => {}
+        }
+    }
+
+    /// A line of what happened (`  * ...`), at time `t`.
+    fn notice(&mut self, t: &str, text: &str) {
+        self.put(Line::new().with(Tone::Time, t).with(Tone::Notice, format!("  * {text}")));
+    }
+
+    /// The files of a message (or attached), one line each, under its line: at most
+    /// [`FILES_SHOWN`], then how many more.
+    fn files(&mut self, files: &[lanpeer::protocol::FileRef]) {
+        let human = lanpeer::files::prepare::human_bytes;
+        for f in files.iter().take(FILES_SHOWN) {
+            self.put(Line::new().text(format!("{INDENT}+ {} ({})", f.name, human(f.size))));
+        }
+        if files.len() > FILES_SHOWN {
+            let rest = &files[FILES_SHOWN..];
+            let bytes = rest.iter().map(|f| f.size).sum();
+            self.put(Line::new().text(format!("{INDENT}+ {} more files ({})", rest.len(), human(bytes))));
         }
     }
 
     fn message(&mut self, m: &Message, t: &str) {
         let head = Line::new().with(Tone::Time, t).text("  ").who(self.author(m));
         let private = if m.to.is_some() { " [private]" } else { "" };
+        // A text left empty because files say it all: no empty line for it.
+        let files_only = |text: &str| text.is_empty() && !m.files.is_empty();
         match &m.body {
+            Body::Chat { text } if files_only(text) => {
+                let (n, bytes) = (m.files.len(), m.files.iter().map(|f| f.size).sum());
+                let what = if n == 1 { "a file".to_string() } else { format!("{n} files") };
+                let size = lanpeer::files::prepare::human_bytes(bytes);
+                self.put(head.with(Tone::Private, private).text(format!(" shared {what} ({size}):")));
+            }
             // A chat of several lines (pasted code, say) shows like an answer: its lines indented
             // under the name, not back at the margin where the times are.
             Body::Chat { text } if text.contains('\n') => {
@@ -417,14 +474,19 @@ impl Output {
             Body::Answer { problem, text } => {
                 let l = head.with(Tone::Private, private).text(" answered ").with(Tone::Id, problem.short());
                 self.put(l.text(" (answer ").with(Tone::Id, m.id.short()).text("):"));
-                self.body(text);
+                if !files_only(text) {
+                    self.body(text);
+                }
             }
             Body::Feedback { answer, text } => {
                 let l = head.with(Tone::Private, private).text(" on answer ").with(Tone::Id, answer.short());
                 self.put(l.text(":"));
-                self.body(text);
+                if !files_only(text) {
+                    self.body(text);
+                }
             }
         }
+        self.files(&m.files);
     }
 
     /// Earlier messages (`/history`, and the start of the prompt).
@@ -501,12 +563,79 @@ impl Output {
         }
     }
 
+    /// What is attached for the next message (after `/attach`, and for `/attach` alone).
+    pub fn attached(&mut self, files: &[lanpeer::protocol::FileRef]) {
+        if self.json {
+            return self.json(json!({"event": "attached", "files": files_json(files)}));
+        }
+        if files.is_empty() {
+            return self.line("Nothing is attached. /attach PATH... attaches files or folders to your next message.");
+        }
+        let bytes = lanpeer::files::prepare::human_bytes(files.iter().map(|f| f.size).sum());
+        let n = if files.len() == 1 { "1 file".to_string() } else { format!("{} files", files.len()) };
+        self.line(&format!("Attached to your next message ({n}, {bytes}; /attach - drops them):"));
+        self.files(files);
+    }
+
+    /// The answer to `/status`: who has answered `problem`, and who of those online has not.
+    pub fn status(&mut self, problem: &Message, st: &lanpeer::exercises::Status) {
+        let title = match &problem.body {
+            Body::Problem { title, .. } => title.as_str(),
+            _ => "",
+        };
+        if self.json {
+            return self.json(status_json(problem, title, st));
+        }
+        let (answered, waiting) = (st.answered.len(), st.waiting.len());
+        let by = self.who(&problem.from_label, problem.id.author, problem.own, problem.from_verified);
+        let l = Line::new().text("problem ").with(Tone::Id, problem.id.short()).text(format!(" ({title}) by "));
+        let not = match waiting {
+            0 => String::new(),
+            1 => ", 1 online has not".into(),
+            n => format!(", {n} online have not"),
+        };
+        self.put(l.who(by).text(format!(": {answered} answered{not}")));
+        let width = st.answered.iter().map(|s| s.latest.from_label.chars().count()).max().unwrap_or(0).min(30);
+        for s in &st.answered {
+            let a = &s.latest;
+            let versions = if s.versions == 1 { "1 version ".to_string() } else { format!("{} versions", s.versions) };
+            let feedback = match (s.feedback_on_latest, s.feedback) {
+                (true, _) => "feedback given",
+                (false, 0) => "no feedback yet",
+                (false, _) => "feedback on an earlier version",
+            };
+            let files = match a.files.len() {
+                0 => String::new(),
+                1 => "  1 file".into(),
+                n => format!("  {n} files"),
+            };
+            let (tone, name) = self.who(&a.from_label, a.id.author, a.own, None);
+            let l = Line::new().text("  ").with(tone, format!("{name:<width$}"));
+            let l = l.text("  ").with(Tone::Time, clock(a.sent_ms)).text("  answer ").with(Tone::Id, a.id.short());
+            self.put(l.text(format!("  {versions}  {feedback}{files}")));
+        }
+        if answered == 0 {
+            self.line("  nobody has answered yet");
+        }
+        if waiting > 0 {
+            let names: Vec<&str> = st.waiting.iter().map(|p| p.label.as_str()).collect();
+            self.put(Line::new().text(format!("  not answered yet: {}", names.join(", "))));
+        }
+    }
+
     /// The address of this peer's web page (`--web`).
     pub fn web(&mut self, url: &str) {
         if self.json {
             return self.json(json!({"event": "web", "url": url}));
         }
         self.line(&format!("This peer's web page: {url} (open it in a browser)"));
+    }
+
+    /// A line of this program for a person (none in `--json`): what it is doing.
+    pub fn note(&mut self, text: &str) {
+        if !self.json {
+            self.put(Line::new().with(Tone::Hint, text));
+        }
     }
 
     /// A mistake of the user, or an error of a command.
@@ -733,6 +862,127 @@ mod tests {
         out.flush();
         without_times(&String::from_utf8(sink.0.lock().unwrap().clone()).unwrap())
     }
+
+    fn file(name: &str, size: u64) -> lanpeer::protocol::FileRef {
+        lanpeer::protocol::FileRef { name: name.into(), size, sha256: [0xab; 32], chunks: [1; 32] }
+    }
+
+    /// Messages with files, files arriving, what is attached and a problem's status, for people.
+    fn file_lines() -> String {
+        let with = |m: Message, files: Vec<lanpeer::protocol::FileRef>| Message { files, ..m };
+        let shared = with(msg(0xab, 1, Body::Chat { text: String::new() }, None, false), vec![file("main.py", 12)]);
+        let folder: Vec<_> = (0..12).map(|i| file(&format!("src/f{i:02}.py"), 1000)).collect();
+        let answer = msg(
+            3,
+            4,
+            Body::Answer { problem: MsgId { author: PeerId([2; 16]), seq: 1 }, text: "".into() },
+            None,
+            false,
+        );
+        let answer = with(answer, folder.clone());
+        let chat = with(
+            msg(0xab, 2, Body::Chat { text: "see the data\nattached".into() }, None, true),
+            vec![file("d.csv", 3 << 20)],
+        );
+        let sink = Shared::default();
+        let mut out = super::Output::to(false, Box::new(sink.clone()));
+        let dir = std::path::Path::new("/dl/5B/Sam (abababab)");
+        for e in [
+            Event::Message(shared.clone()),
+            Event::Message(answer.clone()),
+            Event::Message(chat),
+            Event::File {
+                message_id: shared.id,
+                name: "main.py".into(),
+                size: 12,
+                sha256: [0; 32],
+                path: dir.join("main (1).py"),
+            },
+        ] {
+            out.event(&e);
+        }
+        for f in &folder {
+            out.event(&Event::File {
+                message_id: answer.id,
+                name: f.name.clone(),
+                size: f.size,
+                sha256: [0; 32],
+                path: dir.join(&f.name),
+            });
+        }
+        out.attached(&folder[..2]);
+        out.attached(&[]);
+        let problem =
+            msg(2, 1, Body::Problem { title: "Loops".into(), body: String::new(), private_answers: true }, None, true);
+        let v1 = Message {
+            from_label: "Lea".into(),
+            ..msg(3, 2, Body::Answer { problem: problem.id, text: "1".into() }, None, false)
+        };
+        let v2 = with(
+            Message {
+                from_label: "Lea".into(),
+                ..msg(3, 5, Body::Answer { problem: problem.id, text: "2".into() }, None, false)
+            },
+            vec![file("a.py", 1)],
+        );
+        let sam = msg(4, 1, Body::Answer { problem: problem.id, text: "s".into() }, None, false);
+        let fb = msg(2, 3, Body::Feedback { answer: sam.id, text: "ok".into() }, None, true);
+        let view = ProblemView { problem: problem.clone(), answers: vec![(v1, vec![]), (v2, vec![]), (sam, vec![fb])] };
+        let bob = PeerInfo {
+            id: PeerId([6; 16]),
+            name: "Bob".into(),
+            label: "Bob".into(),
+            props: vec![],
+            verified: None,
+            ..teacher()
+        };
+        out.status(&problem, &lanpeer::exercises::status(&view, &[bob]));
+        out.status(
+            &problem,
+            &lanpeer::exercises::status(&ProblemView { problem: problem.clone(), answers: vec![] }, &[]),
+        );
+        out.flush();
+        without_times(&String::from_utf8(sink.0.lock().unwrap().clone()).unwrap())
+    }
+
+    #[test]
+    fn files_show_under_their_message_and_arrive_in_few_lines() {
+        let got = file_lines();
+        assert_eq!(got, FILE_LINES, "the lines of files changed; now:\n{got}");
+    }
+
+    const FILE_LINES: &str = r#"hh:mm:ss  Sam shared a file (12 bytes):
+          + main.py (12 bytes)
+hh:mm:ss  Sam answered 02020202-1 (answer 03030303-4):
+          + src/f00.py (1000 bytes)
+          + src/f01.py (1000 bytes)
+          + src/f02.py (1000 bytes)
+          + src/f03.py (1000 bytes)
+          + src/f04.py (1000 bytes)
+          + src/f05.py (1000 bytes)
+          + src/f06.py (1000 bytes)
+          + src/f07.py (1000 bytes)
+          + src/f08.py (1000 bytes)
+          + src/f09.py (1000 bytes)
+          + 2 more files (2.0 KB)
+hh:mm:ss  Sam (you):
+          see the data
+          attached
+          + d.csv (3.0 MB)
+hh:mm:ss  * files from Sam are saved in /dl/5B/Sam (abababab)
+hh:mm:ss  * main.py (12 bytes) from Sam is here, saved as main (1).py (the name was taken)
+hh:mm:ss  * all 12 files from Sam are here (11.7 KB)
+Attached to your next message (2 files, 2.0 KB; /attach - drops them):
+          + src/f00.py (1000 bytes)
+          + src/f01.py (1000 bytes)
+Nothing is attached. /attach PATH... attaches files or folders to your next message.
+problem 02020202-1 (Loops) by Sam (you): 2 answered, 1 online has not
+  Lea  hh:mm:ss  answer 03030303-5  2 versions  no feedback yet  1 file
+  Sam  hh:mm:ss  answer 04040404-1  1 version   feedback given
+  not answered yet: Bob
+problem 02020202-1 (Loops) by Sam (you): 0 answered
+  nobody has answered yet
+"#;
 
     #[test]
     fn lines_for_people_are_unchanged() {

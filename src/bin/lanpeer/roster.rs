@@ -1,5 +1,5 @@
 //! What the terminal front end knows of the room, for the prompt and for Tab: who this peer is,
-//! who is online, and the problems and answers seen.
+//! who is online, the problems and answers seen, and whether files are attached.
 //!
 //! The main loop keeps it up to date from the node's events (and fills it from `Node::peers` and
 //! `Node::problems` at the start); the editor thread reads it when it draws the prompt or a key
@@ -53,6 +53,8 @@ struct State {
     answers: Vec<Answer>,
     /// The ids in `problems` and `answers`: an event and the fill at the start may both bring one.
     seen: HashSet<MsgId>,
+    /// Files are attached (or being attached) for the next message.
+    attached: bool,
 }
 
 /// The shared roster (see the module doc).
@@ -143,6 +145,17 @@ impl Roster {
         let (s, _) =
             self.ready.wait_timeout_while(s, within, |s| s.me.is_none()).unwrap_or_else(PoisonError::into_inner);
         s.me.clone()
+    }
+
+    /// Say whether files are attached for the next message (or being attached: the main loop
+    /// says so as soon as it takes the `/attach` line).
+    pub fn set_attached(&self, attached: bool) {
+        self.lock().attached = attached;
+    }
+
+    /// Are files attached for the next message? (Its text may then be empty.)
+    pub fn attached(&self) -> bool {
+        self.lock().attached
     }
 
     /// A copy of the peers, problems and answers.
